@@ -1,0 +1,119 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// ExamBell: ends a computer-based exam for everyone in it, at once and consistently.
+///
+/// Modules follow the seed's boxes:
+/// - `ExamBellCore`: the domain (states, wire messages, errors) and the protocols of the
+///   DB store, the state store (Redis side) and the queue. No server framework in it.
+/// - `ExamBellSQL`: the DB (SQLite now, PostgreSQL later) behind one SQL layer.
+/// - `ExamBellMemory`: the in-process memory engine for state and queue (embedded default).
+/// - `ExamBellServer`: web server (JSON API), socket server, admin console, browser pages.
+/// - `exambell`: the thin executable.
+/// - `ExamBellConformance`: the shared conformance suites every backend runs.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "exambell",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "exambell", targets: ["exambell"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/vapor/sqlite-kit.git", from: "4.5.2"),
+        .package(url: "https://github.com/vapor/sql-kit.git", from: "3.36.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+    ],
+    targets: [
+        .target(
+            name: "ExamBellCore",
+            dependencies: [],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellSQL",
+            dependencies: [
+                "ExamBellCore",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "SQLiteKit", package: "sqlite-kit"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellMemory",
+            dependencies: ["ExamBellCore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellServer",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellSQL",
+                "ExamBellMemory",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+            ],
+            resources: [.copy("Public")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "exambell",
+            dependencies: [
+                "ExamBellServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellConformance",
+            dependencies: ["ExamBellCore"],
+            path: "Tests/ExamBellConformance",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExamBellCoreTests",
+            dependencies: ["ExamBellCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExamBellSQLTests",
+            dependencies: ["ExamBellSQL", "ExamBellConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExamBellMemoryTests",
+            dependencies: ["ExamBellMemory", "ExamBellConformance"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExamBellServerTests",
+            dependencies: [
+                "ExamBellServer",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,107 @@
+/// One exam plan as the DB holds it: the source of truth.
+public struct ExamPlan: Sendable, Hashable, Codable {
+    public var planId: String
+    public var title: String
+    public var status: ExamStatus
+    public var createdAt: Timestamp
+    public var startDatetime: Timestamp?
+    /// When the operator planned the exam to end (informational until scheduled ends exist).
+    public var scheduledEndDatetime: Timestamp?
+    /// The one end time of the exam, set when it became `completed`.
+    public var endDatetime: Timestamp?
+    /// Who ended it (the admin actor, or `scheduler`).
+    public var endedBy: String?
+    public var endReason: String?
+
+    public init(
+        planId: String, title: String, status: ExamStatus, createdAt: Timestamp,
+        startDatetime: Timestamp? = nil, scheduledEndDatetime: Timestamp? = nil,
+        endDatetime: Timestamp? = nil, endedBy: String? = nil, endReason: String? = nil
+    ) {
+        self.planId = planId
+        self.title = title
+        self.status = status
+        self.createdAt = createdAt
+        self.startDatetime = startDatetime
+        self.scheduledEndDatetime = scheduledEndDatetime
+        self.endDatetime = endDatetime
+        self.endedBy = endedBy
+        self.endReason = endReason
+    }
+}
+
+/// A candidate (수험자) of one exam.
+public struct Candidate: Sendable, Hashable, Codable {
+    public var candidateId: String
+    public var planId: String
+    public var name: String
+    public var status: CandidateStatus
+    public var lastActiveTime: Timestamp?
+
+    public init(
+        candidateId: String, planId: String, name: String, status: CandidateStatus,
+        lastActiveTime: Timestamp? = nil
+    ) {
+        self.candidateId = candidateId
+        self.planId = planId
+        self.name = name
+        self.status = status
+        self.lastActiveTime = lastActiveTime
+    }
+}
+
+/// A proctor (감독관) of one exam.
+public struct Proctor: Sendable, Hashable, Codable {
+    public var proctorId: String
+    public var planId: String
+    public var name: String
+
+    public init(proctorId: String, planId: String, name: String) {
+        self.proctorId = proctorId
+        self.planId = planId
+        self.name = name
+    }
+}
+
+/// A person to register: an id and a display name.
+public struct Registrant: Sendable, Hashable, Codable {
+    public var id: String
+    public var name: String
+
+    public init(id: String, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
+/// What a bulk registration did.
+public struct RegistrationResult: Sendable, Hashable, Codable {
+    /// Ids newly added to the exam.
+    public var added: Int
+    /// Ids that were already registered to this exam (their names are updated).
+    public var existing: Int
+
+    public init(added: Int, existing: Int) {
+        self.added = added
+        self.existing = existing
+    }
+}
+
+/// One row of the audit log: who did what to which exam, when, and why.
+public struct AuditEntry: Sendable, Hashable, Codable {
+    public var planId: String
+    public var actor: String
+    public var action: String
+    public var reason: String?
+    public var detail: String?
+    public var at: Timestamp
+
+    public init(planId: String, actor: String, action: String, reason: String?, detail: String?, at: Timestamp) {
+        self.planId = planId
+        self.actor = actor
+        self.action = action
+        self.reason = reason
+        self.detail = detail
+        self.at = at
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// Writes JSON text by hand where the exact bytes are part of the contract.
+///
+/// `JSONEncoder` does not promise key order, and the wire shapes of DESIGN.md are pinned
+/// byte for byte, so the four fixed shapes are written with this instead.
+enum JSONText {
+    /// `value` as a JSON string literal, quotes included.
+    static func string(_ value: String) -> String {
+        var out = "\""
+        out.reserveCapacity(value.utf8.count + 2)
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20:
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+        return out
+    }
+
+    /// `value` as a JSON string literal, or `null`.
+    static func optional(_ value: String?) -> String {
+        value.map(string) ?? "null"
+    }
+
+    /// An object with the given keys in the given order; values are JSON text already.
+    static func object(_ fields: KeyValuePairs<String, String>) -> String {
+        "{" + fields.map { "\(string($0.key)):\($0.value)" }.joined(separator: ",") + "}"
+    }
+
+    /// Decodes `text` as `T` with a plain `JSONDecoder`.
+    static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(text.utf8))
+    }
+}

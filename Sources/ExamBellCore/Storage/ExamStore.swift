@@ -1,0 +1,92 @@
+/// The DB (데이터베이스): the source of truth for exams, candidates, proctors, the outbox
+/// and the audit log. One implementation per SQL backend (`SQLiteExamStore`, later
+/// `PostgresExamStore`), all passing the same conformance suite.
+///
+/// Every method that changes data is one transaction: it applies whole or not at all.
+/// Methods throw `ExamBellError` for what a caller did wrong (404, 409) and
+/// `ExamBellError.unavailable` when the database cannot be reached.
+public protocol ExamStore: Sendable {
+    /// Creates an exam plan in `scheduled` and audits it. 409 `exam_exists` when the id is taken.
+    func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan
+
+    /// The plan with this id, or nil.
+    func exam(_ planId: String) async throws -> ExamPlan?
+
+    /// Every plan, newest first.
+    func exams() async throws -> [ExamPlan]
+
+    /// How many candidates of the plan are in each status (statuses with none are absent).
+    func candidateCounts(planId: String) async throws -> [CandidateStatus: Int]
+
+    /// Registers candidates; one whose id belongs to another exam makes the whole call 409.
+    /// A candidate added to a running exam starts `in_progress`; a completed exam refuses.
+    func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+
+    /// Registers proctors, with the same rules as candidates.
+    func registerProctors(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+
+    /// The candidates of a plan, by id.
+    func candidates(planId: String) async throws -> [Candidate]
+
+    /// The candidates with these ids (any exam); unknown ids are absent.
+    func candidates(ids: [String]) async throws -> [Candidate]
+
+    /// The proctors of a plan, by id.
+    func proctors(planId: String) async throws -> [Proctor]
+
+    /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
+    func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan
+
+    /// The end transition as one conditional update: only an `in_progress` plan ends.
+    ///
+    /// In the same transaction it completes the candidates, writes the outbox row carrying
+    /// `message` (leased to the caller until `leaseUntil`) and the audit row. Of concurrent
+    /// callers exactly one gets `.ended`; the others get `.alreadyCompleted` with the winner's
+    /// plan. 404 for an unknown plan, 409 for a `scheduled` one.
+    func endExam(
+        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> EndTransition
+
+    /// Takes up to `limit` outbox rows that are unpublished and not leased at `now`,
+    /// leasing each until `leaseUntil` so that no other relay takes it meanwhile.
+    func claimOutbox(now: Timestamp, leaseUntil: Timestamp, limit: Int) async throws -> [OutboxEntry]
+
+    /// Marks an outbox row published.
+    func markPublished(outboxId: Int64, at: Timestamp) async throws
+
+    /// How many outbox rows wait to be published.
+    func outboxBacklog() async throws -> Int
+
+    /// Applies what the state store saw (final sync, Redis → DB): a later `last_active_time`
+    /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
+    func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int
+
+    /// Appends one audit row.
+    func audit(_ entry: AuditEntry) async throws
+
+    /// The audit rows of a plan, oldest first.
+    func auditLog(planId: String) async throws -> [AuditEntry]
+}
+
+/// What `ExamStore.endExam` did.
+public enum EndTransition: Sendable, Hashable {
+    /// This call ended the exam; `outbox` is its leased queue message.
+    case ended(ExamPlan, outbox: OutboxEntry)
+    /// The exam had ended before (by an earlier or a concurrent call).
+    case alreadyCompleted(ExamPlan)
+}
+
+/// A queue message waiting in the DB to be published (transactional outbox).
+public struct OutboxEntry: Sendable, Hashable {
+    public var id: Int64
+    public var planId: String
+    public var message: ExamEndQueueMessage
+
+    public init(id: Int64, planId: String, message: ExamEndQueueMessage) {
+        self.id = id
+        self.planId = planId
+        self.message = message
+    }
+}

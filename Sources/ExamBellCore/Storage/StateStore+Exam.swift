@@ -1,0 +1,104 @@
+/// The exam meaning of the state store's keys, written once for every engine.
+///
+/// Keys of DESIGN.md (fixed): `exam_plan:{plan_id}`, `exam_candidate:{candidate_id}:status`.
+/// Keys ExamBell adds for live counts: `exam_ack:{plan_id}` (set of candidate ids that
+/// acknowledged the end) and `exam_presence:{plan_id}` (hash: socket node id → `Presence`).
+extension StateStore {
+    /// Writes the plan key and every candidate key in one round trip.
+    public func write(plan planId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
+        async throws
+    {
+        var values: [(key: String, value: String)] = [(PlanStateValue.key(planId), plan.json)]
+        values.reserveCapacity(candidates.count + 1)
+        for (id, state) in candidates {
+            values.append((CandidateStateValue.key(id), state.json))
+        }
+        try await set(values)
+    }
+
+    /// The plan key's value; nil when missing or malformed.
+    public func plan(_ planId: String) async throws -> PlanStateValue? {
+        try await get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
+    }
+
+    /// The candidate keys' raw values, by candidate id (missing keys absent), in one round trip.
+    public func rawCandidates(_ ids: [String]) async throws -> [String: String] {
+        let values = try await get(ids.map(CandidateStateValue.key))
+        var result: [String: String] = [:]
+        for (id, value) in zip(ids, values) {
+            if let value { result[id] = value }
+        }
+        return result
+    }
+
+    /// The candidate keys' values, by candidate id (missing or malformed keys absent).
+    public func candidates(_ ids: [String]) async throws -> [String: CandidateStateValue] {
+        try await rawCandidates(ids).compactMapValues(CandidateStateValue.init(json:))
+    }
+
+    /// Records that a candidate's browser acknowledged the end at `time`.
+    public func recordAck(planId: String, candidateId: String, at time: Timestamp) async throws {
+        try await set([(CandidateStateValue.key(candidateId), CandidateStateValue(status: .completed, lastActiveTime: time).json)])
+        try await addToSet(Self.ackKey(planId), [candidateId])
+    }
+
+    /// The candidates of a plan that acknowledged its end.
+    public func acknowledged(planId: String) async throws -> Set<String> {
+        try await setMembers(Self.ackKey(planId))
+    }
+
+    /// Publishes what one socket node holds of a plan; an empty presence removes the node.
+    public func setPresence(planId: String, nodeId: String, _ presence: Presence) async throws {
+        if presence.candidates.isEmpty && presence.proctors.isEmpty {
+            try await deleteField(Self.presenceKey(planId), field: nodeId)
+        } else {
+            try await setField(Self.presenceKey(planId), field: nodeId, value: presence.json)
+        }
+    }
+
+    /// Who is connected to a plan over all socket nodes, ignoring nodes silent since `freshAfter`.
+    public func presence(planId: String, freshAfter: Timestamp) async throws -> Presence {
+        var merged = Presence(candidates: [], proctors: [], updated: freshAfter)
+        for value in try await fields(Self.presenceKey(planId)).values {
+            guard let presence = Presence(json: value), presence.updated >= freshAfter else { continue }
+            merged.candidates.formUnion(presence.candidates)
+            merged.proctors.formUnion(presence.proctors)
+        }
+        return merged
+    }
+
+    static func ackKey(_ planId: String) -> String { "exam_ack:\(planId)" }
+    static func presenceKey(_ planId: String) -> String { "exam_presence:\(planId)" }
+}
+
+/// The browsers one socket node holds for one exam, refreshed by a heartbeat.
+public struct Presence: Sendable, Hashable {
+    public var candidates: Set<String>
+    public var proctors: Set<String>
+    /// When the node last wrote it.
+    public var updated: Timestamp
+
+    public init(candidates: Set<String>, proctors: Set<String>, updated: Timestamp) {
+        self.candidates = candidates
+        self.proctors = proctors
+        self.updated = updated
+    }
+
+    var json: String {
+        JSONText.object([
+            "candidates": "[" + candidates.sorted().map(JSONText.string).joined(separator: ",") + "]",
+            "proctors": "[" + proctors.sorted().map(JSONText.string).joined(separator: ",") + "]",
+            "updated": JSONText.string(updated.iso8601),
+        ])
+    }
+
+    init?(json: String) {
+        struct Wire: Decodable {
+            var candidates: [String]
+            var proctors: [String]
+            var updated: Timestamp
+        }
+        guard let wire = try? JSONText.decode(Wire.self, from: json) else { return nil }
+        self.init(candidates: Set(wire.candidates), proctors: Set(wire.proctors), updated: wire.updated)
+    }
+}

@@ -1,0 +1,32 @@
+/// The state store (Redis): a shared cache of exam and candidate state that every web and
+/// socket node reads without touching the DB.
+///
+/// The protocol is the small part of Redis's data model ExamBell needs (strings, sets,
+/// hashes), so an engine is only storage; the exam meaning lives once in the extensions of
+/// `StateStore+Exam.swift`. Engines: `MemoryStateStore` (embedded), `RedisStateStore`.
+public protocol StateStore: Sendable {
+    /// Sets every key to its value in one round trip (`MSET`).
+    func set(_ values: [(key: String, value: String)]) async throws
+
+    /// The values of `keys`, nil where a key is missing, in one round trip (`MGET`).
+    func get(_ keys: [String]) async throws -> [String?]
+
+    /// Deletes keys (`DEL`).
+    func delete(_ keys: [String]) async throws
+
+    /// Adds members to the set at `key` (`SADD`); returns how many were new.
+    @discardableResult
+    func addToSet(_ key: String, _ members: [String]) async throws -> Int
+
+    /// The members of the set at `key` (`SMEMBERS`).
+    func setMembers(_ key: String) async throws -> Set<String>
+
+    /// Sets one field of the hash at `key` (`HSET`).
+    func setField(_ key: String, field: String, value: String) async throws
+
+    /// Deletes one field of the hash at `key` (`HDEL`).
+    func deleteField(_ key: String, field: String) async throws
+
+    /// Every field of the hash at `key` (`HGETALL`).
+    func fields(_ key: String) async throws -> [String: String]
+}

@@ -1,0 +1,67 @@
+import ExamBellCore
+import Synchronization
+
+/// The in-process state store of the embedded default: Redis's strings, sets and hashes in
+/// one process, behind a mutex. It loses everything when the process stops, as a Redis
+/// without persistence would; final sync rewrites it from the DB.
+public final class MemoryStateStore: StateStore {
+    private struct Storage {
+        var strings: [String: String] = [:]
+        var sets: [String: Set<String>] = [:]
+        var hashes: [String: [String: String]] = [:]
+    }
+
+    private let storage = Mutex(Storage())
+
+    public init() {}
+
+    public func set(_ values: [(key: String, value: String)]) async throws {
+        storage.withLock { storage in
+            for (key, value) in values { storage.strings[key] = value }
+        }
+    }
+
+    public func get(_ keys: [String]) async throws -> [String?] {
+        storage.withLock { storage in keys.map { storage.strings[$0] } }
+    }
+
+    public func delete(_ keys: [String]) async throws {
+        storage.withLock { storage in
+            for key in keys {
+                storage.strings[key] = nil
+                storage.sets[key] = nil
+                storage.hashes[key] = nil
+            }
+        }
+    }
+
+    @discardableResult
+    public func addToSet(_ key: String, _ members: [String]) async throws -> Int {
+        storage.withLock { storage in
+            var added = 0
+            for member in members where storage.sets[key, default: []].insert(member).inserted {
+                added += 1
+            }
+            return added
+        }
+    }
+
+    public func setMembers(_ key: String) async throws -> Set<String> {
+        storage.withLock { $0.sets[key] ?? [] }
+    }
+
+    public func setField(_ key: String, field: String, value: String) async throws {
+        storage.withLock { $0.hashes[key, default: [:]][field] = value }
+    }
+
+    public func deleteField(_ key: String, field: String) async throws {
+        storage.withLock { storage in
+            storage.hashes[key]?[field] = nil
+            if storage.hashes[key]?.isEmpty == true { storage.hashes[key] = nil }
+        }
+    }
+
+    public func fields(_ key: String) async throws -> [String: String] {
+        storage.withLock { $0.hashes[key] ?? [:] }
+    }
+}

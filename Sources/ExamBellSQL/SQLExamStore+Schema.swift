@@ -1,0 +1,92 @@
+import ExamBellCore
+import SQLKit
+
+/// The versioned schema. Table and column names are fixed by DESIGN.md: operators query them.
+extension SQLExamStore {
+    /// Migrations in order; a migration once shipped never changes, a new one is appended.
+    static func migrations(_ dialect: SQLStoreDialect) -> [[String]] {
+        [
+            [
+                """
+                CREATE TABLE exam_plan (
+                    plan_id TEXT PRIMARY KEY,
+                    title TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    start_datetime TEXT,
+                    scheduled_end_datetime TEXT,
+                    end_datetime TEXT,
+                    ended_by TEXT,
+                    end_reason TEXT
+                )
+                """,
+                """
+                CREATE TABLE exam_candidate (
+                    candidate_id TEXT PRIMARY KEY,
+                    plan_id TEXT NOT NULL REFERENCES exam_plan(plan_id),
+                    name TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    last_active_time TEXT
+                )
+                """,
+                "CREATE INDEX exam_candidate_plan_id ON exam_candidate(plan_id)",
+                """
+                CREATE TABLE exam_proctor (
+                    proctor_id TEXT PRIMARY KEY,
+                    plan_id TEXT NOT NULL REFERENCES exam_plan(plan_id),
+                    name TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_proctor_plan_id ON exam_proctor(plan_id)",
+                """
+                CREATE TABLE exam_outbox (
+                    id \(dialect.autoIncrementPrimaryKey),
+                    plan_id TEXT NOT NULL REFERENCES exam_plan(plan_id),
+                    topic TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    claimed_until TEXT,
+                    published_at TEXT
+                )
+                """,
+                "CREATE INDEX exam_outbox_unpublished ON exam_outbox(published_at, claimed_until)",
+                """
+                CREATE TABLE exam_audit_log (
+                    id \(dialect.autoIncrementPrimaryKey),
+                    plan_id TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    reason TEXT,
+                    detail TEXT,
+                    at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_audit_log_plan_id ON exam_audit_log(plan_id)",
+            ]
+        ]
+    }
+
+    /// Applies the migrations not yet applied, each in its own transaction with its version row.
+    public func migrate() async throws {
+        try await executor.withConnection { db in
+            try await db.raw(
+                "CREATE TABLE IF NOT EXISTS exam_schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            ).run()
+        }
+        for (index, statements) in Self.migrations(executor.dialect).enumerated() {
+            let version = index + 1
+            try await executor.withTransaction { db in
+                let applied = try await db.raw(
+                    "SELECT version FROM exam_schema_version WHERE version = \(bind: version)"
+                ).first()
+                guard applied == nil else { return }
+                for statement in statements {
+                    try await db.raw(SQLQueryString(statement)).run()
+                }
+                try await db.raw(
+                    "INSERT INTO exam_schema_version (version, applied_at) VALUES (\(bind: version), \(bind: Timestamp.now().iso8601))"
+                ).run()
+            }
+        }
+    }
+}

@@ -1,0 +1,421 @@
+import ExamBellCore
+import Logging
+import SQLKit
+
+/// The DB store over any SQL backend: every query written once against `SQLDatabase`.
+///
+/// `SQLiteExamStore.open` builds it on SQLite; PostgreSQL gives it another `SQLExecutor`.
+public struct SQLExamStore: ExamStore {
+    let executor: any SQLExecutor
+    /// Rows per multi-row INSERT or IN list: well under SQLite's and PostgreSQL's bind limits.
+    static let chunkSize = 500
+
+    public init(executor: any SQLExecutor) {
+        self.executor = executor
+    }
+
+    /// Closes the backend's connections.
+    public func shutdown() async throws {
+        try await executor.shutdown()
+    }
+
+    // MARK: Exams
+
+    public func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
+        try await transaction { db in
+            if try await Self.plan(planId, db) != nil {
+                throw ExamBellError.conflict(code: "exam_exists", "An exam with id \(planId) exists already.")
+            }
+            try await db.raw(
+                """
+                INSERT INTO exam_plan (plan_id, title, status, created_at)
+                VALUES (\(bind: planId), \(bind: title), \(bind: ExamStatus.scheduled.rawValue), \(bind: at.iso8601))
+                """
+            ).run()
+            try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "create", reason: nil, detail: title, at: at), db)
+            return ExamPlan(planId: planId, title: title, status: .scheduled, createdAt: at)
+        }
+    }
+
+    public func exam(_ planId: String) async throws -> ExamPlan? {
+        try await connection { db in try await Self.plan(planId, db) }
+    }
+
+    public func exams() async throws -> [ExamPlan] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_plan ORDER BY created_at DESC, plan_id").all().map(Self.plan(from:))
+        }
+    }
+
+    public func candidateCounts(planId: String) async throws -> [CandidateStatus: Int] {
+        try await connection { db in
+            var counts: [CandidateStatus: Int] = [:]
+            let rows = try await db.raw(
+                "SELECT status, COUNT(*) AS n FROM exam_candidate WHERE plan_id = \(bind: planId) GROUP BY status"
+            ).all()
+            for row in rows {
+                if let status = CandidateStatus(rawValue: try row.decode(column: "status", as: String.self)) {
+                    counts[status] = try row.decode(column: "n", as: Int.self)
+                }
+            }
+            return counts
+        }
+    }
+
+    public func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan {
+        try await transaction { db in
+            let started = try await db.raw(
+                """
+                UPDATE exam_plan SET status = \(bind: ExamStatus.inProgress.rawValue), start_datetime = \(bind: at.iso8601)
+                WHERE plan_id = \(bind: planId) AND status = \(bind: ExamStatus.scheduled.rawValue)
+                RETURNING plan_id
+                """
+            ).first()
+            guard started != nil else {
+                guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+                throw ExamBellError.wrongState(planId, is: plan.status, action: "start")
+            }
+            try await db.raw(
+                """
+                UPDATE exam_candidate SET status = \(bind: CandidateStatus.inProgress.rawValue)
+                WHERE plan_id = \(bind: planId) AND status = \(bind: CandidateStatus.registered.rawValue)
+                """
+            ).run()
+            try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "start", reason: nil, detail: nil, at: at), db)
+            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            return plan
+        }
+    }
+
+    public func endExam(
+        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> EndTransition {
+        try await transaction { db in
+            let ended = try await db.raw(
+                """
+                UPDATE exam_plan SET status = \(bind: ExamStatus.completed.rawValue),
+                    end_datetime = \(bind: endDatetime.iso8601), ended_by = \(bind: actor), end_reason = \(bind: reason)
+                WHERE plan_id = \(bind: planId) AND status = \(bind: ExamStatus.inProgress.rawValue)
+                RETURNING plan_id
+                """
+            ).first()
+            guard ended != nil else {
+                guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+                guard plan.status == .completed else { throw ExamBellError.wrongState(planId, is: plan.status, action: "end") }
+                return .alreadyCompleted(plan)
+            }
+            try await db.raw(
+                """
+                UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue)
+                WHERE plan_id = \(bind: planId) AND status <> \(bind: CandidateStatus.completed.rawValue)
+                """
+            ).run()
+            let message = ExamEndQueueMessage(examId: planId, timestamp: endDatetime)
+            let outboxRow = try await db.raw(
+                """
+                INSERT INTO exam_outbox (plan_id, topic, payload, created_at, claimed_until)
+                VALUES (\(bind: planId), \(bind: "queue:exam_end"), \(bind: message.json), \(bind: endDatetime.iso8601),
+                    \(bind: leaseUntil.iso8601))
+                RETURNING id
+                """
+            ).first()
+            guard let outboxId = try outboxRow?.decode(column: "id", as: Int64.self) else {
+                throw ExamBellError.unavailable("The database did not return the outbox row.")
+            }
+            try await Self.audit(
+                AuditEntry(planId: planId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
+            )
+            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            return .ended(plan, outbox: OutboxEntry(id: outboxId, planId: planId, message: message))
+        }
+    }
+
+    // MARK: People
+
+    public func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+    {
+        try await register(.candidates, planId: planId, people, actor: actor, at: at)
+    }
+
+    public func registerProctors(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+    {
+        try await register(.proctors, planId: planId, people, actor: actor, at: at)
+    }
+
+    /// The two tables of people differ only in names and in whether rows carry a status.
+    private struct PeopleTable: Sendable {
+        var table: String
+        var idColumn: String
+        var hasStatus: Bool
+        var noun: String
+
+        static let candidates = PeopleTable(table: "exam_candidate", idColumn: "candidate_id", hasStatus: true, noun: "candidate")
+        static let proctors = PeopleTable(table: "exam_proctor", idColumn: "proctor_id", hasStatus: false, noun: "proctor")
+    }
+
+    private func register(_ kind: PeopleTable, planId: String, _ people: [Registrant], actor: String, at: Timestamp)
+        async throws -> RegistrationResult
+    {
+        try await transaction { db in
+            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            guard plan.status != .completed else {
+                throw ExamBellError.wrongState(planId, is: plan.status, action: "take new \(kind.noun)s")
+            }
+            var existing: [String: (planId: String, name: String)] = [:]
+            for chunk in people.map(\.id).chunked(Self.chunkSize) {
+                let rows = try await db.raw(
+                    """
+                    SELECT \(ident: kind.idColumn) AS id, plan_id, name FROM \(ident: kind.table)
+                    WHERE \(ident: kind.idColumn) IN (\(binds: Array(chunk)))
+                    """
+                ).all()
+                for row in rows {
+                    existing[try row.decode(column: "id", as: String.self)] = (
+                        try row.decode(column: "plan_id", as: String.self), try row.decode(column: "name", as: String.self)
+                    )
+                }
+            }
+            let taken = existing.filter { $0.value.planId != planId }.keys.sorted()
+            if !taken.isEmpty {
+                throw ExamBellError.conflict(
+                    code: "\(kind.noun)_in_other_exam",
+                    "\(taken.count) \(kind.noun) id(s) belong to another exam, e.g. \(taken.prefix(5).joined(separator: ", "))."
+                )
+            }
+            let fresh = people.filter { existing[$0.id] == nil }
+            let status = CandidateStatus.following(plan.status).rawValue
+            for chunk in fresh.chunked(Self.chunkSize) {
+                let rows: [SQLQueryString] = chunk.map { person in
+                    kind.hasStatus
+                        ? "(\(bind: person.id), \(bind: planId), \(bind: person.name), \(bind: status))"
+                        : "(\(bind: person.id), \(bind: planId), \(bind: person.name))"
+                }
+                let columns: SQLQueryString =
+                    kind.hasStatus
+                    ? "(\(ident: kind.idColumn), plan_id, name, status)" : "(\(ident: kind.idColumn), plan_id, name)"
+                try await db.raw("INSERT INTO \(ident: kind.table) " + columns + " VALUES " + rows.joined(separator: ", ")).run()
+            }
+            for person in people where existing[person.id].map({ $0.name != person.name }) == true {
+                try await db.raw(
+                    "UPDATE \(ident: kind.table) SET name = \(bind: person.name) WHERE \(ident: kind.idColumn) = \(bind: person.id)"
+                ).run()
+            }
+            let result = RegistrationResult(added: fresh.count, existing: people.count - fresh.count)
+            try await Self.audit(
+                AuditEntry(
+                    planId: planId, actor: actor, action: "register_\(kind.noun)s", reason: nil,
+                    detail: "added \(result.added), already registered \(result.existing)", at: at
+                ), db
+            )
+            return result
+        }
+    }
+
+    public func candidates(planId: String) async throws -> [Candidate] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+                .map(Self.candidate(from:))
+        }
+    }
+
+    public func candidates(ids: [String]) async throws -> [Candidate] {
+        try await connection { db in
+            var result: [Candidate] = []
+            for chunk in ids.chunked(Self.chunkSize) {
+                result += try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id IN (\(binds: Array(chunk)))").all()
+                    .map(Self.candidate(from:))
+            }
+            return result
+        }
+    }
+
+    public func proctors(planId: String) async throws -> [Proctor] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_proctor WHERE plan_id = \(bind: planId) ORDER BY proctor_id").all().map {
+                Proctor(
+                    proctorId: try $0.decode(column: "proctor_id", as: String.self),
+                    planId: try $0.decode(column: "plan_id", as: String.self),
+                    name: try $0.decode(column: "name", as: String.self)
+                )
+            }
+        }
+    }
+
+    public func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int {
+        guard !activity.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (id, state) in activity.sorted(by: { $0.key < $1.key }) {
+                var updated = false
+                if let time = state.lastActiveTime?.iso8601 {
+                    updated = try await db.raw(
+                        """
+                        UPDATE exam_candidate SET last_active_time = \(bind: time)
+                        WHERE candidate_id = \(bind: id) AND (last_active_time IS NULL OR last_active_time < \(bind: time))
+                        RETURNING candidate_id
+                        """
+                    ).first() != nil
+                }
+                // A status only moves forward: these are the statuses it may come from.
+                let earlier = CandidateStatus.allCases.filter { $0.canMove(to: state.status) }.map(\.rawValue)
+                if !earlier.isEmpty {
+                    let moved = try await db.raw(
+                        """
+                        UPDATE exam_candidate SET status = \(bind: state.status.rawValue)
+                        WHERE candidate_id = \(bind: id) AND status IN (\(binds: earlier))
+                        RETURNING candidate_id
+                        """
+                    ).first() != nil
+                    updated = updated || moved
+                }
+                if updated { changed += 1 }
+            }
+            return changed
+        }
+    }
+
+    // MARK: Outbox and audit
+
+    public func claimOutbox(now: Timestamp, leaseUntil: Timestamp, limit: Int) async throws -> [OutboxEntry] {
+        try await transaction { db in
+            let rows = try await db.raw(
+                """
+                SELECT id, plan_id, payload FROM exam_outbox
+                WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < \(bind: now.iso8601))
+                ORDER BY id LIMIT \(bind: limit)
+                """
+            ).all()
+            var entries: [OutboxEntry] = []
+            for row in rows {
+                let id = try row.decode(column: "id", as: Int64.self)
+                let claimed = try await db.raw(
+                    """
+                    UPDATE exam_outbox SET claimed_until = \(bind: leaseUntil.iso8601)
+                    WHERE id = \(bind: id) AND published_at IS NULL
+                        AND (claimed_until IS NULL OR claimed_until < \(bind: now.iso8601))
+                    RETURNING id
+                    """
+                ).first()
+                guard claimed != nil else { continue }
+                let message = try ExamEndQueueMessage(json: try row.decode(column: "payload", as: String.self))
+                entries.append(OutboxEntry(id: id, planId: try row.decode(column: "plan_id", as: String.self), message: message))
+            }
+            return entries
+        }
+    }
+
+    public func markPublished(outboxId: Int64, at: Timestamp) async throws {
+        try await connection { db in
+            try await db.raw("UPDATE exam_outbox SET published_at = \(bind: at.iso8601) WHERE id = \(bind: outboxId)").run()
+        }
+    }
+
+    public func outboxBacklog() async throws -> Int {
+        try await connection { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM exam_outbox WHERE published_at IS NULL").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+        }
+    }
+
+    public func audit(_ entry: AuditEntry) async throws {
+        try await connection { db in try await Self.audit(entry, db) }
+    }
+
+    public func auditLog(planId: String) async throws -> [AuditEntry] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_audit_log WHERE plan_id = \(bind: planId) ORDER BY id").all().map { row in
+                AuditEntry(
+                    planId: try row.decode(column: "plan_id", as: String.self),
+                    actor: try row.decode(column: "actor", as: String.self),
+                    action: try row.decode(column: "action", as: String.self),
+                    reason: try row.decode(column: "reason", as: String?.self),
+                    detail: try row.decode(column: "detail", as: String?.self),
+                    at: try Self.timestamp(row, "at") ?? Timestamp(secondsSince1970: 0)
+                )
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    private static func audit(_ entry: AuditEntry, _ db: any SQLDatabase) async throws {
+        try await db.raw(
+            """
+            INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at)
+            VALUES (\(bind: entry.planId), \(bind: entry.actor), \(bind: entry.action), \(bind: entry.reason),
+                \(bind: entry.detail), \(bind: entry.at.iso8601))
+            """
+        ).run()
+    }
+
+    private static func plan(_ planId: String, _ db: any SQLDatabase) async throws -> ExamPlan? {
+        try await db.raw("SELECT * FROM exam_plan WHERE plan_id = \(bind: planId)").first().map(plan(from:))
+    }
+
+    private static func plan(from row: any SQLRow) throws -> ExamPlan {
+        let planId = try row.decode(column: "plan_id", as: String.self)
+        let statusText = try row.decode(column: "status", as: String.self)
+        guard let status = ExamStatus(rawValue: statusText) else {
+            throw ExamBellError.unavailable("exam_plan \(planId) has an unknown status \(statusText).")
+        }
+        return ExamPlan(
+            planId: planId,
+            title: try row.decode(column: "title", as: String.self),
+            status: status,
+            createdAt: try timestamp(row, "created_at") ?? Timestamp(secondsSince1970: 0),
+            startDatetime: try timestamp(row, "start_datetime"),
+            scheduledEndDatetime: try timestamp(row, "scheduled_end_datetime"),
+            endDatetime: try timestamp(row, "end_datetime"),
+            endedBy: try row.decode(column: "ended_by", as: String?.self),
+            endReason: try row.decode(column: "end_reason", as: String?.self)
+        )
+    }
+
+    private static func candidate(from row: any SQLRow) throws -> Candidate {
+        let id = try row.decode(column: "candidate_id", as: String.self)
+        let statusText = try row.decode(column: "status", as: String.self)
+        guard let status = CandidateStatus(rawValue: statusText) else {
+            throw ExamBellError.unavailable("exam_candidate \(id) has an unknown status \(statusText).")
+        }
+        return Candidate(
+            candidateId: id,
+            planId: try row.decode(column: "plan_id", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            status: status,
+            lastActiveTime: try timestamp(row, "last_active_time")
+        )
+    }
+
+    private static func timestamp(_ row: any SQLRow, _ column: String) throws -> Timestamp? {
+        try row.decode(column: column, as: String?.self).flatMap(Timestamp.init(iso8601:))
+    }
+
+    /// Runs `body` in a transaction; failures other than `ExamBellError` become 503.
+    private func transaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await Self.mapErrors { try await executor.withTransaction(body) }
+    }
+
+    /// Runs `body` on a connection; failures other than `ExamBellError` become 503.
+    private func connection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await Self.mapErrors { try await executor.withConnection(body) }
+    }
+
+    private static func mapErrors<R>(_ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch let error as ExamBellError {
+            throw error
+        } catch {
+            throw ExamBellError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
+        }
+    }
+}
+
+extension Array {
+    /// The array cut into consecutive pieces of at most `size` elements.
+    func chunked(_ size: Int) -> [ArraySlice<Element>] {
+        stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}

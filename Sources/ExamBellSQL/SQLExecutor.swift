@@ -1,0 +1,35 @@
+import ExamBellCore
+import SQLKit
+
+/// The seam between ExamBell's SQL and one database backend.
+///
+/// `SQLExamStore` writes every query once against `SQLDatabase`; a backend only says how to
+/// get a connection, how to run a transaction and the few DDL words that differ.
+public protocol SQLExecutor: Sendable {
+    /// The DDL words that differ between backends.
+    var dialect: SQLStoreDialect { get }
+
+    /// Runs `body` on one connection outside a transaction.
+    func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R
+
+    /// Runs `body` in one transaction on one connection: committed when it returns,
+    /// rolled back when it throws.
+    func withTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws
+        -> R
+
+    /// Closes the connections.
+    func shutdown() async throws
+}
+
+/// The DDL that differs between SQLite and PostgreSQL.
+public struct SQLStoreDialect: Sendable {
+    /// The column type of an auto-increment 64-bit primary key.
+    public var autoIncrementPrimaryKey: String
+
+    public init(autoIncrementPrimaryKey: String) {
+        self.autoIncrementPrimaryKey = autoIncrementPrimaryKey
+    }
+
+    public static let sqlite = SQLStoreDialect(autoIncrementPrimaryKey: "INTEGER PRIMARY KEY AUTOINCREMENT")
+    public static let postgres = SQLStoreDialect(autoIncrementPrimaryKey: "BIGSERIAL PRIMARY KEY")
+}

@@ -1,0 +1,77 @@
+import ExamBellCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SQLKit
+import SQLiteKit
+import SQLiteNIO
+
+/// The embedded DB: one SQLite file (WAL journal), one connection, transactions in turn.
+public final class SQLiteExecutor: SQLExecutor {
+    public let dialect = SQLStoreDialect.sqlite
+    private let connection: SQLiteConnection
+    private let lock = AsyncSerialLock()
+    private let logger: Logger
+
+    /// Opens (creating when needed) the SQLite database at `path`; `:memory:` for a private
+    /// in-memory database.
+    public static func open(path: String, logger: Logger) async throws -> SQLiteExecutor {
+        let storage: SQLiteConnection.Storage
+        if path == ":memory:" {
+            storage = .memory
+        } else {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            storage = .file(path: path)
+        }
+        let connection = try await SQLiteConnection.open(
+            storage: storage, threadPool: .singleton, logger: logger, on: MultiThreadedEventLoopGroup.singleton.any()
+        ).get()
+        let executor = SQLiteExecutor(connection: connection, logger: logger)
+        try await executor.withConnection { db in
+            try await db.raw("PRAGMA journal_mode = WAL").run()
+            try await db.raw("PRAGMA synchronous = NORMAL").run()
+            try await db.raw("PRAGMA foreign_keys = ON").run()
+            try await db.raw("PRAGMA busy_timeout = 5000").run()
+        }
+        return executor
+    }
+
+    private init(connection: SQLiteConnection, logger: Logger) {
+        self.connection = connection
+        self.logger = logger
+    }
+
+    public func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
+        async throws -> R
+    {
+        let db = connection.sql()
+        return try await lock.withLock { try await body(db) }
+    }
+
+    public func withTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
+        async throws -> R
+    {
+        let db = connection.sql()
+        return try await lock.withLock {
+            try await db.raw("BEGIN IMMEDIATE").run()
+            do {
+                let result = try await body(db)
+                try await db.raw("COMMIT").run()
+                return result
+            } catch {
+                do {
+                    try await db.raw("ROLLBACK").run()
+                } catch {
+                    logger.error("SQLite rollback failed", metadata: ["error": "\(error)"])
+                }
+                throw error
+            }
+        }
+    }
+
+    public func shutdown() async throws {
+        try await connection.close().get()
+    }
+}
