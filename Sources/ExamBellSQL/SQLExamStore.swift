@@ -106,7 +106,8 @@ public struct SQLExamStore: ExamStore {
             }
             try await db.raw(
                 """
-                UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue)
+                UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue),
+                    last_active_time = \(bind: endDatetime.iso8601)
                 WHERE plan_id = \(bind: planId) AND status <> \(bind: CandidateStatus.completed.rawValue)
                 """
             ).run()

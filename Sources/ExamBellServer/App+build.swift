@@ -1,0 +1,104 @@
+import ExamBellCore
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import ServiceLifecycle
+
+/// The one place an ExamBell node is assembled: the backends are passed in, so `serve`
+/// hands in SQLite and the memory engine, the split processes PostgreSQL and Redis, and
+/// tests whatever they check.
+///
+/// Data flow of an end (seed §2): `ExamsController.end` → `EndExamService` (DB ∥ state
+/// store) → `OutboxRelay.deliver` (queue) → `QueueConsumer` on each socket node →
+/// `SocketHub.broadcast` → browsers; `FinalSync` reconciles afterwards and periodically.
+public func buildApplication(
+    configuration: ExamBellConfiguration,
+    backends: ExamBellBackends,
+    logger: Logger
+) async throws -> some ApplicationProtocol {
+    let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
+    return node.application
+}
+
+/// A node's parts, reachable by tests that drive a part directly (the relay, final sync).
+public struct ExamBellNode: Sendable {
+    public let application: Application<RouterResponder<BasicRequestContext>>
+    public let hub: SocketHub
+    public let outboxRelay: OutboxRelay
+    public let finalSync: FinalSync
+    public let sessions: SessionTokens
+
+    public init(configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger) async throws {
+        let sessions = await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
+        let hub = SocketHub()
+        let relay = OutboxRelay(
+            backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
+        )
+        let sync = FinalSync(backends: backends, interval: configuration.syncInterval, logger: logger)
+        let endService = EndExamService(
+            backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease, logger: logger
+        )
+        let router = try buildRouter(
+            configuration: configuration, backends: backends, sessions: sessions, endService: endService
+        )
+        let address = BindAddress.hostname(configuration.host, port: configuration.port)
+        var services: [any Service] = []
+        var application: Application<RouterResponder<BasicRequestContext>>
+        if configuration.roles.contains(.socket) {
+            let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+            webSocketRouter.middlewares.add(APIErrorMiddleware())
+            SocketServer(hub: hub, sessions: sessions, state: backends.state, logger: logger).addRoutes(to: webSocketRouter)
+            application = Application(
+                router: router,
+                server: .http1WebSocketUpgrade(
+                    webSocketRouter: webSocketRouter,
+                    configuration: .init(ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: configuration.pingInterval)))
+                ),
+                configuration: .init(address: address, serverName: "ExamBell"),
+                logger: logger
+            )
+            services.append(QueueConsumer(queue: backends.queue, hub: hub, group: configuration.nodeId, logger: logger))
+            services.append(
+                PresencePublisher(
+                    hub: hub, state: backends.state, nodeId: configuration.nodeId, interval: configuration.presenceInterval,
+                    logger: logger
+                )
+            )
+        } else {
+            application = Application(
+                router: router, configuration: .init(address: address, serverName: "ExamBell"), logger: logger
+            )
+        }
+        if configuration.roles.contains(.web) {
+            services.append(relay)
+            services.append(sync)
+        }
+        application.addServices(services)
+        self.application = application
+        self.hub = hub
+        self.outboxRelay = relay
+        self.finalSync = sync
+        self.sessions = sessions
+    }
+}
+
+/// The HTTP routes of the node's roles: the JSON API (web), the pages, `/health`.
+func buildRouter(
+    configuration: ExamBellConfiguration,
+    backends: ExamBellBackends,
+    sessions: SessionTokens,
+    endService: EndExamService
+) throws -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.middlewares.add(APIErrorMiddleware())
+    router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
+    if configuration.roles.contains(.web) {
+        let controller = ExamsController<BasicRequestContext>(
+            backends: backends, configuration: configuration, auth: AdminAuth(token: configuration.adminToken),
+            sessions: sessions, endService: endService
+        )
+        router.addRoutes(controller.endpoints, atPath: "api")
+    }
+    try PageAssets.load().addRoutes(to: router, roles: configuration.roles)
+    return router
+}

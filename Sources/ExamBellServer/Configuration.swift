@@ -1,0 +1,68 @@
+import ExamBellCore
+
+/// Everything a node needs to know that is not a backend: where it listens, its secrets,
+/// its public URLs and the timings of its background work.
+public struct ExamBellConfiguration: Sendable {
+    /// Which parts of ExamBell this process runs.
+    public struct Roles: OptionSet, Sendable {
+        public let rawValue: Int
+        public init(rawValue: Int) { self.rawValue = rawValue }
+        /// The web server (시행 서버): JSON API, outbox relay, final sync.
+        public static let web = Roles(rawValue: 1)
+        /// The socket server (소켓 서버): `/ws`, queue consumer, presence.
+        public static let socket = Roles(rawValue: 2)
+        /// The admin console (관리 서버 UI) at `/admin`.
+        public static let admin = Roles(rawValue: 4)
+        public static let all: Roles = [.web, .socket, .admin]
+    }
+
+    public var roles: Roles = .all
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Bearer token of admin calls.
+    public var adminToken: String
+    /// Key that signs browser session tokens (shared by web and socket nodes).
+    public var sessionSecret: String
+    /// Where browsers and tools reach the web server, like `http://127.0.0.1:8080`.
+    public var publicWebURL: String
+    /// The `ws://…/ws` that session tokens point browsers to.
+    public var publicSocketURL: String
+    /// A socket node's stable name: its consumer group.
+    public var nodeId = "socket-1"
+    /// How long a browser session token stays valid.
+    public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// How long an outbox row stays with the node that committed it before a relay takes it.
+    public var outboxLease: Duration = .seconds(5)
+    /// How often the outbox relay looks for unpublished rows.
+    public var outboxInterval: Duration = .seconds(1)
+    /// How often final sync reconciles Redis and the DB.
+    public var syncInterval: Duration = .seconds(30)
+    /// How often a socket node pings browsers; one that misses a pong is dropped.
+    public var pingInterval: Duration = .seconds(30)
+    /// How often a socket node refreshes its presence in the state store.
+    public var presenceInterval: Duration = .seconds(1)
+    /// Maximum request body, in bytes.
+    public var maxBodySize = 1 << 20
+    /// Maximum candidates, proctors or session ids in one request.
+    public var maxBatch = 10_000
+
+    public init(adminToken: String, sessionSecret: String, publicWebURL: String, publicSocketURL: String) {
+        self.adminToken = adminToken
+        self.sessionSecret = sessionSecret
+        self.publicWebURL = publicWebURL
+        self.publicSocketURL = publicSocketURL
+    }
+}
+
+/// The backends a node runs on: the DB, the state store and the queue.
+public struct ExamBellBackends: Sendable {
+    public var store: any ExamStore
+    public var state: any StateStore
+    public var queue: any ExamEndQueue
+
+    public init(store: any ExamStore, state: any StateStore, queue: any ExamEndQueue) {
+        self.store = store
+        self.state = state
+        self.queue = queue
+    }
+}

@@ -1,0 +1,62 @@
+import ExamBellCore
+import Foundation
+import JWTKit
+
+/// Who a browser is: its id, role and exam, as carried by its signed session token.
+public struct Session: Sendable, Hashable {
+    public var subject: String
+    public var role: SessionRole
+    public var examId: String
+}
+
+/// Issues and checks browser session tokens (JWT, HS256) without a DB round trip.
+///
+/// A token carries subject, role, exam and expiry; web and socket nodes share the secret.
+public struct SessionTokens: Sendable {
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim
+        var role: String
+        var exam: String
+        var exp: ExpirationClaim
+
+        func verify(using algorithm: some JWTAlgorithm) async throws {
+            try exp.verifyNotExpired()
+        }
+    }
+
+    private let keys: JWTKeyCollection
+    private let lifetime: Duration
+
+    /// Tokens signed with `secret`, valid for `lifetime`.
+    public init(secret: String, lifetime: Duration) async {
+        self.keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        self.lifetime = lifetime
+    }
+
+    /// A token for `subject` in `role` at exam `examId`, expiring after the lifetime
+    /// (or at `expiry` when given).
+    public func issue(subject: String, role: SessionRole, examId: String, expiry: Date? = nil) async throws -> String {
+        let seconds = Double(lifetime.components.seconds)
+        let claims = Claims(
+            sub: .init(value: subject), role: role.rawValue, exam: examId,
+            exp: .init(value: expiry ?? Date().addingTimeInterval(seconds))
+        )
+        return try await keys.sign(claims)
+    }
+
+    /// The session of a valid token; 401 for a missing, forged, malformed or expired one.
+    public func verify(_ token: String?) async throws(ExamBellError) -> Session {
+        guard let token, !token.isEmpty else { throw .unauthorized("A session token is required.") }
+        let claims: Claims
+        do {
+            claims = try await keys.verify(token, as: Claims.self)
+        } catch {
+            throw .unauthorized("The session token is invalid or expired.")
+        }
+        guard let role = SessionRole(rawValue: claims.role), Identifier.isValid(claims.sub.value),
+            Identifier.isValid(claims.exam)
+        else { throw .unauthorized("The session token is invalid.") }
+        return Session(subject: claims.sub.value, role: role, examId: claims.exam)
+    }
+}

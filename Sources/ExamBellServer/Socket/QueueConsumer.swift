@@ -1,0 +1,54 @@
+import ExamBellCore
+import Logging
+import ServiceLifecycle
+
+/// A socket node's reader of `queue:exam_end` through its own consumer group (its node id):
+/// first the entries it took but never acknowledged (it died mid-broadcast), then new ones;
+/// each is broadcast, then acknowledged.
+struct QueueConsumer: Service {
+    let queue: any ExamEndQueue
+    let hub: SocketHub
+    let group: String
+    let logger: Logger
+
+    func run() async throws {
+        var backoff: Duration = .milliseconds(200)
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let started = ContinuousClock.now
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await queue.createGroup(group)
+                    while true {
+                        let pending = try await queue.pending(group: group, limit: 100)
+                        if pending.isEmpty { break }
+                        try await handle(pending)
+                    }
+                    while !Task.isCancelled {
+                        try await handle(try await queue.read(group: group, limit: 100, timeout: .seconds(2)))
+                    }
+                }
+            } catch {
+                // A consumer that ran a while before failing starts its backoff afresh.
+                if ContinuousClock.now - started > .seconds(30) { backoff = .milliseconds(200) }
+                if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                logger.warning("queue unavailable; retrying", metadata: ["group": "\(group)", "error": "\(error)"])
+                let delay = backoff
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    private func handle(_ entries: [QueueEntry]) async throws {
+        guard !entries.isEmpty else { return }
+        for entry in entries {
+            if let message = entry.message {
+                let told = hub.broadcast(ExamEndSocketMessage(message))
+                logger.info("exam_end broadcast", metadata: ["examId": "\(message.examId)", "browsers": "\(told)"])
+            } else {
+                logger.error("unreadable queue entry skipped", metadata: ["id": "\(entry.id)"])
+            }
+        }
+        try await queue.acknowledge(group: group, ids: entries.map(\.id))
+    }
+}

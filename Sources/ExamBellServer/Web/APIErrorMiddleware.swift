@@ -1,0 +1,52 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+import Logging
+
+/// Turns every failure into `{"error":{"code","message"}}` with its status, so that no
+/// caller ever sees a framework's error page, and an unexpected error is logged, not shown.
+struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let error as ExamBellError {
+            if error.status >= 500 {
+                context.logger.error("request failed", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
+            }
+            return Self.response(error)
+        } catch let error as HTTPError {
+            return Self.response(Self.translate(error))
+        } catch {
+            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
+            return Self.response(ExamBellError(status: 500, code: "internal", message: "Something went wrong on the server."))
+        }
+    }
+
+    static func translate(_ error: HTTPError) -> ExamBellError {
+        let code: String =
+            switch error.status.code {
+            case 404: "not_found"
+            case 405: "method_not_allowed"
+            case 413: "body_too_large"
+            case 401: "unauthorized"
+            default: "bad_request"
+            }
+        return ExamBellError(status: error.status.code, code: code, message: error.body ?? error.status.reasonPhrase)
+    }
+
+    static func response(_ error: ExamBellError) -> Response {
+        let body = #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
+        return Response(
+            status: .init(code: error.status),
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    private static func jsonString(_ text: String) -> String {
+        let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,98 @@
+import ExamBellCore
+import Logging
+
+/// The scenario of seed §2 on the web server: validate → DB and state store in parallel →
+/// publish after the DB commit → (socket broadcast happens on the socket nodes) → final sync.
+///
+/// The DB decides: its conditional update lets exactly one of concurrent requests end the
+/// exam; every other request answers `already_completed` with the winner's end time.
+public struct EndExamService: Sendable {
+    /// What an end request got.
+    public struct Outcome: Sendable, Hashable {
+        public var plan: ExamPlan
+        /// True for the one request that ended the exam.
+        public var ended: Bool
+    }
+
+    let backends: ExamBellBackends
+    let outbox: OutboxRelay
+    let finalSync: FinalSync
+    let outboxLease: Duration
+    let logger: Logger
+
+    /// Ends exam `examId` for `actor`, with an optional reason.
+    public func end(examId: String, actor: String, reason: String?) async throws -> Outcome {
+        try Identifier.validate(examId, field: "examId")
+        // Validation (seed §4.1): the exam exists and is in a state that can end.
+        guard let plan = try await backends.store.exam(examId) else { throw ExamBellError.examNotFound(examId) }
+        if plan.status == .completed { return Outcome(plan: plan, ended: false) }
+        guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
+        let candidates = try await backends.store.candidates(planId: examId)
+
+        let endDatetime = Timestamp.now()
+        let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
+        // par: the DB change and the state-store change at once.
+        async let stateWritten = writeCompleted(examId: examId, candidateIds: candidates.map(\.candidateId), at: endDatetime)
+        let transition: EndTransition
+        do {
+            transition = try await backends.store.endExam(
+                planId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
+            )
+        } catch {
+            // Nothing half-applied: the DB did not change, so the state store goes back too.
+            if await stateWritten { await restore(plan: plan, candidates: candidates) }
+            throw error
+        }
+        let stateOK = await stateWritten
+
+        switch transition {
+        case .alreadyCompleted(let winner):
+            // A concurrent request won; our parallel write may carry our time, so write the truth.
+            if stateOK, let end = winner.endDatetime {
+                _ = await writeCompleted(examId: examId, candidateIds: candidates.map(\.candidateId), at: end)
+            }
+            return Outcome(plan: winner, ended: false)
+        case .ended(let ended, let entry):
+            // Publish only now that the DB committed; a failure here leaves the row to the relay.
+            await outbox.deliver(entry, stateAlreadyWritten: stateOK)
+            Task { await finalSync.reconcile(planId: examId) }
+            return Outcome(plan: ended, ended: true)
+        }
+    }
+
+    /// Writes the plan key and every candidate key as completed at `time` in one round trip.
+    /// Returns false (and logs) when the state store cannot be reached.
+    private func writeCompleted(examId: String, candidateIds: [String], at time: Timestamp) async -> Bool {
+        do {
+            try await backends.state.writeEnded(planId: examId, candidateIds: candidateIds, at: time)
+            return true
+        } catch {
+            logger.warning("state store write failed; the outbox relay will retry", metadata: ["examId": "\(examId)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func restore(plan: ExamPlan, candidates: [Candidate]) async {
+        do {
+            try await backends.state.write(
+                plan: plan.planId, PlanStateValue(status: plan.status, endDatetime: plan.endDatetime),
+                candidates: Dictionary(uniqueKeysWithValues: candidates.map {
+                    ($0.candidateId, CandidateStateValue(status: $0.status, lastActiveTime: $0.lastActiveTime))
+                })
+            )
+        } catch {
+            logger.warning("could not restore the state store; final sync will", metadata: ["examId": "\(plan.planId)"])
+        }
+    }
+}
+
+extension StateStore {
+    /// The state-store side of an end: the plan and every candidate completed at `time`.
+    func writeEnded(planId: String, candidateIds: [String], at time: Timestamp) async throws {
+        let candidate = CandidateStateValue(status: .completed, lastActiveTime: time)
+        try await write(
+            plan: planId, PlanStateValue(status: .completed, endDatetime: time),
+            candidates: Dictionary(uniqueKeysWithValues: candidateIds.map { ($0, candidate) })
+        )
+    }
+}

@@ -1,0 +1,265 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+
+/// The web server's JSON API of DESIGN.md (`/api/exams…`) plus what the pages need
+/// (`/api/session`, roster, audit log).
+struct ExamsController<Context: RequestContext>: Sendable {
+    let backends: ExamBellBackends
+    let configuration: ExamBellConfiguration
+    let auth: AdminAuth
+    let sessions: SessionTokens
+    let endService: EndExamService
+
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.get("exams", use: list)
+        routes.post("exams", use: create)
+        routes.get("exams/:examId", use: show)
+        routes.post("exams/:examId/candidates", use: registerCandidates)
+        routes.post("exams/:examId/proctors", use: registerProctors)
+        routes.post("exams/:examId/start", use: start)
+        routes.post("exams/:examId/end", use: end)
+        routes.post("exams/:examId/sessions", use: createSessions)
+        routes.get("exams/:examId/roster", use: roster)
+        routes.get("exams/:examId/audit", use: audit)
+        routes.get("session", use: session)
+        return routes
+    }
+
+    // MARK: Admin calls
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<ExamListView> {
+        try auth.require(request)
+        var views: [ExamView] = []
+        for plan in try await backends.store.exams() {
+            views.append(try await view(of: plan))
+        }
+        return JSONResponse(value: ExamListView(exams: views))
+    }
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
+        try auth.require(request)
+        let body = try await request.decodeJSON(CreateExamBody.self, limit: configuration.maxBodySize)
+        try Identifier.validate(body.examId, field: "examId")
+        let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !title.isEmpty, title.count <= 200 else {
+            throw ExamBellError.badRequest(code: "invalid_title", "title must be 1 to 200 characters.")
+        }
+        let plan = try await backends.store.createExam(planId: body.examId, title: title, actor: "admin", at: .now())
+        return JSONResponse(status: .created, value: try await view(of: plan))
+    }
+
+    @Sendable func show(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
+        try auth.require(request)
+        return JSONResponse(value: try await view(of: try await plan(context)))
+    }
+
+    @Sendable func registerCandidates(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
+        try auth.require(request)
+        let examId = try examId(context)
+        let body = try await request.decodeJSON(CandidatesBody.self, limit: configuration.maxBodySize)
+        let people = try validatePeople(body.candidates.map { Registrant(id: $0.candidateId, name: $0.name) }, field: "candidateId")
+        let result = try await backends.store.registerCandidates(planId: examId, people, actor: "admin", at: .now())
+        // A running exam's new candidates are in the state store too, for late readers.
+        if let plan = try await backends.store.exam(examId), plan.status == .inProgress {
+            let state = CandidateStateValue(status: .inProgress, lastActiveTime: nil)
+            try? await backends.state.set(people.map { (CandidateStateValue.key($0.id), state.json) })
+        }
+        return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
+    }
+
+    @Sendable func registerProctors(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
+        try auth.require(request)
+        let examId = try examId(context)
+        let body = try await request.decodeJSON(ProctorsBody.self, limit: configuration.maxBodySize)
+        let people = try validatePeople(body.proctors.map { Registrant(id: $0.proctorId, name: $0.name) }, field: "proctorId")
+        let result = try await backends.store.registerProctors(planId: examId, people, actor: "admin", at: .now())
+        return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
+    }
+
+    @Sendable func start(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
+        try auth.require(request)
+        let examId = try examId(context)
+        let plan = try await backends.store.startExam(planId: examId, actor: "admin", at: .now())
+        let candidates = try await backends.store.candidates(planId: examId)
+        // The state store learns the start too; final sync repairs it if this write fails.
+        try? await backends.state.write(
+            plan: examId, PlanStateValue(status: .inProgress, endDatetime: nil),
+            candidates: Dictionary(uniqueKeysWithValues: candidates.map {
+                ($0.candidateId, CandidateStateValue(status: $0.status, lastActiveTime: $0.lastActiveTime))
+            })
+        )
+        return JSONResponse(value: try await view(of: plan))
+    }
+
+    @Sendable func end(_ request: Request, context: Context) async throws -> JSONResponse<EndView> {
+        try auth.require(request)
+        let examId = try examId(context)
+        let body = try await request.decodeOptionalJSON(EndExamBody.self, limit: configuration.maxBodySize)
+        let reason = body?.reason?.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (reason?.count ?? 0) <= 500 else {
+            throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters.")
+        }
+        let outcome = try await endService.end(examId: examId, actor: "admin", reason: reason?.isEmpty == true ? nil : reason)
+        return JSONResponse(
+            value: EndView(
+                examId: examId, status: outcome.plan.status.rawValue,
+                endDatetime: outcome.plan.endDatetime?.iso8601 ?? "",
+                result: outcome.ended ? "completed" : "already_completed"
+            )
+        )
+    }
+
+    @Sendable func createSessions(_ request: Request, context: Context) async throws -> JSONResponse<SessionsView> {
+        try auth.require(request)
+        let examId = try examId(context)
+        let body: SessionsBody
+        do {
+            body = try await request.decodeJSON(SessionsBody.self, limit: configuration.maxBodySize)
+        } catch let error as ExamBellError where error.message.contains("role") {
+            throw ExamBellError.badRequest(code: "invalid_role", "role must be candidate or proctor.")
+        }
+        guard !body.ids.isEmpty, body.ids.count <= configuration.maxBatch else {
+            throw ExamBellError.badRequest(code: "invalid_batch", "ids must hold 1 to \(configuration.maxBatch) ids.")
+        }
+        for id in body.ids { try Identifier.validate(id, field: "ids[]") }
+        _ = try await plan(context)
+        let known: Set<String> =
+            switch body.role {
+            case .candidate: Set(try await backends.store.candidates(planId: examId).map(\.candidateId))
+            case .proctor: Set(try await backends.store.proctors(planId: examId).map(\.proctorId))
+            }
+        let unknown = body.ids.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw ExamBellError.badRequest(
+                code: "unknown_ids",
+                "\(unknown.count) id(s) are not \(body.role.rawValue)s of exam \(examId), e.g. \(unknown.prefix(5).joined(separator: ", "))."
+            )
+        }
+        let page = body.role == .candidate ? "candidate" : "proctor"
+        var result: [SessionsView.Session] = []
+        result.reserveCapacity(body.ids.count)
+        for id in body.ids {
+            let token = try await sessions.issue(subject: id, role: body.role, examId: examId)
+            result.append(
+                .init(
+                    id: id, token: token,
+                    socketUrl: "\(configuration.publicSocketURL)?token=\(token)",
+                    pageUrl: "\(configuration.publicWebURL)/\(page)#token=\(token)"
+                )
+            )
+        }
+        return JSONResponse(value: SessionsView(sessions: result))
+    }
+
+    @Sendable func audit(_ request: Request, context: Context) async throws -> JSONResponse<AuditView> {
+        try auth.require(request)
+        let plan = try await plan(context)
+        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(planId: plan.planId)))
+    }
+
+    // MARK: Browser calls
+
+    /// Who the session token's browser is, and its exam's state: what a page shows first.
+    @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
+        let session = try await sessions.verify(request.bearerToken)
+        guard let plan = try await backends.store.exam(session.examId) else { throw ExamBellError.examNotFound(session.examId) }
+        let name: String? =
+            switch session.role {
+            case .candidate: try await backends.store.candidates(ids: [session.subject]).first?.name
+            case .proctor: try await backends.store.proctors(planId: plan.planId).first { $0.proctorId == session.subject }?.name
+            }
+        return JSONResponse(
+            value: SessionInfoView(
+                id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.planId,
+                title: plan.title, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
+                socketUrl: configuration.publicSocketURL
+            )
+        )
+    }
+
+    /// The candidates of an exam with their live state; for the admin or the exam's proctors.
+    @Sendable func roster(_ request: Request, context: Context) async throws -> JSONResponse<RosterView> {
+        let examId = try examId(context)
+        if !auth.accepts(request) {
+            let session = try await sessions.verify(request.bearerToken)
+            guard session.role == .proctor, session.examId == examId else {
+                throw ExamBellError.forbidden("Only the admin and this exam's proctors see its roster.")
+            }
+        }
+        let plan = try await plan(context)
+        let candidates = try await backends.store.candidates(planId: examId)
+        let presence = try await backends.state.presence(planId: examId, freshAfter: Self.presenceCutoff())
+        let acknowledged = try await backends.state.acknowledged(planId: examId)
+        let cached = try await backends.state.candidates(candidates.map(\.candidateId))
+        return JSONResponse(
+            value: RosterView(
+                examId: examId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
+                candidates: candidates.map { candidate in
+                    let live = cached[candidate.candidateId]
+                    return .init(
+                        candidateId: candidate.candidateId, name: candidate.name,
+                        status: (live?.status ?? candidate.status).rawValue,
+                        lastActiveTime: (live?.lastActiveTime ?? candidate.lastActiveTime)?.iso8601,
+                        connected: presence.candidates.contains(candidate.candidateId),
+                        acknowledged: acknowledged.contains(candidate.candidateId)
+                    )
+                },
+                proctorsConnected: presence.proctors.count
+            )
+        )
+    }
+
+    // MARK: Helpers
+
+    private func examId(_ context: Context) throws -> String {
+        let id = try context.parameters.require("examId")
+        try Identifier.validate(id, field: "examId")
+        return id
+    }
+
+    private func plan(_ context: Context) async throws -> ExamPlan {
+        let id = try examId(context)
+        guard let plan = try await backends.store.exam(id) else { throw ExamBellError.examNotFound(id) }
+        return plan
+    }
+
+    private func validatePeople(_ people: [Registrant], field: String) throws -> [Registrant] {
+        guard !people.isEmpty, people.count <= configuration.maxBatch else {
+            throw ExamBellError.badRequest(code: "invalid_batch", "Send 1 to \(configuration.maxBatch) people in one request.")
+        }
+        var seen = Set<String>()
+        return try people.map { person in
+            try Identifier.validate(person.id, field: field)
+            guard seen.insert(person.id).inserted else {
+                throw ExamBellError.badRequest(code: "duplicate_id", "\(field) \(person.id) appears twice.")
+            }
+            let name = person.name.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !name.isEmpty, name.count <= 100 else {
+                throw ExamBellError.badRequest(code: "invalid_name", "The name of \(person.id) must be 1 to 100 characters.")
+            }
+            return Registrant(id: person.id, name: name)
+        }
+    }
+
+    /// Presence older than this is from a node that stopped without saying so.
+    static func presenceCutoff() -> Timestamp { Timestamp.now().adding(seconds: -15) }
+
+    private func view(of plan: ExamPlan) async throws -> ExamView {
+        let counts = try await backends.store.candidateCounts(planId: plan.planId)
+        let presence = try? await backends.state.presence(planId: plan.planId, freshAfter: Self.presenceCutoff())
+        let acknowledged = try? await backends.state.acknowledged(planId: plan.planId)
+        return ExamView(
+            examId: plan.planId, title: plan.title, status: plan.status.rawValue,
+            createdAt: plan.createdAt.iso8601, startDatetime: plan.startDatetime?.iso8601,
+            endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy, endReason: plan.endReason,
+            candidates: .init(
+                total: counts.values.reduce(0, +), registered: counts[.registered] ?? 0,
+                inProgress: counts[.inProgress] ?? 0, completed: counts[.completed] ?? 0
+            ),
+            connected: .init(candidates: presence?.candidates.count ?? 0, proctors: presence?.proctors.count ?? 0),
+            acknowledged: acknowledged?.count ?? 0
+        )
+    }
+}

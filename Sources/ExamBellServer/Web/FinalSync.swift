@@ -1,0 +1,91 @@
+import ExamBellCore
+import Logging
+import ServiceLifecycle
+
+/// The final sync of seed §4.3.2: after each end, and periodically, Redis and the DB agree.
+///
+/// Redis → DB: candidates' `last_active_time` and status (only forward) flow into the DB.
+/// DB → Redis: plan and candidate keys that are missing or drifted are rewritten from the
+/// DB, which is the truth.
+public struct FinalSync: Service {
+    /// What one reconcile changed.
+    public struct Report: Sendable, Hashable {
+        public var candidatesUpdatedInDB = 0
+        public var keysRewritten = 0
+    }
+
+    let backends: ExamBellBackends
+    let interval: Duration
+    let logger: Logger
+
+    /// Reconciles one exam; errors are logged and leave the next pass to try again.
+    @discardableResult
+    public func reconcile(planId: String) async -> Report {
+        do {
+            return try await reconcileOrThrow(planId: planId)
+        } catch {
+            logger.warning("final sync failed", metadata: ["examId": "\(planId)", "error": "\(error)"])
+            return Report()
+        }
+    }
+
+    func reconcileOrThrow(planId: String) async throws -> Report {
+        var report = Report()
+        guard let plan = try await backends.store.exam(planId), plan.status != .scheduled else { return report }
+        var candidates = try await backends.store.candidates(planId: planId)
+        let ids = candidates.map(\.candidateId)
+        let raw = try await backends.state.rawCandidates(ids)
+
+        // Redis → DB: later activity and forward status moves.
+        var activity: [String: CandidateStateValue] = [:]
+        for candidate in candidates {
+            guard let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:)) else { continue }
+            let later = (cached.lastActiveTime ?? .init(secondsSince1970: .min)) > (candidate.lastActiveTime ?? .init(secondsSince1970: .min))
+            if later || candidate.status.canMove(to: cached.status) { activity[candidate.candidateId] = cached }
+        }
+        if !activity.isEmpty {
+            report.candidatesUpdatedInDB = try await backends.store.applyCandidateActivity(activity)
+            candidates = try await backends.store.candidates(planId: planId)
+        }
+
+        // DB → Redis: rewrite what is missing or differs.
+        var rewrite: [(key: String, value: String)] = []
+        let planValue = PlanStateValue(status: plan.status, endDatetime: plan.endDatetime).json
+        if try await backends.state.get([PlanStateValue.key(planId)])[0] != planValue {
+            rewrite.append((PlanStateValue.key(planId), planValue))
+        }
+        for candidate in candidates {
+            let truth = CandidateStateValue(status: candidate.status, lastActiveTime: candidate.lastActiveTime)
+            // A key ahead of the DB (an ack that landed after our read) is left alone.
+            let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:))
+            if cached == nil || cached?.status != truth.status
+                || (cached?.lastActiveTime ?? .init(secondsSince1970: .min)) < (truth.lastActiveTime ?? .init(secondsSince1970: .min))
+            {
+                rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json))
+            }
+        }
+        if !rewrite.isEmpty {
+            try await backends.state.set(rewrite)
+            report.keysRewritten = rewrite.count
+        }
+        return report
+    }
+
+    /// Reconciles every exam that has started.
+    public func reconcileAll() async {
+        do {
+            for plan in try await backends.store.exams() where plan.status != .scheduled {
+                await reconcile(planId: plan.planId)
+            }
+        } catch {
+            logger.warning("final sync pass failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    public func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await reconcileAll()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+
+extension Request {
+    /// The body decoded as JSON; 400 with the reason when it is not valid JSON of that shape,
+    /// 413 when it is larger than the limit.
+    func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch {
+            throw ExamBellError(status: 413, code: "body_too_large", message: "The request body is larger than \(limit) bytes.")
+        }
+        guard buffer.readableBytes > 0 else { throw ExamBellError.badRequest(code: "invalid_json", "A JSON body is required.") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw ExamBellError.badRequest(code: "invalid_json", Self.describe(error))
+        } catch {
+            throw ExamBellError.badRequest(code: "invalid_json", "The body is not valid JSON.")
+        }
+    }
+
+    /// The body decoded as JSON, or nil when it is empty.
+    func decodeOptionalJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T? {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch {
+            throw ExamBellError(status: 413, code: "body_too_large", message: "The request body is larger than \(limit) bytes.")
+        }
+        guard buffer.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw ExamBellError.badRequest(code: "invalid_json", Self.describe(error))
+        } catch {
+            throw ExamBellError.badRequest(code: "invalid_json", "The body is not valid JSON.")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let text = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return text.isEmpty ? "the body" : String(text.drop(while: { $0 == "." }))
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let parent = path(context)
+            return "Missing field \(key.stringValue)" + (parent == "the body" ? "." : " in \(parent).")
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "Wrong type at \(path(context))."
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "The body is not valid JSON." : "Invalid value at \(path(context))."
+        @unknown default:
+            return "The body is not valid JSON."
+        }
+    }
+}
+
+/// A JSON response with a status.
+struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
+    var status: HTTPResponse.Status = .ok
+    var value: Value
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}
