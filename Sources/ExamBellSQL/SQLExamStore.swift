@@ -408,6 +408,8 @@ public struct SQLExamStore: ExamStore {
             return try await body()
         } catch let error as ExamBellError {
             throw error
+        } catch let error as CancellationError {
+            throw error
         } catch {
             throw ExamBellError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
         }

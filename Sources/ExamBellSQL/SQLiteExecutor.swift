@@ -55,14 +55,16 @@ public final class SQLiteExecutor: SQLExecutor {
     {
         let db = connection.sql()
         return try await lock.withLock {
-            try await db.raw("BEGIN IMMEDIATE").run()
+            // BEGIN, COMMIT and ROLLBACK run outside the caller's task: a cancelled caller
+            // must never leave the shared connection inside a transaction.
+            try await Task { try await db.raw("BEGIN IMMEDIATE").run() }.value
             do {
                 let result = try await body(db)
-                try await db.raw("COMMIT").run()
+                try await Task { try await db.raw("COMMIT").run() }.value
                 return result
             } catch {
                 do {
-                    try await db.raw("ROLLBACK").run()
+                    try await Task { try await db.raw("ROLLBACK").run() }.value
                 } catch {
                     logger.error("SQLite rollback failed", metadata: ["error": "\(error)"])
                 }

@@ -28,7 +28,11 @@ public struct ExamBellNode: Sendable {
     public let finalSync: FinalSync
     public let sessions: SessionTokens
 
-    public init(configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger) async throws {
+    /// Assembles a node; `onServerRunning` is called with the bound port once it listens.
+    public init(
+        configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
         let sessions = await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
         let hub = SocketHub()
         let relay = OutboxRelay(
@@ -55,6 +59,7 @@ public struct ExamBellNode: Sendable {
                     configuration: .init(ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: configuration.pingInterval)))
                 ),
                 configuration: .init(address: address, serverName: "ExamBell"),
+                onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger
             )
             services.append(QueueConsumer(queue: backends.queue, hub: hub, group: configuration.nodeId, logger: logger))
@@ -66,7 +71,8 @@ public struct ExamBellNode: Sendable {
             )
         } else {
             application = Application(
-                router: router, configuration: .init(address: address, serverName: "ExamBell"), logger: logger
+                router: router, configuration: .init(address: address, serverName: "ExamBell"),
+                onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
             )
         }
         if configuration.roles.contains(.web) {

@@ -68,6 +68,9 @@ public protocol ExamStore: Sendable {
 
     /// The audit rows of a plan, oldest first.
     func auditLog(planId: String) async throws -> [AuditEntry]
+
+    /// Closes the store's connections; call once, after the last use.
+    func shutdown() async throws
 }
 
 /// What `ExamStore.endExam` did.

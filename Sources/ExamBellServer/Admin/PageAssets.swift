@@ -40,7 +40,6 @@ struct PageAssets: Sendable {
         }
         if roles.contains(.admin) {
             router.get("admin") { _, _ in try self.response("admin.html") }
-            router.get("admin/") { _, _ in try self.response("admin.html") }
             router.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/admin"]) }
         }
         router.get("static/:file") { _, context in try self.response(try context.parameters.require("file")) }

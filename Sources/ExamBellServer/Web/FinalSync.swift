@@ -23,6 +23,8 @@ public struct FinalSync: Service {
     public func reconcile(planId: String) async -> Report {
         do {
             return try await reconcileOrThrow(planId: planId)
+        } catch is CancellationError {
+            return Report()
         } catch {
             logger.warning("final sync failed", metadata: ["examId": "\(planId)", "error": "\(error)"])
             return Report()
@@ -77,6 +79,8 @@ public struct FinalSync: Service {
             for plan in try await backends.store.exams() where plan.status != .scheduled {
                 await reconcile(planId: plan.planId)
             }
+        } catch is CancellationError {
+            return
         } catch {
             logger.warning("final sync pass failed", metadata: ["error": "\(error)"])
         }

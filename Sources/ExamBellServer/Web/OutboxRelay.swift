@@ -42,6 +42,8 @@ public struct OutboxRelay: Service {
                 published += 1
             }
             return published
+        } catch is CancellationError {
+            return 0
         } catch {
             logger.warning("outbox relay pass failed", metadata: ["error": "\(error)"])
             return 0

@@ -1,0 +1,65 @@
+import ArgumentParser
+import ExamBellCore
+import ExamBellMemory
+import ExamBellSQL
+import ExamBellServer
+import Foundation
+import Logging
+
+/// Opens the backends the options name: SQLite or PostgreSQL, memory engine or Redis.
+enum Backends {
+    static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
+        if let redis = options.resolvedRedis {
+            _ = redis
+            throw ValidationError("--redis / EXAMBELL_REDIS_URL: the Redis engine is not available in this build yet; leave it unset to use the in-process memory engine.")
+        }
+        let path: String
+        switch options.resolvedDatabase {
+        case nil:
+            path = URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path
+        case let url? where url.hasPrefix("sqlite://"):
+            path = String(url.dropFirst("sqlite://".count))
+            guard !path.isEmpty else { throw ValidationError("--database sqlite://PATH needs a path.") }
+        case let url? where url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"):
+            throw ValidationError("--database postgres://…: the PostgreSQL store is not available in this build yet; use the embedded SQLite default or sqlite://PATH.")
+        case let url?:
+            throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
+        }
+        let store: SQLExamStore
+        do {
+            store = try await SQLiteExamStore.open(path: path, logger: logger)
+        } catch {
+            throw ValidationError("Cannot open the SQLite database at \(path): \(error)")
+        }
+        return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+    }
+}
+
+/// The admin token and session secret of `serve` when none is given: made once, kept in
+/// the data directory (mode 0600) so that a restart keeps logins and browser sessions valid.
+struct LocalSecrets: Codable {
+    var adminToken: String
+    var sessionSecret: String
+
+    static func loadOrCreate(in directory: String) throws -> LocalSecrets {
+        let url = URL(fileURLWithPath: directory).appendingPathComponent("secrets.json")
+        if let data = try? Data(contentsOf: url), let secrets = try? JSONDecoder().decode(LocalSecrets.self, from: data) {
+            return secrets
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let secrets = LocalSecrets(adminToken: randomToken(), sessionSecret: randomToken() + randomToken())
+        try JSONEncoder().encode(secrets).write(to: url)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+        return secrets
+    }
+
+    /// 128 random bits as hex.
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in
+            let value = generator.next() as UInt64
+            let hex = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `exambell`: ends a computer-based exam for everyone in it, at once and consistently.
+@main
+struct ExamBellCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exambell",
+        abstract: "Ends a computer-based exam for every candidate and proctor at once.",
+        subcommands: [Serve.self, WebCommand.self, SocketCommand.self, AdminCommand.self, End.self],
+        defaultSubcommand: Serve.self
+    )
+}

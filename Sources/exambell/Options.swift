@@ -1,0 +1,94 @@
+import ArgumentParser
+import ExamBellServer
+import Foundation
+
+/// Reads an environment variable, treating an empty one as unset.
+func environment(_ name: String) -> String? {
+    guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+    return value
+}
+
+/// The options every server process shares; each has an `EXAMBELL_*` environment variable.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "Address to listen on (EXAMBELL_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (EXAMBELL_PORT).")
+    var port: Int?
+
+    @Option(help: "Folder of the embedded SQLite file (EXAMBELL_DATA_DIR; default ./exambell-data).")
+    var dataDir: String?
+
+    @Option(help: "postgres://… or sqlite://PATH (EXAMBELL_DATABASE_URL; default the embedded SQLite file).")
+    var database: String?
+
+    @Option(help: "redis://… (EXAMBELL_REDIS_URL; default the in-process memory engine).")
+    var redis: String?
+
+    @Option(help: "Bearer token of admin calls (EXAMBELL_ADMIN_TOKEN).")
+    var adminToken: String?
+
+    @Option(help: "Key that signs browser session tokens, shared by web and socket nodes (EXAMBELL_SESSION_SECRET).")
+    var sessionSecret: String?
+
+    @Option(help: "Where admin and end reach the web server (EXAMBELL_WEB_URL).")
+    var webUrl: String?
+
+    @Option(help: "The ws://…/ws that session tokens point browsers to (EXAMBELL_PUBLIC_SOCKET_URL).")
+    var publicSocketUrl: String?
+
+    @Option(help: "A socket node's stable name, its consumer group (EXAMBELL_NODE_ID).")
+    var nodeId: String?
+
+    @Option(help: "Seconds between final-sync passes (EXAMBELL_SYNC_INTERVAL; default 30).")
+    var syncInterval: Int?
+
+    @Option(help: "Seconds between WebSocket pings; a browser missing a pong is dropped (EXAMBELL_PING_INTERVAL; default 30).")
+    var pingInterval: Int?
+
+    var resolvedHost: String { host ?? environment("EXAMBELL_HOST") ?? "127.0.0.1" }
+
+    func resolvedPort(default value: Int) throws -> Int {
+        if let port { return port }
+        guard let text = environment("EXAMBELL_PORT") else { return value }
+        guard let port = Int(text), (0...65535).contains(port) else {
+            throw ValidationError("EXAMBELL_PORT must be a port number, not \(text).")
+        }
+        return port
+    }
+
+    var resolvedDataDir: String { dataDir ?? environment("EXAMBELL_DATA_DIR") ?? "./exambell-data" }
+    var resolvedDatabase: String? { database ?? environment("EXAMBELL_DATABASE_URL") }
+    var resolvedRedis: String? { redis ?? environment("EXAMBELL_REDIS_URL") }
+    var resolvedAdminToken: String? { adminToken ?? environment("EXAMBELL_ADMIN_TOKEN") }
+    var resolvedSessionSecret: String? { sessionSecret ?? environment("EXAMBELL_SESSION_SECRET") }
+    var resolvedWebURL: String? { webUrl ?? environment("EXAMBELL_WEB_URL") }
+    var resolvedPublicSocketURL: String? { publicSocketUrl ?? environment("EXAMBELL_PUBLIC_SOCKET_URL") }
+    var resolvedNodeId: String { nodeId ?? environment("EXAMBELL_NODE_ID") ?? "socket-1" }
+
+    func seconds(_ value: Int?, env: String, default fallback: Int) throws -> Duration {
+        let seconds = value ?? environment(env).flatMap(Int.init) ?? fallback
+        guard seconds > 0 else { throw ValidationError("\(env) must be a positive number of seconds.") }
+        return .seconds(seconds)
+    }
+}
+
+/// Options of the commands that call a running web server's API.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "Where the web server is (EXAMBELL_WEB_URL; default http://127.0.0.1:8080).")
+    var webUrl: String?
+
+    @Option(help: "Bearer token of admin calls (EXAMBELL_ADMIN_TOKEN).")
+    var adminToken: String?
+
+    func client() throws -> APIClient {
+        let base = webUrl ?? environment("EXAMBELL_WEB_URL") ?? "http://127.0.0.1:8080"
+        guard let url = URL(string: base), url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--web-url must be an http:// or https:// URL, not \(base).")
+        }
+        guard let token = adminToken ?? environment("EXAMBELL_ADMIN_TOKEN") else {
+            throw ValidationError("An admin token is required: --admin-token or EXAMBELL_ADMIN_TOKEN.")
+        }
+        return APIClient(baseURL: url, adminToken: token)
+    }
+}

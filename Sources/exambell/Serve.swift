@@ -1,0 +1,109 @@
+import ArgumentParser
+import ExamBellCore
+import ExamBellServer
+import Foundation
+import Hummingbird
+import Logging
+
+/// `exambell serve`: everything in one process — web server, socket server, admin console,
+/// with the embedded SQLite DB and the in-process memory engine unless told otherwise.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run ExamBell in one process: web API, socket server and admin console (default port 8080)."
+    )
+
+    @OptionGroup var options: ServerOptions
+
+    @Flag(help: "Create and start a demo exam, and print its candidate and proctor page URLs.")
+    var demo = false
+
+    func run() async throws {
+        var logger = Logger(label: "exambell")
+        logger.logLevel = environment("EXAMBELL_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+        let backends = try await Backends.open(options, logger: logger)
+
+        var adminToken = options.resolvedAdminToken
+        var sessionSecret = options.resolvedSessionSecret
+        var tokenWasMade = false
+        if adminToken == nil || sessionSecret == nil {
+            let secrets = try LocalSecrets.loadOrCreate(in: options.resolvedDataDir)
+            tokenWasMade = adminToken == nil
+            adminToken = adminToken ?? secrets.adminToken
+            sessionSecret = sessionSecret ?? secrets.sessionSecret
+        }
+        let host = options.resolvedHost
+        let port = try options.resolvedPort(default: 8080)
+        let shownHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+        let webURL = options.resolvedWebURL ?? "http://\(shownHost):\(port)"
+        var configuration = ExamBellConfiguration(
+            adminToken: adminToken!, sessionSecret: sessionSecret!, publicWebURL: webURL,
+            publicSocketURL: options.resolvedPublicSocketURL ?? "ws://\(shownHost):\(port)/ws"
+        )
+        configuration.host = host
+        configuration.port = port
+        configuration.nodeId = options.resolvedNodeId
+        configuration.syncInterval = try options.seconds(options.syncInterval, env: "EXAMBELL_SYNC_INTERVAL", default: 30)
+        configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
+
+        let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
+        let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger) { _ in
+            listeningContinuation.yield(0)
+            listeningContinuation.finish()
+        }
+        let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken)
+        let demo = self.demo
+        let dataDir = options.resolvedDataDir
+        let tokenLine =
+            tokenWasMade
+            ? "  Log in with the admin token: \(configuration.adminToken)  (kept in \(dataDir)/secrets.json)"
+            : "  Log in with the admin token you set (--admin-token / EXAMBELL_ADMIN_TOKEN)."
+        enum Part { case server, banner }
+        let result: Result<Void, any Error> = await withTaskGroup(of: (Part, Result<Void, any Error>).self) { group in
+            group.addTask { (.server, await Result(catching: { try await node.application.runService() })) }
+            group.addTask {
+                let banner = await Result(catching: {
+                    for await _ in listening { break }
+                    try Task.checkCancellation()
+                    var lines = [
+                        "",
+                        "ExamBell is running (one process: web API, socket server, admin console).",
+                        "  Admin console: \(webURL)/admin",
+                        tokenLine,
+                    ]
+                    if demo {
+                        lines += try await DemoExam.create(client: client)
+                    }
+                    FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n\n").utf8))
+                })
+                if case .failure(let error) = banner, !(error is CancellationError) {
+                    FileHandle.standardError.write(Data("exambell: \(error)\n".utf8))
+                }
+                return (.banner, .success(()))
+            }
+            // The server ends on SIGTERM/SIGINT, or at once when it cannot start (port taken).
+            while let (part, result) = await group.next() {
+                if part == .server {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            return .success(())
+        }
+        try? await backends.store.shutdown()
+        if case .failure(let error) = result {
+            FileHandle.standardError.write(Data("exambell serve: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The result of an async throwing body.
+    init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}
