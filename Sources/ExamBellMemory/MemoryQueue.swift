@@ -95,14 +95,15 @@ public final class MemoryQueue: ExamEndQueue {
         guard var group = state.groups[name] else {
             throw ExamBellError.badRequest(code: "no_group", "consumer group \(name) does not exist")
         }
-        let fresh = state.entries.lazy.filter { $0.sequence > group.lastDelivered }.prefix(limit)
+        let after = group.lastDelivered
+        let fresh = Array(state.entries.lazy.filter { $0.sequence > after }.prefix(limit))
         let delivered = fresh.map { QueueEntry(id: $0.id, payload: $0.payload) }
         for entry in fresh {
             group.pending[entry.sequence] = entry.payload
             group.lastDelivered = entry.sequence
         }
         state.groups[name] = group
-        return Array(delivered)
+        return delivered
     }
 
     /// Sleeps until a publish after sequence `seen`, or until `deadline`.

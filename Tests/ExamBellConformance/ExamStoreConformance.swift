@@ -1,0 +1,178 @@
+import ExamBellCore
+import Testing
+
+/// The behaviour every `ExamStore` backend must have. Each backend's test target runs every
+/// case against a fresh store of its kind (SQLite now, PostgreSQL too).
+public enum ExamStoreConformance {
+    /// One named check, so each shows as its own test result.
+    public struct Case: Sendable, CustomTestStringConvertible {
+        public let name: String
+        public let run: @Sendable (any ExamStore) async throws -> Void
+        public var testDescription: String { name }
+    }
+
+    static let t0 = Timestamp(iso8601: "2024-01-16T09:00:00Z")!
+    static let end = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
+
+    /// Creates `e1` with candidates c1…cN and starts it.
+    static func startedExam(_ store: any ExamStore, id: String = "e1", candidates: Int = 3) async throws {
+        _ = try await store.createExam(planId: id, title: "Exam \(id)", actor: "admin", at: t0)
+        _ = try await store.registerCandidates(
+            planId: id, (1...max(1, candidates)).map { Registrant(id: "\(id)-c\($0)", name: "Candidate \($0)") },
+            actor: "admin", at: t0
+        )
+        _ = try await store.startExam(planId: id, actor: "admin", at: t0)
+    }
+
+    public static let cases: [Case] = [
+        Case(name: "create, read and list exams") { store in
+            let plan = try await store.createExam(planId: "e1", title: "수학", actor: "admin", at: t0)
+            #expect(plan.status == .scheduled)
+            #expect(try await store.exam("e1") == plan)
+            #expect(try await store.exam("nope") == nil)
+            _ = try await store.createExam(planId: "e2", title: "영어", actor: "admin", at: t0.adding(seconds: 1))
+            #expect(try await store.exams().map(\.planId) == ["e2", "e1"])
+            await #expect(throws: ExamBellError.self) {
+                _ = try await store.createExam(planId: "e1", title: "again", actor: "admin", at: t0)
+            }
+        },
+        Case(name: "registration is all or nothing and keeps ids unique across exams") { store in
+            _ = try await store.createExam(planId: "e1", title: "A", actor: "admin", at: t0)
+            _ = try await store.createExam(planId: "e2", title: "B", actor: "admin", at: t0)
+            let first = try await store.registerCandidates(
+                planId: "e1", [Registrant(id: "c1", name: "One"), Registrant(id: "c2", name: "Two")], actor: "admin", at: t0
+            )
+            #expect(first == RegistrationResult(added: 2, existing: 0))
+            let again = try await store.registerCandidates(
+                planId: "e1", [Registrant(id: "c2", name: "Two renamed"), Registrant(id: "c3", name: "Three")],
+                actor: "admin", at: t0
+            )
+            #expect(again == RegistrationResult(added: 1, existing: 1))
+            #expect(try await store.candidates(planId: "e1").map(\.name) == ["One", "Two renamed", "Three"])
+            let error = await #expect(throws: ExamBellError.self) {
+                _ = try await store.registerCandidates(
+                    planId: "e2", [Registrant(id: "c9", name: "New"), Registrant(id: "c1", name: "Taken")], actor: "admin", at: t0
+                )
+            }
+            #expect(error?.status == 409)
+            #expect(try await store.candidates(planId: "e2").isEmpty, "nothing of a refused batch is applied")
+            await #expect(throws: ExamBellError.examNotFound("nope")) {
+                _ = try await store.registerCandidates(planId: "nope", [Registrant(id: "x", name: "X")], actor: "admin", at: t0)
+            }
+        },
+        Case(name: "bulk registration of 10,000 candidates") { store in
+            _ = try await store.createExam(planId: "big", title: "Big", actor: "admin", at: t0)
+            let people = (0..<10_000).map { Registrant(id: "b\($0)", name: "Candidate \($0)") }
+            #expect(try await store.registerCandidates(planId: "big", people, actor: "admin", at: t0).added == 10_000)
+            #expect(try await store.candidateCounts(planId: "big") == [.registered: 10_000])
+            #expect(try await store.candidates(ids: ["b0", "b9999", "zzz"]).count == 2)
+        },
+        Case(name: "start moves scheduled to in_progress, once") { store in
+            _ = try await store.createExam(planId: "e1", title: "A", actor: "admin", at: t0)
+            _ = try await store.registerCandidates(planId: "e1", [Registrant(id: "c1", name: "One")], actor: "admin", at: t0)
+            let started = try await store.startExam(planId: "e1", actor: "admin", at: t0)
+            #expect(started.status == .inProgress)
+            #expect(started.startDatetime == t0)
+            #expect(try await store.candidateCounts(planId: "e1") == [.inProgress: 1])
+            let error = await #expect(throws: ExamBellError.self) { _ = try await store.startExam(planId: "e1", actor: "admin", at: t0) }
+            #expect(error?.status == 409)
+            await #expect(throws: ExamBellError.examNotFound("nope")) { _ = try await store.startExam(planId: "nope", actor: "a", at: t0) }
+        },
+        Case(name: "end completes exam and candidates with one end time, one outbox row, one audit row") { store in
+            try await startedExam(store)
+            let transition = try await store.endExam(
+                planId: "e1", at: end, actor: "admin", reason: "time is up", leaseUntil: end.adding(seconds: 5)
+            )
+            guard case .ended(let plan, let outbox) = transition else {
+                Issue.record("expected .ended, got \(transition)")
+                return
+            }
+            #expect(plan.status == .completed)
+            #expect(plan.endDatetime == end)
+            #expect(plan.endedBy == "admin")
+            #expect(plan.endReason == "time is up")
+            #expect(outbox.message == ExamEndQueueMessage(examId: "e1", timestamp: end))
+            #expect(try await store.candidateCounts(planId: "e1") == [.completed: 3])
+            #expect(try await store.candidates(planId: "e1").allSatisfy { $0.lastActiveTime == end })
+            #expect(try await store.outboxBacklog() == 1)
+            let ends = try await store.auditLog(planId: "e1").filter { $0.action == "end" }
+            #expect(ends.count == 1)
+            #expect(ends.first?.reason == "time is up")
+            #expect(ends.first?.at == end)
+        },
+        Case(name: "ending again answers alreadyCompleted with the first end time and changes nothing") { store in
+            try await startedExam(store)
+            _ = try await store.endExam(planId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            let again = try await store.endExam(planId: "e1", at: end.adding(seconds: 60), actor: "admin", reason: nil, leaseUntil: end)
+            guard case .alreadyCompleted(let plan) = again else {
+                Issue.record("expected .alreadyCompleted, got \(again)")
+                return
+            }
+            #expect(plan.endDatetime == end)
+            #expect(try await store.outboxBacklog() == 1)
+            #expect(try await store.auditLog(planId: "e1").filter { $0.action == "end" }.count == 1)
+        },
+        Case(name: "end refuses unknown and scheduled exams") { store in
+            _ = try await store.createExam(planId: "s1", title: "S", actor: "admin", at: t0)
+            let error = await #expect(throws: ExamBellError.self) {
+                _ = try await store.endExam(planId: "s1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            }
+            #expect(error?.status == 409)
+            await #expect(throws: ExamBellError.examNotFound("nope")) {
+                _ = try await store.endExam(planId: "nope", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            }
+            #expect(try await store.outboxBacklog() == 0)
+        },
+        Case(name: "concurrent ends make exactly one transition") { store in
+            try await startedExam(store)
+            let results = try await withThrowingTaskGroup(of: EndTransition.self) { group in
+                for i in 0..<20 {
+                    group.addTask {
+                        try await store.endExam(
+                            planId: "e1", at: end.adding(seconds: Int64(i)), actor: "admin", reason: nil, leaseUntil: end
+                        )
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let winners = results.compactMap { result -> Timestamp? in
+                if case .ended(let plan, _) = result { return plan.endDatetime }
+                return nil
+            }
+            #expect(winners.count == 1)
+            for case .alreadyCompleted(let plan) in results {
+                #expect(plan.endDatetime == winners.first)
+            }
+            #expect(try await store.outboxBacklog() == 1)
+        },
+        Case(name: "outbox rows are leased, claimed once, and published") { store in
+            try await startedExam(store)
+            _ = try await store.endExam(planId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end.adding(seconds: 5))
+            #expect(try await store.claimOutbox(now: end.adding(seconds: 1), leaseUntil: end.adding(seconds: 10), limit: 10).isEmpty,
+                    "a leased row is not taken")
+            let claimed = try await store.claimOutbox(now: end.adding(seconds: 6), leaseUntil: end.adding(seconds: 20), limit: 10)
+            #expect(claimed.map(\.planId) == ["e1"])
+            #expect(try await store.claimOutbox(now: end.adding(seconds: 7), leaseUntil: end.adding(seconds: 30), limit: 10).isEmpty,
+                    "a claimed row is not taken twice")
+            try await store.markPublished(outboxId: claimed[0].id, at: end.adding(seconds: 8))
+            #expect(try await store.outboxBacklog() == 0)
+            #expect(try await store.claimOutbox(now: end.adding(seconds: 60), leaseUntil: end.adding(seconds: 90), limit: 10).isEmpty)
+        },
+        Case(name: "activity from the state store moves time and status only forward") { store in
+            try await startedExam(store)
+            let later = end.adding(seconds: 30)
+            let changed = try await store.applyCandidateActivity([
+                "e1-c1": CandidateStateValue(status: .completed, lastActiveTime: later),
+                "e1-c2": CandidateStateValue(status: .registered, lastActiveTime: nil),
+                "unknown": CandidateStateValue(status: .completed, lastActiveTime: later),
+            ])
+            #expect(changed == 1)
+            let byId = Dictionary(uniqueKeysWithValues: try await store.candidates(planId: "e1").map { ($0.candidateId, $0) })
+            #expect(byId["e1-c1"]?.status == .completed)
+            #expect(byId["e1-c1"]?.lastActiveTime == later)
+            #expect(byId["e1-c2"]?.status == .inProgress, "a status never moves back")
+            let older = try await store.applyCandidateActivity(["e1-c1": CandidateStateValue(status: .completed, lastActiveTime: end)])
+            #expect(older == 0)
+        },
+    ]
+}

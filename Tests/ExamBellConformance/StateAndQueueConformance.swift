@@ -1,0 +1,114 @@
+import ExamBellCore
+import Testing
+
+/// The behaviour every `StateStore` engine must have (memory engine, Redis).
+public enum StateStoreConformance {
+    public struct Case: Sendable, CustomTestStringConvertible {
+        public let name: String
+        public let run: @Sendable (any StateStore) async throws -> Void
+        public var testDescription: String { name }
+    }
+
+    static let end = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
+
+    public static let cases: [Case] = [
+        Case(name: "strings: set many, get many, delete") { state in
+            try await state.set([("k1", "v1"), ("k2", "v2")])
+            #expect(try await state.get(["k1", "missing", "k2"]) == ["v1", nil, "v2"])
+            try await state.delete(["k1"])
+            #expect(try await state.get(["k1", "k2"]) == [nil, "v2"])
+        },
+        Case(name: "sets and hashes") { state in
+            #expect(try await state.addToSet("s", ["a", "b"]) == 2)
+            #expect(try await state.addToSet("s", ["b", "c"]) == 1)
+            #expect(try await state.setMembers("s") == ["a", "b", "c"])
+            #expect(try await state.setMembers("none") == [])
+            try await state.setField("h", field: "n1", value: "x")
+            try await state.setField("h", field: "n2", value: "y")
+            try await state.deleteField("h", field: "n1")
+            #expect(try await state.fields("h") == ["n2": "y"])
+        },
+        Case(name: "an end writes the exact keys and JSON of DESIGN.md") { state in
+            try await state.write(
+                plan: "e123", PlanStateValue(status: .completed, endDatetime: end),
+                candidates: ["c1": CandidateStateValue(status: .completed, lastActiveTime: end)]
+            )
+            #expect(
+                try await state.get(["exam_plan:e123", "exam_candidate:c1:status"]) == [
+                    #"{"status":"completed","end_datetime":"2024-01-16T18:00:00Z"}"#,
+                    #"{"status":"completed","last_active_time":"2024-01-16T18:00:00Z"}"#,
+                ]
+            )
+            #expect(try await state.plan("e123") == PlanStateValue(status: .completed, endDatetime: end))
+            #expect(try await state.candidates(["c1", "c2"]).keys.sorted() == ["c1"])
+        },
+        Case(name: "acks and presence") { state in
+            try await state.recordAck(planId: "e1", candidateId: "c1", at: end)
+            try await state.recordAck(planId: "e1", candidateId: "c1", at: end)
+            #expect(try await state.acknowledged(planId: "e1") == ["c1"])
+            #expect(try await state.candidates(["c1"])["c1"]?.lastActiveTime == end)
+            try await state.setPresence(planId: "e1", nodeId: "n1", Presence(candidates: ["c1"], proctors: ["p1"], updated: end))
+            try await state.setPresence(planId: "e1", nodeId: "n2", Presence(candidates: ["c2"], proctors: [], updated: end))
+            try await state.setPresence(
+                planId: "e1", nodeId: "old", Presence(candidates: ["c9"], proctors: [], updated: end.adding(seconds: -60))
+            )
+            let merged = try await state.presence(planId: "e1", freshAfter: end.adding(seconds: -15))
+            #expect(merged.candidates == ["c1", "c2"], "a silent node's browsers are not counted")
+            #expect(merged.proctors == ["p1"])
+            try await state.setPresence(planId: "e1", nodeId: "n1", Presence(candidates: [], proctors: [], updated: end))
+            #expect(try await state.presence(planId: "e1", freshAfter: end.adding(seconds: -15)).candidates == ["c2"])
+        },
+    ]
+}
+
+/// The behaviour every `ExamEndQueue` engine must have (memory engine, Redis Streams).
+public enum QueueConformance {
+    public struct Case: Sendable, CustomTestStringConvertible {
+        public let name: String
+        public let run: @Sendable (any ExamEndQueue) async throws -> Void
+        public var testDescription: String { name }
+    }
+
+    static func message(_ examId: String) -> ExamEndQueueMessage {
+        ExamEndQueueMessage(examId: examId, timestamp: Timestamp(iso8601: "2024-01-16T18:00:00Z")!)
+    }
+
+    public static let cases: [Case] = [
+        Case(name: "every group sees every entry (fan-out)") { queue in
+            try await queue.createGroup("node-a")
+            try await queue.createGroup("node-b")
+            try await queue.publish(message("e1"))
+            let a = try await queue.read(group: "node-a", limit: 10, timeout: .seconds(1))
+            let b = try await queue.read(group: "node-b", limit: 10, timeout: .seconds(1))
+            #expect(a.map(\.payload) == [message("e1").json])
+            #expect(b.map(\.payload) == [message("e1").json])
+            #expect(a.first?.message == message("e1"))
+        },
+        Case(name: "unacknowledged entries stay pending until acknowledged") { queue in
+            try await queue.createGroup("node-a")
+            try await queue.publish(message("e1"))
+            try await queue.publish(message("e2"))
+            let read = try await queue.read(group: "node-a", limit: 10, timeout: .seconds(1))
+            #expect(read.count == 2)
+            #expect(try await queue.read(group: "node-a", limit: 10, timeout: .milliseconds(50)).isEmpty, "no entry is delivered twice as new")
+            #expect(try await queue.pending(group: "node-a", limit: 10).map(\.id) == read.map(\.id))
+            try await queue.acknowledge(group: "node-a", ids: [read[0].id])
+            #expect(try await queue.pending(group: "node-a", limit: 10).map(\.id) == [read[1].id])
+        },
+        Case(name: "a new group does not replay history") { queue in
+            try await queue.publish(message("old"))
+            try await queue.createGroup("late")
+            try await queue.createGroup("late")
+            #expect(try await queue.read(group: "late", limit: 10, timeout: .milliseconds(50)).isEmpty)
+            try await queue.publish(message("new"))
+            #expect(try await queue.read(group: "late", limit: 10, timeout: .seconds(1)).compactMap(\.message?.examId) == ["new"])
+        },
+        Case(name: "a blocked read wakes on publish") { queue in
+            try await queue.createGroup("waiter")
+            async let read = queue.read(group: "waiter", limit: 10, timeout: .seconds(10))
+            try await Task.sleep(for: .milliseconds(100))
+            try await queue.publish(message("wake"))
+            #expect(try await read.compactMap(\.message?.examId) == ["wake"])
+        },
+    ]
+}

@@ -1,0 +1,89 @@
+import ExamBellCore
+import Testing
+
+/// The four fixed shapes of DESIGN.md, byte for byte.
+@Suite("Wire messages")
+struct WireMessageTests {
+    let end = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
+
+    @Test("queue entry payload")
+    func queueMessage() throws {
+        let message = ExamEndQueueMessage(examId: "e123", timestamp: end)
+        #expect(message.json == #"{"type":"exam_end","examId":"e123","status":"completed","timestamp":"2024-01-16T18:00:00Z"}"#)
+        #expect(try ExamEndQueueMessage(json: message.json) == message)
+        #expect(throws: (any Error).self) { try ExamEndQueueMessage(json: #"{"type":"other","examId":"e1","status":"completed","timestamp":"2024-01-16T18:00:00Z"}"#) }
+        #expect(throws: (any Error).self) { try ExamEndQueueMessage(json: "not json") }
+    }
+
+    @Test("socket message, with the Korean notice")
+    func socketMessage() {
+        let message = ExamEndSocketMessage(ExamEndQueueMessage(examId: "e123", timestamp: end))
+        #expect(message.json == #"{"type":"exam_end","examId":"e123","message":"시험이 종료되었습니다.","timestamp":"2024-01-16T18:00:00Z"}"#)
+    }
+
+    @Test("browser ack")
+    func ack() {
+        #expect(CandidateAckMessage(examId: "e123").json == #"{"type":"ack","examId":"e123"}"#)
+        #expect(CandidateAckMessage(json: #"{"type":"ack","examId":"e123"}"#)?.examId == "e123")
+        #expect(CandidateAckMessage(json: #"{"type":"hello","examId":"e123"}"#) == nil)
+        #expect(CandidateAckMessage(json: #"{"type":"ack","examId":"bad id!"}"#) == nil)
+    }
+
+    @Test("state store values")
+    func stateValues() {
+        #expect(PlanStateValue.key("e123") == "exam_plan:e123")
+        #expect(CandidateStateValue.key("c1") == "exam_candidate:c1:status")
+        #expect(PlanStateValue(status: .completed, endDatetime: end).json == #"{"status":"completed","end_datetime":"2024-01-16T18:00:00Z"}"#)
+        #expect(
+            CandidateStateValue(status: .completed, lastActiveTime: end).json
+                == #"{"status":"completed","last_active_time":"2024-01-16T18:00:00Z"}"#
+        )
+        #expect(PlanStateValue(status: .inProgress, endDatetime: nil).json == #"{"status":"in_progress","end_datetime":null}"#)
+        #expect(PlanStateValue(json: #"{"status":"completed","end_datetime":"2024-01-16T18:00:00Z"}"#)?.endDatetime == end)
+        #expect(PlanStateValue(json: #"{"status":"corrupt"}"#) == nil)
+    }
+}
+
+@Suite("Domain")
+struct DomainTests {
+    @Test("exam plan transitions: scheduled → in_progress → completed, completed is final")
+    func examTransitions() {
+        #expect(ExamStatus.scheduled.canMove(to: .inProgress))
+        #expect(ExamStatus.inProgress.canMove(to: .completed))
+        #expect(!ExamStatus.scheduled.canMove(to: .completed))
+        for next in ExamStatus.allCases {
+            #expect(!ExamStatus.completed.canMove(to: next))
+        }
+        #expect(!ExamStatus.inProgress.canMove(to: .scheduled))
+    }
+
+    @Test("candidate transitions only move forward")
+    func candidateTransitions() {
+        #expect(CandidateStatus.registered.canMove(to: .inProgress))
+        #expect(CandidateStatus.inProgress.canMove(to: .completed))
+        #expect(CandidateStatus.registered.canMove(to: .completed))
+        #expect(!CandidateStatus.completed.canMove(to: .inProgress))
+        #expect(!CandidateStatus.inProgress.canMove(to: .registered))
+        #expect(CandidateStatus.following(.completed) == .completed)
+    }
+
+    @Test("ids follow ^[A-Za-z0-9_-]{1,64}$", arguments: [
+        ("e123", true), ("A_b-9", true), (String(repeating: "x", count: 64), true),
+        ("", false), (String(repeating: "x", count: 65), false), ("a b", false), ("é", false), ("a/b", false), ("a:b", false),
+    ])
+    func identifiers(_ id: String, _ valid: Bool) {
+        #expect(Identifier.isValid(id) == valid)
+    }
+
+    @Test("timestamps are UTC ISO 8601 with whole seconds and Z")
+    func timestamps() {
+        #expect(Timestamp(secondsSince1970: 0).iso8601 == "1970-01-01T00:00:00Z")
+        #expect(Timestamp(iso8601: "2024-01-16T18:00:00Z")?.secondsSince1970 == 1_705_428_000)
+        #expect(Timestamp(iso8601: "2024-02-29T23:59:59Z")?.iso8601 == "2024-02-29T23:59:59Z")
+        #expect(Timestamp(iso8601: "2023-02-29T00:00:00Z") == nil)
+        #expect(Timestamp(iso8601: "2024-01-16T18:00:00+09:00") == nil)
+        #expect(Timestamp(iso8601: "2024-01-16 18:00:00Z") == nil)
+        let now = Timestamp.now()
+        #expect(Timestamp(iso8601: now.iso8601) == now)
+    }
+}
