@@ -111,6 +111,8 @@ let package = Package(
             name: "ExamBellServerTests",
             dependencies: [
                 "ExamBellServer",
+                "ExamBellSQL",
+                "ExamBellMemory",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

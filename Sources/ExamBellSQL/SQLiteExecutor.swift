@@ -6,12 +6,14 @@ import NIOPosix
 import SQLKit
 import SQLiteKit
 import SQLiteNIO
+import Synchronization
 
 /// The embedded DB: one SQLite file (WAL journal), one connection, transactions in turn.
 public final class SQLiteExecutor: SQLExecutor {
     public let dialect = SQLStoreDialect.sqlite
     private let connection: SQLiteConnection
     private let lock = AsyncSerialLock()
+    private let closed = Atomic<Bool>(false)
     private let logger: Logger
 
     /// Opens (creating when needed) the SQLite database at `path`; `:memory:` for a private
@@ -74,6 +76,15 @@ public final class SQLiteExecutor: SQLExecutor {
     }
 
     public func shutdown() async throws {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         try await connection.close().get()
+    }
+
+    deinit {
+        // An executor dropped without shutdown() still closes its file (the close keeps the
+        // connection alive until it is done).
+        if closed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+            _ = connection.close()
+        }
     }
 }

@@ -1,0 +1,194 @@
+import ExamBellCore
+import ExamBellMemory
+import ExamBellSQL
+import ExamBellServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// A node on SQLite and the memory engine, with fast background timings, for tests.
+struct TestNode {
+    static let adminToken = "test-admin-token"
+    static let secret = "test-session-secret-0123456789abcdef"
+    static let admin: HTTPFields = [.authorization: "Bearer \(adminToken)", .contentType: "application/json"]
+
+    let node: ExamBellNode
+    let backends: ExamBellBackends
+    /// A consumer group opened before anything happens, to count what was published.
+    let observerGroup = "test-observer"
+
+    init(databasePath: String = ":memory:", sessionSecret: String = TestNode.secret) async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
+        backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+        try await backends.queue.createGroup(observerGroup)
+        var configuration = ExamBellConfiguration(
+            adminToken: Self.adminToken, sessionSecret: sessionSecret, publicWebURL: "http://127.0.0.1:0",
+            publicSocketURL: "ws://127.0.0.1:0/ws"
+        )
+        configuration.port = 0
+        configuration.outboxInterval = .milliseconds(200)
+        configuration.presenceInterval = .milliseconds(100)
+        configuration.syncInterval = .seconds(1)
+        node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
+    }
+
+    /// Every queue entry published since the node was made.
+    func publishedEntries() async throws -> [QueueEntry] {
+        try await backends.queue.read(group: observerGroup, limit: 1000, timeout: .milliseconds(10))
+    }
+}
+
+/// JSON helpers over the test client.
+extension TestClientProtocol {
+    @discardableResult
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, headers: HTTPFields = TestNode.admin
+    ) async throws -> TestResponse {
+        try await execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+
+    /// Creates an exam with candidates c1…cN and proctors, optionally started.
+    func makeExam(_ examId: String, candidates: Int, proctors: Int = 0, start: Bool = true) async throws -> [String] {
+        let created = try await call(.post, "/api/exams", json: #"{"examId":"\#(examId)","title":"Test \#(examId)"}"#)
+        #expect(created.status == .created)
+        let ids = (1...max(candidates, 1)).map { "\(examId)-c\($0)" }.prefix(candidates)
+        if !ids.isEmpty {
+            let people = ids.map { #"{"candidateId":"\#($0)","name":"\#($0)"}"# }.joined(separator: ",")
+            let response = try await call(.post, "/api/exams/\(examId)/candidates", json: #"{"candidates":[\#(people)]}"#)
+            #expect(response.status == .ok)
+        }
+        if proctors > 0 {
+            let people = (1...proctors).map { #"{"proctorId":"\#(examId)-p\#($0)","name":"P\#($0)"}"# }.joined(separator: ",")
+            #expect(try await call(.post, "/api/exams/\(examId)/proctors", json: #"{"proctors":[\#(people)]}"#).status == .ok)
+        }
+        if start {
+            #expect(try await call(.post, "/api/exams/\(examId)/start").status == .ok)
+        }
+        return Array(ids)
+    }
+
+    /// Session tokens for ids of one role.
+    func tokens(_ examId: String, role: String, ids: [String]) async throws -> [String] {
+        let list = ids.map { "\"\($0)\"" }.joined(separator: ",")
+        let response = try await call(.post, "/api/exams/\(examId)/sessions", json: #"{"role":"\#(role)","ids":[\#(list)]}"#)
+        #expect(response.status == .ok)
+        return try decode(SessionsBody.self, response).sessions.map(\.token)
+    }
+
+    func end(_ examId: String, reason: String = "test") async throws -> EndBody {
+        let response = try await call(.post, "/api/exams/\(examId)/end", json: #"{"reason":"\#(reason)"}"#)
+        #expect(response.status == .ok)
+        return try decode(EndBody.self, response)
+    }
+}
+
+struct SessionsBody: Decodable {
+    struct Session: Decodable {
+        var id: String
+        var token: String
+        var socketUrl: String
+        var pageUrl: String
+    }
+    var sessions: [Session]
+}
+
+struct EndBody: Decodable, Equatable {
+    var examId: String
+    var status: String
+    var endDatetime: String
+    var result: String
+}
+
+struct ErrorBody: Decodable {
+    struct Detail: Decodable {
+        var code: String
+        var message: String
+    }
+    var error: Detail
+}
+
+func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) throws -> T {
+    try JSONDecoder().decode(T.self, from: Data(response.body.readableBytesView))
+}
+
+/// A browser stand-in: a real WebSocket client that records every text frame it receives.
+final class TestBrowser: Sendable {
+    /// The frames received so far.
+    final class FrameLog: Sendable {
+        let frames = Mutex<[String]>([])
+        func append(_ frame: String) { frames.withLock { $0.append(frame) } }
+        var all: [String] { frames.withLock { $0 } }
+    }
+
+    let received = FrameLog()
+    private let task: Task<Void, any Error>
+
+    /// Connects with `token`; when `ackExamEnd`, answers `exam_end` with an ack like the page does.
+    init(port: Int, token: String, ackExamEnd: Bool = false) {
+        let received = self.received
+        task = Task {
+            var logger = Logger(label: "browser")
+            logger.logLevel = .critical
+            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?token=\(token)", logger: logger) {
+                inbound, outbound, _ in
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    guard case .text(let text) = message else { continue }
+                    received.append(text)
+                    if ackExamEnd, text.contains(#""type":"exam_end""#),
+                        let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
+                    {
+                        try await outbound.write(.text(#"{"type":"ack","examId":"\#(examId)"}"#))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until `count` frames arrived (or the connection ended); returns what arrived.
+    func frames(atLeast count: Int, within limit: Duration = .seconds(15)) async -> [String] {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let frames = received.all
+            if frames.count >= count { return frames }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return received.all
+    }
+
+    /// The connection's outcome: nil while open, else how it ended.
+    func result(within limit: Duration = .seconds(10)) async -> Result<Void, any Error>? {
+        await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask { await self.task.result }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    func close() { task.cancel() }
+}
+
+/// Polls `condition` until it holds, failing the test after `limit` (a hang guard, not a timing check).
+func eventually(
+    _ what: Comment, within limit: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async rethrows {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try? await Task.sleep(for: .milliseconds(25))
+    }
+    Issue.record("never happened: \(what)", sourceLocation: sourceLocation)
+}
