@@ -8,9 +8,11 @@ import PackageDescription
 ///   DB store, the state store (Redis side) and the queue. No server framework in it.
 /// - `ExamBellSQL`: the DB (SQLite now, PostgreSQL later) behind one SQL layer.
 /// - `ExamBellMemory`: the in-process memory engine for state and queue (embedded default).
+/// - `RedisClient`: a RESP2/RESP3 client on SwiftNIO (no server framework in it).
+/// - `ExamBellRedis`: the Redis engine: `RedisStateStore` and the Redis Streams queue.
 /// - `ExamBellServer`: web server (JSON API), socket server, admin console, browser pages.
 /// - `exambell`: the thin executable.
-/// - `ExamBellConformance`: the shared conformance suites every backend runs.
+/// - `ExamBellTestSupport`: the shared conformance suites every backend runs.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -60,6 +62,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RedisClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellRedis",
+            dependencies: ["ExamBellCore", "RedisClient"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ExamBellServer",
             dependencies: [
                 "ExamBellCore",
@@ -81,15 +97,17 @@ let package = Package(
             name: "exambell",
             dependencies: [
                 "ExamBellServer",
+                "ExamBellRedis",
+                "RedisClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             ],
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "ExamBellConformance",
+            name: "ExamBellTestSupport",
             dependencies: ["ExamBellCore"],
-            path: "Tests/ExamBellConformance",
+            path: "Tests/ExamBellTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -99,12 +117,26 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamBellSQLTests",
-            dependencies: ["ExamBellSQL", "ExamBellConformance"],
+            dependencies: ["ExamBellSQL", "ExamBellTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ExamBellMemoryTests",
-            dependencies: ["ExamBellMemory", "ExamBellConformance"],
+            dependencies: ["ExamBellMemory", "ExamBellTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: [
+                "RedisClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExamBellRedisTests",
+            dependencies: ["ExamBellRedis", "ExamBellTestSupport", "RedisClient"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -113,6 +145,9 @@ let package = Package(
                 "ExamBellServer",
                 "ExamBellSQL",
                 "ExamBellMemory",
+                "ExamBellRedis",
+                "RedisClient",
+                "ExamBellTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

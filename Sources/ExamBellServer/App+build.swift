@@ -62,7 +62,9 @@ public struct ExamBellNode: Sendable {
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger
             )
-            services.append(QueueConsumer(queue: backends.queue, hub: hub, group: configuration.nodeId, logger: logger))
+            services.append(
+                QueueConsumer(queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger)
+            )
             services.append(
                 PresencePublisher(
                     hub: hub, state: backends.state, nodeId: configuration.nodeId, interval: configuration.presenceInterval,

@@ -1,18 +1,16 @@
 import ArgumentParser
 import ExamBellCore
 import ExamBellMemory
+import ExamBellRedis
 import ExamBellSQL
 import ExamBellServer
 import Foundation
 import Logging
+import RedisClient
 
 /// Opens the backends the options name: SQLite or PostgreSQL, memory engine or Redis.
 enum Backends {
     static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
-        if let redis = options.resolvedRedis {
-            _ = redis
-            throw ValidationError("--redis / EXAMBELL_REDIS_URL: the Redis engine is not available in this build yet; leave it unset to use the in-process memory engine.")
-        }
         let path: String
         switch options.resolvedDatabase {
         case nil:
@@ -31,7 +29,18 @@ enum Backends {
         } catch {
             throw ValidationError("Cannot open the SQLite database at \(path): \(error)")
         }
-        return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+        guard let redisURL = options.resolvedRedis else {
+            return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+        }
+        let redis: RedisConfiguration
+        do {
+            redis = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw ValidationError("--redis / EXAMBELL_REDIS_URL: \(error)")
+        }
+        let client = RedisClient(configuration: redis, logger: logger)
+        logger.info("state store and queue on Redis", metadata: ["redis": "\(redis.description)"])
+        return ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))
     }
 }
 

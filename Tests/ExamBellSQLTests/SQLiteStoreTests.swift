@@ -1,4 +1,4 @@
-import ExamBellConformance
+import ExamBellTestSupport
 import ExamBellCore
 import ExamBellSQL
 import Foundation

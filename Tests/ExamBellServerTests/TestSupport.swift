@@ -1,5 +1,6 @@
 import ExamBellCore
 import ExamBellMemory
+import ExamBellRedis
 import ExamBellSQL
 import ExamBellServer
 import Foundation
@@ -9,6 +10,7 @@ import HummingbirdTesting
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import RedisClient
 import Synchronization
 import Testing
 
@@ -23,11 +25,17 @@ struct TestNode {
     /// A consumer group opened before anything happens, to count what was published.
     let observerGroup = "test-observer"
 
-    init(databasePath: String = ":memory:", sessionSecret: String = TestNode.secret) async throws {
+    /// A node on SQLite at `databasePath`, and on Redis at `redisURL` or else the memory engine.
+    init(databasePath: String = ":memory:", redisURL: String? = nil, sessionSecret: String = TestNode.secret) async throws {
         var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
         let store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
-        backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+        if let redisURL {
+            let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
+            backends = ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))
+        } else {
+            backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+        }
         try await backends.queue.createGroup(observerGroup)
         var configuration = ExamBellConfiguration(
             adminToken: Self.adminToken, sessionSecret: sessionSecret, publicWebURL: "http://127.0.0.1:0",
@@ -35,6 +43,7 @@ struct TestNode {
         )
         configuration.port = 0
         configuration.outboxInterval = .milliseconds(200)
+        configuration.outboxLease = .seconds(1)
         configuration.presenceInterval = .milliseconds(100)
         configuration.syncInterval = .seconds(1)
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
@@ -136,7 +145,7 @@ final class TestBrowser: Sendable {
         let received = self.received
         task = Task {
             var logger = Logger(label: "browser")
-            logger.logLevel = .critical
+            logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
             try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?token=\(token)", logger: logger) {
                 inbound, outbound, _ in
                 for try await message in inbound.messages(maxSize: 1 << 16) {

@@ -7,6 +7,7 @@ import ServiceLifecycle
 /// each is broadcast, then acknowledged.
 struct QueueConsumer: Service {
     let queue: any ExamEndQueue
+    let state: any StateStore
     let hub: SocketHub
     let group: String
     let logger: Logger
@@ -18,6 +19,9 @@ struct QueueConsumer: Service {
             do {
                 try await cancelWhenGracefulShutdown {
                     try await queue.createGroup(group)
+                    // Back after an outage (or a fresh start): an end published while this node
+                    // could not read, or before its group existed, is found in the state store.
+                    await catchUp()
                     while true {
                         let pending = try await queue.pending(group: group, limit: 100)
                         if pending.isEmpty { break }
@@ -35,6 +39,21 @@ struct QueueConsumer: Service {
                 let delay = backoff
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
                 backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Tells the browsers of every exam this node holds that the state store says has ended.
+    func catchUp() async {
+        for examId in hub.examsNotEnded() {
+            do {
+                if let plan = try await state.plan(examId), plan.status == .completed, let end = plan.endDatetime {
+                    let told = hub.broadcast(ExamEndSocketMessage(examId: examId, timestamp: end))
+                    logger.info("exam_end caught up from the state store", metadata: ["examId": "\(examId)", "browsers": "\(told)"])
+                }
+            } catch {
+                logger.warning("state store unreachable while catching up", metadata: ["examId": "\(examId)"])
+                return
             }
         }
     }

@@ -124,6 +124,11 @@ public final class SocketHub: Sendable {
         }
     }
 
+    /// The exams with browsers on this node that have not been told of an end.
+    func examsNotEnded() -> [String] {
+        state.withLock { state in state.rooms.filter { $0.value.end == nil && !$0.value.members.isEmpty }.map(\.key) }
+    }
+
     /// How many browsers this node holds.
     public var connectionCount: Int {
         state.withLock { $0.rooms.values.reduce(0) { $0 + $1.members.count } }

@@ -30,7 +30,11 @@ struct SocketServer: Sendable {
             of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(Self.outboundBufferFrames)
         )
         let id = hub.join(session, outbound: continuation)
-        defer { hub.leave(id, examId: session.examId) }
+        logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
+        defer {
+            hub.leave(id, examId: session.examId)
+            logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
+        }
         if !hub.hasEnded(session.examId) {
             await tellIfEnded(session.examId)
         }

@@ -1,0 +1,66 @@
+import ExamBellCore
+import RedisClient
+
+/// The state store on a Redis server: the keys and JSON of DESIGN.md as plain strings, the
+/// ack sets and presence hashes as Redis sets and hashes. Many keys move in one command
+/// (`MSET`, `MGET`), so an end writes N candidate keys in one round trip.
+public struct RedisStateStore: StateStore {
+    let client: RedisClient
+
+    public init(client: RedisClient) {
+        self.client = client
+    }
+
+    public func set(_ values: [(key: String, value: String)]) async throws {
+        guard !values.isEmpty else { return }
+        var arguments = ["MSET"]
+        arguments.reserveCapacity(values.count * 2 + 1)
+        for (key, value) in values {
+            arguments.append(key)
+            arguments.append(value)
+        }
+        try await client.send(RESPCommand(arguments))
+    }
+
+    public func get(_ keys: [String]) async throws -> [String?] {
+        guard !keys.isEmpty else { return [] }
+        let reply = try await client.send(RESPCommand(["MGET"] + keys))
+        guard let values = reply.elements, values.count == keys.count else {
+            throw RedisClientError.unexpectedShape("MGET")
+        }
+        return values.map(\.string)
+    }
+
+    public func delete(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        try await client.send(RESPCommand(["DEL"] + keys))
+    }
+
+    @discardableResult
+    public func addToSet(_ key: String, _ members: [String]) async throws -> Int {
+        guard !members.isEmpty else { return 0 }
+        return Int(try await client.send(RESPCommand(["SADD", key] + members)).integer ?? 0)
+    }
+
+    public func setMembers(_ key: String) async throws -> Set<String> {
+        Set(try await client.send(["SMEMBERS", key]).elements?.compactMap(\.string) ?? [])
+    }
+
+    public func setField(_ key: String, field: String, value: String) async throws {
+        try await client.send(["HSET", key, field, value])
+    }
+
+    public func deleteField(_ key: String, field: String) async throws {
+        try await client.send(["HDEL", key, field])
+    }
+
+    public func fields(_ key: String) async throws -> [String: String] {
+        let reply = try await client.send(["HGETALL", key])
+        guard let pairs = reply.pairs else { throw RedisClientError.unexpectedShape("HGETALL") }
+        var result: [String: String] = [:]
+        for (field, value) in pairs {
+            if let field = field.string, let value = value.string { result[field] = value }
+        }
+        return result
+    }
+}

@@ -1,0 +1,143 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A Redis client for ExamBell's engines.
+///
+/// Ordinary commands share one multiplexed connection (replies are matched in order, so
+/// concurrent callers pipeline naturally). Blocking reads get their own connection from
+/// `dedicatedConnection()`. A lost connection is re-made on the next command, with a
+/// backoff during which calls fail fast with `unavailable`, so that callers never hang
+/// while Redis is down and ExamBell never needs a restart after Redis comes back.
+public final class RedisClient: Sendable {
+    public let configuration: RedisConfiguration
+    private let shared: ConnectionSlot
+
+    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "exambell.redis")) {
+        self.configuration = configuration
+        self.shared = ConnectionSlot(configuration: configuration, logger: logger)
+    }
+
+    /// Sends one command; an error reply is thrown as `RedisError`.
+    @discardableResult
+    public func send(_ command: RESPCommand) async throws -> RESPValue {
+        try await shared.connection().send(command, timeout: configuration.commandTimeout).throwingError()
+    }
+
+    /// Sends commands in one round trip; returns every reply (error replies included).
+    public func pipeline(_ commands: [RESPCommand]) async throws -> [RESPValue] {
+        try await shared.connection().pipeline(commands, timeout: configuration.commandTimeout)
+    }
+
+    /// A connection of its own, for commands that block (`XREADGROUP … BLOCK`).
+    public func dedicatedConnection() -> DedicatedRedisConnection {
+        DedicatedRedisConnection(slot: ConnectionSlot(configuration: configuration, logger: shared.logger))
+    }
+
+    /// Closes the shared connection.
+    public func shutdown() {
+        shared.close()
+    }
+}
+
+/// A connection of one caller's own, re-made after failures like the shared one.
+public final class DedicatedRedisConnection: Sendable {
+    let slot: ConnectionSlot
+
+    init(slot: ConnectionSlot) {
+        self.slot = slot
+    }
+
+    /// Sends a command that may block up to `blockFor`; the timeout allows for that.
+    public func send(_ command: RESPCommand, blockFor: Duration) async throws -> RESPValue {
+        try await slot.connection().send(command, timeout: blockFor + slot.configuration.commandTimeout).throwingError()
+    }
+
+    public func close() {
+        slot.close()
+    }
+}
+
+/// Holds one connection and re-makes it on demand, backing off after failures.
+final class ConnectionSlot: Sendable {
+    private struct State {
+        var connection: RedisConnection?
+        var connecting: Task<RedisConnection, any Error>?
+        var retryAt: ContinuousClock.Instant?
+        var backoff: Duration = ConnectionSlot.initialBackoff
+        var closed = false
+    }
+
+    static let initialBackoff: Duration = .milliseconds(100)
+    static let maxBackoff: Duration = .seconds(2)
+
+    let configuration: RedisConfiguration
+    let logger: Logger
+    private let state = Mutex(State())
+
+    init(configuration: RedisConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func connection() async throws -> RedisConnection {
+        enum Next {
+            case use(RedisConnection)
+            case wait(Task<RedisConnection, any Error>)
+            case failFast
+        }
+        let configuration = self.configuration
+        let next: Next = state.withLock { state in
+            if let connection = state.connection, connection.isActive { return .use(connection) }
+            state.connection = nil
+            if let task = state.connecting { return .wait(task) }
+            if state.closed { return .failFast }
+            if let retryAt = state.retryAt, ContinuousClock.now < retryAt { return .failFast }
+            let task = Task { try await RedisConnection.connect(configuration) }
+            state.connecting = task
+            return .wait(task)
+        }
+        switch next {
+        case .use(let connection):
+            return connection
+        case .failFast:
+            throw RedisClientError.unavailable("Redis at \(configuration.description) is unreachable; retrying shortly.")
+        case .wait(let task):
+            do {
+                let connection = try await task.value
+                let reconnected = state.withLock { state in
+                    let wasDown = state.retryAt != nil
+                    state.connection = connection
+                    state.connecting = nil
+                    state.retryAt = nil
+                    state.backoff = Self.initialBackoff
+                    return wasDown
+                }
+                if reconnected { logger.info("reconnected to Redis", metadata: ["redis": "\(configuration.description)"]) }
+                return connection
+            } catch {
+                let first = state.withLock { state in
+                    let first = state.retryAt == nil
+                    state.connecting = nil
+                    state.retryAt = ContinuousClock.now + state.backoff
+                    state.backoff = min(state.backoff * 2, Self.maxBackoff)
+                    return first
+                }
+                if first {
+                    logger.warning("cannot reach Redis", metadata: ["redis": "\(configuration.description)", "error": "\(error)"])
+                }
+                throw RedisClientError.unavailable("Redis at \(configuration.description) is unreachable (\(error)).")
+            }
+        }
+    }
+
+    func close() {
+        let connection = state.withLock { state in
+            state.closed = true
+            defer { state.connection = nil }
+            return state.connection
+        }
+        connection?.close()
+    }
+}

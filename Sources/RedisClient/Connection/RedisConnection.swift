@@ -1,0 +1,103 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One connection to a Redis server: AUTH and SELECT on connect, then commands, alone or
+/// pipelined, each with a timeout.
+public final class RedisConnection: Sendable {
+    let channel: any Channel
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Connects, authenticates and selects the database of `configuration`.
+    public static func connect(
+        _ configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RedisConnection {
+        let channel = try await ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(.nanoseconds(configuration.connectTimeout.nanoseconds))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(RESPDecoder()), RedisCommandHandler(),
+                    ])
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .get()
+        let connection = RedisConnection(channel: channel)
+        do {
+            var setup: [RESPCommand] = []
+            if let password = configuration.password {
+                setup.append(configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+            }
+            if configuration.database != 0 {
+                setup.append(["SELECT", String(configuration.database)])
+            }
+            if !setup.isEmpty {
+                for reply in try await connection.pipeline(setup, timeout: configuration.commandTimeout) {
+                    try reply.throwingError()
+                }
+            }
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
+
+    /// Sends one command and waits for its reply (an error reply is returned, not thrown).
+    public func send(_ command: RESPCommand, timeout: Duration) async throws -> RESPValue {
+        try await pipeline([command], timeout: timeout)[0]
+    }
+
+    /// Sends commands in one write and one flush; returns their replies in order.
+    public func pipeline(_ commands: [RESPCommand], timeout: Duration) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        let eventLoop = channel.eventLoop
+        let promises = commands.map { _ in eventLoop.makePromise(of: RESPValue.self) }
+        let timedOut = Atomic<Bool>(false)
+        let channel = self.channel
+        let deadline = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            timedOut.store(true, ordering: .relaxed)
+            channel.close(promise: nil)
+            for promise in promises { promise.fail(RedisClientError.timeout) }
+        }
+        defer { deadline.cancel() }
+        let written = eventLoop.makePromise(of: Void.self)
+        // A write that never reaches the handler (the channel closed meanwhile) fails its
+        // replies here; failing an already completed promise is a no-op.
+        written.futureResult.whenFailure { error in
+            for promise in promises { promise.fail(error) }
+        }
+        channel.writeAndFlush(RedisRequest(commands: commands, promises: promises), promise: written)
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(commands.count)
+        do {
+            for promise in promises {
+                replies.append(try await promise.futureResult.get())
+            }
+        } catch {
+            throw timedOut.load(ordering: .relaxed) ? RedisClientError.timeout : error
+        }
+        return replies
+    }
+
+    /// Closes the connection; pending commands fail with `connectionClosed`.
+    public func close() {
+        channel.close(promise: nil)
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A private redis-server for one test, on a free loopback port, that the test can stop and
+/// start again (same port) to play an outage. The binary comes from
+/// `EXAMBELL_TEST_REDIS_SERVER` or the PATH; `scripts/test` installs it. When it is missing
+/// the test fails (it never skips).
+public final class RedisTestServer: Sendable {
+    public let port: Int
+    private let binary: String
+    private let pid = Mutex<pid_t?>(nil)
+
+    /// `redis://127.0.0.1:PORT`.
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    public static func start() async throws -> RedisTestServer {
+        let server = RedisTestServer(binary: try findBinary(), port: try freePort())
+        try await server.start()
+        return server
+    }
+
+    private init(binary: String, port: Int) {
+        self.binary = binary
+        self.port = port
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    public func start() async throws {
+        let arguments = [
+            binary, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--protected-mode", "no", "--loglevel", "warning", "--logfile", "/dev/null",
+        ]
+        let child = try Self.spawn(arguments)
+        pid.withLock { $0 = child }
+        Self.record(child)
+        for _ in 0..<100 {
+            if Self.accepts(port: port) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestServerError("redis-server did not start on port \(port)")
+    }
+
+    /// Stops the server at once (SIGKILL: a crash, and no signal mask of the test process
+    /// can keep it alive) and reaps it.
+    public func stop() {
+        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        kill(child, SIGKILL)
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        Self.forget(child)
+    }
+
+    /// Notes a started service in `EXAMBELL_TEST_RUN_DIR`, so `scripts/test` can stop it if
+    /// this test process dies before it does.
+    static func record(_ child: pid_t) {
+        guard let directory = ProcessInfo.processInfo.environment["EXAMBELL_TEST_RUN_DIR"] else { return }
+        try? String(child).write(toFile: "\(directory)/redis-\(child).pid", atomically: true, encoding: .utf8)
+    }
+
+    static func forget(_ child: pid_t) {
+        guard let directory = ProcessInfo.processInfo.environment["EXAMBELL_TEST_RUN_DIR"] else { return }
+        try? FileManager.default.removeItem(atPath: "\(directory)/redis-\(child).pid")
+    }
+
+    /// Runs `redis-cli --raw` against this server and returns its non-empty output lines:
+    /// a plain Redis client, to check shapes independently of ExamBell's own client.
+    public func cli(_ arguments: String...) throws -> [String] {
+        let cli = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("redis-cli").path
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("redis-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let child = try Self.spawn([cli, "-p", String(port), "--raw"] + arguments, stdout: output)
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Starts a program with posix_spawn (Foundation's Process cannot be waited for from
+    /// async code on Linux without a run loop).
+    static func spawn(_ arguments: [String], stdout: String = "/dev/null") throws -> pid_t {
+        var child: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        // The child must not inherit the test's sockets: a browser's socket held open by a
+        // redis-server would never close.
+        guard let closeFrom = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+            throw TestServerError("glibc 2.34 or later is needed (posix_spawn_file_actions_addclosefrom_np)")
+        }
+        typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+        _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
+        let result = posix_spawn(&child, arguments[0], &actions, nil, argv, environ)
+        guard result == 0 else { throw TestServerError("cannot start \(arguments[0]): error \(result)") }
+        return child
+    }
+
+    deinit {
+        stop()
+    }
+
+    public static func findBinary() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["EXAMBELL_TEST_REDIS_SERVER"], !path.isEmpty { return path }
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") + ["/usr/bin", "/usr/sbin"] {
+            let candidate = "\(directory)/redis-server"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw TestServerError("redis-server not found: run the tests with scripts/test, which installs it")
+    }
+
+    /// A port that was free a moment ago.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestServerError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw TestServerError("bind() failed") }
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw TestServerError("getsockname() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
+
+/// A test service that could not be run.
+public struct TestServerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
