@@ -9,6 +9,7 @@ public final class MemoryStateStore: StateStore {
         var strings: [String: String] = [:]
         var sets: [String: Set<String>] = [:]
         var hashes: [String: [String: String]] = [:]
+        var locks: [String: (owner: String, until: ContinuousClock.Instant)] = [:]
     }
 
     private let storage = Mutex(Storage())
@@ -63,5 +64,20 @@ public final class MemoryStateStore: StateStore {
 
     public func fields(_ key: String) async throws -> [String: String] {
         storage.withLock { $0.hashes[key] ?? [:] }
+    }
+
+    public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
+        storage.withLock { storage in
+            let now = ContinuousClock.now
+            if let held = storage.locks[key], held.until > now, held.owner != owner { return false }
+            storage.locks[key] = (owner, now + ttl)
+            return true
+        }
+    }
+
+    public func unlock(_ key: String, owner: String) async throws {
+        storage.withLock { storage in
+            if storage.locks[key]?.owner == owner { storage.locks[key] = nil }
+        }
     }
 }

@@ -63,4 +63,23 @@ public struct RedisStateStore: StateStore {
         }
         return result
     }
+
+    public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
+        let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
+        let reply = try await client.send(["SET", key, owner, "NX", "PX", String(milliseconds)])
+        if reply.string == "OK" { return true }
+        // Already ours (a re-entrant take): extend it.
+        let extended = try await client.send(["EVAL", Self.extendScript, "1", key, owner, String(milliseconds)])
+        return extended.integer == 1
+    }
+
+    public func unlock(_ key: String, owner: String) async throws {
+        try await client.send(["EVAL", Self.unlockScript, "1", key, owner])
+    }
+
+    /// Deletes the lock only if `owner` holds it, atomically.
+    static let unlockScript = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+    /// Extends the lock only if `owner` holds it, atomically.
+    static let extendScript =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end"
 }

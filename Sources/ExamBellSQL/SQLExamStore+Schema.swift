@@ -66,16 +66,17 @@ extension SQLExamStore {
         ]
     }
 
-    /// Applies the migrations not yet applied, each in its own transaction with its version row.
+    /// Applies the migrations not yet applied, each in its own transaction with its version
+    /// row; safe when several nodes start at once (the dialect's migration lock).
     public func migrate() async throws {
-        try await executor.withConnection { db in
-            try await db.raw(
-                "CREATE TABLE IF NOT EXISTS exam_schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-            ).run()
-        }
+        let lock = executor.dialect.migrationLock
         for (index, statements) in Self.migrations(executor.dialect).enumerated() {
             let version = index + 1
             try await executor.withTransaction { db in
+                if let lock { try await db.raw(SQLQueryString(lock)).run() }
+                try await db.raw(
+                    "CREATE TABLE IF NOT EXISTS exam_schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+                ).run()
                 let applied = try await db.raw(
                     "SELECT version FROM exam_schema_version WHERE version = \(bind: version)"
                 ).first()

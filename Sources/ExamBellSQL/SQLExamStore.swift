@@ -14,6 +14,11 @@ public struct SQLExamStore: ExamStore {
         self.executor = executor
     }
 
+    /// Runs one statement outside a transaction (administration: `CREATE DATABASE`).
+    public func execute(_ statement: String) async throws {
+        try await executor.withConnection { db in try await db.raw(SQLQueryString(statement)).run() }
+    }
+
     /// Closes the backend's connections.
     public func shutdown() async throws {
         try await executor.shutdown()

@@ -25,11 +25,17 @@ public protocol SQLExecutor: Sendable {
 public struct SQLStoreDialect: Sendable {
     /// The column type of an auto-increment 64-bit primary key.
     public var autoIncrementPrimaryKey: String
+    /// A statement that, run first in a transaction, keeps other nodes' migrations out until
+    /// it commits; nil where the transaction itself excludes them (SQLite's BEGIN IMMEDIATE).
+    public var migrationLock: String?
 
-    public init(autoIncrementPrimaryKey: String) {
+    public init(autoIncrementPrimaryKey: String, migrationLock: String?) {
         self.autoIncrementPrimaryKey = autoIncrementPrimaryKey
+        self.migrationLock = migrationLock
     }
 
-    public static let sqlite = SQLStoreDialect(autoIncrementPrimaryKey: "INTEGER PRIMARY KEY AUTOINCREMENT")
-    public static let postgres = SQLStoreDialect(autoIncrementPrimaryKey: "BIGSERIAL PRIMARY KEY")
+    public static let sqlite = SQLStoreDialect(autoIncrementPrimaryKey: "INTEGER PRIMARY KEY AUTOINCREMENT", migrationLock: nil)
+    public static let postgres = SQLStoreDialect(
+        autoIncrementPrimaryKey: "BIGSERIAL PRIMARY KEY", migrationLock: "SELECT pg_advisory_xact_lock(7270001)"
+    )
 }

@@ -10,3 +10,20 @@ public enum SQLiteExamStore {
         return store
     }
 }
+
+/// The DB at scale: `SQLExamStore` on PostgreSQL, migrated and ready.
+public enum PostgresExamStore {
+    /// Connects to `postgres://…` and applies the migrations not yet applied.
+    public static func open(url: String, logger: Logger = Logger(label: "exambell.postgres")) async throws -> SQLExamStore {
+        let store = try await openUnmigrated(url: url, logger: logger)
+        try await store.migrate()
+        return store
+    }
+
+    /// Connects without migrating (for administration, like creating a database).
+    public static func openUnmigrated(url: String, logger: Logger = Logger(label: "exambell.postgres")) async throws
+        -> SQLExamStore
+    {
+        SQLExamStore(executor: try PostgresExecutor(url: url, logger: logger))
+    }
+}

@@ -1,4 +1,5 @@
 import ExamBellCore
+import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
@@ -38,9 +39,13 @@ public struct ExamBellNode: Sendable {
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
         )
-        let sync = FinalSync(backends: backends, interval: configuration.syncInterval, logger: logger)
+        let sync = FinalSync(
+            backends: backends, interval: configuration.syncInterval, nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
+            logger: logger
+        )
         let endService = EndExamService(
-            backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease, logger: logger
+            backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
+            syncAfterEnd: configuration.syncAfterEnd, logger: logger
         )
         let router = try buildRouter(
             configuration: configuration, backends: backends, sessions: sessions, endService: endService

@@ -14,6 +14,12 @@ public struct ExamBellConfiguration: Sendable {
         /// The admin console (관리 서버 UI) at `/admin`.
         public static let admin = Roles(rawValue: 4)
         public static let all: Roles = [.web, .socket, .admin]
+
+        /// Like `web server + socket server + admin console`.
+        public var summary: String {
+            [(Roles.web, "web server"), (.socket, "socket server"), (.admin, "admin console")]
+                .filter { contains($0.0) }.map(\.1).joined(separator: " + ")
+        }
     }
 
     public var roles: Roles = .all
@@ -37,6 +43,9 @@ public struct ExamBellConfiguration: Sendable {
     public var outboxInterval: Duration = .seconds(1)
     /// How often final sync reconciles Redis and the DB.
     public var syncInterval: Duration = .seconds(30)
+    /// How long after an end's broadcast its exam is reconciled (time for the browsers' acks
+    /// to arrive); nil for no sync of its own beyond the periodic one.
+    public var syncAfterEnd: Duration? = .seconds(5)
     /// How often a socket node pings browsers; one that misses a pong is dropped.
     public var pingInterval: Duration = .seconds(30)
     /// How often a socket node refreshes its presence in the state store.

@@ -11,23 +11,22 @@ import RedisClient
 /// Opens the backends the options name: SQLite or PostgreSQL, memory engine or Redis.
 enum Backends {
     static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
-        let path: String
+        let store: SQLExamStore
         switch options.resolvedDatabase {
         case nil:
-            path = URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path
+            store = try await openSQLite(URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, logger)
         case let url? where url.hasPrefix("sqlite://"):
-            path = String(url.dropFirst("sqlite://".count))
+            let path = String(url.dropFirst("sqlite://".count))
             guard !path.isEmpty else { throw ValidationError("--database sqlite://PATH needs a path.") }
+            store = try await openSQLite(path, logger)
         case let url? where url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"):
-            throw ValidationError("--database postgres://…: the PostgreSQL store is not available in this build yet; use the embedded SQLite default or sqlite://PATH.")
+            do {
+                store = try await PostgresExamStore.open(url: url, logger: logger)
+            } catch {
+                throw ValidationError("Cannot use the PostgreSQL database (\(error)). Is it running, and is the URL right?")
+            }
         case let url?:
             throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
-        }
-        let store: SQLExamStore
-        do {
-            store = try await SQLiteExamStore.open(path: path, logger: logger)
-        } catch {
-            throw ValidationError("Cannot open the SQLite database at \(path): \(error)")
         }
         guard let redisURL = options.resolvedRedis else {
             return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
@@ -41,6 +40,14 @@ enum Backends {
         let client = RedisClient(configuration: redis, logger: logger)
         logger.info("state store and queue on Redis", metadata: ["redis": "\(redis.description)"])
         return ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))
+    }
+}
+
+private func openSQLite(_ path: String, _ logger: Logger) async throws -> SQLExamStore {
+    do {
+        return try await SQLiteExamStore.open(path: path, logger: logger)
+    } catch {
+        throw ValidationError("Cannot open the SQLite database at \(path): \(error)")
     }
 }
 

@@ -18,6 +18,13 @@ struct Serve: AsyncParsableCommand {
     var demo = false
 
     func run() async throws {
+        try await NodeRunner.run(options: options, roles: .all, defaultPort: 8080, demo: demo)
+    }
+}
+
+/// Runs one ExamBell process with the given roles: `serve` (all), `web`, `socket`.
+enum NodeRunner {
+    static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
         var logger = Logger(label: "exambell")
         logger.logLevel = environment("EXAMBELL_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
         let backends = try await Backends.open(options, logger: logger)
@@ -25,6 +32,15 @@ struct Serve: AsyncParsableCommand {
         var adminToken = options.resolvedAdminToken
         var sessionSecret = options.resolvedSessionSecret
         var tokenWasMade = false
+        if roles != .all {
+            // Split nodes must share their secrets; a node-local one would lock the others out.
+            guard adminToken != nil, let secret = sessionSecret, secret.utf8.count >= 16 else {
+                throw ValidationError(
+                    "Separate nodes need the same --admin-token and --session-secret (16+ characters) "
+                        + "(EXAMBELL_ADMIN_TOKEN, EXAMBELL_SESSION_SECRET) on every web and socket node."
+                )
+            }
+        }
         if adminToken == nil || sessionSecret == nil {
             let secrets = try LocalSecrets.loadOrCreate(in: options.resolvedDataDir)
             tokenWasMade = adminToken == nil
@@ -32,7 +48,7 @@ struct Serve: AsyncParsableCommand {
             sessionSecret = sessionSecret ?? secrets.sessionSecret
         }
         let host = options.resolvedHost
-        let port = try options.resolvedPort(default: 8080)
+        let port = try options.resolvedPort(default: defaultPort)
         let shownHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         let webURL = options.resolvedWebURL ?? "http://\(shownHost):\(port)"
         var configuration = ExamBellConfiguration(
@@ -46,12 +62,12 @@ struct Serve: AsyncParsableCommand {
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
+        configuration.roles = roles
         let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger) { _ in
             listeningContinuation.yield(0)
             listeningContinuation.finish()
         }
         let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken)
-        let demo = self.demo
         let dataDir = options.resolvedDataDir
         let tokenLine =
             tokenWasMade
@@ -64,12 +80,8 @@ struct Serve: AsyncParsableCommand {
                 let banner = await Result(catching: {
                     for await _ in listening { break }
                     try Task.checkCancellation()
-                    var lines = [
-                        "",
-                        "ExamBell is running (one process: web API, socket server, admin console).",
-                        "  Admin console: \(webURL)/admin",
-                        tokenLine,
-                    ]
+                    var lines = ["", "ExamBell (\(roles.summary)) is running on \(host):\(port)."]
+                    if roles.contains(.admin) { lines += ["  Admin console: \(webURL)/admin", tokenLine] }
                     if demo {
                         lines += try await DemoExam.create(client: client)
                     }
@@ -91,7 +103,7 @@ struct Serve: AsyncParsableCommand {
         }
         try? await backends.store.shutdown()
         if case .failure(let error) = result {
-            FileHandle.standardError.write(Data("exambell serve: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
+            FileHandle.standardError.write(Data("exambell: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -1,32 +1,50 @@
 import ArgumentParser
+import ExamBellServer
 
-/// The error the split processes give until they have shared engines to run on: separate
-/// processes only agree through PostgreSQL and Redis, never through a private SQLite file
-/// and in-process memory.
-private func needsSharedEngines(_ name: String) -> ValidationError {
-    ValidationError(
-        "exambell \(name) runs as its own process on shared engines (--database postgres://… and --redis redis://…), "
-            + "which this build does not have yet. Run everything in one process with: exambell serve"
-    )
+/// Split processes only agree through shared engines, never through a private SQLite file and
+/// in-process memory: refuse to start without PostgreSQL and Redis.
+func requireSharedEngines(_ options: ServerOptions, _ name: String) throws {
+    let database = options.resolvedDatabase ?? ""
+    guard database.hasPrefix("postgres://") || database.hasPrefix("postgresql://"), options.resolvedRedis != nil else {
+        throw ValidationError(
+            "exambell \(name) runs as its own process on shared engines: give it --database postgres://… and --redis redis://… "
+                + "(EXAMBELL_DATABASE_URL, EXAMBELL_REDIS_URL). To run everything in one process: exambell serve"
+        )
+    }
 }
 
-/// `exambell web`: the web server (시행 서버) alone, default port 8080.
+/// `exambell web`: the web server (시행 서버) alone, default port 8080. Stateless: run any
+/// number of them behind a load balancer.
 struct WebCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "web", abstract: "Run only the web server (JSON API).")
     @OptionGroup var options: ServerOptions
-    func run() async throws { throw needsSharedEngines("web") }
+
+    func run() async throws {
+        try requireSharedEngines(options, "web")
+        try await NodeRunner.run(options: options, roles: .web, defaultPort: 8080, demo: false)
+    }
 }
 
-/// `exambell socket`: a socket server node alone, default port 8081.
+/// `exambell socket`: a socket server node alone, default port 8081; each node reads the
+/// queue through its own consumer group, named by `--node-id`.
 struct SocketCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "socket", abstract: "Run only a socket server node.")
     @OptionGroup var options: ServerOptions
-    func run() async throws { throw needsSharedEngines("socket") }
+
+    func run() async throws {
+        try requireSharedEngines(options, "socket")
+        try await NodeRunner.run(options: options, roles: .socket, defaultPort: 8081, demo: false)
+    }
 }
 
 /// `exambell admin`: the admin console (관리 서버) alone, default port 8082.
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "admin", abstract: "Run only the admin console.")
     @OptionGroup var options: ServerOptions
-    func run() async throws { throw needsSharedEngines("admin") }
+
+    func run() async throws {
+        throw ValidationError(
+            "exambell admin as a process of its own is not in this build yet; the admin console is served at /admin by exambell serve."
+        )
+    }
 }

@@ -24,3 +24,40 @@ struct SQLiteStoreTests {
         try await second.shutdown()
     }
 }
+
+@Suite("PostgreSQL store")
+struct PostgresStoreTests {
+    /// A migrated store on a database of its own in the test cluster.
+    static func freshStore() async throws -> SQLExamStore {
+        let server = try PostgresTestDatabase.serverURL()
+        let admin = try await PostgresExamStore.openUnmigrated(url: server)
+        let name = PostgresTestDatabase.freshName()
+        try await admin.execute("CREATE DATABASE \(name)")
+        try await admin.shutdown()
+        return try await PostgresExamStore.open(url: PostgresTestDatabase.url(server, database: name))
+    }
+
+    @Test("conformance", arguments: ExamStoreConformance.cases)
+    func conformance(_ check: ExamStoreConformance.Case) async throws {
+        let store = try await Self.freshStore()
+        try await check.run(store)
+        try await store.shutdown()
+    }
+
+    @Test("several nodes migrating at once apply each migration once")
+    func concurrentMigrations() async throws {
+        let server = try PostgresTestDatabase.serverURL()
+        let admin = try await PostgresExamStore.openUnmigrated(url: server)
+        let name = PostgresTestDatabase.freshName()
+        try await admin.execute("CREATE DATABASE \(name)")
+        try await admin.shutdown()
+        let url = PostgresTestDatabase.url(server, database: name)
+        let stores = try await withThrowingTaskGroup(of: SQLExamStore.self) { group in
+            for _ in 0..<4 { group.addTask { try await PostgresExamStore.open(url: url) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        _ = try await stores[0].createExam(planId: "e1", title: "A", actor: "admin", at: .now())
+        #expect(try await stores[3].exam("e1")?.title == "A")
+        for store in stores { try await store.shutdown() }
+    }
+}

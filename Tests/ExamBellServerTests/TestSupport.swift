@@ -26,7 +26,10 @@ struct TestNode {
     let observerGroup = "test-observer"
 
     /// A node on SQLite at `databasePath`, and on Redis at `redisURL` or else the memory engine.
-    init(databasePath: String = ":memory:", redisURL: String? = nil, sessionSecret: String = TestNode.secret) async throws {
+    init(
+        databasePath: String = ":memory:", redisURL: String? = nil, sessionSecret: String = TestNode.secret,
+        syncAfterEnd: Duration? = .milliseconds(100)
+    ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
         let store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
@@ -46,6 +49,7 @@ struct TestNode {
         configuration.outboxLease = .seconds(1)
         configuration.presenceInterval = .milliseconds(100)
         configuration.syncInterval = .seconds(1)
+        configuration.syncAfterEnd = syncAfterEnd
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }
 

@@ -58,6 +58,17 @@ public enum StateStoreConformance {
             try await state.setPresence(planId: "e1", nodeId: "n1", Presence(candidates: [], proctors: [], updated: end))
             #expect(try await state.presence(planId: "e1", freshAfter: end.adding(seconds: -15)).candidates == ["c2"])
         },
+        Case(name: "a lock has one owner at a time and lapses") { state in
+            #expect(try await state.lock("sync:e1", owner: "node-a", ttl: .seconds(30)))
+            #expect(try await !state.lock("sync:e1", owner: "node-b", ttl: .seconds(30)))
+            #expect(try await state.lock("sync:e1", owner: "node-a", ttl: .seconds(30)), "its owner may take it again")
+            try await state.unlock("sync:e1", owner: "node-b")
+            #expect(try await !state.lock("sync:e1", owner: "node-b", ttl: .seconds(30)), "only the owner unlocks")
+            try await state.unlock("sync:e1", owner: "node-a")
+            #expect(try await state.lock("sync:e1", owner: "node-b", ttl: .milliseconds(100)))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await state.lock("sync:e1", owner: "node-a", ttl: .seconds(30)), "a lapsed lock is free")
+        },
     ]
 }
 

@@ -29,4 +29,11 @@ public protocol StateStore: Sendable {
 
     /// Every field of the hash at `key` (`HGETALL`).
     func fields(_ key: String) async throws -> [String: String]
+
+    /// Takes the lock `key` for `owner` unless another owner holds it; it lapses after `ttl`
+    /// (`SET key owner NX PX ttl`). Returns whether `owner` now holds it.
+    func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool
+
+    /// Releases the lock `key` if `owner` still holds it.
+    func unlock(_ key: String, owner: String) async throws
 }

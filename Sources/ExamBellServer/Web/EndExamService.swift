@@ -18,6 +18,7 @@ public struct EndExamService: Sendable {
     let outbox: OutboxRelay
     let finalSync: FinalSync
     let outboxLease: Duration
+    let syncAfterEnd: Duration?
     let logger: Logger
 
     /// Ends exam `examId` for `actor`, with an optional reason.
@@ -55,7 +56,12 @@ public struct EndExamService: Sendable {
         case .ended(let ended, let entry):
             // Publish only now that the DB committed; a failure here leaves the row to the relay.
             await outbox.deliver(entry, stateAlreadyWritten: stateOK)
-            Task { await finalSync.reconcile(planId: examId) }
+            if let delay = syncAfterEnd {
+                Task {
+                    try? await Task.sleep(for: delay)
+                    await finalSync.reconcile(planId: examId)
+                }
+            }
             return Outcome(plan: ended, ended: true)
         }
     }

@@ -12,10 +12,14 @@ public struct FinalSync: Service {
     public struct Report: Sendable, Hashable {
         public var candidatesUpdatedInDB = 0
         public var keysRewritten = 0
+
+        public init() {}
     }
 
     let backends: ExamBellBackends
     let interval: Duration
+    /// This node's name, as the owner of the sync locks it takes.
+    let nodeId: String
     let logger: Logger
 
     /// Reconciles one exam; errors are logged and leave the next pass to try again.
@@ -32,6 +36,20 @@ public struct FinalSync: Service {
     }
 
     func reconcileOrThrow(planId: String) async throws -> Report {
+        // Only one node syncs a given exam at a time; a node that finds it taken leaves it.
+        let lockKey = "exam_sync_lock:\(planId)"
+        guard try await backends.state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return Report() }
+        do {
+            let report = try await reconcileLocked(planId: planId)
+            try? await backends.state.unlock(lockKey, owner: nodeId)
+            return report
+        } catch {
+            try? await backends.state.unlock(lockKey, owner: nodeId)
+            throw error
+        }
+    }
+
+    private func reconcileLocked(planId: String) async throws -> Report {
         var report = Report()
         guard let plan = try await backends.store.exam(planId), plan.status != .scheduled else { return report }
         var candidates = try await backends.store.candidates(planId: planId)

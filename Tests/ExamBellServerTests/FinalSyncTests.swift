@@ -1,0 +1,91 @@
+import ExamBellCore
+import ExamBellServer
+import ExamBellTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// Final sync (seed §4.3.2) on both state-store engines: the DB is the truth for what is
+/// missing or drifted in Redis, and candidates' later activity flows from Redis into the DB.
+@Suite("Final sync")
+struct FinalSyncTests {
+    enum Engine: String, CaseIterable, CustomTestStringConvertible {
+        case memory, redis
+        var testDescription: String { rawValue }
+    }
+
+    func withNode(_ engine: Engine, _ body: @escaping @Sendable (TestNode) async throws -> Void) async throws {
+        switch engine {
+        case .memory:
+            try await body(try await TestNode(syncAfterEnd: nil))
+        case .redis:
+            let redis = try await RedisTestServer.start()
+            defer { redis.stop() }
+            try await body(try await TestNode(redisURL: redis.url, syncAfterEnd: nil))
+        }
+    }
+
+    @Test("deleted and corrupted keys are rewritten from the DB; later activity flows into the DB", arguments: Engine.allCases)
+    func repair(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("e1", candidates: 3)
+                let end = try #require(Timestamp(iso8601: try await client.end("e1").endDatetime))
+                let state = test.backends.state
+                let later = end.adding(seconds: 42)
+                try await state.delete([PlanStateValue.key("e1")])
+                try await state.set([
+                    (CandidateStateValue.key("e1-c1"), "{garbage"),
+                    (CandidateStateValue.key("e1-c2"), CandidateStateValue(status: .inProgress, lastActiveTime: nil).json),
+                    (CandidateStateValue.key("e1-c3"), CandidateStateValue(status: .completed, lastActiveTime: later).json),
+                ])
+                let report = await test.node.finalSync.reconcile(planId: "e1")
+                #expect(report.keysRewritten == 3)
+                #expect(report.candidatesUpdatedInDB == 1)
+                #expect(try await state.plan("e1") == PlanStateValue(status: .completed, endDatetime: end))
+                let completedAtEnd = CandidateStateValue(status: .completed, lastActiveTime: end)
+                #expect(try await state.get(["exam_candidate:e1-c1:status", "exam_candidate:e1-c2:status", "exam_candidate:e1-c3:status"]) == [
+                    completedAtEnd.json, completedAtEnd.json, CandidateStateValue(status: .completed, lastActiveTime: later).json,
+                ])
+                let c3 = try await test.backends.store.candidates(ids: ["e1-c3"]).first
+                #expect(c3?.lastActiveTime == later, "the ack time reached the DB")
+                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
+            }
+        }
+    }
+
+    @Test("only one node syncs an exam at a time", arguments: Engine.allCases)
+    func lock(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("e1", candidates: 1)
+                _ = try await client.end("e1")
+                try await test.backends.state.delete([PlanStateValue.key("e1")])
+                #expect(try await test.backends.state.lock("exam_sync_lock:e1", owner: "another-node", ttl: .seconds(30)))
+                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report())
+                #expect(try await test.backends.state.plan("e1") == nil, "the other node's sync is not interfered with")
+                try await test.backends.state.unlock("exam_sync_lock:e1", owner: "another-node")
+                #expect(await test.node.finalSync.reconcile(planId: "e1").keysRewritten == 1)
+            }
+        }
+    }
+
+    @Test("the periodic sync brings a deleted key back by itself", arguments: Engine.allCases)
+    func periodic(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.live) { client in
+                _ = try await client.makeExam("e1", candidates: 2)
+                let end = try await client.end("e1")
+                try await test.backends.state.delete([PlanStateValue.key("e1"), CandidateStateValue.key("e1-c2")])
+                try await eventually("keys rewritten by the periodic pass") {
+                    try await test.backends.state.get([PlanStateValue.key("e1"), CandidateStateValue.key("e1-c2")]) == [
+                        #"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#,
+                        #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#,
+                    ]
+                }
+            }
+        }
+    }
+}
