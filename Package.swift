@@ -152,6 +152,7 @@ let package = Package(
                 "ExamBellRedis",
                 "RedisClient",
                 "ExamBellTestSupport",
+                "exambell",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

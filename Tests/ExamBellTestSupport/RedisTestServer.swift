@@ -81,7 +81,7 @@ public final class RedisTestServer: Sendable {
 
     /// Starts a program with posix_spawn (Foundation's Process cannot be waited for from
     /// async code on Linux without a run loop).
-    static func spawn(_ arguments: [String], stdout: String = "/dev/null") throws -> pid_t {
+    static func spawn(_ arguments: [String], stdout: String = "/dev/null", environment: [String]? = nil) throws -> pid_t {
         var child: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
@@ -96,7 +96,15 @@ public final class RedisTestServer: Sendable {
         }
         typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
         _ = unsafeBitCast(closeFrom, to: CloseFrom.self)(&actions, 3)
-        let result = posix_spawn(&child, arguments[0], &actions, nil, argv, environ)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup($0) } + [nil] }
+        defer { envp?.forEach { free($0) } }
+        let result =
+            if let envp {
+                posix_spawn(&child, arguments[0], &actions, nil, argv, envp)
+            } else {
+                posix_spawn(&child, arguments[0], &actions, nil, argv, environ)
+            }
         guard result == 0 else { throw TestServerError("cannot start \(arguments[0]): error \(result)") }
         return child
     }
@@ -115,7 +123,7 @@ public final class RedisTestServer: Sendable {
     }
 
     /// A port that was free a moment ago.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestServerError("socket() failed") }
         defer { close(fd) }

@@ -1,0 +1,180 @@
+import ExamBellCore
+import ExamBellSQL
+import ExamBellTestSupport
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ExamBell the way the seed draws it: PostgreSQL, Redis, a web node and two socket nodes as
+/// separate `exambell` processes, with real WebSocket browsers.
+@Suite("Separate processes on PostgreSQL and Redis")
+struct ClusterTests {
+    static let adminToken = "cluster-admin-token"
+    static let secret = "cluster-session-secret-0123456789"
+
+    /// The processes of one test's cluster.
+    struct Cluster {
+        let redis: RedisTestServer
+        let databaseURL: String
+        let web: TestProcess
+        let webPort: Int
+        var sockets: [(process: TestProcess, port: Int)]
+        let directory: URL
+
+        static func start(socketNodes: Int) async throws -> Cluster {
+            let redis = try await RedisTestServer.start()
+            let server = try PostgresTestDatabase.serverURL()
+            let admin = try await PostgresExamStore.openUnmigrated(url: server)
+            let name = PostgresTestDatabase.freshName()
+            try await admin.execute("CREATE DATABASE \(name)")
+            try await admin.shutdown()
+            let databaseURL = PostgresTestDatabase.url(server, database: name)
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-cluster-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let webPort = try RedisTestServer.freePort()
+            let web = try node("web", port: webPort, databaseURL: databaseURL, redis: redis, directory: directory)
+            var sockets: [(TestProcess, Int)] = []
+            for index in 1...socketNodes {
+                let port = try RedisTestServer.freePort()
+                sockets.append((try node("socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: "s\(index)"), port))
+            }
+            let cluster = Cluster(redis: redis, databaseURL: databaseURL, web: web, webPort: webPort, sockets: sockets, directory: directory)
+            try await cluster.waitHealthy(webPort)
+            for (_, port) in sockets { try await cluster.waitHealthy(port) }
+            return cluster
+        }
+
+        static func node(
+            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String = "web"
+        ) throws -> TestProcess {
+            let process = TestProcess(
+                arguments: [try TestProcess.exambellBinary(), role],
+                environment: [
+                    "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redis.url,
+                    "EXAMBELL_ADMIN_TOKEN": adminToken, "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_NODE_ID": nodeId,
+                    "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "warning",
+                    "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
+                ],
+                logPath: directory.appendingPathComponent("\(role)-\(nodeId).log").path
+            )
+            try process.start()
+            return process
+        }
+
+        func waitHealthy(_ port: Int) async throws {
+            for _ in 0..<200 {
+                if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
+                    (response as? HTTPURLResponse)?.statusCode == 200
+                {
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw TestServerError("node on port \(port) never became healthy; logs in \(directory.path)")
+        }
+
+        /// Calls the web node's API with the admin token.
+        @discardableResult
+        func api(_ method: String, _ path: String, _ body: String? = nil) async throws -> (Int, String) {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(webPort)\(path)")!)
+            request.httpMethod = method
+            request.setValue("Bearer \(ClusterTests.adminToken)", forHTTPHeaderField: "Authorization")
+            if let body {
+                request.httpBody = Data(body.utf8)
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            }
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
+
+        func tokens(_ examId: String, role: String, ids: [String]) async throws -> [String] {
+            let list = ids.map { "\"\($0)\"" }.joined(separator: ",")
+            let (status, body) = try await api("POST", "/api/exams/\(examId)/sessions", #"{"role":"\#(role)","ids":[\#(list)]}"#)
+            #expect(status == 200)
+            return try JSONDecoder().decode(SessionsBody.self, from: Data(body.utf8)).sessions.map(\.token)
+        }
+
+        func stopAll() {
+            web.stop()
+            for (process, _) in sockets { process.stop() }
+            redis.stop()
+        }
+    }
+
+    func frame(_ examId: String, _ end: String) -> String {
+        #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
+    }
+
+    @Test("an end reaches browsers on both socket nodes; a node down during the end tells its browsers after restart; a deleted key comes back")
+    func endAcrossNodes() async throws {
+        let cluster = try await Cluster.start(socketNodes: 2)
+        defer { cluster.stopAll() }
+        let candidates = (1...4).map { #"{"candidateId":"e1-c\#($0)","name":"C\#($0)"}"# }.joined(separator: ",")
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Cluster"}"#).0 == 201)
+        #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[\#(candidates)]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/e1/proctors", #"{"proctors":[{"proctorId":"e1-p1","name":"P"}]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
+        let tokens = try await cluster.tokens("e1", role: "candidate", ids: ["e1-c1", "e1-c2", "e1-c3", "e1-c4"])
+        let proctor = try await cluster.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+        let node1 = cluster.sockets[0].port
+        let node2 = cluster.sockets[1].port
+        let onNode1 = [TestBrowser(port: node1, token: tokens[0]), TestBrowser(port: node1, token: proctor)]
+        let onNode2 = [TestBrowser(port: node2, token: tokens[1]), TestBrowser(port: node2, token: tokens[2])]
+        try await eventually("browsers on both nodes counted by the web node") {
+            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":3,"proctors":1}"#)
+        }
+
+        // Socket node 2 crashes; its browsers lose their connection.
+        cluster.sockets[1].process.stop(SIGKILL)
+        for browser in onNode2 { _ = await browser.result() }
+
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"cluster test"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        for browser in onNode1 {
+            #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+        }
+        // PostgreSQL, Redis and the socket message agree on the one end time.
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        #expect(try await store.exam("e1")?.endDatetime?.iso8601 == end.endDatetime)
+        try await store.shutdown()
+        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+
+        // Node 2 comes back; its browsers reconnect and are told.
+        try cluster.sockets[1].process.start()
+        try await cluster.waitHealthy(node2)
+        let reconnected = [TestBrowser(port: node2, token: tokens[1]), TestBrowser(port: node2, token: tokens[2])]
+        for browser in reconnected {
+            #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+        }
+
+        // A deleted key comes back from the DB (sync every second here; 30 s by default).
+        _ = try cluster.redis.cli("DEL", "exam_plan:e1")
+        try await eventually("exam_plan:e1 rewritten by final sync", within: .seconds(60)) {
+            try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
+        }
+        (onNode1 + onNode2 + reconnected).forEach { $0.close() }
+    }
+
+    @Test("a split node refuses to start without PostgreSQL and Redis, saying why")
+    func refusesWithoutSharedEngines() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-refuse-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let process = TestProcess(
+            arguments: [try TestProcess.exambellBinary(), "web"], environment: ["EXAMBELL_PORT": "0"],
+            logPath: directory.appendingPathComponent("web.log").path
+        )
+        try process.start()
+        for _ in 0..<100 where !process.log.contains("postgres") {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(process.log.contains("--database postgres://"))
+        process.stop(SIGKILL)
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program a test runs as a real process (an `exambell web` node, a socket node…), which
+/// the test can kill (SIGKILL: a crash) or stop (SIGTERM), and start again.
+public final class TestProcess: Sendable {
+    public let arguments: [String]
+    public let environment: [String: String]
+    public let logPath: String
+    private let pid = Mutex<pid_t?>(nil)
+
+    public init(arguments: [String], environment: [String: String], logPath: String) {
+        self.arguments = arguments
+        self.environment = environment
+        self.logPath = logPath
+    }
+
+    /// The `exambell` executable built beside the test bundle.
+    public static func exambellBinary() throws -> String {
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("exambell").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        throw TestServerError("the exambell executable is not built beside the tests (swift build --build-tests builds it)")
+    }
+
+    /// Starts the process with the current environment plus `environment`.
+    public func start() throws {
+        var merged = ProcessInfo.processInfo.environment
+        for (key, value) in environment { merged[key] = value }
+        let child = try RedisTestServer.spawn(arguments, stdout: logPath, environment: merged.map { "\($0.key)=\($0.value)" })
+        pid.withLock { $0 = child }
+        RedisTestServer.record(child)
+    }
+
+    /// Sends `signal` and reaps the process.
+    public func stop(_ signal: Int32 = SIGTERM) {
+        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        kill(child, signal)
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        RedisTestServer.forget(child)
+    }
+
+    /// What the process wrote.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    deinit { stop(SIGKILL) }
+}
