@@ -1,5 +1,9 @@
 import ExamBellCore
 import ExamBellSQL
+import ExamBellServer
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
 import ExamBellTestSupport
 import Foundation
 import Testing
@@ -27,7 +31,7 @@ struct ClusterTests {
         var sockets: [(process: TestProcess, port: Int)]
         let directory: URL
 
-        static func start(socketNodes: Int) async throws -> Cluster {
+        static func start(socketNodes: Int, webEnvironment: [String: String] = [:]) async throws -> Cluster {
             let redis = try await RedisTestServer.start()
             let server = try PostgresTestDatabase.serverURL()
             let admin = try await PostgresExamStore.openUnmigrated(url: server)
@@ -38,7 +42,9 @@ struct ClusterTests {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-cluster-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let webPort = try RedisTestServer.freePort()
-            let web = try node("web", port: webPort, databaseURL: databaseURL, redis: redis, directory: directory)
+            let web = try node(
+                "web", port: webPort, databaseURL: databaseURL, redis: redis, directory: directory, extra: webEnvironment
+            )
             var sockets: [(TestProcess, Int)] = []
             for index in 1...socketNodes {
                 let port = try RedisTestServer.freePort()
@@ -51,7 +57,8 @@ struct ClusterTests {
         }
 
         static func node(
-            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String = "web"
+            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String = "web",
+            extra: [String: String] = [:]
         ) throws -> TestProcess {
             let process = TestProcess(
                 arguments: [try TestProcess.exambellBinary(), role],
@@ -60,7 +67,7 @@ struct ClusterTests {
                     "EXAMBELL_ADMIN_TOKEN": adminToken, "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_NODE_ID": nodeId,
                     "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "warning",
                     "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
-                ],
+                ].merging(extra) { $1 },
                 logPath: directory.appendingPathComponent("\(role)-\(nodeId).log").path
             )
             try process.start()
@@ -162,6 +169,34 @@ struct ClusterTests {
         (onNode1 + onNode2 + reconnected).forEach { $0.close() }
     }
 
+    @Test("a web node killed after its commit and before its publish: another web node's outbox relay publishes")
+    func webNodeDiesBeforePublish() async throws {
+        let cluster = try await Cluster.start(socketNodes: 1, webEnvironment: ["EXAMBELL_TEST_FAULT": "after-commit"])
+        defer { cluster.stopAll() }
+        let healthyPort = try RedisTestServer.freePort()
+        let healthy = try Cluster.node(
+            "web", port: healthyPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory,
+            nodeId: "web-2"
+        )
+        defer { healthy.stop() }
+        try await cluster.waitHealthy(healthyPort)
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Fault"}"#).0 == 201)
+        #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[{"candidateId":"e1-c1","name":"C"}]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
+        let token = try await cluster.tokens("e1", role: "candidate", ids: ["e1-c1"])[0]
+        let browser = TestBrowser(port: cluster.sockets[0].port, token: token)
+        try await eventually("browser connected") {
+            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":1"#)
+        }
+        // The faulty node commits the end, then dies before publishing: the caller gets no answer.
+        await #expect(throws: (any Error).self) { try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"fault"}"#) }
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        let end = try #require(try await store.exam("e1")?.endDatetime, "the end committed before the crash")
+        try await store.shutdown()
+        #expect(await browser.frames(atLeast: 1, within: .seconds(30)) == [frame("e1", end.iso8601)], "the other node's relay published it")
+        browser.close()
+    }
+
     @Test("a split node refuses to start without PostgreSQL and Redis, saying why")
     func refusesWithoutSharedEngines() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-refuse-\(UUID().uuidString)")
@@ -176,5 +211,38 @@ struct ClusterTests {
         }
         #expect(process.log.contains("--database postgres://"))
         process.stop(SIGKILL)
+    }
+}
+
+@Suite("PostgreSQL outage")
+struct PostgresOutageTests {
+    @Test("PostgreSQL down: an end answers 503 with a clear error and changes nothing; it works once PostgreSQL is back")
+    func databaseDown() async throws {
+        let postgres = try await PostgresTestServer.start()
+        let store = try await PostgresExamStore.open(url: postgres.url)
+        let node = try await TestNode(store: store)
+        try await node.node.application.test(.router) { client in
+            _ = try await client.makeExam("e1", candidates: 2)
+            postgres.crash()
+            let refused = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db down"}"#)
+            #expect(refused.status == .serviceUnavailable)
+            let error = try decode(ErrorBody.self, refused)
+            #expect(error.error.code == "service_unavailable")
+            #expect(try await node.backends.state.plan("e1")?.status == .inProgress, "the state store was put back")
+            try await postgres.start()
+            var answer: EndBody?
+            for _ in 0..<100 {
+                let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db back"}"#)
+                if response.status == .ok {
+                    answer = try decode(EndBody.self, response)
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(answer?.result == "completed", "the first end that reaches the DB ends it")
+            let log = try await node.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }
+            #expect(log.map(\.reason) == ["db back"], "the refused end left nothing behind")
+        }
+        try await store.shutdown()
     }
 }

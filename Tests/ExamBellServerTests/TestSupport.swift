@@ -27,12 +27,17 @@ struct TestNode {
 
     /// A node on SQLite at `databasePath`, and on Redis at `redisURL` or else the memory engine.
     init(
-        databasePath: String = ":memory:", redisURL: String? = nil, sessionSecret: String = TestNode.secret,
-        syncAfterEnd: Duration? = .milliseconds(100)
+        databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
+        sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
-        let store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
+        let store: any ExamStore
+        if let given {
+            store = given
+        } else {
+            store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
+        }
         if let redisURL {
             let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
             backends = ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))

@@ -47,6 +47,15 @@ public final class TestProcess: Sendable {
         RedisTestServer.forget(child)
     }
 
+    /// Waits for the process to exit by itself; throws when it failed.
+    public func wait() throws {
+        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        RedisTestServer.forget(child)
+        guard status == 0 else { throw TestServerError("\(arguments.joined(separator: " ")) failed: \(log)") }
+    }
+
     /// What the process wrote.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 

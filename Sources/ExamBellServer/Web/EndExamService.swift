@@ -1,4 +1,8 @@
 import ExamBellCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 /// The scenario of seed §2 on the web server: validate → DB and state store in parallel →
@@ -54,6 +58,7 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
+            Self.faultPoint("after-commit")
             // Publish only now that the DB committed; a failure here leaves the row to the relay.
             await outbox.deliver(entry, stateAlreadyWritten: stateOK)
             if let delay = syncAfterEnd {
@@ -64,6 +69,17 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: ended, ended: true)
         }
+    }
+
+    /// Test-only crash point: in debug builds, `EXAMBELL_TEST_FAULT=<name>` kills the process
+    /// here (SIGKILL, as a crash would), to prove the outbox covers a web node that dies
+    /// between its commit and its publish. Release builds do not contain it.
+    static func faultPoint(_ name: String) {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] == name {
+            kill(getpid(), SIGKILL)
+        }
+        #endif
     }
 
     /// Writes the plan key and every candidate key as completed at `time` in one round trip.
