@@ -44,10 +44,17 @@ public final class PostgresExecutor: SQLExecutor {
 
     /// Runs `body` with a pooled connection; a failure to get a working connection replaces
     /// the pool (at most once a second) before it is rethrown.
-    private func withPooledConnection<R: Sendable>(_ body: (PostgresConnection) async throws -> R) async throws -> R {
+    private func withPooledConnection<R: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> R
+    ) async throws -> R {
         let client = pool.withLock { $0.client }
         do {
-            return try await client.withConnection(body)
+            return try await Self.withLeaseDeadline(connectionWait) { finishLease in
+                try await client.withConnection { connection in
+                    finishLease()
+                    return try await body(connection)
+                }
+            }
         } catch let error as ExamBellError {
             throw error
         } catch {
@@ -63,6 +70,35 @@ public final class PostgresExecutor: SQLExecutor {
                 retired?.cancel()
             }
             throw error
+        }
+    }
+
+    /// How long a caller waits for a pooled connection before being told the DB is unavailable
+    /// (the pool itself keeps trying in the background).
+    let connectionWait: Duration = .seconds(3)
+
+    /// Runs `operation`, failing with 503 if it has not called `finishLease` within `limit`.
+    /// Only the wait for a connection is bounded, not the work done with it.
+    static func withLeaseDeadline<R: Sendable>(
+        _ limit: Duration, _ operation: @escaping @Sendable (@escaping @Sendable () -> Void) async throws -> R
+    ) async throws -> R {
+        let leased = LeaseFlag()
+        return try await withThrowingTaskGroup(of: R?.self) { group in
+            group.addTask { try await operation { leased.value.store(true, ordering: .relaxed) } }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                if !leased.value.load(ordering: .relaxed) {
+                    throw ExamBellError.unavailable("The database did not answer within \(limit); it may be down.")
+                }
+                return nil
+            }
+            while let next = try await group.next() {
+                if let result = next {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            throw ExamBellError.unavailable("The database did not answer.")
         }
     }
 
@@ -92,4 +128,9 @@ public final class PostgresExecutor: SQLExecutor {
     public func shutdown() async throws {
         pool.withLock { $0.runner }.cancel()
     }
+}
+
+/// Whether a pooled connection was handed over (set once, read by the deadline).
+private final class LeaseFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }

@@ -13,15 +13,22 @@ public enum SQLiteExamStore {
 
 /// The DB at scale: `SQLExamStore` on PostgreSQL, migrated and ready.
 public enum PostgresExamStore {
+    /// Warnings and worse only: the pool reports every failed connection attempt at info.
+    public static var quietLogger: Logger {
+        var logger = Logger(label: "exambell.postgres")
+        logger.logLevel = .warning
+        return logger
+    }
+
     /// Connects to `postgres://…` and applies the migrations not yet applied.
-    public static func open(url: String, logger: Logger = Logger(label: "exambell.postgres")) async throws -> SQLExamStore {
+    public static func open(url: String, logger: Logger = quietLogger) async throws -> SQLExamStore {
         let store = try await openUnmigrated(url: url, logger: logger)
         try await store.migrate()
         return store
     }
 
     /// Connects without migrating (for administration, like creating a database).
-    public static func openUnmigrated(url: String, logger: Logger = Logger(label: "exambell.postgres")) async throws
+    public static func openUnmigrated(url: String, logger: Logger = quietLogger) async throws
         -> SQLExamStore
     {
         SQLExamStore(executor: try PostgresExecutor(url: url, logger: logger))

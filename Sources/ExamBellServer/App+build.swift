@@ -115,3 +115,23 @@ func buildRouter(
     try PageAssets.load().addRoutes(to: router, roles: configuration.roles)
     return router
 }
+
+/// The admin server (관리 서버) on its own: the console's pages and a proxy of `/api/…` to
+/// the web server at `configuration.publicWebURL`; no backend at all.
+public func buildAdminApplication(
+    configuration: ExamBellConfiguration, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) throws -> Application<RouterResponder<BasicRequestContext>> {
+    guard let webURL = URL(string: configuration.publicWebURL), webURL.scheme == "http" || webURL.scheme == "https" else {
+        throw ExamBellError.badRequest(code: "invalid_web_url", "--web-url must be an http:// or https:// URL.")
+    }
+    let router = Router(context: BasicRequestContext.self)
+    router.middlewares.add(APIErrorMiddleware())
+    router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
+    AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize).addRoutes(to: router)
+    try PageAssets.load().addRoutes(to: router, roles: .admin)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell"),
+        onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
+    )
+}

@@ -27,12 +27,16 @@ enum NodeRunner {
     static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
         var logger = Logger(label: "exambell")
         logger.logLevel = environment("EXAMBELL_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
-        let backends = try await Backends.open(options, logger: logger)
+        // The admin server alone never touches the DB or Redis.
+        let backends: ExamBellBackends? = roles == .admin ? nil : try await Backends.open(options, logger: logger)
 
         var adminToken = options.resolvedAdminToken
         var sessionSecret = options.resolvedSessionSecret
         var tokenWasMade = false
-        if roles != .all {
+        if roles == .admin {
+            adminToken = adminToken ?? ""
+            sessionSecret = sessionSecret ?? ""
+        } else if roles != .all {
             // Split nodes must share their secrets; a node-local one would lock the others out.
             guard adminToken != nil, let secret = sessionSecret, secret.utf8.count >= 16 else {
                 throw ValidationError(
@@ -63,10 +67,17 @@ enum NodeRunner {
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
         configuration.roles = roles
-        let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger) { _ in
+        let announce: @Sendable (Int) async -> Void = { _ in
             listeningContinuation.yield(0)
             listeningContinuation.finish()
         }
+        let application =
+            if let backends {
+                try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
+                    .application
+            } else {
+                try buildAdminApplication(configuration: configuration, logger: logger, onServerRunning: announce)
+            }
         let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken)
         let dataDir = options.resolvedDataDir
         let tokenLine =
@@ -75,13 +86,17 @@ enum NodeRunner {
             : "  Log in with the admin token you set (--admin-token / EXAMBELL_ADMIN_TOKEN)."
         enum Part { case server, banner }
         let result: Result<Void, any Error> = await withTaskGroup(of: (Part, Result<Void, any Error>).self) { group in
-            group.addTask { (.server, await Result(catching: { try await node.application.runService() })) }
+            group.addTask { (.server, await Result(catching: { try await application.runService() })) }
             group.addTask {
                 let banner = await Result(catching: {
                     for await _ in listening { break }
                     try Task.checkCancellation()
                     var lines = ["", "ExamBell (\(roles.summary)) is running on \(host):\(port)."]
-                    if roles.contains(.admin) { lines += ["  Admin console: \(webURL)/admin", tokenLine] }
+                    if roles == .admin {
+                        lines += ["  Admin console: http://\(shownHost):\(port)/admin (log in with the web servers' admin token)"]
+                    } else if roles.contains(.admin) {
+                        lines += ["  Admin console: \(webURL)/admin", tokenLine]
+                    }
                     if demo {
                         lines += try await DemoExam.create(client: client)
                     }
@@ -101,7 +116,7 @@ enum NodeRunner {
             }
             return .success(())
         }
-        try? await backends.store.shutdown()
+        try? await backends?.store.shutdown()
         if case .failure(let error) = result {
             FileHandle.standardError.write(Data("exambell: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
             throw ExitCode(1)

@@ -37,14 +37,16 @@ struct SocketCommand: AsyncParsableCommand {
     }
 }
 
-/// `exambell admin`: the admin console (관리 서버) alone, default port 8082.
+/// `exambell admin`: the admin console (관리 서버) alone, default port 8082. It reaches the
+/// web server only over HTTP (`--web-url`), never the DB or Redis.
 struct AdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "admin", abstract: "Run only the admin console.")
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        throw ValidationError(
-            "exambell admin as a process of its own is not in this build yet; the admin console is served at /admin by exambell serve."
-        )
+        guard options.resolvedWebURL != nil else {
+            throw ValidationError("exambell admin needs --web-url (EXAMBELL_WEB_URL): where it reaches the web server's API.")
+        }
+        try await NodeRunner.run(options: options, roles: .admin, defaultPort: 8082, demo: false)
     }
 }

@@ -4,6 +4,9 @@ public enum ExamStatus: String, Sendable, Codable, CaseIterable {
     case inProgress = "in_progress"
     case completed
 
+    /// The position in the life of an exam: a later state has a higher rank.
+    public var rank: Int { Self.allCases.firstIndex(of: self)! }
+
     /// Whether an exam in this state may move to `next`.
     public func canMove(to next: ExamStatus) -> Bool {
         switch (self, next) {
@@ -18,6 +21,9 @@ public enum CandidateStatus: String, Sendable, Codable, CaseIterable {
     case registered
     case inProgress = "in_progress"
     case completed
+
+    /// The position in the life of a candidate: a later state has a higher rank.
+    public var rank: Int { Self.allCases.firstIndex(of: self)! }
 
     /// Whether a candidate in this state may move to `next`. Ending an exam completes
     /// candidates that never started, so `registered` → `completed` is allowed too.

@@ -70,19 +70,30 @@ public struct FinalSync: Service {
 
         // DB → Redis: rewrite what is missing or differs.
         var rewrite: [(key: String, value: String)] = []
-        let planValue = PlanStateValue(status: plan.status, endDatetime: plan.endDatetime).json
-        if try await backends.state.get([PlanStateValue.key(planId)])[0] != planValue {
-            rewrite.append((PlanStateValue.key(planId), planValue))
+        // A key is rewritten when it is missing, malformed or behind the DB. A key ahead of our
+        // DB snapshot (an end or an ack that landed after we read the DB) is left alone: the
+        // next pass sees the DB caught up.
+        let planTruth = PlanStateValue(status: plan.status, endDatetime: plan.endDatetime)
+        let planCached = try await backends.state.get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
+        if let planCached, planCached.status.rank > planTruth.status.rank
+            || (planCached.status == planTruth.status && planCached.endDatetime == planTruth.endDatetime)
+        {
+            // Up to date, or ahead of the snapshot.
+        } else {
+            rewrite.append((PlanStateValue.key(planId), planTruth.json))
         }
         for candidate in candidates {
             let truth = CandidateStateValue(status: candidate.status, lastActiveTime: candidate.lastActiveTime)
-            // A key ahead of the DB (an ack that landed after our read) is left alone.
             let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:))
-            if cached == nil || cached?.status != truth.status
-                || (cached?.lastActiveTime ?? .init(secondsSince1970: .min)) < (truth.lastActiveTime ?? .init(secondsSince1970: .min))
-            {
-                rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json))
+            let behind: Bool
+            if let cached {
+                let cachedTime = cached.lastActiveTime ?? .init(secondsSince1970: .min)
+                let truthTime = truth.lastActiveTime ?? .init(secondsSince1970: .min)
+                behind = cached.status.rank < truth.status.rank || (cached.status == truth.status && cachedTime < truthTime)
+            } else {
+                behind = true
             }
+            if behind { rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json)) }
         }
         if !rewrite.isEmpty {
             try await backends.state.set(rewrite)
