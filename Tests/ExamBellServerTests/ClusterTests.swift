@@ -30,14 +30,20 @@ struct ClusterTests {
         let webPort: Int
         var sockets: [(process: TestProcess, port: Int)]
         let directory: URL
+        /// nginx in front of the web and socket nodes, as in production.
+        let loadBalancer: TestProcess
+        let loadBalancerPort: Int
+        /// `exambell admin`, reaching the web nodes through the load balancer.
+        let admin: TestProcess
+        let adminPort: Int
 
         static func start(socketNodes: Int, webEnvironment: [String: String] = [:]) async throws -> Cluster {
             let redis = try await RedisTestServer.start()
             let server = try PostgresTestDatabase.serverURL()
-            let admin = try await PostgresExamStore.openUnmigrated(url: server)
+            let maintenance = try await PostgresExamStore.openUnmigrated(url: server)
             let name = PostgresTestDatabase.freshName()
-            try await admin.execute("CREATE DATABASE \(name)")
-            try await admin.shutdown()
+            try await maintenance.execute("CREATE DATABASE \(name)")
+            try await maintenance.shutdown()
             let databaseURL = PostgresTestDatabase.url(server, database: name)
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-cluster-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -50,9 +56,25 @@ struct ClusterTests {
                 let port = try RedisTestServer.freePort()
                 sockets.append((try node("socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: "s\(index)"), port))
             }
-            let cluster = Cluster(redis: redis, databaseURL: databaseURL, web: web, webPort: webPort, sockets: sockets, directory: directory)
-            try await cluster.waitHealthy(webPort)
-            for (_, port) in sockets { try await cluster.waitHealthy(port) }
+            let loadBalancerPort = try RedisTestServer.freePort()
+            let loadBalancer = try startNginx(
+                port: loadBalancerPort, webPorts: [webPort], socketPorts: sockets.map(\.1), directory: directory
+            )
+            let adminPort = try RedisTestServer.freePort()
+            let admin = TestProcess(
+                arguments: [try TestProcess.exambellBinary(), "admin"],
+                environment: [
+                    "EXAMBELL_PORT": String(adminPort), "EXAMBELL_WEB_URL": "http://127.0.0.1:\(loadBalancerPort)",
+                    "EXAMBELL_LOG_LEVEL": "warning",
+                ],
+                logPath: directory.appendingPathComponent("admin.log").path
+            )
+            try admin.start()
+            let cluster = Cluster(
+                redis: redis, databaseURL: databaseURL, web: web, webPort: webPort, sockets: sockets, directory: directory,
+                loadBalancer: loadBalancer, loadBalancerPort: loadBalancerPort, admin: admin, adminPort: adminPort
+            )
+            for port in [webPort, loadBalancerPort, adminPort] + sockets.map(\.1) { try await cluster.waitHealthy(port) }
             return cluster
         }
 
@@ -74,6 +96,46 @@ struct ClusterTests {
             return process
         }
 
+        static func startNginx(port: Int, webPorts: [Int], socketPorts: [Int], directory: URL) throws -> TestProcess {
+            guard let nginx = ProcessInfo.processInfo.environment["EXAMBELL_TEST_NGINX"], !nginx.isEmpty else {
+                throw TestServerError("EXAMBELL_TEST_NGINX is not set: run the tests with scripts/test, which installs nginx")
+            }
+            let root = directory.path
+            let config = """
+                worker_processes 1;
+                pid \(root)/nginx.pid;
+                error_log \(root)/nginx-error.log warn;
+                \(getuid() == 0 ? "user root;" : "")
+                events { worker_connections 1024; }
+                http {
+                  access_log off;
+                  client_body_temp_path \(root)/nginx-body;
+                  proxy_temp_path \(root)/nginx-proxy;
+                  upstream web { \(webPorts.map { "server 127.0.0.1:\($0);" }.joined(separator: " ")) }
+                  upstream sockets { least_conn; \(socketPorts.map { "server 127.0.0.1:\($0);" }.joined(separator: " ")) }
+                  server {
+                    listen 127.0.0.1:\(port);
+                    location /ws {
+                      proxy_pass http://sockets;
+                      proxy_http_version 1.1;
+                      proxy_set_header Upgrade $http_upgrade;
+                      proxy_set_header Connection "upgrade";
+                      proxy_read_timeout 1h;
+                    }
+                    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; }
+                  }
+                }
+                """
+            let path = directory.appendingPathComponent("nginx.conf").path
+            try config.write(toFile: path, atomically: true, encoding: .utf8)
+            let process = TestProcess(
+                arguments: [nginx, "-c", path, "-g", "daemon off;"], environment: [:],
+                logPath: directory.appendingPathComponent("nginx.log").path
+            )
+            try process.start()
+            return process
+        }
+
         func waitHealthy(_ port: Int) async throws {
             for _ in 0..<200 {
                 if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
@@ -87,9 +149,10 @@ struct ClusterTests {
         }
 
         /// Calls the web node's API with the admin token.
+        /// Calls the API through the load balancer (or the admin server, with `via: adminPort`).
         @discardableResult
-        func api(_ method: String, _ path: String, _ body: String? = nil) async throws -> (Int, String) {
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(webPort)\(path)")!)
+        func api(_ method: String, _ path: String, _ body: String? = nil, via port: Int? = nil) async throws -> (Int, String) {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port ?? loadBalancerPort)\(path)")!)
             request.httpMethod = method
             request.setValue("Bearer \(ClusterTests.adminToken)", forHTTPHeaderField: "Authorization")
             if let body {
@@ -108,6 +171,8 @@ struct ClusterTests {
         }
 
         func stopAll() {
+            admin.stop()
+            loadBalancer.stop()
             web.stop()
             for (process, _) in sockets { process.stop() }
             redis.stop()
@@ -123,7 +188,9 @@ struct ClusterTests {
         let cluster = try await Cluster.start(socketNodes: 2)
         defer { cluster.stopAll() }
         let candidates = (1...4).map { #"{"candidateId":"e1-c\#($0)","name":"C\#($0)"}"# }.joined(separator: ",")
-        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Cluster"}"#).0 == 201)
+        // The admin server creates the exam, over HTTP only, through the load balancer.
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Cluster"}"#, via: cluster.adminPort).0 == 201)
+        #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort).1.contains(#""examId":"e1""#))
         #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[\#(candidates)]}"#).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/proctors", #"{"proctors":[{"proctorId":"e1-p1","name":"P"}]}"#).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
@@ -133,8 +200,10 @@ struct ClusterTests {
         let node2 = cluster.sockets[1].port
         let onNode1 = [TestBrowser(port: node1, token: tokens[0]), TestBrowser(port: node1, token: proctor)]
         let onNode2 = [TestBrowser(port: node2, token: tokens[1]), TestBrowser(port: node2, token: tokens[2])]
+        // One more browser comes in through the load balancer, as browsers do in production.
+        let throughLoadBalancer = TestBrowser(port: cluster.loadBalancerPort, token: tokens[3])
         try await eventually("browsers on both nodes counted by the web node") {
-            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":3,"proctors":1}"#)
+            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":4,"proctors":1}"#)
         }
 
         // Socket node 2 crashes; its browsers lose their connection.
@@ -144,7 +213,7 @@ struct ClusterTests {
         let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"cluster test"}"#)
         #expect(status == 200)
         let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
-        for browser in onNode1 {
+        for browser in onNode1 + [throughLoadBalancer] {
             #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
         }
         // PostgreSQL, Redis and the socket message agree on the one end time.
@@ -166,7 +235,7 @@ struct ClusterTests {
         try await eventually("exam_plan:e1 rewritten by final sync", within: .seconds(60)) {
             try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
         }
-        (onNode1 + onNode2 + reconnected).forEach { $0.close() }
+        (onNode1 + onNode2 + reconnected + [throughLoadBalancer]).forEach { $0.close() }
     }
 
     @Test("a web node killed after its commit and before its publish: another web node's outbox relay publishes")
@@ -189,7 +258,9 @@ struct ClusterTests {
             try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":1"#)
         }
         // The faulty node commits the end, then dies before publishing: the caller gets no answer.
-        await #expect(throws: (any Error).self) { try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"fault"}"#) }
+        await #expect(throws: (any Error).self) {
+            try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"fault"}"#, via: cluster.webPort)
+        }
         let store = try await PostgresExamStore.open(url: cluster.databaseURL)
         let end = try #require(try await store.exam("e1")?.endDatetime, "the end committed before the crash")
         try await store.shutdown()

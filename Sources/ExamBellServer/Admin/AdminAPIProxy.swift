@@ -2,14 +2,15 @@ import ExamBellCore
 import Foundation
 import Hummingbird
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
 
 /// The admin server's (관리 서버) only way to the exam: the web server's HTTP API.
 ///
 /// When `exambell admin` runs on its own, the console's `/api/…` calls are forwarded to the
-/// web server (`--web-url`) with the operator's own bearer token; the admin server never
+/// web server (`--web-url`) through async-http-client with the operator's own bearer token;
+/// the admin server never
 /// touches the DB or Redis.
 struct AdminAPIProxy: Sendable {
     let webURL: URL
@@ -24,11 +25,10 @@ struct AdminAPIProxy: Sendable {
     private func forward<Context: RequestContext>(_ request: Request, context: Context) async throws -> Response {
         let path = request.uri.path
         guard path.hasPrefix("/api/"), !path.contains("..") else { throw HTTPError(.notFound) }
-        var target = URLRequest(url: URL(string: path, relativeTo: webURL)!.absoluteURL)
-        target.httpMethod = request.method.rawValue
-        target.timeoutInterval = 30
+        var target = HTTPClientRequest(url: webURL.absoluteString.trimmingSuffix("/") + path)
+        target.method = .init(rawValue: request.method.rawValue)
         if let authorization = request.headers[.authorization] {
-            target.setValue(authorization, forHTTPHeaderField: "Authorization")
+            target.headers.add(name: "Authorization", value: authorization)
         }
         if request.method == .post {
             let body: ByteBuffer
@@ -37,21 +37,27 @@ struct AdminAPIProxy: Sendable {
             } catch {
                 throw ExamBellError(status: 413, code: "body_too_large", message: "The request body is larger than \(maxBodySize) bytes.")
             }
-            target.httpBody = Data(body.readableBytesView)
-            target.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            target.body = .bytes(body)
+            target.headers.add(name: "Content-Type", value: "application/json")
         }
-        let data: Data
-        let response: URLResponse
+        let response: HTTPClientResponse
+        let body: ByteBuffer
         do {
-            (data, response) = try await URLSession.shared.data(for: target)
+            response = try await HTTPClient.shared.execute(target, timeout: .seconds(30))
+            body = try await response.body.collect(upTo: 64 << 20)
         } catch {
             throw ExamBellError.unavailable("The web server at \(webURL.absoluteString) cannot be reached.")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 502
         return Response(
-            status: .init(code: status),
+            status: .init(code: Int(response.status.code)),
             headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data))
+            body: .init(byteBuffer: body)
         )
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
     }
 }
