@@ -34,7 +34,7 @@ public struct ExamBellNode: Sendable {
         configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let sessions = await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
+        let sessions = try await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
         let hub = SocketHub()
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger

@@ -38,9 +38,9 @@ enum NodeRunner {
             sessionSecret = sessionSecret ?? ""
         } else if roles != .all {
             // Split nodes must share their secrets; a node-local one would lock the others out.
-            guard adminToken != nil, let secret = sessionSecret, secret.utf8.count >= 16 else {
+            guard adminToken != nil, sessionSecret != nil else {
                 throw ValidationError(
-                    "Separate nodes need the same --admin-token and --session-secret (16+ characters) "
+                    "Separate nodes need the same --admin-token and --session-secret (32+ characters) "
                         + "(EXAMBELL_ADMIN_TOKEN, EXAMBELL_SESSION_SECRET) on every web and socket node."
                 )
             }
@@ -50,6 +50,12 @@ enum NodeRunner {
             tokenWasMade = adminToken == nil
             adminToken = adminToken ?? secrets.adminToken
             sessionSecret = sessionSecret ?? secrets.sessionSecret
+        }
+        if roles != .admin, let secret = sessionSecret, secret.utf8.count < SessionTokens.minimumSecretLength {
+            throw ValidationError(
+                "--session-secret (EXAMBELL_SESSION_SECRET) must be at least \(SessionTokens.minimumSecretLength) characters: "
+                    + "it signs every browser session (HS256)."
+            )
         }
         let host = options.resolvedHost
         let port = try options.resolvedPort(default: defaultPort)

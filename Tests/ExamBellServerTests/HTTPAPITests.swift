@@ -175,3 +175,14 @@ struct HTTPAPITests {
         }
     }
 }
+
+@Suite("Session secret")
+struct SessionSecretTests {
+    @Test("a session secret shorter than 32 bytes is refused with a clear error, not a crash")
+    func shortSecret() async throws {
+        await #expect(throws: ExamBellError.self) { _ = try await TestNode(sessionSecret: "too-short") }
+        let accepted = try await SessionTokens(secret: String(repeating: "k", count: 32), lifetime: .seconds(60))
+        let token = try await accepted.issue(subject: "c1", role: .candidate, examId: "e1")
+        #expect(try await accepted.verify(token) == Session(subject: "c1", role: .candidate, examId: "e1"))
+    }
+}

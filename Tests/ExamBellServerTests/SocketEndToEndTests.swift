@@ -112,7 +112,7 @@ struct SocketEndToEndTests {
             let port = try #require(client.port)
             _ = try await client.makeExam("A", candidates: 1, proctors: 1)
             _ = try await client.makeExam("B", candidates: 1, proctors: 1)
-            let forger = await SessionTokens(secret: "another-secret-of-enough-length!!", lifetime: .seconds(60))
+            let forger = try await SessionTokens(secret: "another-secret-of-enough-length!!", lifetime: .seconds(60))
             let forged = try await forger.issue(subject: "A-c1", role: .candidate, examId: "A")
             let expired = try await test.node.sessions.issue(
                 subject: "A-c1", role: .candidate, examId: "A", expiry: Date().addingTimeInterval(-60)

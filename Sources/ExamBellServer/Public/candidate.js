@@ -1,4 +1,4 @@
-import { connectSocket, sessionToken, fetchJSON, formatTime } from "/static/socket.js";
+import { connectSocket, sessionToken, openSession, formatTime } from "/static/socket.js";
 
 const token = sessionToken();
 const form = document.getElementById("answers");
@@ -52,14 +52,8 @@ function showConnection(state) {
 }
 
 async function main() {
-  try {
-    session = await fetchJSON("/api/session", token);
-  } catch (error) {
-    document.getElementById("error").textContent = `세션을 열 수 없습니다: ${error.message}`;
-    return;
-  }
-  document.getElementById("title").textContent = session.title;
-  document.getElementById("who").textContent = `${session.name} (${session.id})`;
+  session = await openSession(token);
+  if (!session) return;
   buildAnswerSheet(session.examId);
   if (session.status === "completed") lock(session.endDatetime);
   const socket = connectSocket({

@@ -1,4 +1,4 @@
-import { connectSocket, sessionToken, fetchJSON, formatTime } from "/static/socket.js";
+import { connectSocket, sessionToken, fetchJSON, openSession, formatTime } from "/static/socket.js";
 
 const token = sessionToken();
 const connection = document.getElementById("connection");
@@ -38,14 +38,8 @@ async function refreshRoster() {
 }
 
 async function main() {
-  try {
-    session = await fetchJSON("/api/session", token);
-  } catch (error) {
-    document.getElementById("error").textContent = `세션을 열 수 없습니다: ${error.message}`;
-    return;
-  }
-  document.getElementById("title").textContent = `${session.title} – 감독`;
-  document.getElementById("who").textContent = `${session.name} (${session.id})`;
+  session = await openSession(token, { titleSuffix: " – 감독" });
+  if (!session) return;
   if (session.status === "completed") showEnd(session.endDatetime);
   connectSocket({
     socketUrl: session.socketUrl,

@@ -50,3 +50,17 @@ export async function fetchJSON(path, token) {
 export function formatTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
+
+// Opens a page's session: who the token is and its exam's state; shows the title and who,
+// or an error, and returns the session (null on error).
+export async function openSession(token, { titleSuffix = "" } = {}) {
+  try {
+    const session = await fetchJSON("/api/session", token);
+    document.getElementById("title").textContent = session.title + titleSuffix;
+    document.getElementById("who").textContent = `${session.name} (${session.id})`;
+    return session;
+  } catch (error) {
+    document.getElementById("error").textContent = `세션을 열 수 없습니다: ${error.message}`;
+    return null;
+  }
+}

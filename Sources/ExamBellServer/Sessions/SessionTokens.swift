@@ -7,6 +7,12 @@ public struct Session: Sendable, Hashable {
     public var subject: String
     public var role: SessionRole
     public var examId: String
+
+    public init(subject: String, role: SessionRole, examId: String) {
+        self.subject = subject
+        self.role = role
+        self.examId = examId
+    }
 }
 
 /// Issues and checks browser session tokens (JWT, HS256) without a DB round trip.
@@ -27,8 +33,14 @@ public struct SessionTokens: Sendable {
     private let keys: JWTKeyCollection
     private let lifetime: Duration
 
+    /// HS256 needs a key at least as long as its hash (32 bytes).
+    public static let minimumSecretLength = 32
+
     /// Tokens signed with `secret`, valid for `lifetime`.
-    public init(secret: String, lifetime: Duration) async {
+    public init(secret: String, lifetime: Duration) async throws(ExamBellError) {
+        guard secret.utf8.count >= Self.minimumSecretLength else {
+            throw .badRequest(code: "weak_session_secret", "The session secret must be at least \(Self.minimumSecretLength) bytes.")
+        }
         self.keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         self.lifetime = lifetime

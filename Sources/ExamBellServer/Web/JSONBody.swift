@@ -3,23 +3,13 @@ import Foundation
 import Hummingbird
 
 extension Request {
-    /// The body decoded as JSON; 400 with the reason when it is not valid JSON of that shape,
-    /// 413 when it is larger than the limit.
+    /// The body decoded as JSON; 400 with the reason when it is missing or not valid JSON of
+    /// that shape, 413 when it is larger than the limit.
     func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await body.collect(upTo: limit)
-        } catch {
-            throw ExamBellError(status: 413, code: "body_too_large", message: "The request body is larger than \(limit) bytes.")
+        guard let value = try await decodeOptionalJSON(T.self, limit: limit) else {
+            throw ExamBellError.badRequest(code: "invalid_json", "A JSON body is required.")
         }
-        guard buffer.readableBytes > 0 else { throw ExamBellError.badRequest(code: "invalid_json", "A JSON body is required.") }
-        do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw ExamBellError.badRequest(code: "invalid_json", Self.describe(error))
-        } catch {
-            throw ExamBellError.badRequest(code: "invalid_json", "The body is not valid JSON.")
-        }
+        return value
     }
 
     /// The body decoded as JSON, or nil when it is empty.
