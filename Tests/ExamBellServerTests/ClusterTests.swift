@@ -172,7 +172,7 @@ struct ClusterTests {
 
         func stopAll() {
             admin.stop()
-            loadBalancer.stop()
+            loadBalancer.stop(SIGTERM)  // nginx's fast shutdown; its workers exit with it
             web.stop()
             for (process, _) in sockets { process.stop() }
             redis.stop()

@@ -16,14 +16,18 @@ struct FinalSyncTests {
         var testDescription: String { rawValue }
     }
 
-    func withNode(_ engine: Engine, _ body: @escaping @Sendable (TestNode) async throws -> Void) async throws {
+    /// A node whose only syncs are the ones the test calls (`periodic` keeps the 1 s pass on).
+    func withNode(_ engine: Engine, periodic: Bool = false, _ body: @escaping @Sendable (TestNode) async throws -> Void)
+        async throws
+    {
+        let interval: Duration = periodic ? .seconds(1) : .zero
         switch engine {
         case .memory:
-            try await body(try await TestNode(syncAfterEnd: nil))
+            try await body(try await TestNode(syncAfterEnd: nil, syncInterval: interval))
         case .redis:
             let redis = try await RedisTestServer.start()
             defer { redis.stop() }
-            try await body(try await TestNode(redisURL: redis.url, syncAfterEnd: nil))
+            try await body(try await TestNode(redisURL: redis.url, syncAfterEnd: nil, syncInterval: interval))
         }
     }
 
@@ -74,7 +78,7 @@ struct FinalSyncTests {
 
     @Test("the periodic sync brings a deleted key back by itself", arguments: Engine.allCases)
     func periodic(_ engine: Engine) async throws {
-        try await withNode(engine) { test in
+        try await withNode(engine, periodic: true) { test in
             try await test.node.application.test(.live) { client in
                 _ = try await client.makeExam("e1", candidates: 2)
                 let end = try await client.end("e1")

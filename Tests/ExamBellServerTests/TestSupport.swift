@@ -28,7 +28,8 @@ struct TestNode {
     /// A node on SQLite at `databasePath`, and on Redis at `redisURL` or else the memory engine.
     init(
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
-        sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100)
+        sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
+        syncInterval: Duration = .seconds(1)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -53,7 +54,7 @@ struct TestNode {
         configuration.outboxInterval = .milliseconds(200)
         configuration.outboxLease = .seconds(1)
         configuration.presenceInterval = .milliseconds(100)
-        configuration.syncInterval = .seconds(1)
+        configuration.syncInterval = syncInterval
         configuration.syncAfterEnd = syncAfterEnd
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }

@@ -38,8 +38,9 @@ public final class TestProcess: Sendable {
         RedisTestServer.record(child)
     }
 
-    /// Sends `signal` and reaps the process.
-    public func stop(_ signal: Int32 = SIGTERM) {
+    /// Sends `signal` (by default SIGKILL: a test never waits on a graceful shutdown, which
+    /// could wait on connections that only this blocked thread would close) and reaps it.
+    public func stop(_ signal: Int32 = SIGKILL) {
         guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
         kill(child, signal)
         var status: Int32 = 0

@@ -116,6 +116,11 @@ public struct FinalSync: Service {
     }
 
     public func run() async throws {
+        // An interval of zero turns the periodic pass off (syncs after ends still run).
+        guard interval > .zero else {
+            try? await gracefulShutdown()
+            return
+        }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await reconcileAll()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
