@@ -95,6 +95,15 @@ public struct ExamBellNode: Sendable {
     }
 }
 
+/// `/ready`: 200 when the DB and the state store (Redis) answer, else 503 naming which does not.
+func readiness(_ backends: ExamBellBackends) async throws -> JSONResponse<[String: String]> {
+    async let database: Bool = (try? await backends.store.outboxBacklog()) != nil
+    async let stateStore: Bool = (try? await backends.state.get(["exambell:ready"])) != nil
+    let (db, state) = await (database, stateStore)
+    let body = ["status": db && state ? "ready" : "unavailable", "database": db ? "ok" : "down", "stateStore": state ? "ok" : "down"]
+    return JSONResponse(status: db && state ? .ok : .serviceUnavailable, value: body)
+}
+
 /// The HTTP routes of the node's roles: the JSON API (web), the pages, `/health`.
 func buildRouter(
     configuration: ExamBellConfiguration,
@@ -105,6 +114,7 @@ func buildRouter(
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
+    router.get("ready") { _, _ in try await readiness(backends) }
     if configuration.roles.contains(.web) {
         let controller = ExamsController<BasicRequestContext>(
             backends: backends, configuration: configuration, auth: AdminAuth(token: configuration.adminToken),

@@ -295,6 +295,9 @@ struct PostgresOutageTests {
         try await node.node.application.test(.router) { client in
             _ = try await client.makeExam("e1", candidates: 2)
             postgres.crash()
+            let ready = try await client.call(.get, "/ready", headers: [:])
+            #expect(ready.status == .serviceUnavailable)
+            #expect(String(buffer: ready.body).contains(#""database":"down""#))
             let refused = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db down"}"#)
             #expect(refused.status == .serviceUnavailable)
             let error = try decode(ErrorBody.self, refused)
@@ -311,6 +314,7 @@ struct PostgresOutageTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(answer?.result == "completed", "the first end that reaches the DB ends it")
+            #expect(try await client.call(.get, "/ready", headers: [:]).status == .ok)
             let log = try await node.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }
             #expect(log.map(\.reason) == ["db back"], "the refused end left nothing behind")
         }

@@ -161,6 +161,17 @@ struct HTTPAPITests {
         }
     }
 
+    @Test("/health and /ready")
+    func health() async throws {
+        let app = try await TestNode().node.application
+        try await app.test(.router) { client in
+            #expect(try await client.call(.get, "/health", headers: [:]).status == .ok)
+            let ready = try await client.call(.get, "/ready", headers: [:])
+            #expect(ready.status == .ok)
+            #expect(String(buffer: ready.body) == #"{"database":"ok","stateStore":"ok","status":"ready"}"#)
+        }
+    }
+
     @Test("pages are served with security headers")
     func pages() async throws {
         let app = try await TestNode().node.application
