@@ -56,7 +56,9 @@ public struct ExamBellNode: Sendable {
         if configuration.roles.contains(.socket) {
             let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
             webSocketRouter.middlewares.add(APIErrorMiddleware())
-            SocketServer(hub: hub, sessions: sessions, state: backends.state, logger: logger).addRoutes(to: webSocketRouter)
+            SocketServer(
+                hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections
+            ).addRoutes(to: webSocketRouter)
             application = Application(
                 router: router,
                 server: .http1WebSocketUpgrade(

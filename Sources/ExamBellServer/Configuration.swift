@@ -52,6 +52,9 @@ public struct ExamBellConfiguration: Sendable {
     public var presenceInterval: Duration = .seconds(1)
     /// Maximum request body, in bytes.
     public var maxBodySize = 1 << 20
+    /// Browsers one socket node holds at most; one more is refused with 503 (a process may
+    /// hold about 19,900 sockets on these machines).
+    public var maxConnections = 19_000
     /// Maximum candidates, proctors or session ids in one request.
     public var maxBatch = 10_000
 

@@ -46,6 +46,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Seconds between WebSocket pings; a browser missing a pong is dropped (EXAMBELL_PING_INTERVAL; default 30).")
     var pingInterval: Int?
 
+    @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
+    var maxConnections: Int?
+
     var resolvedHost: String { host ?? environment("EXAMBELL_HOST") ?? "127.0.0.1" }
 
     func resolvedPort(default value: Int) throws -> Int {

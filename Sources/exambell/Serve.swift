@@ -69,6 +69,8 @@ enum NodeRunner {
         configuration.port = port
         configuration.nodeId = options.resolvedNodeId
         configuration.syncInterval = try options.seconds(options.syncInterval, env: "EXAMBELL_SYNC_INTERVAL", default: 30)
+        configuration.maxConnections = options.maxConnections ?? environment("EXAMBELL_MAX_CONNECTIONS").flatMap(Int.init) ?? 19_000
+        guard configuration.maxConnections > 0 else { throw ValidationError("--max-connections must be positive.") }
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)

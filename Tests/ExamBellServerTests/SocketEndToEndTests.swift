@@ -135,6 +135,25 @@ struct SocketEndToEndTests {
         }
     }
 
+    @Test("a socket node at its connection limit refuses one more browser, clearly")
+    func connectionLimit() async throws {
+        let test = try await TestNode(maxConnections: 2)
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 3)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+            let first = [TestBrowser(port: port, token: tokens[0]), TestBrowser(port: port, token: tokens[1])]
+            await eventually("two connected") { test.node.hub.connectionCount == 2 }
+            let refused = TestBrowser(port: port, token: tokens[2])
+            guard case .failure = await refused.result() else {
+                Issue.record("a third browser was accepted")
+                return
+            }
+            #expect(test.node.hub.connectionCount == 2)
+            first.forEach { $0.close() }
+        }
+    }
+
     @Test("after a restart on the same data directory the exam is still completed, and late joiners are told")
     func restart() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-\(UUID().uuidString)/exambell.sqlite").path

@@ -29,7 +29,7 @@ struct TestNode {
     init(
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
-        syncInterval: Duration = .seconds(1)
+        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -55,6 +55,7 @@ struct TestNode {
         configuration.outboxLease = .seconds(1)
         configuration.presenceInterval = .milliseconds(100)
         configuration.syncInterval = syncInterval
+        configuration.maxConnections = maxConnections
         configuration.syncAfterEnd = syncAfterEnd
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }

@@ -12,12 +12,19 @@ struct SocketServer: Sendable {
     let sessions: SessionTokens
     let state: any StateStore
     let logger: Logger
+    let maxConnections: Int
     /// Frames waiting for one browser before it counts as too slow and is dropped.
     static let outboundBufferFrames = 32
 
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         router.ws("/ws") { request, _ in
             _ = try await sessions.verify(request.uri.queryParameters.get("token"))
+            guard hub.connectionCount < maxConnections else {
+                throw ExamBellError(
+                    status: 503, code: "socket_node_full",
+                    message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
+                )
+            }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             let session = try await sessions.verify(context.request.uri.queryParameters.get("token"))
