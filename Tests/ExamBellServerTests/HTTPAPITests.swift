@@ -1,5 +1,6 @@
 import ExamBellCore
 import ExamBellServer
+import ExamBellTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -195,5 +196,40 @@ struct SessionSecretTests {
         let accepted = try await SessionTokens(secret: String(repeating: "k", count: 32), lifetime: .seconds(60))
         let token = try await accepted.issue(subject: "c1", role: .candidate, examId: "e1")
         #expect(try await accepted.verify(token) == Session(subject: "c1", role: .candidate, examId: "e1"))
+    }
+}
+
+@Suite("exambell end")
+struct EndCommandTests {
+    @Test("ends an exam through the API and prints the result; a wrong token or exam is a clear error")
+    func endCommand() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            _ = try await client.makeExam("e1", candidates: 1)
+            let directory = FileManager.default.temporaryDirectory.path
+            func run(_ arguments: [String]) throws -> (Bool, String) {
+                let process = TestProcess(
+                    arguments: [try TestProcess.exambellBinary(), "end"] + arguments, environment: [:],
+                    logPath: "\(directory)/exambell-end-\(UUID().uuidString).log"
+                )
+                try process.start()
+                let succeeded = (try? process.wait()) != nil
+                return (succeeded, process.log)
+            }
+            let web = ["--web-url", "http://127.0.0.1:\(port)"]
+            let ended = try run(["e1", "--admin-token", TestNode.adminToken, "--reason", "from the CLI"] + web)
+            #expect(ended.0)
+            #expect(ended.1.contains("Exam e1 ended now: status completed"))
+            #expect(try await test.backends.store.exam("e1")?.endReason == "from the CLI")
+            let again = try run(["e1", "--admin-token", TestNode.adminToken] + web)
+            #expect(again.1.contains("had already ended"))
+            let wrongToken = try run(["e1", "--admin-token", "nope"] + web)
+            #expect(!wrongToken.0)
+            #expect(wrongToken.1.contains("401 unauthorized"))
+            let unknown = try run(["zz", "--admin-token", TestNode.adminToken] + web)
+            #expect(!unknown.0)
+            #expect(unknown.1.contains("404 exam_not_found"))
+        }
     }
 }
