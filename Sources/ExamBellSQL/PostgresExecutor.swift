@@ -55,12 +55,13 @@ public final class PostgresExecutor: SQLExecutor {
                     return try await body(connection)
                 }
             }
-        } catch let error as ExamBellError {
-            throw error
         } catch {
-            if error is ConnectionPoolError || (error as? PSQLError)?.code == .connectionError
-                || (error as? PSQLError)?.code == .serverClosedConnection
-            {
+            // No connection in time, or a connection-level failure: the database was (or is)
+            // away, so start a fresh pool rather than wait out the old one's backoff.
+            let lostConnection =
+                error is NoConnectionInTime || error is ConnectionPoolError
+                || (error as? PSQLError)?.code == .connectionError || (error as? PSQLError)?.code == .serverClosedConnection
+            if lostConnection {
                 let retired = pool.withLock { pool -> Task<Void, Never>? in
                     guard pool.client === client, ContinuousClock.now - pool.made > .seconds(1) else { return nil }
                     let old = pool.runner
@@ -68,6 +69,9 @@ public final class PostgresExecutor: SQLExecutor {
                     return old
                 }
                 retired?.cancel()
+            }
+            if let late = error as? NoConnectionInTime {
+                throw ExamBellError.unavailable("The database did not answer within \(late.limit); it may be down.")
             }
             throw error
         }
@@ -88,7 +92,7 @@ public final class PostgresExecutor: SQLExecutor {
             group.addTask {
                 try await Task.sleep(for: limit)
                 if !leased.value.load(ordering: .relaxed) {
-                    throw ExamBellError.unavailable("The database did not answer within \(limit); it may be down.")
+                    throw NoConnectionInTime(limit: limit)
                 }
                 return nil
             }
@@ -133,4 +137,9 @@ public final class PostgresExecutor: SQLExecutor {
 /// Whether a pooled connection was handed over (set once, read by the deadline).
 private final class LeaseFlag: Sendable {
     let value = Atomic<Bool>(false)
+}
+
+/// No pooled connection came within the wait: the database is likely away.
+struct NoConnectionInTime: Error {
+    var limit: Duration
 }
