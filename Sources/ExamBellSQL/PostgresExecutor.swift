@@ -81,28 +81,31 @@ public final class PostgresExecutor: SQLExecutor {
     /// (the pool itself keeps trying in the background).
     let connectionWait: Duration = .seconds(3)
 
-    /// Runs `operation`, failing with 503 if it has not called `finishLease` within `limit`.
-    /// Only the wait for a connection is bounded, not the work done with it.
+    /// Runs `operation`, failing with `NoConnectionInTime` if it has not called `finishLease`
+    /// within `limit`. Only the wait for a connection is bounded, not the work done with it.
+    /// The caller is answered at the deadline even if the pool ignores the cancellation of a
+    /// request still waiting for a connection (that request fails when the pool is replaced).
     static func withLeaseDeadline<R: Sendable>(
         _ limit: Duration, _ operation: @escaping @Sendable (@escaping @Sendable () -> Void) async throws -> R
     ) async throws -> R {
         let leased = LeaseFlag()
-        return try await withThrowingTaskGroup(of: R?.self) { group in
-            group.addTask { try await operation { leased.value.store(true, ordering: .relaxed) } }
-            group.addTask {
-                try await Task.sleep(for: limit)
+        let answer = AnswerOnce<R>()
+        return try await withCheckedThrowingContinuation { continuation in
+            answer.set(continuation)
+            let work = Task {
+                do {
+                    answer.resume(.success(try await operation { leased.value.store(true, ordering: .relaxed) }))
+                } catch {
+                    answer.resume(.failure(error))
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
                 if !leased.value.load(ordering: .relaxed) {
-                    throw NoConnectionInTime(limit: limit)
-                }
-                return nil
-            }
-            while let next = try await group.next() {
-                if let result = next {
-                    group.cancelAll()
-                    return result
+                    answer.resume(.failure(NoConnectionInTime(limit: limit)))
+                    work.cancel()
                 }
             }
-            throw ExamBellError.unavailable("The database did not answer.")
         }
     }
 
@@ -142,4 +145,21 @@ private final class LeaseFlag: Sendable {
 /// No pooled connection came within the wait: the database is likely away.
 struct NoConnectionInTime: Error {
     var limit: Duration
+}
+
+/// Resumes a continuation once, whichever of the work and the deadline comes first.
+private final class AnswerOnce<R: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<R, any Error>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<R, any Error>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func resume(_ result: Result<R, any Error>) {
+        let waiting = continuation.withLock { continuation in
+            defer { continuation = nil }
+            return continuation
+        }
+        waiting?.resume(with: result)
+    }
 }
