@@ -9,6 +9,11 @@ public struct PlanStateValue: Sendable, Hashable {
         self.endDatetime = endDatetime
     }
 
+    /// The value that mirrors a plan of the DB.
+    public init(_ plan: ExamPlan) {
+        self.init(status: plan.status, endDatetime: plan.endDatetime)
+    }
+
     /// The key of plan `planId`.
     public static func key(_ planId: String) -> String { "exam_plan:\(planId)" }
 
@@ -40,6 +45,11 @@ public struct CandidateStateValue: Sendable, Hashable {
     public init(status: CandidateStatus, lastActiveTime: Timestamp?) {
         self.status = status
         self.lastActiveTime = lastActiveTime
+    }
+
+    /// The value that mirrors a candidate of the DB.
+    public init(_ candidate: Candidate) {
+        self.init(status: candidate.status, lastActiveTime: candidate.lastActiveTime)
     }
 
     /// The key of candidate `candidateId`.

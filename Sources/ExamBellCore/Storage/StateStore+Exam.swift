@@ -16,6 +16,14 @@ extension StateStore {
         try await set(values)
     }
 
+    /// Writes the DB's view of a plan and its candidates (the truth) in one round trip.
+    public func mirror(_ plan: ExamPlan, candidates: [Candidate]) async throws {
+        try await write(
+            plan: plan.planId, PlanStateValue(plan),
+            candidates: Dictionary(uniqueKeysWithValues: candidates.map { ($0.candidateId, CandidateStateValue($0)) })
+        )
+    }
+
     /// The plan key's value; nil when missing or malformed.
     public func plan(_ planId: String) async throws -> PlanStateValue? {
         try await get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))

@@ -96,12 +96,7 @@ public struct EndExamService: Sendable {
 
     private func restore(plan: ExamPlan, candidates: [Candidate]) async {
         do {
-            try await backends.state.write(
-                plan: plan.planId, PlanStateValue(status: plan.status, endDatetime: plan.endDatetime),
-                candidates: Dictionary(uniqueKeysWithValues: candidates.map {
-                    ($0.candidateId, CandidateStateValue(status: $0.status, lastActiveTime: $0.lastActiveTime))
-                })
-            )
+            try await backends.state.mirror(plan, candidates: candidates)
         } catch {
             logger.warning("could not restore the state store; final sync will", metadata: ["examId": "\(plan.planId)"])
         }

@@ -84,12 +84,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let plan = try await backends.store.startExam(planId: examId, actor: "admin", at: .now())
         let candidates = try await backends.store.candidates(planId: examId)
         // The state store learns the start too; final sync repairs it if this write fails.
-        try? await backends.state.write(
-            plan: examId, PlanStateValue(status: .inProgress, endDatetime: nil),
-            candidates: Dictionary(uniqueKeysWithValues: candidates.map {
-                ($0.candidateId, CandidateStateValue(status: $0.status, lastActiveTime: $0.lastActiveTime))
-            })
-        )
+        try? await backends.state.mirror(plan, candidates: candidates)
         return JSONResponse(value: try await view(of: plan))
     }
 

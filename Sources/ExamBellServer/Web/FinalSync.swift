@@ -73,7 +73,7 @@ public struct FinalSync: Service {
         // A key is rewritten when it is missing, malformed or behind the DB. A key ahead of our
         // DB snapshot (an end or an ack that landed after we read the DB) is left alone: the
         // next pass sees the DB caught up.
-        let planTruth = PlanStateValue(status: plan.status, endDatetime: plan.endDatetime)
+        let planTruth = PlanStateValue(plan)
         let planCached = try await backends.state.get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
         if let planCached, planCached.status.rank > planTruth.status.rank
             || (planCached.status == planTruth.status && planCached.endDatetime == planTruth.endDatetime)
@@ -83,7 +83,7 @@ public struct FinalSync: Service {
             rewrite.append((PlanStateValue.key(planId), planTruth.json))
         }
         for candidate in candidates {
-            let truth = CandidateStateValue(status: candidate.status, lastActiveTime: candidate.lastActiveTime)
+            let truth = CandidateStateValue(candidate)
             let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:))
             let behind: Bool
             if let cached {
