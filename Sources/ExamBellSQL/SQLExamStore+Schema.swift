@@ -62,7 +62,23 @@ extension SQLExamStore {
                 )
                 """,
                 "CREATE INDEX exam_audit_log_plan_id ON exam_audit_log(plan_id)",
-            ]
+            ],
+            // 2: the answer sheet (items of the plan, candidates' saved answers).
+            [
+                "ALTER TABLE exam_plan ADD COLUMN choice_items INTEGER NOT NULL DEFAULT 20",
+                "ALTER TABLE exam_plan ADD COLUMN short_items INTEGER NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE exam_answer (
+                    candidate_id TEXT NOT NULL REFERENCES exam_candidate(candidate_id),
+                    item_no INTEGER NOT NULL,
+                    plan_id TEXT NOT NULL,
+                    answer TEXT NOT NULL,
+                    saved_at TEXT NOT NULL,
+                    PRIMARY KEY (candidate_id, item_no)
+                )
+                """,
+                "CREATE INDEX exam_answer_plan_id ON exam_answer(plan_id)",
+            ],
         ]
     }
 

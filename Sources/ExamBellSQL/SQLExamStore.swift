@@ -26,19 +26,25 @@ public struct SQLExamStore: ExamStore {
 
     // MARK: Exams
 
-    public func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
-        try await transaction { db in
+    public func createExam(
+        planId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
+    ) async throws -> ExamPlan {
+        try items.validate()
+        return try await transaction { db in
             if try await Self.plan(planId, db) != nil {
                 throw ExamBellError.conflict(code: "exam_exists", "An exam with id \(planId) exists already.")
             }
             try await db.raw(
                 """
-                INSERT INTO exam_plan (plan_id, title, status, created_at)
-                VALUES (\(bind: planId), \(bind: title), \(bind: ExamStatus.scheduled.rawValue), \(bind: at.iso8601))
+                INSERT INTO exam_plan (plan_id, title, status, created_at, scheduled_end_datetime, choice_items, short_items)
+                VALUES (\(bind: planId), \(bind: title), \(bind: ExamStatus.scheduled.rawValue), \(bind: at.iso8601),
+                    \(bind: scheduledEnd?.iso8601), \(bind: items.choice), \(bind: items.short))
                 """
             ).run()
             try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "create", reason: nil, detail: title, at: at), db)
-            return ExamPlan(planId: planId, title: title, status: .scheduled, createdAt: at)
+            return ExamPlan(
+                planId: planId, title: title, status: .scheduled, createdAt: at, scheduledEndDatetime: scheduledEnd, items: items
+            )
         }
     }
 
@@ -282,6 +288,91 @@ public struct SQLExamStore: ExamStore {
         }
     }
 
+    // MARK: Answers
+
+    public func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, graceSeconds: Int)
+        async throws -> AnswerSave
+    {
+        try await transaction { db in
+            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            let owner = try await db.raw("SELECT plan_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
+            guard try owner?.decode(column: "plan_id", as: String.self) == planId else {
+                throw ExamBellError(status: 404, code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(planId).")
+            }
+            let items = answers.keys.sorted()
+            let itemList = items.map(String.init).joined(separator: ", ")
+            let outcome: AnswerSave
+            switch plan.status {
+            case .scheduled:
+                throw ExamBellError.conflict(code: "exam_not_started", "Exam \(planId) has not started; answers are taken once it runs.")
+            case .inProgress:
+                outcome = .saved(at: at)
+            case .completed:
+                let end = plan.endDatetime ?? at
+                outcome = at <= end.adding(seconds: Int64(graceSeconds)) ? .savedLate(at: at, endDatetime: end) : .refused(endDatetime: end)
+            }
+            let action: String
+            var detail = "items \(itemList)"
+            switch outcome {
+            case .saved:
+                action = "answers_saved"
+                try await db.raw(
+                    """
+                    UPDATE exam_candidate SET last_active_time = \(bind: at.iso8601)
+                    WHERE candidate_id = \(bind: candidateId) AND (last_active_time IS NULL OR last_active_time < \(bind: at.iso8601))
+                    """
+                ).run()
+            case .savedLate(_, let end):
+                action = "answers_saved_late"
+                detail += ", \(at.secondsSince1970 - end.secondsSince1970) s after the end (within the \(graceSeconds) s grace window)"
+            case .refused(let end):
+                action = "answers_refused"
+                detail += ", \(at.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s)"
+            }
+            if case .refused = outcome {} else {
+                let rows: [SQLQueryString] = items.map { item in
+                    "(\(bind: candidateId), \(bind: item), \(bind: planId), \(bind: answers[item] ?? ""), \(bind: at.iso8601))"
+                }
+                try await db.raw(
+                    "INSERT INTO exam_answer (candidate_id, item_no, plan_id, answer, saved_at) VALUES "
+                        + rows.joined(separator: ", ")
+                        + " ON CONFLICT (candidate_id, item_no) DO UPDATE SET answer = excluded.answer, saved_at = excluded.saved_at"
+                ).run()
+            }
+            try await Self.audit(AuditEntry(planId: planId, actor: candidateId, action: action, reason: nil, detail: detail, at: at), db)
+            return outcome
+        }
+    }
+
+    public func answers(candidateId: String) async throws -> [Int: String] {
+        try await connection { db in
+            var result: [Int: String] = [:]
+            let rows = try await db.raw(
+                "SELECT item_no, answer FROM exam_answer WHERE candidate_id = \(bind: candidateId) AND answer <> ''"
+            ).all()
+            for row in rows {
+                result[try row.decode(column: "item_no", as: Int.self)] = try row.decode(column: "answer", as: String.self)
+            }
+            return result
+        }
+    }
+
+    public func answeredCounts(planId: String) async throws -> [String: Int] {
+        try await connection { db in
+            var result: [String: Int] = [:]
+            let rows = try await db.raw(
+                """
+                SELECT candidate_id, COUNT(*) AS n FROM exam_answer
+                WHERE plan_id = \(bind: planId) AND answer <> '' GROUP BY candidate_id
+                """
+            ).all()
+            for row in rows {
+                result[try row.decode(column: "candidate_id", as: String.self)] = try row.decode(column: "n", as: Int.self)
+            }
+            return result
+        }
+    }
+
     // MARK: Outbox and audit
 
     public func claimOutbox(now: Timestamp, leaseUntil: Timestamp, limit: Int) async throws -> [OutboxEntry] {
@@ -375,7 +466,10 @@ public struct SQLExamStore: ExamStore {
             scheduledEndDatetime: try timestamp(row, "scheduled_end_datetime"),
             endDatetime: try timestamp(row, "end_datetime"),
             endedBy: try row.decode(column: "ended_by", as: String?.self),
-            endReason: try row.decode(column: "end_reason", as: String?.self)
+            endReason: try row.decode(column: "end_reason", as: String?.self),
+            items: ExamItems(
+                choice: try row.decode(column: "choice_items", as: Int.self), short: try row.decode(column: "short_items", as: Int.self)
+            )
         )
     }
 

@@ -78,6 +78,7 @@ public struct ExamBellNode: Sendable {
                     logger: logger
                 )
             )
+            services.append(RosterPublisher(hub: hub, backends: backends, interval: configuration.presenceInterval, logger: logger))
         } else {
             application = Application(
                 router: router, configuration: .init(address: address, serverName: "ExamBell"),
@@ -123,6 +124,8 @@ func buildRouter(
             sessions: sessions, endService: endService
         )
         router.addRoutes(controller.endpoints, atPath: "api")
+        let browser = BrowserController<BasicRequestContext>(backends: backends, configuration: configuration, sessions: sessions)
+        router.addRoutes(browser.endpoints, atPath: "api")
     }
     try PageAssets.load().addRoutes(to: router, roles: configuration.roles)
     return router

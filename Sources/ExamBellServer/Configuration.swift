@@ -50,6 +50,9 @@ public struct ExamBellConfiguration: Sendable {
     public var pingInterval: Duration = .seconds(30)
     /// How often a socket node refreshes its presence in the state store.
     public var presenceInterval: Duration = .seconds(1)
+    /// Seconds after an exam's end during which answer saves already in flight are still
+    /// taken (and audited as late); later ones are refused with 409.
+    public var answerGraceSeconds = 10
     /// Maximum request body, in bytes.
     public var maxBodySize = 1 << 20
     /// Browsers one socket node holds at most; one more is refused with 503 (a process may

@@ -18,7 +18,12 @@ enum DemoExam {
         let stamp = Timestamp.now().iso8601.filter(\.isNumber)
         let examId = "demo-\(stamp)"
         let suffix = String(stamp.suffix(6))
-        _ = try await client.call("POST", "api/exams", body: ["examId": examId, "title": "데모 시험 (Demo exam)"], as: Ignored.self)
+        // 18 multiple-choice and 2 short-answer items, planned to end in an hour.
+        let body: [String: any Sendable] = [
+            "examId": examId, "title": "데모 시험 (Demo exam)", "choiceItems": 18, "shortItems": 2,
+            "scheduledEndDatetime": Timestamp.now().adding(seconds: 3600).iso8601,
+        ]
+        _ = try await client.call("POST", "api/exams", body: body, as: Ignored.self)
         let people: [[String: String]] = candidates.map { ["candidateId": "\($0.0)-\(suffix)", "name": $0.1] }
         _ = try await client.call("POST", "api/exams/\(examId)/candidates", body: ["candidates": people], as: Ignored.self)
         _ = try await client.call(

@@ -46,6 +46,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Seconds between WebSocket pings; a browser missing a pong is dropped (EXAMBELL_PING_INTERVAL; default 30).")
     var pingInterval: Int?
 
+    @Option(help: "Seconds after an end during which answer saves already in flight are still taken (EXAMBELL_ANSWER_GRACE; default 10).")
+    var answerGrace: Int?
+
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 

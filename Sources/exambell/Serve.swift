@@ -71,6 +71,9 @@ enum NodeRunner {
         configuration.syncInterval = try options.seconds(options.syncInterval, env: "EXAMBELL_SYNC_INTERVAL", default: 30)
         configuration.maxConnections = options.maxConnections ?? environment("EXAMBELL_MAX_CONNECTIONS").flatMap(Int.init) ?? 19_000
         guard configuration.maxConnections > 0 else { throw ValidationError("--max-connections must be positive.") }
+        let grace = options.answerGrace ?? environment("EXAMBELL_ANSWER_GRACE").flatMap(Int.init) ?? 10
+        guard (0...3600).contains(grace) else { throw ValidationError("--answer-grace must be 0 to 3600 seconds.") }
+        configuration.answerGraceSeconds = grace
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)

@@ -12,11 +12,14 @@ public struct ExamPlan: Sendable, Hashable, Codable {
     /// Who ended it (the admin actor, or `scheduler`).
     public var endedBy: String?
     public var endReason: String?
+    /// The answer sheet's items.
+    public var items: ExamItems
 
     public init(
         planId: String, title: String, status: ExamStatus, createdAt: Timestamp,
         startDatetime: Timestamp? = nil, scheduledEndDatetime: Timestamp? = nil,
-        endDatetime: Timestamp? = nil, endedBy: String? = nil, endReason: String? = nil
+        endDatetime: Timestamp? = nil, endedBy: String? = nil, endReason: String? = nil,
+        items: ExamItems = .standard
     ) {
         self.planId = planId
         self.title = title
@@ -27,6 +30,7 @@ public struct ExamPlan: Sendable, Hashable, Codable {
         self.endDatetime = endDatetime
         self.endedBy = endedBy
         self.endReason = endReason
+        self.items = items
     }
 }
 

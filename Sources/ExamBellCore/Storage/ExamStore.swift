@@ -6,8 +6,11 @@
 /// Methods throw `ExamBellError` for what a caller did wrong (404, 409) and
 /// `ExamBellError.unavailable` when the database cannot be reached.
 public protocol ExamStore: Sendable {
-    /// Creates an exam plan in `scheduled` and audits it. 409 `exam_exists` when the id is taken.
-    func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan
+    /// Creates an exam plan in `scheduled` with its answer sheet's items and, optionally, the
+    /// time it is planned to end; audits it. 409 `exam_exists` when the id is taken.
+    func createExam(
+        planId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
+    ) async throws -> ExamPlan
 
     /// The plan with this id, or nil.
     func exam(_ planId: String) async throws -> ExamPlan?
@@ -63,6 +66,20 @@ public protocol ExamStore: Sendable {
     /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
     func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int
 
+    /// Saves a candidate's answers (item number → answer; "" clears) in one transaction with
+    /// its audit row. An `in_progress` exam takes them and marks the candidate active; a
+    /// `completed` one takes them only until `graceSeconds` after its end, and refuses them
+    /// after that (the refusal is audited too). 404 for a candidate not of the plan, 409
+    /// `exam_not_started` for a `scheduled` exam.
+    func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, graceSeconds: Int)
+        async throws -> AnswerSave
+
+    /// A candidate's saved answers by item number (cleared ones absent).
+    func answers(candidateId: String) async throws -> [Int: String]
+
+    /// How many items each candidate of the plan has answered (candidates with none absent).
+    func answeredCounts(planId: String) async throws -> [String: Int]
+
     /// Appends one audit row.
     func audit(_ entry: AuditEntry) async throws
 
@@ -71,6 +88,13 @@ public protocol ExamStore: Sendable {
 
     /// Closes the store's connections; call once, after the last use.
     func shutdown() async throws
+}
+
+extension ExamStore {
+    /// Creates an exam plan with the standard answer sheet and no planned end.
+    public func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
+        try await createExam(planId: planId, title: title, items: .standard, scheduledEnd: nil, actor: actor, at: at)
+    }
 }
 
 /// What `ExamStore.endExam` did.

@@ -1,8 +1,16 @@
 // The admin console (관리 서버 UI): every action is a call of the web server's JSON API
-// with the admin token, kept in this tab's sessionStorage only.
+// with the admin token, kept in this tab's sessionStorage only. The list and the open exam
+// (delivery progress, audit log) refresh every two seconds.
+import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
+
 const errorBox = document.getElementById("error");
+const infoBox = document.getElementById("info");
 let token = sessionStorage.getItem("exambell:admin-token") || "";
+let exams = [];
+let selected = null; // exam id of the open exam
+let detail = null; // { exam, roster, audit }
 let pendingEnd = null;
+let lastInfo = null;
 
 async function api(method, path, body) {
   const response = await fetch(`/api/${path}`, {
@@ -19,46 +27,124 @@ async function api(method, path, body) {
   return data;
 }
 
-function cell(text) {
+function info(key, vars) {
+  lastInfo = key ? { key, vars } : null;
+  infoBox.hidden = !key;
+  infoBox.textContent = key ? t(key, vars) : "";
+}
+
+function cell(text, className) {
   const td = document.createElement("td");
   td.textContent = text ?? "";
+  if (className) td.className = className;
   return td;
 }
 
-function button(label, className, onClick) {
+function button(key, className, onClick) {
   const b = document.createElement("button");
-  b.textContent = label;
+  b.type = "button";
+  b.textContent = t(key);
   b.className = className;
+  b.dataset.action = key.split(".")[1];
   b.addEventListener("click", onClick);
   return b;
 }
 
+function actionsFor(exam) {
+  const actions = [];
+  if (exam.status === "scheduled") actions.push(button("admin.start", "secondary", () => act(() => api("POST", `exams/${exam.examId}/start`))));
+  if (exam.status === "in_progress") actions.push(button("admin.end", "danger", () => askEnd(exam)));
+  return actions;
+}
+
+function renderList() {
+  document.getElementById("no-exams").hidden = exams.length > 0;
+  const rows = exams.map((exam) => {
+    const tr = document.createElement("tr");
+    tr.dataset.exam = exam.examId;
+    tr.dataset.status = exam.status;
+    if (exam.examId === selected) tr.className = "selected";
+    tr.append(cell(exam.examId), cell(exam.title), cell(t(`status.${exam.status}`)), cell(String(exam.candidates.total)),
+      cell(`${exam.connected.candidates} / ${exam.connected.proctors}`),
+      cell(exam.status === "completed" ? `${exam.acknowledged} / ${exam.candidates.total}` : "-"),
+      cell(formatTime(exam.endDatetime)));
+    const actions = document.createElement("td");
+    actions.append(button("admin.open", "secondary", () => open(exam.examId)), ...actionsFor(exam));
+    tr.append(actions);
+    return tr;
+  });
+  document.getElementById("exams").replaceChildren(...rows);
+}
+
+function renderDetail() {
+  const section = document.getElementById("detail");
+  section.hidden = !detail;
+  if (!detail) return;
+  const { exam, roster, audit } = detail;
+  section.dataset.exam = exam.examId;
+  section.dataset.status = exam.status;
+  document.getElementById("detail-title").textContent = t("admin.detail", { examId: exam.examId, title: exam.title });
+  document.getElementById("detail-actions").replaceChildren(...actionsFor(exam));
+  const lines = [t("admin.detail.status", { status: t(`status.${exam.status}`) }),
+    t("admin.detail.items", { choice: exam.choiceItems, short: exam.shortItems })];
+  if (exam.scheduledEndDatetime) lines.push(t("admin.detail.scheduledEnd", { time: formatTime(exam.scheduledEndDatetime) }));
+  if (exam.endDatetime) lines.push(t("admin.detail.endedBy", { time: formatTime(exam.endDatetime), actor: exam.endedBy || "", reason: exam.endReason || "-" }));
+  document.getElementById("detail-info").textContent = lines.join(" · ");
+  document.getElementById("registration").hidden = exam.status === "completed";
+
+  const completed = exam.status === "completed";
+  document.getElementById("delivery").hidden = !completed;
+  if (completed && roster) {
+    const total = roster.candidates.length;
+    const acknowledged = roster.candidates.filter((c) => c.acknowledged).length;
+    document.getElementById("delivery-progress").textContent = t("admin.delivery.progress", { acknowledged, total });
+    const bar = document.getElementById("delivery-bar");
+    bar.max = Math.max(total, 1); bar.value = acknowledged;
+    const pending = roster.candidates.filter((c) => !c.acknowledged);
+    document.getElementById("delivery-none").hidden = pending.length > 0;
+    document.getElementById("delivery-pending-block").hidden = pending.length === 0;
+    document.getElementById("delivery-pending").replaceChildren(...pending.map((c) => {
+      const li = document.createElement("li");
+      li.dataset.candidate = c.candidateId;
+      li.textContent = `${c.name} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
+      return li;
+    }));
+  }
+  document.getElementById("audit").replaceChildren(...(audit || []).slice().reverse().map((entry) => {
+    const tr = document.createElement("tr");
+    tr.dataset.action = entry.action;
+    tr.append(cell(formatTime(entry.at)), cell(entry.actor), cell(entry.action),
+      cell([entry.reason, entry.detail].filter(Boolean).join(" – "), "wrap"));
+    return tr;
+  }));
+}
+
 async function refresh() {
   try {
-    const { exams } = await api("GET", "exams");
+    ({ exams } = await api("GET", "exams"));
+    if (selected) {
+      const exam = exams.find((e) => e.examId === selected);
+      if (exam) {
+        const [roster, { entries }] = await Promise.all([api("GET", `exams/${selected}/roster`), api("GET", `exams/${selected}/audit`)]);
+        detail = { exam, roster, audit: entries };
+      } else {
+        selected = null; detail = null;
+      }
+    }
     errorBox.textContent = "";
-    const rows = exams.map((exam) => {
-      const tr = document.createElement("tr");
-      tr.dataset.exam = exam.examId;
-      tr.append(cell(exam.examId), cell(exam.title), cell(exam.status), cell(String(exam.candidates.total)),
-        cell(`${exam.connected.candidates} / ${exam.connected.proctors}`),
-        cell(exam.status === "completed" ? `${exam.acknowledged} / ${exam.candidates.total}` : "-"),
-        cell(exam.endDatetime ? new Date(exam.endDatetime).toLocaleString() : ""));
-      const actions = document.createElement("td");
-      if (exam.status === "scheduled") actions.append(button("시작", "secondary", () => act(() => api("POST", `exams/${exam.examId}/start`))));
-      if (exam.status === "in_progress") actions.append(button("종료", "danger", () => askEnd(exam)));
-      tr.append(actions);
-      return tr;
-    });
-    document.getElementById("exams").replaceChildren(...rows);
-    const select = document.getElementById("candidates-exam");
-    const chosen = select.value;
-    select.replaceChildren(...exams.filter((e) => e.status !== "completed").map((e) => new Option(`${e.examId} – ${e.title}`, e.examId)));
-    if (chosen) select.value = chosen;
+    renderList();
+    renderDetail();
   } catch (error) {
-    if (error.status === 401) return logout("토큰이 올바르지 않습니다.");
+    if (error.status === 401) return logout(t("admin.badToken"));
     errorBox.textContent = error.message;
   }
+}
+
+async function open(examId) {
+  selected = examId;
+  document.getElementById("links").replaceChildren();
+  await refresh();
+  document.getElementById("detail").scrollIntoView({ block: "start" });
 }
 
 async function act(action) {
@@ -66,6 +152,7 @@ async function act(action) {
     await action();
     errorBox.textContent = "";
   } catch (error) {
+    info(null);
     errorBox.textContent = error.message;
   }
   await refresh();
@@ -73,7 +160,7 @@ async function act(action) {
 
 function askEnd(exam) {
   pendingEnd = exam;
-  document.getElementById("end-question").textContent = `${exam.examId} (${exam.title}) 시험을 지금 종료합니까? 모든 수험자의 답안 입력이 즉시 잠깁니다.`;
+  document.getElementById("end-question").textContent = t("admin.endQuestion", { examId: exam.examId, title: exam.title });
   document.getElementById("end-reason").value = "";
   document.getElementById("end-dialog").showModal();
 }
@@ -81,38 +168,110 @@ function askEnd(exam) {
 document.getElementById("end-form").addEventListener("submit", (event) => {
   if (event.submitter && event.submitter.value !== "confirm") { pendingEnd = null; return; }
   const reason = document.getElementById("end-reason").value.trim();
-  if (!reason || !pendingEnd) { event.preventDefault(); return; }
+  if (!reason || !pendingEnd) { event.preventDefault(); document.getElementById("end-reason").focus(); return; }
   const exam = pendingEnd;
   pendingEnd = null;
-  act(() => api("POST", `exams/${exam.examId}/end`, { reason }));
+  selected = exam.examId;
+  act(async () => {
+    const result = await api("POST", `exams/${exam.examId}/end`, { reason });
+    info(result.result === "completed" ? "admin.ended" : "admin.alreadyEnded", { examId: exam.examId, time: formatTime(result.endDatetime) });
+  });
 });
 
 document.getElementById("create-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const examId = document.getElementById("new-id").value.trim();
-  const title = document.getElementById("new-title").value.trim();
-  act(async () => { await api("POST", "exams", { examId, title }); event.target.reset(); });
+  const body = {
+    examId,
+    title: document.getElementById("new-title").value.trim(),
+    choiceItems: Number(document.getElementById("new-choice").value || 0),
+    shortItems: Number(document.getElementById("new-short").value || 0),
+  };
+  const end = document.getElementById("new-end").value;
+  if (end) body.scheduledEndDatetime = new Date(end).toISOString().replace(/\.\d{3}Z$/, "Z");
+  act(async () => {
+    await api("POST", "exams", body);
+    event.target.reset();
+    info("admin.created", { examId });
+    selected = examId;
+  });
+});
+
+// "id,name" lines (pasted or from a CSV file); a header line and blank lines are skipped.
+function parsePeople(text, idField) {
+  const people = [];
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, index) => {
+    const line = raw.trim();
+    if (!line) return;
+    const [id, ...rest] = line.split(",").map((part) => part.trim().replace(/^"(.*)"$/, "$1"));
+    if (index === 0 && /^(candidate_?id|proctor_?id|id|수험번호|감독관\s*id|아이디)$/i.test(id)) return;
+    const name = rest.join(",").trim();
+    if (!id || !name) throw new Error(t("admin.csvBadLine", { line: index + 1 }));
+    people.push({ [idField]: id, name });
+  });
+  if (people.length === 0) throw new Error(t("admin.csvEmpty"));
+  return people;
+}
+
+document.getElementById("candidates-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (file) document.getElementById("candidates-text").value = await file.text();
 });
 
 document.getElementById("candidates-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  const examId = document.getElementById("candidates-exam").value;
-  const candidates = document.getElementById("candidates-text").value.split("\n")
-    .map((line) => line.trim()).filter(Boolean)
-    .map((line) => { const [candidateId, ...name] = line.split(","); return { candidateId: candidateId.trim(), name: name.join(",").trim() }; });
   act(async () => {
-    const result = await api("POST", `exams/${examId}/candidates`, { candidates });
+    const candidates = parsePeople(document.getElementById("candidates-text").value, "candidateId");
+    const result = await api("POST", `exams/${selected}/candidates`, { candidates });
     document.getElementById("candidates-text").value = "";
-    errorBox.textContent = `${result.added}명 등록 (${result.existing}명은 이미 등록됨)`;
+    document.getElementById("candidates-file").value = "";
+    info("admin.registered", result);
   });
 });
 
+document.getElementById("proctors-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  act(async () => {
+    const proctors = parsePeople(document.getElementById("proctors-text").value, "proctorId");
+    const result = await api("POST", `exams/${selected}/proctors`, { proctors });
+    document.getElementById("proctors-text").value = "";
+    info("admin.registered", result);
+  });
+});
+
+document.getElementById("make-links").addEventListener("click", () => act(async () => {
+  const examId = selected;
+  const rows = [];
+  const candidateIds = (detail?.roster?.candidates || []).map((c) => c.candidateId);
+  for (const [role, ids] of [["candidate", candidateIds]]) {
+    if (ids.length === 0) continue;
+    const { sessions } = await api("POST", `exams/${examId}/sessions`, { role, ids });
+    rows.push(...sessions.map((s) => ({ role, ...s })));
+  }
+  const { proctors } = await api("GET", `exams/${examId}/proctors`);
+  if (proctors.length > 0) {
+    const { sessions } = await api("POST", `exams/${examId}/sessions`, { role: "proctor", ids: proctors.map((p) => p.proctorId) });
+    rows.push(...sessions.map((s) => ({ role: "proctor", ...s })));
+  }
+  document.getElementById("links").replaceChildren(...rows.map((row) => {
+    const tr = document.createElement("tr");
+    const link = document.createElement("a");
+    link.href = row.pageUrl; link.textContent = row.pageUrl; link.target = "_blank"; link.rel = "noopener";
+    const td = cell("", "wrap"); td.append(link);
+    tr.append(cell(row.role), cell(row.id), td);
+    return tr;
+  }));
+}));
+
 function logout(message) {
   token = "";
+  selected = null; detail = null;
   sessionStorage.removeItem("exambell:admin-token");
   document.getElementById("console").hidden = true;
   document.getElementById("logout").hidden = true;
   document.getElementById("login").hidden = false;
+  info(null);
   errorBox.textContent = message || "";
 }
 
@@ -121,7 +280,7 @@ async function login(candidate) {
   try {
     await api("GET", "exams");
   } catch (error) {
-    return logout(error.status === 401 ? "토큰이 올바르지 않습니다." : error.message);
+    return logout(error.status === 401 ? t("admin.badToken") : error.message);
   }
   sessionStorage.setItem("exambell:admin-token", token);
   document.getElementById("login").hidden = true;
@@ -130,6 +289,7 @@ async function login(candidate) {
   await refresh();
 }
 
+installLanguageSwitch(() => { renderList(); renderDetail(); if (lastInfo) info(lastInfo.key, lastInfo.vars); });
 document.getElementById("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
   login(document.getElementById("token").value.trim());

@@ -1,62 +1,101 @@
-import { connectSocket, sessionToken, fetchJSON, openSession, formatTime } from "/static/socket.js";
+// The proctor page (감독관): the live roster pushed over the WebSocket once a second
+// (`{"type":"roster",…}`), counts at the top, the end notice, and after an end the
+// candidates whose browsers have not acknowledged it yet.
+import { connectSocket, sessionToken, fetchJSON, openSession, showConnection } from "/static/socket.js";
+import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
 
 const token = sessionToken();
 const connection = document.getElementById("connection");
 let session = null;
+let roster = null;
+let endDatetime = null;
+let connectionState = "connecting";
 
-function showEnd(endDatetime) {
-  const banner = document.getElementById("end-banner");
-  banner.textContent = `시험이 종료되었습니다. (${formatTime(endDatetime)})`;
-  banner.hidden = false;
-  document.body.dataset.ended = "true";
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
 }
 
-async function refreshRoster() {
-  try {
-    const roster = await fetchJSON(`/api/exams/${encodeURIComponent(session.examId)}/roster`, token);
-    const rows = roster.candidates.map((c) => {
-      const tr = document.createElement("tr");
-      tr.dataset.candidate = c.candidateId;
-      for (const text of [c.candidateId, c.name, c.status, c.connected ? "연결" : "끊김",
-                          c.acknowledged ? "확인" : (roster.status === "completed" ? "미확인" : "-"),
-                          formatTime(c.lastActiveTime)]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        tr.append(td);
-      }
-      return tr;
-    });
-    document.getElementById("roster").replaceChildren(...rows);
-    const connected = roster.candidates.filter((c) => c.connected).length;
-    const acknowledged = roster.candidates.filter((c) => c.acknowledged).length;
-    document.getElementById("counts").textContent =
-      `· ${roster.candidates.length}명 · 연결 ${connected} · 종료 확인 ${acknowledged}`;
-    if (roster.status === "completed") showEnd(roster.endDatetime);
-  } catch (error) {
-    document.getElementById("error").textContent = error.message;
+function render() {
+  if (endDatetime) {
+    const banner = document.getElementById("end-banner");
+    banner.textContent = t("proctor.ended", { time: formatTime(endDatetime) });
+    banner.hidden = false;
+    document.body.dataset.ended = "true";
   }
+  if (!roster) return;
+  const completed = roster.status === "completed";
+  const candidates = roster.candidates;
+  const rows = candidates.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.candidate = c.candidateId;
+    tr.dataset.connected = String(c.connected);
+    tr.dataset.acknowledged = String(c.acknowledged);
+    tr.append(
+      cell(c.candidateId), cell(c.name), cell(t(`status.${c.status}`)),
+      cell(t(c.connected ? "proctor.online" : "proctor.offline"), c.connected ? "ok" : "bad"),
+      cell(formatTime(c.lastActiveTime)), cell(`${c.answered} / ${roster.itemCount}`),
+      cell(completed ? t(c.acknowledged ? "proctor.acked" : "proctor.notAcked") : "-", completed ? (c.acknowledged ? "ok" : "bad") : ""),
+    );
+    return tr;
+  });
+  document.getElementById("roster").replaceChildren(...rows);
+  const acknowledged = candidates.filter((c) => c.acknowledged).length;
+  document.getElementById("count-total").textContent = String(candidates.length);
+  document.getElementById("count-connected").textContent = String(candidates.filter((c) => c.connected).length);
+  document.getElementById("count-completed").textContent = String(candidates.filter((c) => c.status === "completed").length);
+  document.getElementById("count-acknowledged").textContent = completed ? `${acknowledged} / ${candidates.length}` : "-";
+  document.getElementById("count-proctors").textContent = String(roster.proctorsConnected);
+  const pending = candidates.filter((c) => !c.acknowledged);
+  document.getElementById("pending-section").hidden = !completed;
+  document.getElementById("pending-none").hidden = pending.length > 0;
+  document.getElementById("pending").replaceChildren(...pending.map((c) => {
+    const li = document.createElement("li");
+    li.dataset.candidate = c.candidateId;
+    li.textContent = `${c.name} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
+    return li;
+  }));
+}
+
+let lastRoster = "";
+
+function take(next) {
+  const text = JSON.stringify(next);
+  if (text === lastRoster) return; // nothing changed: leave the page (and any selection) alone
+  lastRoster = text;
+  roster = next;
+  if (next.endDatetime) endDatetime = next.endDatetime;
+  render();
 }
 
 async function main() {
-  session = await openSession(token, { titleSuffix: " – 감독" });
+  installLanguageSwitch(() => { showConnection(connection, connectionState); render(); });
+  showConnection(connection, "connecting");
+  session = await openSession(token);
   if (!session) return;
-  if (session.status === "completed") showEnd(session.endDatetime);
+  if (session.status === "completed") endDatetime = session.endDatetime;
+  render();
+  // The first roster by HTTP; then the socket node pushes it every second.
+  fetchJSON(`/api/exams/${encodeURIComponent(session.examId)}/roster`, token).then(take).catch((error) => {
+    document.getElementById("error").textContent = error.message;
+  });
   connectSocket({
     socketUrl: session.socketUrl,
     token,
-    onState: (state) => {
-      connection.className = `pill ${state === "open" ? "on" : "off"}`;
-      connection.textContent = state === "open" ? "연결됨" : "재연결 중…";
-    },
+    onState: (state) => { connectionState = state; showConnection(connection, state); },
     onMessage: (message) => {
-      if (message.type === "exam_end" && message.examId === session.examId) {
-        showEnd(message.timestamp);
-        refreshRoster();
+      if (message.examId !== session.examId) return;
+      if (message.type === "exam_end") {
+        endDatetime = message.timestamp;
+        if (roster) roster.status = "completed";
+        render();
+      } else if (message.type === "roster") {
+        take(message);
       }
     },
   });
-  refreshRoster();
-  setInterval(refreshRoster, 2000);
 }
 
 main();

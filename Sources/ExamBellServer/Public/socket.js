@@ -1,5 +1,9 @@
-// Shared WebSocket client of the candidate and proctor pages: connects with the session
-// token, reconnects with exponential backoff and jitter, and reports its state.
+// What the candidate and proctor pages share: the WebSocket with reconnects, the session
+// token, JSON calls, the server's clock, the connection indicator.
+import { t } from "/static/i18n.js";
+
+// Connects with the session token and reconnects with exponential backoff and jitter.
+// A close with code 4000-4099 from a draining node reconnects at once (another node answers).
 export function connectSocket({ socketUrl, token, onMessage, onState }) {
   let attempt = 0;
   let socket = null;
@@ -13,13 +17,13 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
     socket.addEventListener("message", (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
-      onMessage(message, socket);
+      onMessage(message);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       onState("closed");
       if (stopped) return;
       // 0.5 s, 1 s, 2 s … up to 30 s, each spread by ±50 % so that many browsers do not return at once.
-      const base = Math.min(30000, 500 * 2 ** attempt);
+      const base = event.code >= 4000 && event.code < 4100 && attempt === 0 ? 100 : Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
       setTimeout(open, base * (0.5 + Math.random()));
     });
@@ -38,29 +42,45 @@ export function sessionToken() {
   return params.get("token") || "";
 }
 
-// GET a JSON API path with the session token.
-export async function fetchJSON(path, token) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
-  return body;
+// Calls a JSON API path with the session token; errors carry the HTTP status and API code.
+export async function fetchJSON(path, token, { method = "GET", body, keepalive = false } = {}) {
+  const response = await fetch(path, {
+    method,
+    keepalive,
+    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.error ? data.error.message : `HTTP ${response.status}`);
+    error.status = response.status;
+    error.code = data.error ? data.error.code : "";
+    throw error;
+  }
+  return data;
 }
 
-// Formats an ISO time for people, in the browser's zone.
-export function formatTime(iso) {
-  return iso ? new Date(iso).toLocaleString() : "";
-}
-
-// Opens a page's session: who the token is and its exam's state; shows the title and who,
-// or an error, and returns the session (null on error).
-export async function openSession(token, { titleSuffix = "" } = {}) {
+// Opens a page's session: who the token is and its exam's state, and the offset of the
+// server's clock from the device's (pages show server time). Shows the title and who, or
+// an error, and returns the session (null on error).
+export async function openSession(token) {
   try {
+    const sent = Date.now();
     const session = await fetchJSON("/api/session", token);
-    document.getElementById("title").textContent = session.title + titleSuffix;
+    const received = Date.now();
+    session.clockOffsetMs = session.serverTimeMs - (sent + received) / 2;
+    document.getElementById("title").textContent = session.title;
     document.getElementById("who").textContent = `${session.name} (${session.id})`;
     return session;
   } catch (error) {
-    document.getElementById("error").textContent = `세션을 열 수 없습니다: ${error.message}`;
+    document.getElementById("error").textContent = t("common.sessionError", { message: error.message });
     return null;
   }
+}
+
+// Shows a connection state ("connecting", "open", "closed") in a .pill element.
+export function showConnection(element, state) {
+  element.className = `pill ${state === "open" ? "on" : "off"}`;
+  element.dataset.state = state;
+  element.textContent = t(state === "open" ? "common.connected" : state === "connecting" ? "common.connecting" : "common.reconnecting");
 }

@@ -129,6 +129,25 @@ public final class SocketHub: Sendable {
         state.withLock { state in state.rooms.filter { $0.value.end == nil && !$0.value.members.isEmpty }.map(\.key) }
     }
 
+    /// The exams with at least one proctor on this node.
+    func examsWithProctors() -> [String] {
+        state.withLock { state in
+            state.rooms.filter { $0.value.members.values.contains { $0.session.role == .proctor } }.map(\.key)
+        }
+    }
+
+    /// Hands one encoded frame to every proctor of the exam on this node; returns how many.
+    @discardableResult
+    func sendToProctors(_ examId: String, frame: ByteBuffer) -> Int {
+        state.withLock { state in
+            var sent = 0
+            for member in state.rooms[examId]?.members.values ?? [:].values where member.session.role == .proctor {
+                if case .dropped = member.outbound.yield(frame) { member.outbound.finish() } else { sent += 1 }
+            }
+            return sent
+        }
+    }
+
     /// How many browsers this node holds.
     public var connectionCount: Int {
         state.withLock { $0.rooms.values.reduce(0) { $0 + $1.members.count } }

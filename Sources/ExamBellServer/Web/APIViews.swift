@@ -24,12 +24,15 @@ struct ExamView: Codable, Sendable {
     var status: String
     var createdAt: String
     var startDatetime: String?
+    var scheduledEndDatetime: String?
     var endDatetime: String?
     var endedBy: String?
     var endReason: String?
     var candidates: Counts
     var connected: Connected
     var acknowledged: Int
+    var choiceItems: Int
+    var shortItems: Int
 }
 
 struct ExamListView: Codable, Sendable {
@@ -67,8 +70,29 @@ struct SessionInfoView: Codable, Sendable {
     var examId: String
     var title: String
     var status: String
+    var startDatetime: String?
+    var scheduledEndDatetime: String?
     var endDatetime: String?
     var socketUrl: String
+    var choiceItems: Int
+    var shortItems: Int
+    /// The server's clock when it answered, in milliseconds since 1970: pages show time from
+    /// it, not from the device's clock.
+    var serverTimeMs: Int64
+}
+
+struct AnswersView: Codable, Sendable {
+    var examId: String
+    var status: String
+    var endDatetime: String?
+    var answers: [String: String]
+}
+
+struct AnswerSaveView: Codable, Sendable {
+    var saved: Int
+    var savedAt: String
+    /// True when the save came after the end, within the grace window.
+    var late: Bool
 }
 
 struct RosterView: Codable, Sendable {
@@ -79,13 +103,25 @@ struct RosterView: Codable, Sendable {
         var lastActiveTime: String?
         var connected: Bool
         var acknowledged: Bool
+        var answered: Int
     }
 
+    var type = "roster"
     var examId: String
     var status: String
     var endDatetime: String?
+    var itemCount: Int
     var candidates: [Entry]
     var proctorsConnected: Int
+}
+
+struct ProctorListView: Codable, Sendable {
+    struct Entry: Codable, Sendable {
+        var proctorId: String
+        var name: String
+    }
+
+    var proctors: [Entry]
 }
 
 struct AuditView: Codable, Sendable {
@@ -97,6 +133,13 @@ struct AuditView: Codable, Sendable {
 struct CreateExamBody: Decodable {
     var examId: String
     var title: String
+    var choiceItems: Int?
+    var shortItems: Int?
+    var scheduledEndDatetime: String?
+}
+
+struct SaveAnswersBody: Decodable {
+    var answers: [String: String]
 }
 
 struct CandidatesBody: Decodable {

@@ -2,8 +2,8 @@ import ExamBellCore
 import Foundation
 import Hummingbird
 
-/// The web server's JSON API of DESIGN.md (`/api/exams…`) plus what the pages need
-/// (`/api/session`, roster, audit log).
+/// The web server's JSON API of DESIGN.md (`/api/exams…`) plus what the admin console and
+/// proctors need (roster, audit log). The pages' own calls are `BrowserController`'s.
 struct ExamsController<Context: RequestContext>: Sendable {
     let backends: ExamBellBackends
     let configuration: ExamBellConfiguration
@@ -18,12 +18,12 @@ struct ExamsController<Context: RequestContext>: Sendable {
         routes.get("exams/:examId", use: show)
         routes.post("exams/:examId/candidates", use: registerCandidates)
         routes.post("exams/:examId/proctors", use: registerProctors)
+        routes.get("exams/:examId/proctors", use: proctors)
         routes.post("exams/:examId/start", use: start)
         routes.post("exams/:examId/end", use: end)
         routes.post("exams/:examId/sessions", use: createSessions)
         routes.get("exams/:examId/roster", use: roster)
         routes.get("exams/:examId/audit", use: audit)
-        routes.get("session", use: session)
         return routes
     }
 
@@ -46,7 +46,20 @@ struct ExamsController<Context: RequestContext>: Sendable {
         guard !title.isEmpty, title.count <= 200 else {
             throw ExamBellError.badRequest(code: "invalid_title", "title must be 1 to 200 characters.")
         }
-        let plan = try await backends.store.createExam(planId: body.examId, title: title, actor: "admin", at: .now())
+        let items = ExamItems(choice: body.choiceItems ?? ExamItems.standard.choice, short: body.shortItems ?? ExamItems.standard.short)
+        try items.validate()
+        var scheduledEnd: Timestamp?
+        if let text = body.scheduledEndDatetime {
+            guard let time = Timestamp(iso8601: text) else {
+                throw ExamBellError.badRequest(
+                    code: "invalid_scheduled_end", "scheduledEndDatetime must be a UTC time like 2024-01-16T18:00:00Z."
+                )
+            }
+            scheduledEnd = time
+        }
+        let plan = try await backends.store.createExam(
+            planId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: "admin", at: .now()
+        )
         return JSONResponse(status: .created, value: try await view(of: plan))
     }
 
@@ -76,6 +89,13 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let people = try validatePeople(body.proctors.map { Registrant(id: $0.proctorId, name: $0.name) }, field: "proctorId")
         let result = try await backends.store.registerProctors(planId: examId, people, actor: "admin", at: .now())
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
+    }
+
+    @Sendable func proctors(_ request: Request, context: Context) async throws -> JSONResponse<ProctorListView> {
+        try auth.require(request)
+        let plan = try await plan(context)
+        let proctors = try await backends.store.proctors(planId: plan.planId)
+        return JSONResponse(value: ProctorListView(proctors: proctors.map { .init(proctorId: $0.proctorId, name: $0.name) }))
     }
 
     @Sendable func start(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
@@ -154,25 +174,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
         return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(planId: plan.planId)))
     }
 
-    // MARK: Browser calls
-
-    /// Who the session token's browser is, and its exam's state: what a page shows first.
-    @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
-        let session = try await sessions.verify(request.bearerToken)
-        guard let plan = try await backends.store.exam(session.examId) else { throw ExamBellError.examNotFound(session.examId) }
-        let name: String? =
-            switch session.role {
-            case .candidate: try await backends.store.candidates(ids: [session.subject]).first?.name
-            case .proctor: try await backends.store.proctors(planId: plan.planId).first { $0.proctorId == session.subject }?.name
-            }
-        return JSONResponse(
-            value: SessionInfoView(
-                id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.planId,
-                title: plan.title, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
-                socketUrl: configuration.publicSocketURL
-            )
-        )
-    }
+    // MARK: Admin or proctor calls
 
     /// The candidates of an exam with their live state; for the admin or the exam's proctors.
     @Sendable func roster(_ request: Request, context: Context) async throws -> JSONResponse<RosterView> {
@@ -183,27 +185,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
                 throw ExamBellError.forbidden("Only the admin and this exam's proctors see its roster.")
             }
         }
-        let plan = try await plan(context)
-        let candidates = try await backends.store.candidates(planId: examId)
-        let presence = try await backends.state.presence(planId: examId, freshAfter: Self.presenceCutoff())
-        let acknowledged = try await backends.state.acknowledged(planId: examId)
-        let cached = try await backends.state.candidates(candidates.map(\.candidateId))
-        return JSONResponse(
-            value: RosterView(
-                examId: examId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
-                candidates: candidates.map { candidate in
-                    let live = cached[candidate.candidateId]
-                    return .init(
-                        candidateId: candidate.candidateId, name: candidate.name,
-                        status: (live?.status ?? candidate.status).rawValue,
-                        lastActiveTime: (live?.lastActiveTime ?? candidate.lastActiveTime)?.iso8601,
-                        connected: presence.candidates.contains(candidate.candidateId),
-                        acknowledged: acknowledged.contains(candidate.candidateId)
-                    )
-                },
-                proctorsConnected: presence.proctors.count
-            )
-        )
+        return JSONResponse(value: try await RosterBuilder(backends: backends).roster(of: try await plan(context)))
     }
 
     // MARK: Helpers
@@ -238,23 +220,20 @@ struct ExamsController<Context: RequestContext>: Sendable {
         }
     }
 
-    /// Presence older than this is from a node that stopped without saying so.
-    static func presenceCutoff() -> Timestamp { Timestamp.now().adding(seconds: -15) }
-
     private func view(of plan: ExamPlan) async throws -> ExamView {
         let counts = try await backends.store.candidateCounts(planId: plan.planId)
-        let presence = try? await backends.state.presence(planId: plan.planId, freshAfter: Self.presenceCutoff())
+        let presence = try? await backends.state.presence(planId: plan.planId, freshAfter: RosterBuilder.presenceCutoff())
         let acknowledged = try? await backends.state.acknowledged(planId: plan.planId)
         return ExamView(
             examId: plan.planId, title: plan.title, status: plan.status.rawValue,
             createdAt: plan.createdAt.iso8601, startDatetime: plan.startDatetime?.iso8601,
-            endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy, endReason: plan.endReason,
+            scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy, endReason: plan.endReason,
             candidates: .init(
                 total: counts.values.reduce(0, +), registered: counts[.registered] ?? 0,
                 inProgress: counts[.inProgress] ?? 0, completed: counts[.completed] ?? 0
             ),
             connected: .init(candidates: presence?.candidates.count ?? 0, proctors: presence?.proctors.count ?? 0),
-            acknowledged: acknowledged?.count ?? 0
+            acknowledged: acknowledged?.count ?? 0, choiceItems: plan.items.choice, shortItems: plan.items.short
         )
     }
 }

@@ -1,0 +1,73 @@
+/// The answer sheet of an exam plan: numbered items, the multiple-choice ones first
+/// (items 1…choice, four options each), then the short-answer ones.
+public struct ExamItems: Sendable, Hashable, Codable {
+    /// Multiple-choice items.
+    public var choice: Int
+    /// Short-answer items, numbered after the multiple-choice ones.
+    public var short: Int
+
+    /// Options of a multiple-choice item, answered "1" … "4".
+    public static let optionsPerChoiceItem = 4
+    /// Items of one exam at most.
+    public static let maxItems = 200
+    /// Characters of one short answer at most.
+    public static let maxShortAnswerLength = 500
+    /// What an exam created without an item count gets.
+    public static let standard = ExamItems(choice: 20, short: 0)
+
+    public init(choice: Int, short: Int) {
+        self.choice = choice
+        self.short = short
+    }
+
+    public var count: Int { choice + short }
+
+    /// 400 unless 1 to `maxItems` items, none negative.
+    public func validate() throws {
+        guard choice >= 0, short >= 0, (1...Self.maxItems).contains(count) else {
+            throw ExamBellError.badRequest(
+                code: "invalid_items", "An exam has 1 to \(Self.maxItems) items (choiceItems + shortItems), none negative."
+            )
+        }
+    }
+
+    /// Checks answers keyed by item number ("1" …) and returns them by number; an empty
+    /// string clears an answer. 400 naming the first wrong item.
+    public func validate(_ answers: [String: String]) throws -> [Int: String] {
+        guard !answers.isEmpty, answers.count <= count else {
+            throw ExamBellError.badRequest(code: "invalid_answers", "Send 1 to \(count) answers, keyed by item number.")
+        }
+        var result: [Int: String] = [:]
+        for (key, value) in answers {
+            guard let item = Int(key), String(item) == key, (1...count).contains(item) else {
+                throw ExamBellError.badRequest(code: "invalid_item", "Item \(key) is not an item number of this exam (1 to \(count)).")
+            }
+            if item <= choice {
+                guard value.isEmpty || (Int(value).map { (1...Self.optionsPerChoiceItem).contains($0) && String($0) == value } ?? false)
+                else {
+                    throw ExamBellError.badRequest(
+                        code: "invalid_answer", "Item \(item) is multiple choice: answer \"1\" to \"\(Self.optionsPerChoiceItem)\" or \"\"."
+                    )
+                }
+            } else {
+                guard value.count <= Self.maxShortAnswerLength, !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" }) else {
+                    throw ExamBellError.badRequest(
+                        code: "invalid_answer", "Item \(item) takes at most \(Self.maxShortAnswerLength) characters of text."
+                    )
+                }
+            }
+            result[item] = value
+        }
+        return result
+    }
+}
+
+/// What the DB did with a candidate's answer save.
+public enum AnswerSave: Sendable, Hashable {
+    /// Saved while the exam runs.
+    case saved(at: Timestamp)
+    /// Saved after the end, within the grace window for answers already in flight.
+    case savedLate(at: Timestamp, endDatetime: Timestamp)
+    /// Refused: the exam ended before the grace window. Audited all the same.
+    case refused(endDatetime: Timestamp)
+}

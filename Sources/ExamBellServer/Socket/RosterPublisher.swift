@@ -1,0 +1,37 @@
+import ExamBellCore
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Pushes the live roster (`{"type":"roster",…}`, the body of `GET /api/exams/{id}/roster`)
+/// to the proctors connected to this socket node, once per tick for each exam that has one:
+/// who is connected, status, last activity, answered count and, after an end, the acks.
+struct RosterPublisher: Service {
+    let hub: SocketHub
+    let backends: ExamBellBackends
+    let interval: Duration
+    let logger: Logger
+
+    func publishOnce() async {
+        let builder = RosterBuilder(backends: backends)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        for examId in hub.examsWithProctors() {
+            do {
+                guard let plan = try await backends.store.exam(examId) else { continue }
+                let roster = try await builder.roster(of: plan)
+                hub.sendToProctors(examId, frame: ByteBuffer(bytes: try encoder.encode(roster)))
+            } catch {
+                logger.debug("roster not published", metadata: ["examId": "\(examId)"])
+            }
+        }
+    }
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await publishOnce()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+"""Exam day in real headless Chromium against a real `exambell serve` (issue 5)."""
+import time
+
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import ADMIN_TOKEN, GRACE_SECONDS, screenshot
+
+
+def wait(driver, condition, timeout=10, message=""):
+    # Live pages redraw rows; an element found a moment ago may be gone, so look again.
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.02, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(lambda d: condition(d), message)
+
+
+def css(driver, selector):
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def open_page(driver, session):
+    driver.get(session["pageUrl"])
+    wait(driver, lambda d: css(d, "#connection").get_attribute("data-state") == "open", message="socket never opened")
+
+
+def choose(driver, item, choice):
+    css(driver, f'input[name="q{item}"][value="{choice}"]').click()
+
+
+def saved_answers(server, exam, candidate_id):
+    token = exam["sessions"][candidate_id]["token"]
+    return server.ok("GET", "answers", token=token)["answers"]
+
+
+def test_candidate_page_locks_within_two_seconds_and_keeps_answers(server, new_browser):
+    exam = server.make_exam(candidates=1, choice=4, short=1)
+    candidate = exam["candidates"][0]
+    driver = new_browser()
+    open_page(driver, exam["sessions"][candidate])
+    assert "브라우저 시험" in css(driver, "#title").text
+    assert candidate in css(driver, "#who").text
+    assert len(driver.find_elements(By.CSS_SELECTOR, "fieldset.item")) == 5
+    assert css(driver, "#clock").text != "--:--:--"
+
+    choose(driver, 1, 3)
+    wait(driver, lambda d: css(d, "#save-state").get_attribute("data-state") == "saved", message="answer 1 never saved")
+    assert saved_answers(server, exam, candidate) == {"1": "3"}
+    screenshot(driver, "candidate-answering")
+
+    # Typed just before the end and not yet saved (the save is debounced): the final save keeps it.
+    choose(driver, 2, 4)
+    css(driver, 'input[name="q5"]').send_keys("서울")
+    started = time.monotonic()
+    result = server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "시험 시간 종료"})
+    assert result["result"] == "completed"
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true", timeout=2,
+         message="the candidate page did not lock within 2 s of the end")
+    locked_after = time.monotonic() - started
+    notice = css(driver, "#end-notice")
+    assert notice.is_displayed()
+    assert "시험이 종료되었습니다." in notice.text
+    assert css(driver, "#end-message").get_attribute("aria-live") == "assertive"
+    inputs = driver.find_elements(By.CSS_SELECTOR, "#answers input")
+    assert inputs and all(not i.is_enabled() for i in inputs)
+    screenshot(driver, "candidate-ended")
+    print(f"candidate page locked {locked_after * 1000:.0f} ms after the end request was sent")
+
+    wait(driver, lambda d: saved_answers(server, exam, candidate) == {"1": "3", "2": "4", "5": "서울"},
+         message="the answers typed before the end were not saved")
+
+    # Reopened after the end: the notice at once, the saved answers read-only.
+    driver.refresh()
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true")
+    assert css(driver, 'input[name="q1"][value="3"]').is_selected()
+    assert css(driver, 'input[name="q2"][value="4"]').is_selected()
+    assert css(driver, 'input[name="q5"]').get_attribute("value") == "서울"
+    assert all(not i.is_enabled() for i in driver.find_elements(By.CSS_SELECTOR, "#answers input"))
+    css(driver, "#review").click()
+    screenshot(driver, "candidate-reopened-after-end")
+
+
+def test_save_after_the_grace_window_is_refused_and_audited(server, new_browser):
+    exam = server.make_exam(candidates=1)
+    candidate = exam["candidates"][0]
+    token = exam["sessions"][candidate]["token"]
+    driver = new_browser()
+    open_page(driver, exam["sessions"][candidate])
+    server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "grace test"})
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true")
+
+    put = """
+        const done = arguments[arguments.length - 1];
+        fetch('/api/answers', {method: 'PUT', headers: {'Authorization': 'Bearer ' + arguments[0],
+            'Content-Type': 'application/json'}, body: JSON.stringify({answers: {'1': '2'}})})
+          .then(async (r) => done({status: r.status, body: await r.json()}));
+    """
+    within = driver.execute_async_script(put, token)
+    assert within["status"] == 200 and within["body"]["late"] is True
+    time.sleep(GRACE_SECONDS + 1.5)
+    after = driver.execute_async_script(put, token)
+    assert after["status"] == 409
+    assert after["body"]["error"]["code"] == "exam_ended"
+
+    actions = [entry["action"] for entry in server.ok("GET", f"exams/{exam['examId']}/audit")["entries"]]
+    assert "answers_saved_late" in actions
+    assert "answers_refused" in actions
+
+
+def test_proctor_roster_shows_connections_answers_and_acks(server, new_browser):
+    exam = server.make_exam(candidates=3, proctors=1)
+    first, second, absent = exam["candidates"]
+    proctor = new_browser()
+    open_page(proctor, exam["sessions"][exam["proctors"][0]])
+    candidates = [new_browser(), new_browser()]
+    for driver, candidate in zip(candidates, (first, second)):
+        open_page(driver, exam["sessions"][candidate])
+    choose(candidates[0], 1, 2)
+
+    def row(d, candidate):
+        return d.find_element(By.CSS_SELECTOR, f'#roster tr[data-candidate="{candidate}"]')
+
+    wait(proctor, lambda d: row(d, first).get_attribute("data-connected") == "true"
+         and row(d, second).get_attribute("data-connected") == "true", message="roster never showed both connected")
+    wait(proctor, lambda d: row(d, absent).get_attribute("data-connected") == "false")
+    wait(proctor, lambda d: "1 / 5" in row(d, first).text, message="answered count never showed")
+    wait(proctor, lambda d: css(d, "#count-connected").text == "2" and css(d, "#count-total").text == "3")
+    screenshot(proctor, "proctor-roster-live")
+
+    server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "proctor test"})
+    wait(proctor, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true", timeout=2)
+    assert "시험이 종료되었습니다." in css(proctor, "#end-banner").text
+    wait(proctor, lambda d: row(d, first).get_attribute("data-acknowledged") == "true"
+         and row(d, second).get_attribute("data-acknowledged") == "true", message="acks never showed")
+    wait(proctor, lambda d: css(d, "#count-acknowledged").text == "2 / 3")
+    wait(proctor, lambda d: [li.get_attribute("data-candidate") for li in d.find_elements(By.CSS_SELECTOR, "#pending li")] == [absent],
+         message="the not-yet-acknowledged list is not just the absent candidate")
+    screenshot(proctor, "proctor-after-end")
+
+
+def test_admin_console_ends_an_exam_with_confirmation_and_reason(server, new_browser):
+    exam = server.make_exam(candidates=2, proctors=0)
+    candidate = new_browser()
+    open_page(candidate, exam["sessions"][exam["candidates"][0]])
+
+    admin = new_browser()
+    admin.get(f"{server.url}/admin")
+    css(admin, "#token").send_keys("wrong-token")
+    css(admin, "#login-form button").click()
+    wait(admin, lambda d: "토큰이 올바르지 않습니다" in css(d, "#error").text)
+    css(admin, "#token").clear()
+    css(admin, "#token").send_keys(ADMIN_TOKEN)
+    css(admin, "#login-form button").click()
+    wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
+    screenshot(admin, "admin-exam-list")
+
+    css(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]').click()
+    wait(admin, lambda d: css(d, "#detail").get_attribute("data-exam") == exam["examId"])
+    css(admin, '#detail-actions button[data-action="end"]').click()
+    dialog = css(admin, "#end-dialog")
+    wait(admin, lambda d: dialog.get_attribute("open") is not None)
+    css(admin, "#end-confirm").click()  # no reason: the dialog stays, nothing ends
+    time.sleep(0.3)
+    assert dialog.get_attribute("open") is not None
+    assert server.ok("GET", f"exams/{exam['examId']}")["status"] == "in_progress"
+    css(admin, "#end-reason").send_keys("감독관 요청으로 조기 종료")
+    screenshot(admin, "admin-end-dialog")
+    css(admin, "#end-confirm").click()
+
+    wait(admin, lambda d: css(d, "#detail").get_attribute("data-status") == "completed")
+    wait(candidate, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true", timeout=2)
+    wait(admin, lambda d: "1 / 2" in css(d, "#delivery-progress").text, message="delivery progress never showed the ack")
+    wait(admin, lambda d: [li.get_attribute("data-candidate") for li in d.find_elements(By.CSS_SELECTOR, "#delivery-pending li")]
+         == [exam["candidates"][1]])
+    wait(admin, lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, '#audit tr[data-action="end"]')] != [])
+    end_rows = wait(admin, lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, '#audit tr[data-action="end"]')])
+    assert len(end_rows) == 1 and "감독관 요청으로 조기 종료" in end_rows[0]
+    plan = server.ok("GET", f"exams/{exam['examId']}")
+    assert plan["endReason"] == "감독관 요청으로 조기 종료"
+    screenshot(admin, "admin-after-end")
+
+
+def test_admin_console_creates_registers_and_starts(server, new_browser):
+    admin = new_browser()
+    admin.get(f"{server.url}/admin")
+    css(admin, "#token").send_keys(ADMIN_TOKEN)
+    css(admin, "#login-form button").click()
+    wait(admin, lambda d: css(d, "#console").is_displayed())
+    exam_id = f"ui-{int(time.time() * 1000)}"
+    css(admin, "#new-id").send_keys(exam_id)
+    css(admin, "#new-title").send_keys("콘솔에서 만든 시험")
+    choice = css(admin, "#new-choice")
+    choice.clear()
+    choice.send_keys("10")
+    css(admin, "#create-form button").click()
+    wait(admin, lambda d: css(d, "#detail").get_attribute("data-exam") == exam_id)
+    css(admin, "#candidates-text").send_keys(f"수험번호,이름\n{exam_id}-c1,홍길동\n{exam_id}-c2,\"성춘향\"")
+    css(admin, "#candidates-form button[type=submit]").click()
+    wait(admin, lambda d: "2명 등록" in css(d, "#info").text)
+    css(admin, "#proctors-text").send_keys(f"{exam_id}-p1,감독관")
+    css(admin, "#proctors-form button[type=submit]").click()
+    wait(admin, lambda d: "1명 등록" in css(d, "#info").text)
+    css(admin, '#detail-actions button[data-action="start"]').click()
+    wait(admin, lambda d: css(d, "#detail").get_attribute("data-status") == "in_progress")
+    css(admin, "#make-links").click()
+    wait(admin, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#links tr")) == 3)
+    plan = server.ok("GET", f"exams/{exam_id}")
+    assert plan["candidates"]["total"] == 2 and plan["choiceItems"] == 10
+    names = {c["candidateId"]: c["name"] for c in server.ok("GET", f"exams/{exam_id}/roster")["candidates"]}
+    assert names == {f"{exam_id}-c1": "홍길동", f"{exam_id}-c2": "성춘향"}
+    screenshot(admin, "admin-created-exam")
+
+
+def test_english_switch(server, new_browser):
+    exam = server.make_exam(candidates=1, proctors=0)
+    driver = new_browser(width=820, height=1180)  # a tablet
+    open_page(driver, exam["sessions"][exam["candidates"][0]])
+    assert css(driver, "#lang").text == "English"
+    assert "답안지" in driver.find_element(By.TAG_NAME, "h2").text
+    css(driver, "#lang").click()
+    wait(driver, lambda d: "Answer sheet" in d.find_element(By.TAG_NAME, "h2").text)
+    assert css(driver, "#lang").text == "한국어"
+    assert css(driver, "fieldset.item legend").text == "Question 1"
+    assert driver.execute_script("return document.documentElement.lang") == "en"
+    driver.refresh()  # the choice is remembered
+    wait(driver, lambda d: css(d, "#connection").get_attribute("data-state") == "open")
+    assert "Answer sheet" in driver.find_element(By.TAG_NAME, "h2").text
+    server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "english"})
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true", timeout=2)
+    assert "The exam has ended." in css(driver, "#end-notice").text
+    screenshot(driver, "candidate-ended-english-tablet")
+    css(driver, "#review").click()  # the notice shrinks to a bar; the header is reachable again
+    css(driver, "#lang").click()
+    wait(driver, lambda d: "시험이 종료되었습니다." in css(d, "#end-notice").text)
