@@ -29,7 +29,7 @@ struct TestNode {
     init(
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
-        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000
+        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -57,6 +57,7 @@ struct TestNode {
         configuration.syncInterval = syncInterval
         configuration.maxConnections = maxConnections
         configuration.syncAfterEnd = syncAfterEnd
+        configuration.answerGraceSeconds = answerGraceSeconds
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }
 
@@ -141,11 +142,20 @@ func decode<T: Decodable>(_ type: T.Type, _ response: TestResponse) throws -> T 
 
 /// A browser stand-in: a real WebSocket client that records every text frame it receives.
 final class TestBrowser: Sendable {
-    /// The frames received so far.
+    /// The frames received so far; the live roster a proctor gets every tick is kept apart.
     final class FrameLog: Sendable {
-        let frames = Mutex<[String]>([])
-        func append(_ frame: String) { frames.withLock { $0.append(frame) } }
-        var all: [String] { frames.withLock { $0 } }
+        let frames = Mutex<(messages: [String], rosters: [String])>(([], []))
+        func append(_ frame: String) {
+            frames.withLock {
+                if frame.hasPrefix(#"{"type":"roster""#) || frame.contains(#""type":"roster""#) {
+                    $0.rosters.append(frame)
+                } else {
+                    $0.messages.append(frame)
+                }
+            }
+        }
+        var all: [String] { frames.withLock { $0.messages } }
+        var rosters: [String] { frames.withLock { $0.rosters } }
     }
 
     let received = FrameLog()

@@ -174,5 +174,62 @@ public enum ExamStoreConformance {
             let older = try await store.applyCandidateActivity(["e1-c1": CandidateStateValue(status: .completed, lastActiveTime: end)])
             #expect(older == 0)
         },
+        Case(name: "an exam keeps its answer sheet and planned end") { store in
+            let items = ExamItems(choice: 18, short: 2)
+            let plan = try await store.createExam(
+                planId: "e1", title: "국어", items: items, scheduledEnd: end, actor: "admin", at: t0
+            )
+            #expect(plan.items == items && plan.scheduledEndDatetime == end)
+            let read = try await store.exam("e1")
+            #expect(read?.items == items)
+            #expect(read?.scheduledEndDatetime == end)
+            #expect(try await store.createExam(planId: "e2", title: "기본", actor: "admin", at: t0).items == .standard)
+            await #expect(throws: ExamBellError.self) {
+                _ = try await store.createExam(
+                    planId: "e3", title: "none", items: ExamItems(choice: 0, short: 0), scheduledEnd: nil, actor: "admin", at: t0
+                )
+            }
+            #expect(try await store.exam("e3") == nil)
+        },
+        Case(name: "answers are taken while the exam runs, within the grace window after, and refused later") { store in
+            _ = try await store.createExam(planId: "e1", title: "A", actor: "admin", at: t0)
+            _ = try await store.registerCandidates(planId: "e1", [Registrant(id: "e1-c1", name: "One")], actor: "admin", at: t0)
+            let early = await #expect(throws: ExamBellError.self) {
+                _ = try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [1: "2"], at: t0, graceSeconds: 10)
+            }
+            #expect(early?.code == "exam_not_started")
+            _ = try await store.startExam(planId: "e1", actor: "admin", at: t0)
+            let running = t0.adding(seconds: 60)
+            #expect(try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [1: "2", 2: "서울"], at: running, graceSeconds: 10)
+                == .saved(at: running))
+            #expect(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime == running)
+            #expect(try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [1: "4", 3: ""], at: running, graceSeconds: 10)
+                == .saved(at: running))
+            #expect(try await store.answers(candidateId: "e1-c1") == [1: "4", 2: "서울"], "a later save wins; an empty one clears")
+            #expect(try await store.answeredCounts(planId: "e1") == ["e1-c1": 2])
+
+            _ = try await store.endExam(planId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            let late = end.adding(seconds: 10)
+            #expect(try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [3: "1"], at: late, graceSeconds: 10)
+                == .savedLate(at: late, endDatetime: end))
+            let tooLate = end.adding(seconds: 11)
+            #expect(try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [4: "1"], at: tooLate, graceSeconds: 10)
+                == .refused(endDatetime: end))
+            #expect(try await store.answers(candidateId: "e1-c1") == [1: "4", 2: "서울", 3: "1"], "a refused save changes nothing")
+            #expect(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime == end, "the end time stays the last activity")
+            let audit = try await store.auditLog(planId: "e1").filter { $0.actor == "e1-c1" }
+            #expect(audit.map(\.action) == ["answers_saved", "answers_saved", "answers_saved_late", "answers_refused"])
+            #expect(audit.last?.detail?.contains("items 4") == true)
+        },
+        Case(name: "a candidate saves only into their own exam") { store in
+            try await startedExam(store, id: "e1", candidates: 1)
+            try await startedExam(store, id: "e2", candidates: 1)
+            let error = await #expect(throws: ExamBellError.self) {
+                _ = try await store.saveAnswers(candidateId: "e1-c1", planId: "e2", [1: "1"], at: t0, graceSeconds: 10)
+            }
+            #expect(error?.status == 404)
+            #expect(try await store.answers(candidateId: "e1-c1").isEmpty)
+            #expect(try await store.answeredCounts(planId: "e2").isEmpty)
+        },
     ]
 }
