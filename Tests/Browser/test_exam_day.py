@@ -180,7 +180,7 @@ def test_admin_console_ends_an_exam_with_confirmation_and_reason(server, new_bro
     screenshot(admin, "admin-after-end")
 
 
-def test_admin_console_creates_registers_and_starts(server, new_browser):
+def test_admin_console_creates_registers_and_starts(server, new_browser, tmp_path):
     admin = new_browser()
     admin.get(f"{server.url}/admin")
     css(admin, "#token").send_keys(ADMIN_TOKEN)
@@ -194,9 +194,16 @@ def test_admin_console_creates_registers_and_starts(server, new_browser):
     choice.send_keys("10")
     css(admin, "#create-form button").click()
     wait(admin, lambda d: css(d, "#detail").get_attribute("data-exam") == exam_id)
-    css(admin, "#candidates-text").send_keys(f"수험번호,이름\n{exam_id}-c1,홍길동\n{exam_id}-c2,\"성춘향\"")
+    upload = tmp_path / "candidates.csv"  # a CSV file with a header line, as spreadsheets export it
+    upload.write_text(f"수험번호,이름\r\n{exam_id}-c1,홍길동\r\n{exam_id}-c2,\"성춘향\"\r\n", encoding="utf-8")
+    css(admin, "#candidates-file").send_keys(str(upload))
+    wait(admin, lambda d: "홍길동" in css(d, "#candidates-text").get_attribute("value"))
     css(admin, "#candidates-form button[type=submit]").click()
     wait(admin, lambda d: "2명 등록" in css(d, "#info").text)
+    css(admin, "#proctors-text").send_keys("not a line")
+    css(admin, "#proctors-form button[type=submit]").click()
+    wait(admin, lambda d: "1번째 줄" in css(d, "#error").text)
+    css(admin, "#proctors-text").clear()
     css(admin, "#proctors-text").send_keys(f"{exam_id}-p1,감독관")
     css(admin, "#proctors-form button[type=submit]").click()
     wait(admin, lambda d: "1명 등록" in css(d, "#info").text)

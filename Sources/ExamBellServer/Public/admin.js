@@ -11,6 +11,7 @@ let selected = null; // exam id of the open exam
 let detail = null; // { exam, roster, audit }
 let pendingEnd = null;
 let lastInfo = null;
+let refreshFailed = false; // the error shown is the list's own, cleared when the list loads again
 
 async function api(method, path, body) {
   const response = await fetch(`/api/${path}`, {
@@ -131,12 +132,13 @@ async function refresh() {
         selected = null; detail = null;
       }
     }
-    errorBox.textContent = "";
+    if (refreshFailed) { errorBox.textContent = ""; refreshFailed = false; }
     renderList();
     renderDetail();
   } catch (error) {
     if (error.status === 401) return logout(t("admin.badToken"));
     errorBox.textContent = error.message;
+    refreshFailed = true;
   }
 }
 
@@ -149,8 +151,8 @@ async function open(examId) {
 
 async function act(action) {
   try {
-    await action();
     errorBox.textContent = "";
+    await action();
   } catch (error) {
     info(null);
     errorBox.textContent = error.message;
