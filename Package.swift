@@ -91,6 +91,7 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -113,7 +114,7 @@ let package = Package(
         ),
         .target(
             name: "ExamBellTestSupport",
-            dependencies: ["ExamBellCore"],
+            dependencies: ["ExamBellCore", "ExamBellSQL"],
             path: "Tests/ExamBellTestSupport",
             swiftSettings: swiftSettings
         ),

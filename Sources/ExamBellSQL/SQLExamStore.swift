@@ -73,6 +73,19 @@ public struct SQLExamStore: ExamStore {
         }
     }
 
+    public func examsDueToEnd(at time: Timestamp) async throws -> [String] {
+        try await connection { db in
+            try await db.raw(
+                """
+                SELECT plan_id FROM exam_plan
+                WHERE status = \(bind: ExamStatus.inProgress.rawValue) AND scheduled_end_datetime IS NOT NULL
+                    AND scheduled_end_datetime <= \(bind: time.iso8601)
+                ORDER BY scheduled_end_datetime, plan_id
+                """
+            ).all().map { try $0.decode(column: "plan_id", as: String.self) }
+        }
+    }
+
     public func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan {
         try await transaction { db in
             let started = try await db.raw(

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The one place an ExamBell node is assembled: the backends are passed in, so `serve`
 /// hands in SQLite and the memory engine, the split processes PostgreSQL and Redis, and
@@ -28,6 +29,8 @@ public struct ExamBellNode: Sendable {
     public let outboxRelay: OutboxRelay
     public let finalSync: FinalSync
     public let sessions: SessionTokens
+    let logger: Logger
+    let runsSockets: Bool
 
     /// Assembles a node; `onServerRunning` is called with the bound port once it listens.
     public init(
@@ -88,6 +91,9 @@ public struct ExamBellNode: Sendable {
         if configuration.roles.contains(.web) {
             services.append(relay)
             services.append(sync)
+            services.append(
+                EndScheduler(endService: endService, store: backends.store, interval: configuration.schedulerInterval, logger: logger)
+            )
         }
         application.addServices(services)
         self.application = application
@@ -95,6 +101,23 @@ public struct ExamBellNode: Sendable {
         self.outboxRelay = relay
         self.finalSync = sync
         self.sessions = sessions
+        self.logger = logger
+        self.runsSockets = configuration.roles.contains(.socket)
+    }
+
+    /// Runs the node until SIGTERM or SIGINT, then stops it gracefully: a socket node first
+    /// closes its browsers with 1012 (`SocketDrain`); then the HTTP server finishes in-flight
+    /// requests; then the outbox relay publishes what is due, and the node exits.
+    public func run() async throws {
+        var services: [any Service] = [application]
+        if runsSockets { services.append(SocketDrain(hub: hub, logger: logger)) }
+        // A service group stops its services in reverse order: the drain goes first.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
+        )
+        try await group.run()
     }
 }
 

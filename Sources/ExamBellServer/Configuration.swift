@@ -41,6 +41,8 @@ public struct ExamBellConfiguration: Sendable {
     public var outboxLease: Duration = .seconds(5)
     /// How often the outbox relay looks for unpublished rows.
     public var outboxInterval: Duration = .seconds(1)
+    /// How often web nodes look for exams whose planned end has come.
+    public var schedulerInterval: Duration = .seconds(1)
     /// How often final sync reconciles Redis and the DB.
     public var syncInterval: Duration = .seconds(30)
     /// How long after an end's broadcast its exam is reconciled (time for the browsers' acks

@@ -82,13 +82,14 @@ enum NodeRunner {
             listeningContinuation.yield(0)
             listeningContinuation.finish()
         }
-        let application =
-            if let backends {
-                try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
-                    .application
-            } else {
-                try buildAdminApplication(configuration: configuration, logger: logger, onServerRunning: announce)
-            }
+        let run: @Sendable () async throws -> Void
+        if let backends {
+            let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
+            run = { try await node.run() }
+        } else {
+            let application = try buildAdminApplication(configuration: configuration, logger: logger, onServerRunning: announce)
+            run = { try await application.runService() }
+        }
         let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken)
         let dataDir = options.resolvedDataDir
         let tokenLine =
@@ -97,7 +98,7 @@ enum NodeRunner {
             : "  Log in with the admin token you set (--admin-token / EXAMBELL_ADMIN_TOKEN)."
         enum Part { case server, banner }
         let result: Result<Void, any Error> = await withTaskGroup(of: (Part, Result<Void, any Error>).self) { group in
-            group.addTask { (.server, await Result(catching: { try await application.runService() })) }
+            group.addTask { (.server, await Result(catching: { try await run() })) }
             group.addTask {
                 let banner = await Result(catching: {
                     for await _ in listening { break }

@@ -29,12 +29,7 @@ struct SQLiteStoreTests {
 struct PostgresStoreTests {
     /// A migrated store on a database of its own in the test cluster.
     static func freshStore() async throws -> SQLExamStore {
-        let server = try PostgresTestDatabase.serverURL()
-        let admin = try await PostgresExamStore.openUnmigrated(url: server)
-        let name = PostgresTestDatabase.freshName()
-        try await admin.execute("CREATE DATABASE \(name)")
-        try await admin.shutdown()
-        return try await PostgresExamStore.open(url: PostgresTestDatabase.url(server, database: name))
+        try await PostgresTestDatabase.freshStore()
     }
 
     @Test("conformance", arguments: ExamStoreConformance.cases)

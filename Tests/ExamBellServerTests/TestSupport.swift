@@ -10,6 +10,7 @@ import HummingbirdTesting
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import NIOWebSocket
 import RedisClient
 import Synchronization
 import Testing
@@ -29,7 +30,8 @@ struct TestNode {
     init(
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
-        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10
+        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
+        nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -58,6 +60,8 @@ struct TestNode {
         configuration.maxConnections = maxConnections
         configuration.syncAfterEnd = syncAfterEnd
         configuration.answerGraceSeconds = answerGraceSeconds
+        configuration.nodeId = nodeId
+        configuration.schedulerInterval = schedulerInterval
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }
 
@@ -208,6 +212,89 @@ final class TestBrowser: Sendable {
     }
 
     func close() { task.cancel() }
+}
+
+/// A browser stand-in that reconnects like the pages' `socket.js`: after a close with 1012
+/// (a node shutting down) it moves to the next URL (as a load balancer would) within a
+/// random second; after any other loss it backs off exponentially with jitter.
+final class ReconnectingBrowser: Sendable {
+    /// What happened to the connections.
+    final class Events: Sendable {
+        /// The close codes the server sent, in order (nil: the connection ended without one).
+        let closeCodes = Mutex<[WebSocketErrorCode?]>([])
+        /// When each connection opened.
+        let opened = Mutex<[ContinuousClock.Instant]>([])
+    }
+
+    let received = TestBrowser.FrameLog()
+    let events = Events()
+    private let task: Task<Void, Never>
+
+    init(ports: [Int], token: String, ackExamEnd: Bool = true) {
+        let received = self.received
+        let events = self.events
+        task = Task {
+            var logger = Logger(label: "browser")
+            logger.logLevel = .critical
+            var index = 0
+            var attempt = 0
+            while !Task.isCancelled {
+                var delay: Duration
+                do {
+                    let close = try await WebSocketClient.connect(
+                        url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)", logger: logger
+                    ) { inbound, outbound, _ in
+                        events.opened.withLock { $0.append(.now) }
+                        for try await message in inbound.messages(maxSize: 1 << 16) {
+                            guard case .text(let text) = message else { continue }
+                            received.append(text)
+                            if ackExamEnd, text.contains(#""type":"exam_end""#),
+                                let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
+                            {
+                                try await outbound.write(.text(#"{"type":"ack","examId":"\#(examId)"}"#))
+                            }
+                        }
+                    }
+                    events.closeCodes.withLock { $0.append(close?.closeCode) }
+                    if close?.closeCode == SocketCloseCodes.restart {
+                        index += 1
+                        attempt = 1
+                        delay = .milliseconds(Int.random(in: 0..<1000))
+                    } else {
+                        delay = ReconnectingBrowser.backoff(attempt)
+                        attempt += 1
+                    }
+                } catch {
+                    delay = ReconnectingBrowser.backoff(attempt)
+                    attempt += 1
+                }
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// 0.5 s, 1 s, 2 s … up to 30 s, each spread by ±50 %, as in `socket.js`.
+    static func backoff(_ attempt: Int) -> Duration {
+        let base = min(30_000.0, 500.0 * pow(2.0, Double(min(attempt, 10))))
+        return .milliseconds(Int(base * Double.random(in: 0.5..<1.5)))
+    }
+
+    var connections: Int { events.opened.withLock { $0.count } }
+    var closeCodes: [WebSocketErrorCode?] { events.closeCodes.withLock { $0 } }
+
+    func frames(atLeast count: Int, within limit: Duration = .seconds(30)) async -> [String] {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline, received.all.count < count {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return received.all
+    }
+
+    func close() { task.cancel() }
+}
+
+enum SocketCloseCodes {
+    static let restart = WebSocketErrorCode.unknown(1012)
 }
 
 /// Polls `condition` until it holds, failing the test after `limit` (a hang guard, not a timing check).

@@ -57,6 +57,28 @@ public final class TestProcess: Sendable {
         guard status == 0 else { throw TestServerError("\(arguments.joined(separator: " ")) failed: \(log)") }
     }
 
+    /// Sends `signal` without waiting for the process.
+    public func send(_ signal: Int32) {
+        if let child = pid.withLock({ $0 }) { kill(child, signal) }
+    }
+
+    /// Waits (polling, without blocking a thread) for the process to exit by itself; returns
+    /// its exit status, or nil when it still runs after `limit`.
+    public func exitStatus(within limit: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            guard let child = pid.withLock({ $0 }) else { return nil }
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                pid.withLock { $0 = nil }
+                RedisTestServer.forget(child)
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
     /// What the process wrote.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 

@@ -39,6 +39,9 @@ public protocol ExamStore: Sendable {
     /// The proctors of a plan, by id.
     func proctors(planId: String) async throws -> [Proctor]
 
+    /// The ids of `in_progress` plans whose planned end is at or before `time`.
+    func examsDueToEnd(at time: Timestamp) async throws -> [String]
+
     /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
     func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan
 

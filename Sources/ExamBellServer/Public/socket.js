@@ -3,7 +3,9 @@
 import { t } from "/static/i18n.js";
 
 // Connects with the session token and reconnects with exponential backoff and jitter.
-// A close with code 4000-4099 from a draining node reconnects at once (another node answers).
+// A node that shuts down closes with 1012 (service restart) or 1001 (going away): then the
+// page reconnects within a second, spread at random so that a whole node's browsers do not
+// return in the same instant; the load balancer sends them to another node.
 export function connectSocket({ socketUrl, token, onMessage, onState }) {
   let attempt = 0;
   let socket = null;
@@ -22,8 +24,13 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
     socket.addEventListener("close", (event) => {
       onState("closed");
       if (stopped) return;
+      if ((event.code === 1012 || event.code === 1001) && attempt === 0) {
+        attempt = 1;
+        setTimeout(open, 1000 * Math.random());
+        return;
+      }
       // 0.5 s, 1 s, 2 s … up to 30 s, each spread by ±50 % so that many browsers do not return at once.
-      const base = event.code >= 4000 && event.code < 4100 && attempt === 0 ? 100 : Math.min(30000, 500 * 2 ** attempt);
+      const base = Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
       setTimeout(open, base * (0.5 + Math.random()));
     });

@@ -28,6 +28,7 @@ public final class SocketHub: Sendable {
     private struct State {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
+        var draining = false
     }
 
     private let state = Mutex(State())
@@ -145,6 +146,26 @@ public final class SocketHub: Sendable {
                 if case .dropped = member.outbound.yield(frame) { member.outbound.finish() } else { sent += 1 }
             }
             return sent
+        }
+    }
+
+    /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
+    var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// Starts the node's shutdown: ends every browser's outbound stream, after which its
+    /// connection closes with `SocketServer.restartCloseCode`; returns how many browsers.
+    @discardableResult
+    func drain() -> Int {
+        state.withLock { state in
+            state.draining = true
+            var count = 0
+            for room in state.rooms.values {
+                for member in room.members.values {
+                    member.outbound.finish()
+                    count += 1
+                }
+            }
+            return count
         }
     }
 

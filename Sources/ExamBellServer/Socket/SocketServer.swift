@@ -15,10 +15,18 @@ struct SocketServer: Sendable {
     let maxConnections: Int
     /// Frames waiting for one browser before it counts as too slow and is dropped.
     static let outboundBufferFrames = 32
+    /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
+    /// at once, spread over a second, and the load balancer sends them to another node.
+    static let restartCloseCode = WebSocketErrorCode.unknown(1012)
 
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         router.ws("/ws") { request, _ in
             _ = try await sessions.verify(request.uri.queryParameters.get("token"))
+            guard !hub.isDraining else {
+                throw ExamBellError(
+                    status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node."
+                )
+            }
             guard hub.connectionCount < maxConnections else {
                 throw ExamBellError(
                     status: 503, code: "socket_node_full",
@@ -49,6 +57,9 @@ struct SocketServer: Sendable {
             group.addTask {
                 for await frame in frames {
                     try await outbound.write(.custom(.init(fin: true, opcode: .text, data: frame)))
+                }
+                if hub.isDraining {
+                    try await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect")
                 }
             }
             group.addTask {

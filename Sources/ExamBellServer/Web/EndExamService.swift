@@ -34,6 +34,7 @@ public struct EndExamService: Sendable {
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
         let candidates = try await backends.store.candidates(planId: examId)
 
+        await Self.slowPoint("slow-end")
         let endDatetime = Timestamp.now()
         let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
         // par: the DB change and the state-store change at once.
@@ -78,6 +79,16 @@ public struct EndExamService: Sendable {
         #if DEBUG
         if ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] == name {
             kill(getpid(), SIGKILL)
+        }
+        #endif
+    }
+
+    /// Test-only delay: in debug builds, `EXAMBELL_TEST_FAULT=<name>` holds an end here for
+    /// 1.5 s, so a test can stop the node while the request is in flight.
+    static func slowPoint(_ name: String) async {
+        #if DEBUG
+        if ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] == name {
+            try? await Task.sleep(for: .milliseconds(1500))
         }
         #endif
     }

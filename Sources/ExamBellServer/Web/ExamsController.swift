@@ -50,9 +50,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
         try items.validate()
         var scheduledEnd: Timestamp?
         if let text = body.scheduledEndDatetime {
-            guard let time = Timestamp(iso8601: text) else {
+            guard let time = Timestamp(iso8601: text), time > .now() else {
                 throw ExamBellError.badRequest(
-                    code: "invalid_scheduled_end", "scheduledEndDatetime must be a UTC time like 2024-01-16T18:00:00Z."
+                    code: "invalid_scheduled_end", "scheduledEndDatetime must be a future UTC time like 2030-01-16T18:00:00Z; the exam ends itself then."
                 )
             }
             scheduledEnd = time

@@ -1,0 +1,47 @@
+import ExamBellCore
+import Logging
+import ServiceLifecycle
+
+/// Ends exams at their planned end (`scheduledEndDatetime`), through the same path as a
+/// manual end (`EndExamService`) with actor `scheduler`.
+///
+/// Every web node runs one; the DB's conditional update makes exactly one of them end an
+/// exam, the others get `already_completed`: one transition, one queue entry, one audit row.
+struct EndScheduler: Service {
+    let endService: EndExamService
+    let store: any ExamStore
+    let interval: Duration
+    let logger: Logger
+
+    /// One pass: ends every exam that is due; returns how many this node ended.
+    @discardableResult
+    func endDue() async -> Int {
+        let due: [String]
+        do {
+            due = try await store.examsDueToEnd(at: .now())
+        } catch {
+            logger.warning("scheduler could not read due exams", metadata: ["error": "\(error)"])
+            return 0
+        }
+        var ended = 0
+        for examId in due {
+            do {
+                let outcome = try await endService.end(examId: examId, actor: "scheduler", reason: "scheduled end")
+                if outcome.ended {
+                    ended += 1
+                    logger.info("exam ended at its planned time", metadata: ["examId": "\(examId)"])
+                }
+            } catch {
+                logger.warning("scheduled end failed; retrying next pass", metadata: ["examId": "\(examId)", "error": "\(error)"])
+            }
+        }
+        return ended
+    }
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await endDue()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import ExamBellCore
+import ExamBellSQL
+import ExamBellServer
+import ExamBellTestSupport
+import Foundation
+import NIOWebSocket
+import Synchronization
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Graceful shutdown and restarts of real `exambell` processes (issue 6).
+@Suite("Graceful shutdown and restarts")
+struct ShutdownTests {
+    typealias Cluster = ClusterTests.Cluster
+
+    func makeExam(_ cluster: Cluster, _ examId: String, candidates: Int) async throws -> [String] {
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"\#(examId)","title":"Shutdown"}"#).0 == 201)
+        let ids = (1...candidates).map { "\(examId)-c\($0)" }
+        let people = ids.map { #"{"candidateId":"\#($0)","name":"N"}"# }.joined(separator: ",")
+        #expect(try await cluster.api("POST", "/api/exams/\(examId)/candidates", #"{"candidates":[\#(people)]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/\(examId)/start").0 == 200)
+        return try await cluster.tokens(examId, role: "candidate", ids: ids)
+    }
+
+    func connected(_ cluster: Cluster, _ examId: String, _ count: Int) async throws -> Bool {
+        try await cluster.api("GET", "/api/exams/\(examId)").1.contains(#""connected":{"candidates":\#(count),"#)
+    }
+
+    @Test("SIGTERM on a socket node closes its browsers with 1012; they reconnect to the other node and are told the end")
+    func socketNodeSigterm() async throws {
+        let cluster = try await Cluster.start(socketNodes: 2)
+        defer { cluster.stopAll() }
+        let tokens = try await makeExam(cluster, "e1", candidates: 20)
+        let node1 = cluster.sockets[0].port
+        let node2 = cluster.sockets[1].port
+        let browsers = tokens.map { ReconnectingBrowser(ports: [node1, node2], token: $0) }
+        try await eventually("20 browsers on node 1") { try await connected(cluster, "e1", 20) }
+
+        cluster.sockets[0].process.send(SIGTERM)
+        #expect(await cluster.sockets[0].process.exitStatus(within: .seconds(15)) == 0, "node 1 stopped by itself, cleanly")
+        await eventually("every browser saw its connection close") { browsers.allSatisfy { !$0.closeCodes.isEmpty } }
+        for browser in browsers {
+            #expect(browser.closeCodes.first == .some(SocketCloseCodes.restart), "closed with 1012, not dropped")
+        }
+        await eventually("every browser reconnected (to node 2)") { browsers.allSatisfy { $0.connections == 2 } }
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"after a restart"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1).first?.contains(end.endDatetime) == true)
+        }
+        browsers.forEach { $0.close() }
+    }
+
+    @Test("SIGTERM on a web node finishes the end in flight, publishes it, and exits cleanly")
+    func webNodeSigterm() async throws {
+        let cluster = try await Cluster.start(socketNodes: 1, webEnvironment: ["EXAMBELL_TEST_FAULT": "slow-end"])
+        defer { cluster.stopAll() }
+        let tokens = try await makeExam(cluster, "e1", candidates: 1)
+        let browser = TestBrowser(port: cluster.sockets[0].port, token: tokens[0])
+        try await eventually("connected") { try await connected(cluster, "e1", 1) }
+        let webPort = cluster.webPort
+        let inFlight = Task { try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"in flight"}"#, via: webPort) }
+        try await Task.sleep(for: .milliseconds(500))  // the end is now held inside the node (1.5 s)
+        cluster.web.send(SIGTERM)
+        let (status, body) = try await inFlight.value
+        #expect(status == 200, "the request in flight was answered: \(body)")
+        #expect(body.contains(#""result":"completed""#))
+        #expect(await cluster.web.exitStatus(within: .seconds(15)) == 0, "the web node exited by itself, cleanly")
+        #expect(await browser.frames(atLeast: 1).first?.contains(#""type":"exam_end""#) == true, "published before exiting")
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        #expect(try await store.outboxBacklog() == 0, "nothing left in the outbox")
+        try await store.shutdown()
+        browser.close()
+    }
+
+    @Test("1,000 browsers reconnect at once after a socket node restart: spread by jitter, the node stays responsive, all are told")
+    func thousandReconnect() async throws {
+        let cluster = try await Cluster.start(socketNodes: 1)
+        defer { cluster.stopAll() }
+        let tokens = try await makeExam(cluster, "e1", candidates: 1000)
+        let port = cluster.sockets[0].port
+        var browsers: [ReconnectingBrowser] = []
+        for (index, token) in tokens.enumerated() {
+            browsers.append(ReconnectingBrowser(ports: [port], token: token))
+            if index % 100 == 99 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try await eventually("1,000 browsers connected", within: .seconds(60)) { try await connected(cluster, "e1", 1000) }
+
+        cluster.sockets[0].process.stop(SIGKILL)  // a crash: every browser loses its connection at once
+        let restarted = ContinuousClock.now
+        try cluster.sockets[0].process.start()
+        var probes: [Int] = []
+        let healthURL = URL(string: "http://127.0.0.1:\(port)/health")!
+        while browsers.contains(where: { $0.connections < 2 }), ContinuousClock.now < restarted + .seconds(60) {
+            var request = URLRequest(url: healthURL)
+            request.timeoutInterval = 5
+            if let (_, response) = try? await URLSession.shared.data(for: request) {
+                probes.append((response as? HTTPURLResponse)?.statusCode ?? 0)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(browsers.allSatisfy { $0.connections >= 2 }, "every browser came back")
+        #expect(!probes.isEmpty && probes.allSatisfy { $0 == 200 }, "/health answered throughout the storm: \(probes)")
+        let reconnects = browsers.compactMap { $0.events.opened.withLock { $0.dropFirst().first } }.sorted()
+        let spread = try #require(reconnects.last) - (try #require(reconnects.first))
+        #expect(spread > .milliseconds(200), "jittered backoff spread the reconnects over \(spread)")
+
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"after the storm"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        var told = 0
+        for browser in browsers where await browser.frames(atLeast: 1).first?.contains(end.endDatetime) == true { told += 1 }
+        #expect(told == 1000)
+        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+        browsers.forEach { $0.close() }
+    }
+}
