@@ -19,12 +19,12 @@ public struct RedisStateStore: StateStore {
             arguments.append(key)
             arguments.append(value)
         }
-        try await client.send(RESPCommand(arguments))
+        try await client.call(RESPCommand(arguments))
     }
 
     public func get(_ keys: [String]) async throws -> [String?] {
         guard !keys.isEmpty else { return [] }
-        let reply = try await client.send(RESPCommand(["MGET"] + keys))
+        let reply = try await client.call(RESPCommand(["MGET"] + keys))
         guard let values = reply.elements, values.count == keys.count else {
             throw RedisClientError.unexpectedShape("MGET")
         }
@@ -33,29 +33,29 @@ public struct RedisStateStore: StateStore {
 
     public func delete(_ keys: [String]) async throws {
         guard !keys.isEmpty else { return }
-        try await client.send(RESPCommand(["DEL"] + keys))
+        try await client.call(RESPCommand(["DEL"] + keys))
     }
 
     @discardableResult
     public func addToSet(_ key: String, _ members: [String]) async throws -> Int {
         guard !members.isEmpty else { return 0 }
-        return Int(try await client.send(RESPCommand(["SADD", key] + members)).integer ?? 0)
+        return Int(try await client.call(RESPCommand(["SADD", key] + members)).integer ?? 0)
     }
 
     public func setMembers(_ key: String) async throws -> Set<String> {
-        Set(try await client.send(["SMEMBERS", key]).elements?.compactMap(\.string) ?? [])
+        Set(try await client.call(["SMEMBERS", key]).elements?.compactMap(\.string) ?? [])
     }
 
     public func setField(_ key: String, field: String, value: String) async throws {
-        try await client.send(["HSET", key, field, value])
+        try await client.call(["HSET", key, field, value])
     }
 
     public func deleteField(_ key: String, field: String) async throws {
-        try await client.send(["HDEL", key, field])
+        try await client.call(["HDEL", key, field])
     }
 
     public func fields(_ key: String) async throws -> [String: String] {
-        let reply = try await client.send(["HGETALL", key])
+        let reply = try await client.call(["HGETALL", key])
         guard let pairs = reply.pairs else { throw RedisClientError.unexpectedShape("HGETALL") }
         var result: [String: String] = [:]
         for (field, value) in pairs {
@@ -66,15 +66,15 @@ public struct RedisStateStore: StateStore {
 
     public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
         let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
-        let reply = try await client.send(["SET", key, owner, "NX", "PX", String(milliseconds)])
+        let reply = try await client.call(["SET", key, owner, "NX", "PX", String(milliseconds)])
         if reply.string == "OK" { return true }
         // Already ours (a re-entrant take): extend it.
-        let extended = try await client.send(["EVAL", Self.extendScript, "1", key, owner, String(milliseconds)])
+        let extended = try await client.call(["EVAL", Self.extendScript, "1", key, owner, String(milliseconds)])
         return extended.integer == 1
     }
 
     public func unlock(_ key: String, owner: String) async throws {
-        try await client.send(["EVAL", Self.unlockScript, "1", key, owner])
+        try await client.call(["EVAL", Self.unlockScript, "1", key, owner])
     }
 
     /// Deletes the lock only if `owner` holds it, atomically.

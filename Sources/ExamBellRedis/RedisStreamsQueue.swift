@@ -23,21 +23,21 @@ public final class RedisStreamsQueue: ExamEndQueue {
 
     @discardableResult
     public func publish(_ message: ExamEndQueueMessage) async throws -> String {
-        let reply = try await client.send(["XADD", stream, "MAXLEN", "~", String(maxLength), "*", "payload", message.json])
+        let reply = try await client.call(["XADD", stream, "MAXLEN", "~", String(maxLength), "*", "payload", message.json])
         guard let id = reply.string else { throw RedisClientError.unexpectedShape("XADD") }
         return id
     }
 
     public func createGroup(_ group: String) async throws {
         do {
-            try await client.send(["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"])
+            try await client.call(["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"])
         } catch let error as RedisError where error.code == "BUSYGROUP" {
             // It exists: a restarted node keeps its group and so its pending entries.
         }
     }
 
     public func pending(group: String, limit: Int) async throws -> [QueueEntry] {
-        let reply = try await client.send(
+        let reply = try await client.call(
             ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "STREAMS", stream, "0"]
         )
         return try Self.entries(reply)
@@ -52,7 +52,7 @@ public final class RedisStreamsQueue: ExamEndQueue {
         }
         let milliseconds = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let reply = try await withTaskCancellationHandler {
-            try await connection.send(
+            try await connection.call(
                 ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "BLOCK", String(milliseconds), "STREAMS", stream, ">"],
                 blockFor: timeout
             )
@@ -66,7 +66,7 @@ public final class RedisStreamsQueue: ExamEndQueue {
 
     public func acknowledge(group: String, ids: [String]) async throws {
         guard !ids.isEmpty else { return }
-        try await client.send(RESPCommand(["XACK", stream, group] + ids))
+        try await client.call(RESPCommand(["XACK", stream, group] + ids))
     }
 
     /// Closes the blocking connections.

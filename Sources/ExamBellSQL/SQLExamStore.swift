@@ -519,10 +519,12 @@ public struct SQLExamStore: ExamStore {
         do {
             return try await body()
         } catch let error as ExamBellError {
+            if error.status == 503 { BackendFailures.record(.database) }
             throw error
         } catch let error as CancellationError {
             throw error
         } catch {
+            BackendFailures.record(.database)
             throw ExamBellError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
         }
     }

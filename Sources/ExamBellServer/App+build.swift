@@ -29,6 +29,7 @@ public struct ExamBellNode: Sendable {
     public let outboxRelay: OutboxRelay
     public let finalSync: FinalSync
     public let sessions: SessionTokens
+    public let metrics: NodeMetrics
     let logger: Logger
     let runsSockets: Bool
 
@@ -39,6 +40,7 @@ public struct ExamBellNode: Sendable {
     ) async throws {
         let sessions = try await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
         let hub = SocketHub()
+        let metrics = NodeMetrics()
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
         )
@@ -48,10 +50,11 @@ public struct ExamBellNode: Sendable {
         )
         let endService = EndExamService(
             backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
-            syncAfterEnd: configuration.syncAfterEnd, logger: logger
+            syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics
         )
         let router = try buildRouter(
-            configuration: configuration, backends: backends, sessions: sessions, endService: endService
+            configuration: configuration, backends: backends, sessions: sessions, endService: endService, metrics: metrics,
+            hub: configuration.roles.contains(.socket) ? hub : nil
         )
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
         var services: [any Service] = []
@@ -73,7 +76,9 @@ public struct ExamBellNode: Sendable {
                 logger: logger
             )
             services.append(
-                QueueConsumer(queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger)
+                QueueConsumer(
+                    queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger, metrics: metrics
+                )
             )
             services.append(
                 PresencePublisher(
@@ -101,6 +106,7 @@ public struct ExamBellNode: Sendable {
         self.outboxRelay = relay
         self.finalSync = sync
         self.sessions = sessions
+        self.metrics = metrics
         self.logger = logger
         self.runsSockets = configuration.roles.contains(.socket)
     }
@@ -130,17 +136,32 @@ func readiness(_ backends: ExamBellBackends) async throws -> JSONResponse<[Strin
     return JSONResponse(status: db && state ? .ok : .serviceUnavailable, value: body)
 }
 
+/// Prometheus' text format.
+func metricsResponse(_ text: String) -> Response {
+    Response(
+        status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(string: text))
+    )
+}
+
 /// The HTTP routes of the node's roles: the JSON API (web), the pages, `/health`.
 func buildRouter(
     configuration: ExamBellConfiguration,
     backends: ExamBellBackends,
     sessions: SessionTokens,
-    endService: EndExamService
+    endService: EndExamService,
+    metrics: NodeMetrics,
+    hub: SocketHub?
 ) throws -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     router.get("ready") { _, _ in try await readiness(backends) }
+    let countsOutbox = configuration.roles.contains(.web)
+    router.get("metrics") { _, _ in
+        let backlog = countsOutbox ? try? await backends.store.outboxBacklog() : nil
+        return metricsResponse(metrics.exposition(hub: hub, outboxBacklog: backlog))
+    }
     if configuration.roles.contains(.web) {
         let controller = ExamsController<BasicRequestContext>(
             backends: backends, configuration: configuration, auth: AdminAuth(token: configuration.adminToken),
@@ -165,6 +186,8 @@ public func buildAdminApplication(
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
+    let metrics = NodeMetrics()
+    router.get("metrics") { _, _ in metricsResponse(metrics.exposition(hub: nil, outboxBacklog: nil)) }
     AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize).addRoutes(to: router)
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(

@@ -37,7 +37,9 @@ struct ClusterTests {
         let admin: TestProcess
         let adminPort: Int
 
-        static func start(socketNodes: Int, webEnvironment: [String: String] = [:]) async throws -> Cluster {
+        static func start(
+            socketNodes: Int, webEnvironment: [String: String] = [:], socketEnvironment: [String: String] = [:]
+        ) async throws -> Cluster {
             let redis = try await RedisTestServer.start()
             let server = try PostgresTestDatabase.serverURL()
             let maintenance = try await PostgresExamStore.openUnmigrated(url: server)
@@ -54,7 +56,14 @@ struct ClusterTests {
             var sockets: [(TestProcess, Int)] = []
             for index in 1...socketNodes {
                 let port = try RedisTestServer.freePort()
-                sockets.append((try node("socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: "s\(index)"), port))
+                sockets.append(
+                    (
+                        try node(
+                            "socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: "s\(index)",
+                            extra: socketEnvironment
+                        ), port
+                    )
+                )
             }
             let loadBalancerPort = try RedisTestServer.freePort()
             let loadBalancer = try startNginx(

@@ -63,6 +63,9 @@ struct RedisEndToEndTests {
             #expect(try await test.backends.store.exam("e1")?.status == .completed, "the DB committed")
             let second = try await client.end("e1")
             #expect(second.endDatetime == end.endDatetime)
+            let metrics = String(buffer: try await client.call(.get, "/metrics", headers: [:]).body)
+            let redisErrors = OperationsTests.sample(metrics, #"exambell_backend_errors_total{backend="redis"}"#) ?? 0
+            #expect(redisErrors > 0, "the failed Redis calls are counted")
 
             try await redis.start()
             for browser in browsers {

@@ -11,6 +11,7 @@ struct QueueConsumer: Service {
     let hub: SocketHub
     let group: String
     let logger: Logger
+    let metrics: NodeMetrics
 
     func run() async throws {
         var backoff: Duration = .milliseconds(200)
@@ -61,9 +62,17 @@ struct QueueConsumer: Service {
     private func handle(_ entries: [QueueEntry]) async throws {
         guard !entries.isEmpty else { return }
         for entry in entries {
+            metrics.entryRead(entry.id)
             if let message = entry.message {
                 let told = hub.broadcast(ExamEndSocketMessage(message))
-                logger.info("exam_end broadcast", metadata: ["examId": "\(message.examId)", "browsers": "\(told)"])
+                metrics.broadcastDone(examId: message.examId, told: told, entryId: entry.id)
+                logger.info(
+                    "exam_end broadcast",
+                    metadata: [
+                        "examId": "\(message.examId)", "endId": "\(message.examId)@\(message.timestamp.iso8601)",
+                        "browsers": "\(told)", "entryId": "\(entry.id)",
+                    ]
+                )
             } else {
                 logger.error("unreadable queue entry skipped", metadata: ["id": "\(entry.id)"])
             }

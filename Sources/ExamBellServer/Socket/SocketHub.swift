@@ -169,6 +169,20 @@ public final class SocketHub: Sendable {
         }
     }
 
+    /// Browsers on this node by role.
+    func countsByRole() -> (candidates: Int, proctors: Int) {
+        state.withLock { state in
+            var candidates = 0
+            var proctors = 0
+            for room in state.rooms.values {
+                for member in room.members.values {
+                    if member.session.role == .candidate { candidates += 1 } else { proctors += 1 }
+                }
+            }
+            return (candidates, proctors)
+        }
+    }
+
     /// How many browsers this node holds.
     public var connectionCount: Int {
         state.withLock { $0.rooms.values.reduce(0) { $0 + $1.members.count } }

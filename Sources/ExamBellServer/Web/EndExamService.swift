@@ -24,9 +24,15 @@ public struct EndExamService: Sendable {
     let outboxLease: Duration
     let syncAfterEnd: Duration?
     let logger: Logger
+    let metrics: NodeMetrics
 
-    /// Ends exam `examId` for `actor`, with an optional reason.
-    public func end(examId: String, actor: String, reason: String?) async throws -> Outcome {
+    /// Ends exam `examId` for `actor`, with an optional reason. `requestLogger` carries the
+    /// request id of the call; the end's log lines carry it and the end's id
+    /// (`examId@endDatetime`), which the socket nodes log when they broadcast it.
+    public func end(examId: String, actor: String, reason: String?, requestLogger: Logger? = nil) async throws -> Outcome {
+        let logger = requestLogger ?? self.logger
+        let started = metrics.endStarted(examId)
+        defer { metrics.endRequest.recordInterval(since: started) }
         try Identifier.validate(examId, field: "examId")
         // Validation (seed §4.1): the exam exists and is in a state that can end.
         guard let plan = try await backends.store.exam(examId) else { throw ExamBellError.examNotFound(examId) }
@@ -59,6 +65,9 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
+            logger.info(
+                "exam ended", metadata: ["examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)"]
+            )
             Self.faultPoint("after-commit")
             // Publish only now that the DB committed; a failure here leaves the row to the relay.
             await outbox.deliver(entry, stateAlreadyWritten: stateOK)

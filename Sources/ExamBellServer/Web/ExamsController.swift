@@ -116,7 +116,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
         guard (reason?.count ?? 0) <= 500 else {
             throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters.")
         }
-        let outcome = try await endService.end(examId: examId, actor: "admin", reason: reason?.isEmpty == true ? nil : reason)
+        let outcome = try await endService.end(
+            examId: examId, actor: "admin", reason: reason?.isEmpty == true ? nil : reason, requestLogger: context.logger
+        )
         return JSONResponse(
             value: EndView(
                 examId: examId, status: outcome.plan.status.rawValue,

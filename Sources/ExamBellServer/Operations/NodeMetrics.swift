@@ -1,0 +1,119 @@
+import ExamBellCore
+import Foundation
+import Metrics
+import Prometheus
+import Synchronization
+
+/// One node's Prometheus metrics, served at `/metrics`: instruments are swift-metrics types
+/// made by a `PrometheusMetricsFactory` over this node's own registry (no global bootstrap,
+/// so several nodes can live in one test process).
+///
+/// - `exambell_connections{role}`: browsers on this socket node
+/// - `exambell_broadcasts_total`, `exambell_browsers_told_total`: `exam_end` broadcasts and
+///   the browsers each reached
+/// - `exambell_end_to_broadcast_seconds`: from the end request (same process) or the queue
+///   entry's publish time (Redis stream id) to the frames being handed to every browser
+/// - `exambell_end_request_seconds`: the end request on the web node
+/// - `exambell_queue_lag_seconds`: publish → read by this socket node, last seen
+/// - `exambell_outbox_backlog`: outbox rows waiting to be published
+/// - `exambell_backend_errors_total{backend}`: failed DB and Redis calls in this process
+public final class NodeMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let broadcasts: Metrics.Counter
+    let browsersTold: Metrics.Counter
+    let endToBroadcast: Metrics.Timer
+    let endRequest: Metrics.Timer
+    let queueLag: Metrics.Gauge
+    let outboxBacklog: Metrics.Gauge
+    let candidates: Metrics.Gauge
+    let proctors: Metrics.Gauge
+    private let backendErrors: [BackendFailures.Backend: Metrics.Counter]
+    private let reported = Mutex<[BackendFailures.Backend: Int]>([:])
+    /// When each end request of this process started, so a broadcast in the same process
+    /// can measure from it.
+    private let endStarts = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    public init() {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        ]
+        broadcasts = Metrics.Counter(label: "exambell_broadcasts_total", factory: factory)
+        browsersTold = Metrics.Counter(label: "exambell_browsers_told_total", factory: factory)
+        endToBroadcast = Metrics.Timer(label: "exambell_end_to_broadcast_seconds", factory: factory)
+        endRequest = Metrics.Timer(label: "exambell_end_request_seconds", factory: factory)
+        queueLag = Metrics.Gauge(label: "exambell_queue_lag_seconds", factory: factory)
+        outboxBacklog = Metrics.Gauge(label: "exambell_outbox_backlog", factory: factory)
+        candidates = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "candidate")], factory: factory)
+        proctors = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "proctor")], factory: factory)
+        var errors: [BackendFailures.Backend: Metrics.Counter] = [:]
+        for backend in BackendFailures.Backend.allCases {
+            errors[backend] = Metrics.Counter(label: "exambell_backend_errors_total", dimensions: [("backend", backend.rawValue)], factory: factory)
+        }
+        backendErrors = errors
+    }
+
+    /// An end request started (web node).
+    func endStarted(_ examId: String) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        endStarts.withLock { starts in
+            starts[examId] = now
+            // Forget ends never broadcast in this process (split nodes) after a while.
+            if starts.count > 10_000 { starts = starts.filter { now - $0.value < .seconds(600) } }
+        }
+        return now
+    }
+
+    /// A broadcast of `examId`'s end handed its frame to `told` browsers; `entryId` is its
+    /// queue entry (a Redis stream id carries the publish time in milliseconds).
+    func broadcastDone(examId: String, told: Int, entryId: String?) {
+        broadcasts.increment()
+        browsersTold.increment(by: told)
+        if let started = endStarts.withLock({ $0.removeValue(forKey: examId) }) {
+            endToBroadcast.recordInterval(since: started)
+        } else if let published = Self.publishTime(entryId) {
+            endToBroadcast.recordSeconds(max(0, Date().timeIntervalSince1970 - published))
+        }
+    }
+
+    /// A queue entry was read by this node.
+    func entryRead(_ entryId: String) {
+        if let published = Self.publishTime(entryId) {
+            queueLag.record(max(0, Date().timeIntervalSince1970 - published))
+        }
+    }
+
+    /// The Prometheus text exposition, after refreshing what is read at scrape time.
+    func exposition(hub: SocketHub?, outboxBacklog backlog: Int?) -> String {
+        if let hub {
+            let counts = hub.countsByRole()
+            candidates.record(counts.candidates)
+            proctors.record(counts.proctors)
+        }
+        if let backlog { outboxBacklog.record(backlog) }
+        reported.withLock { reported in
+            for backend in BackendFailures.Backend.allCases {
+                let now = BackendFailures.count(backend)
+                let delta = now - reported[backend, default: 0]
+                if delta > 0 { backendErrors[backend]?.increment(by: delta) }
+                reported[backend] = now
+            }
+        }
+        return registry.emitToString()
+    }
+
+    /// A Redis stream id `<milliseconds>-<sequence>` as seconds since 1970; nil for others
+    /// (the memory engine numbers its entries).
+    static func publishTime(_ entryId: String?) -> Double? {
+        guard let text = entryId?.split(separator: "-").first, let ms = Double(text), ms > 1_000_000_000_000 else { return nil }
+        return ms / 1000
+    }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+}
