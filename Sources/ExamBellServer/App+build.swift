@@ -69,7 +69,9 @@ public struct ExamBellNode: Sendable {
                 router: router,
                 server: .http1WebSocketUpgrade(
                     webSocketRouter: webSocketRouter,
-                    configuration: .init(ws: .init(maxFrameSize: 1 << 16, autoPing: .enabled(timePeriod: configuration.pingInterval)))
+                    configuration: .init(
+                        ws: .init(maxFrameSize: SocketServer.maxInboundSize, autoPing: .enabled(timePeriod: configuration.pingInterval))
+                    )
                 ),
                 configuration: .init(address: address, serverName: "ExamBell"),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },

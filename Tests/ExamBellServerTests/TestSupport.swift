@@ -31,7 +31,7 @@ struct TestNode {
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
         syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
-        nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200)
+        nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -62,6 +62,7 @@ struct TestNode {
         configuration.answerGraceSeconds = answerGraceSeconds
         configuration.nodeId = nodeId
         configuration.schedulerInterval = schedulerInterval
+        configuration.pingInterval = pingInterval
         node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
     }
 

@@ -28,10 +28,11 @@ public final class SocketHub: Sendable {
     private struct State {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
-        var draining = false
     }
 
     private let state = Mutex(State())
+    /// Outside the lock: read from stream termination handlers, which run under it.
+    private let draining = Atomic<Bool>(false)
 
     public init() {}
 
@@ -150,14 +151,14 @@ public final class SocketHub: Sendable {
     }
 
     /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
-    var isDraining: Bool { state.withLock { $0.draining } }
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
 
     /// Starts the node's shutdown: ends every browser's outbound stream, after which its
     /// connection closes with `SocketServer.restartCloseCode`; returns how many browsers.
     @discardableResult
     func drain() -> Int {
-        state.withLock { state in
-            state.draining = true
+        draining.store(true, ordering: .releasing)
+        return state.withLock { state in
             var count = 0
             for room in state.rooms.values {
                 for member in room.members.values {

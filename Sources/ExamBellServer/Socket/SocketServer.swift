@@ -18,6 +18,12 @@ struct SocketServer: Sendable {
     /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
     /// at once, spread over a second, and the load balancer sends them to another node.
     static let restartCloseCode = WebSocketErrorCode.unknown(1012)
+    /// Largest frame and message a browser may send (pages send only a small ack).
+    static let maxInboundSize = 4096
+    /// Inbound messages a browser may send in a burst, and per second after it; one more
+    /// closes its connection with 1008 (policy violation).
+    static let inboundBurst = 20.0
+    static let inboundPerSecond = 2.0
 
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         router.ws("/ws") { request, _ in
@@ -44,6 +50,15 @@ struct SocketServer: Sendable {
         let (frames, continuation) = AsyncStream.makeStream(
             of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(Self.outboundBufferFrames)
         )
+        // The hub ends the stream to drop a browser that fell behind (its buffer is full) or to
+        // drain the node. A dropped browser's writer may be stuck on a full socket, so its
+        // connection is cut at once rather than waiting for the frames still queued.
+        let (dropped, droppedContinuation) = AsyncStream.makeStream(of: Void.self)
+        let hub = self.hub
+        continuation.onTermination = { _ in
+            if !hub.isDraining { droppedContinuation.yield() }
+            droppedContinuation.finish()
+        }
         let id = hub.join(session, outbound: continuation)
         logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         defer {
@@ -55,6 +70,13 @@ struct SocketServer: Sendable {
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
+                for await _ in dropped {
+                    logger.notice("browser too slow; dropped", metadata: ["examId": "\(session.examId)"])
+                    return
+                }
+                try await Task.sleep(for: .seconds(1 << 40))  // never: the stream ended with the browser
+            }
+            group.addTask {
                 for await frame in frames {
                     try await outbound.write(.custom(.init(fin: true, opcode: .text, data: frame)))
                 }
@@ -63,7 +85,22 @@ struct SocketServer: Sendable {
                 }
             }
             group.addTask {
-                for try await message in inbound.messages(maxSize: 4096) {
+                var allowance = Self.inboundBurst
+                var last = ContinuousClock.now
+                for try await message in inbound.messages(maxSize: Self.maxInboundSize) {
+                    let now = ContinuousClock.now
+                    let elapsed = now - last
+                    last = now
+                    allowance = min(
+                        Self.inboundBurst,
+                        allowance + Self.inboundPerSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                    )
+                    guard allowance >= 1 else {
+                        logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])
+                        try await outbound.close(.policyViolation, reason: "too many messages")
+                        return
+                    }
+                    allowance -= 1
                     guard session.role == .candidate, case .text(let text) = message,
                         let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
                         hub.acknowledge(id, examId: session.examId)

@@ -1,0 +1,79 @@
+import ExamBellCore
+import ExamBellServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// Hostile and broken browsers on the WebSocket: none of them hurts anyone else (issue 6).
+@Suite("WebSocket limits")
+struct LimitsTests {
+    @Test("a browser sending a message over 4 KiB is disconnected")
+    func oversizedMessage() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let ids = try await client.makeExam("e1", candidates: 1)
+            let token = try await client.tokens("e1", role: "candidate", ids: ids)[0]
+            let socket = try await RawWebSocket(port: try #require(client.port), token: token)
+            await eventually("connected") { test.node.hub.connectionCount == 1 }
+            try socket.sendText(String(repeating: "x", count: 8192))
+            let closed = await socket.closeCode(within: .seconds(10))
+            #expect(closed != nil, "the server closed the connection")
+            await eventually("the node let it go") { test.node.hub.connectionCount == 0 }
+            socket.close()
+        }
+    }
+
+    @Test("a browser flooding messages is closed with 1008; a well-behaved one is not")
+    func flood() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let ids = try await client.makeExam("e1", candidates: 2)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+            let flooder = try await RawWebSocket(port: try #require(client.port), token: tokens[0])
+            let calm = TestBrowser(port: try #require(client.port), token: tokens[1])
+            await eventually("connected") { test.node.hub.connectionCount == 2 }
+            for _ in 0..<100 { try flooder.sendText(#"{"type":"ack","examId":"e1"}"#) }
+            #expect(await flooder.closeCode(within: .seconds(10)) == .some(1008))
+            await eventually("only the flooder is gone") { test.node.hub.connectionCount == 1 }
+            _ = try await client.end("e1")
+            #expect(await calm.frames(atLeast: 1).count == 1)
+            flooder.close()
+            calm.close()
+        }
+    }
+
+    @Test("a browser that stops answering pings is dropped")
+    func deadConnection() async throws {
+        let test = try await TestNode(pingInterval: .seconds(1))
+        try await test.node.application.test(.live) { client in
+            let ids = try await client.makeExam("e1", candidates: 1)
+            let token = try await client.tokens("e1", role: "candidate", ids: ids)[0]
+            let silent = try await RawWebSocket(port: try #require(client.port), token: token)  // reads nothing, never pongs
+            await eventually("connected") { test.node.hub.connectionCount == 1 }
+            await eventually("dropped after missing its pong", within: .seconds(20)) { test.node.hub.connectionCount == 0 }
+            silent.close()
+        }
+    }
+
+    @Test("a proctor that never reads is disconnected when its buffer fills; others are told the end meanwhile")
+    func slowBrowser() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            // A big roster (2,000 candidates) pushed every 100 ms fills a non-reading proctor's buffers fast.
+            let ids = try await client.makeExam("e1", candidates: 2000, proctors: 1)
+            let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+            let slow = try await RawWebSocket(port: port, token: proctorToken)
+            let candidate = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: [ids[0]])[0])
+            await eventually("connected") { test.node.hub.connectionCount == 2 }
+            let end = try await client.end("e1")
+            #expect(await candidate.frames(atLeast: 1).first?.contains(end.endDatetime) == true)
+            await eventually("the slow proctor was dropped", within: .seconds(60)) { test.node.hub.connectionCount == 1 }
+            #expect(await slow.closeCode(within: .seconds(30)) != nil, "its connection was closed, not left open")
+            slow.close()
+            candidate.close()
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A WebSocket client on a bare TCP socket, for browsers that misbehave: one that never
+/// reads (slow), never answers pings (dead), floods, or sends oversized messages. It never
+/// blocks a thread: reads poll the non-blocking socket between short sleeps.
+final class RawWebSocket: @unchecked Sendable {
+    let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int, token: String) async throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect() failed") }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        try send(Array(
+            ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
+        ))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            readAvailable()
+            if let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
+                pending.removeSubrange(..<end.upperBound)
+                guard head.hasPrefix("HTTP/1.1 101") else { throw TestFailure("upgrade refused: \(head)") }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestFailure("no upgrade response")
+    }
+
+    private func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if written > 0 { offset += written } else if errno == EAGAIN { usleep(1000) } else { throw TestFailure("write failed") }
+        }
+    }
+
+    /// Sends one masked text frame, as browsers must.
+    func sendText(_ text: String) throws {
+        let payload = Array(text.utf8)
+        var frame: [UInt8] = [0x81]
+        if payload.count < 126 {
+            frame.append(0x80 | UInt8(payload.count))
+        } else if payload.count < 65536 {
+            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
+        } else {
+            frame.append(0x80 | 127)
+            frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xff) }
+        }
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        frame += mask
+        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        try send(frame)
+    }
+
+    /// Whatever the socket holds now; false once the server closed it.
+    @discardableResult
+    private func readAvailable() -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count > 0 { pending += buffer[..<count]; continue }
+            return !(count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        }
+    }
+
+    /// Reads frames until a close frame (its code) or the end of the connection (nil), within `limit`.
+    /// Returns `.some(nil)` for a connection that ended without a close frame; nil when still open.
+    func closeCode(within limit: Duration) async -> UInt16?? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let open = readAvailable()
+            while pending.count >= 2 {
+                let opcode = pending[0] & 0x0f
+                var length = Int(pending[1] & 0x7f)
+                var header = 2
+                if length == 126 {
+                    guard pending.count >= 4 else { break }
+                    length = Int(pending[2]) << 8 | Int(pending[3])
+                    header = 4
+                } else if length == 127 {
+                    guard pending.count >= 10 else { break }
+                    length = (2..<10).reduce(0) { $0 << 8 | Int(pending[$1]) }
+                    header = 10
+                }
+                guard pending.count >= header + length else { break }
+                let payload = Array(pending[header..<header + length])
+                pending.removeSubrange(..<(header + length))
+                if opcode == 0x8 { return .some(payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil) }
+            }
+            if !open { return .some(nil) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    func close() { Glibc.close(fd) }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
