@@ -25,6 +25,7 @@ struct PageAssets: Sendable {
                 case "html": "text/html; charset=utf-8"
                 case "js": "text/javascript; charset=utf-8"
                 case "css": "text/css; charset=utf-8"
+                case "json": "application/json; charset=utf-8"
                 default: "application/octet-stream"
                 }
             assets[name] = Asset(body: ByteBuffer(bytes: data), contentType: type)
@@ -37,6 +38,7 @@ struct PageAssets: Sendable {
         if roles.contains(.web) {
             router.get("candidate") { _, _ in try self.response("candidate.html") }
             router.get("proctor") { _, _ in try self.response("proctor.html") }
+            router.get("openapi.json") { _, _ in try self.response("openapi.json") }
         }
         if roles.contains(.admin) {
             router.get("admin") { _, _ in try self.response("admin.html") }

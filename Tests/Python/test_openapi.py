@@ -1,0 +1,47 @@
+"""schemathesis against a live `exambell serve`: the API answers as `openapi.json` says,
+with no 5xx, for admin calls and for a candidate's session calls (issue 6)."""
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from conftest import ADMIN_TOKEN, ROOT
+
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+
+
+def schemathesis(server, token, *extra):
+    command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
+               "-H", f"Authorization: Bearer {token}", "--checks", CHECKS, "--max-examples", "30",
+               "--warnings", "off", *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT / ".build-venv")
+    summary = "\n".join(result.stdout.splitlines()[-25:])
+    assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    assert " passed" in result.stdout and "failed" not in summary.lower(), summary
+    return result.stdout
+
+
+def test_the_document_is_served_and_lists_every_route(server):
+    with urllib.request.urlopen(f"{server.url}/openapi.json") as response:
+        assert response.headers["Content-Type"].startswith("application/json")
+        served = json.load(response)
+    kept = json.loads((ROOT / "Sources/ExamBellServer/Public/openapi.json").read_text())
+    assert served == kept
+    assert served["openapi"].startswith("3.1")
+    for path in ["/api/exams", "/api/exams/{examId}/end", "/api/exams/{examId}/sessions", "/api/answers", "/ready"]:
+        assert path in served["paths"]
+
+
+def test_admin_api_conforms(server):
+    schemathesis(server, ADMIN_TOKEN, "--exclude-path-regex", "^/api/(session|answers)$")
+    # Generated requests that were valid did take effect: exams exist beyond the one above.
+    assert len(server.ok("GET", "exams")["exams"]) > 1
+
+
+def test_session_api_conforms(server):
+    exam = server.make_exam(candidates=1, proctors=0, choice=20, short=2)
+    token = exam["sessions"][exam["candidates"][0]]["token"]
+    schemathesis(server, token, "--include-path-regex", "^/api/(session|answers)$")
+    actions = {entry["action"] for entry in server.ok("GET", f"exams/{exam['examId']}/audit")["entries"]}
+    assert "answers_saved" in actions, "some generated saves were valid and taken"
