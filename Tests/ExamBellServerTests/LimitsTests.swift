@@ -9,6 +9,25 @@ import Testing
 /// Hostile and broken browsers on the WebSocket: none of them hurts anyone else (issue 6).
 @Suite("WebSocket limits")
 struct LimitsTests {
+    @Test("HTTP: a body over 1 MiB gets 413 and changes nothing; a session token is no admin token")
+    func httpLimits() async throws {
+        let app = try await TestNode().node.application
+        try await app.test(.router) { client in
+            let ids = try await client.makeExam("e1", candidates: 1)
+            let huge = String(repeating: "가", count: 400_000)  // 1.2 MB of UTF-8
+            let response = try await client.call(.post, "/api/exams", json: #"{"examId":"big","title":"\#(huge)"}"#)
+            #expect(response.status == .contentTooLarge)
+            #expect(try decode(ErrorBody.self, response).error.code == "body_too_large")
+            #expect(try await client.call(.get, "/api/exams/big").status == .notFound)
+            let session = try await client.tokens("e1", role: "candidate", ids: ids)[0]
+            for (method, path) in [(HTTPRequest.Method.get, "/api/exams"), (.post, "/api/exams/e1/end"), (.get, "/api/exams/e1/audit")] {
+                let asSession = try await client.call(method, path, headers: [.authorization: "Bearer \(session)"])
+                #expect(asSession.status == .unauthorized, "\(path)")
+            }
+            #expect(String(buffer: try await client.call(.get, "/api/exams/e1").body).contains(#""status":"in_progress""#))
+        }
+    }
+
     @Test("a browser sending a message over 4 KiB is disconnected")
     func oversizedMessage() async throws {
         let test = try await TestNode()

@@ -58,6 +58,33 @@ struct ShutdownTests {
         browsers.forEach { $0.close() }
     }
 
+    @Test("a socket node SIGKILLed mid-broadcast (entry read, not yet sent or acknowledged): after its restart every browser is told")
+    func socketNodeDiesMidBroadcast() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-fault-\(UUID().uuidString)").path
+        let cluster = try await Cluster.start(
+            socketNodes: 1, socketEnvironment: ["EXAMBELL_TEST_FAULT": "socket-after-read@\(marker)"]
+        )
+        defer { cluster.stopAll() }
+        let tokens = try await makeExam(cluster, "e1", candidates: 50)
+        let port = cluster.sockets[0].port
+        let browsers = tokens.map { ReconnectingBrowser(ports: [port], token: $0) }
+        try await eventually("50 browsers connected") { try await connected(cluster, "e1", 50) }
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"crash"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        #expect(await cluster.sockets[0].process.exitStatus(within: .seconds(15)) == 128 + SIGKILL, "the node died mid-broadcast")
+        #expect(FileManager.default.fileExists(atPath: marker))
+        #expect(try cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "1", "the entry was read and never acknowledged")
+        try cluster.sockets[0].process.start()
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1).first?.contains(end.endDatetime) == true)
+        }
+        try await eventually("the replayed entry is acknowledged") {
+            try cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "0"
+        }
+        browsers.forEach { $0.close() }
+    }
+
     @Test("SIGTERM on a web node finishes the end in flight, publishes it, and exits cleanly")
     func webNodeSigterm() async throws {
         let cluster = try await Cluster.start(socketNodes: 1, webEnvironment: ["EXAMBELL_TEST_FAULT": "slow-end"])

@@ -63,6 +63,7 @@ struct QueueConsumer: Service {
         guard !entries.isEmpty else { return }
         for entry in entries {
             metrics.entryRead(entry.id)
+            EndExamService.faultPoint("socket-after-read")
             if let message = entry.message {
                 let told = hub.broadcast(ExamEndSocketMessage(message))
                 metrics.broadcastDone(examId: message.examId, told: told, entryId: entry.id)

@@ -83,12 +83,19 @@ public struct EndExamService: Sendable {
 
     /// Test-only crash point: in debug builds, `EXAMBELL_TEST_FAULT=<name>` kills the process
     /// here (SIGKILL, as a crash would), to prove the outbox covers a web node that dies
-    /// between its commit and its publish. Release builds do not contain it.
+    /// between its commit and its publish, and pending replay a socket node that dies
+    /// mid-broadcast. `<name>@<file>` fires once: only while the file does not exist yet.
+    /// Release builds do not contain it.
     static func faultPoint(_ name: String) {
         #if DEBUG
-        if ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] == name {
-            kill(getpid(), SIGKILL)
+        guard let fault = ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] else { return }
+        let parts = fault.split(separator: "@", maxSplits: 1).map(String.init)
+        guard parts.first == name else { return }
+        if parts.count == 2 {
+            guard !FileManager.default.fileExists(atPath: parts[1]) else { return }
+            FileManager.default.createFile(atPath: parts[1], contents: nil)
         }
+        kill(getpid(), SIGKILL)
         #endif
     }
 
