@@ -6,9 +6,11 @@ import FoundationNetworking
 #endif
 
 /// A small client of the web server's JSON API, for `exambell end` and the demo seeding.
-struct APIClient: Sendable {
+struct APIClient: @unchecked Sendable {
     let baseURL: URL
     let adminToken: String
+    /// The bench gives it a session with many connections per host, for bursts of ends.
+    var session: URLSession = .shared
 
     /// Sends a request and decodes the JSON answer; an error answer becomes `ExamBellError`.
     func call<T: Decodable>(_ method: String, _ path: String, body: [String: any Sendable]? = nil, as type: T.Type)
@@ -22,7 +24,7 @@ struct APIClient: Sendable {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = try JSONSerialization.data(withJSONObject: body)
         }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await session.data(for: request)
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
             if let envelope = try? JSONDecoder().decode(Envelope.self, from: data) {

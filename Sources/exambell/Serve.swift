@@ -25,6 +25,7 @@ struct Serve: AsyncParsableCommand {
 /// Runs one ExamBell process with the given roles: `serve` (all), `web`, `socket`.
 enum NodeRunner {
     static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
+        raiseOpenFileLimit()  // a socket node holds up to --max-connections browsers
         var logger = Logger(label: "exambell")
         logger.logLevel = environment("EXAMBELL_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
         // The admin server alone never touches the DB or Redis.

@@ -1,0 +1,278 @@
+import ArgumentParser
+import ExamBellCore
+import Foundation
+import Histogram
+import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `exambell bench`: end-to-end fan-out of a running deployment, measured from outside.
+///
+/// It creates M exams of K candidates through the API, opens M×K candidate WebSockets
+/// (`LoadClient`: SwiftNIO, bounded handshake concurrency, spread over 127.0.0.x source
+/// addresses), ends the exams together, and reports for every browser the time from its
+/// exam's end request to its receipt of `exam_end` (HdrHistogram percentiles). With
+/// `--ws-url` and `--publish-url` it measures another server the same way (nginx + Nchan:
+/// a plain WebSocket subscriber URL and an HTTP publish URL). With `--server-pid` it reports
+/// the socket node's resident memory before and after the connections.
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure end-to-end fan-out: browsers of M exams, from each end request to each browser's receipt.",
+        discussion: """
+            One exam of 10,000:      exambell bench --web-url URL --admin-token T --browsers 10000
+            500 exams of 20 at once: exambell bench --web-url URL --admin-token T --exams 500 --browsers 20
+            Idle memory per browser: exambell bench … --browsers 10000 --server-pid PID --hold 10
+            Another server:          exambell bench --ws-url ws://127.0.0.1:8090/sub --publish-url http://127.0.0.1:8090/pub --browsers 10000
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .shortAndLong, help: "Candidate browsers per exam (or subscribers of --ws-url).")
+    var browsers = 1000
+
+    @Option(help: "Exams, each with --browsers candidates, all ended within the same moment.")
+    var exams = 1
+
+    @Option(help: "WebSocket handshakes in flight at once.")
+    var handshakeConcurrency = 200
+
+    @Option(help: "Source addresses 127.0.0.2… to spread connections over (default: one per 5,000 browsers on loopback).")
+    var sourceAddresses: Int?
+
+    @Option(help: "The socket node's process id: report its resident memory before and after the connections.")
+    var serverPid: Int32?
+
+    @Option(help: "Seconds to hold the connections idle before ending (memory settles; pings flow).")
+    var hold = 0
+
+    @Option(help: "Compare with another server: its WebSocket subscriber URL (no ExamBell API is used).")
+    var wsUrl: String?
+
+    @Option(help: "With --ws-url: the HTTP URL a POST to which publishes to every subscriber.")
+    var publishUrl: String?
+
+    @Flag(help: "Print the result as one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard browsers >= 1, exams >= 1, browsers * exams <= 19_000 else {
+            throw ValidationError("--browsers × --exams must be 1 to 19,000 (one process's sockets here).")
+        }
+        guard (1...2000).contains(handshakeConcurrency) else { throw ValidationError("--handshake-concurrency must be 1 to 2,000.") }
+        guard (wsUrl == nil) == (publishUrl == nil) else { throw ValidationError("--ws-url and --publish-url go together.") }
+        guard wsUrl == nil || exams == 1 else { throw ValidationError("--exams needs the ExamBell API, not --ws-url.") }
+        guard hold >= 0 else { throw ValidationError("--hold must not be negative.") }
+    }
+
+    func run() async throws {
+        raiseOpenFileLimit()
+        let total = browsers * exams
+        let plan: Plan = if let wsUrl, let publishUrl {
+            Plan(urls: Array(repeating: wsUrl, count: total), groups: [0..<total], end: .publish(URL(string: publishUrl)!), label: wsUrl)
+        } else {
+            try await prepareExams()
+        }
+        let loopback = plan.urls.first.map { $0.contains("//127.") || $0.contains("//localhost") } ?? false
+        let sources = (sourceAddresses ?? (loopback ? max(1, (total + 4999) / 5000) : 0))
+        let sourceList = sources <= 1 && sourceAddresses == nil ? [] : (0..<max(sources, 1)).map { "127.0.0.\(2 + $0)" }
+        let targets = try plan.urls.enumerated().map { try LoadClient.target($0.element, index: $0.offset, sourceAddresses: sourceList) }
+
+        let load = LoadClient(count: total, awaited: wsUrl == nil ? #""type":"exam_end""# : nil)
+        let rssBefore = serverPid.flatMap(residentKiB)
+        let connectStart = ContinuousClock.now
+        let bar = ProgressBar(total: total, enabled: !json)
+        await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in bar.show(opened + failed, note: "connecting (failed \(failed))") }
+        let connectTime = ContinuousClock.now - connectStart
+        bar.finish("connected \(load.opened.load(ordering: .relaxed)) of \(total) in \(Self.format(connectTime.seconds)) s")
+        if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
+        let rssAfter = serverPid.flatMap(residentKiB)
+
+        // The end: every exam's request at once; each browser is measured from its own exam's request.
+        load.arm()
+        var starts = [UInt64](repeating: 0, count: plan.groups.count)
+        let responses = try await withThrowingTaskGroup(of: (Int, UInt64, UInt64).self) { group in
+            for index in plan.groups.indices {
+                group.addTask {
+                    let start = LoadClient.now()
+                    try await plan.end.fire(index)
+                    return (index, start, LoadClient.now())
+                }
+            }
+            var responses: [UInt64] = []
+            for try await (index, start, answered) in group {
+                starts[index] = start
+                responses.append(answered - start)
+            }
+            return responses
+        }
+        let opened = load.opened.load(ordering: .relaxed)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while load.receipts.received < opened, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let stamps = load.receipts.all
+        await load.shutdown()
+
+        var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)  // µs
+        var withinOneSecond = 0
+        for (groupIndex, range) in plan.groups.enumerated() {
+            for index in range where stamps[index] != 0 {
+                let micros = stamps[index] > starts[groupIndex] ? (stamps[index] - starts[groupIndex]) / 1000 : 0
+                histogram.record(micros)
+                if micros <= 1_000_000 { withinOneSecond += 1 }
+            }
+        }
+        let received = Int(histogram.totalCount)
+        func ms(_ percentile: Double) -> Double { received == 0 ? .nan : Double(histogram.valueAtPercentile(percentile)) / 1000 }
+        var result: [String: any Sendable] = [
+            "target": plan.label, "exams": plan.groups.count, "browsers": total, "connected": opened,
+            "received": received, "missing": opened - received, "withinOneSecond": withinOneSecond,
+            "connectSeconds": connectTime.seconds, "sourceAddresses": max(1, sourceList.count),
+            "endResponseMsMax": Double(responses.max() ?? 0) / 1_000_000,
+            "p50Ms": ms(50), "p90Ms": ms(90), "p99Ms": ms(99), "maxMs": received == 0 ? .nan : Double(histogram.max) / 1000,
+        ]
+        if let rssBefore, let rssAfter {
+            result["serverRssBeforeKiB"] = rssBefore
+            result["serverRssAfterKiB"] = rssAfter
+            result["serverKiBPerConnection"] = opened > 0 ? Double(rssAfter - rssBefore) / Double(opened) : .nan
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print("target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.seconds)) s")
+            print("end request(s) answered within \(Self.format(Double(responses.max() ?? 0) / 1_000_000)) ms")
+            print("exam_end received by \(received), missing \(opened - received); within 1 s of its end request: \(withinOneSecond)")
+            print("from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
+                + "p99 \(Self.format(ms(99))) ms, max \(Self.format(received == 0 ? .nan : Double(histogram.max) / 1000)) ms")
+            if let rssBefore, let rssAfter {
+                print("server RSS \(rssBefore) KiB → \(rssAfter) KiB: \(Self.format(Double(rssAfter - rssBefore) / Double(max(opened, 1)))) KiB per connection")
+            }
+        }
+        if opened < total || received < opened { throw ExitCode(2) }
+    }
+
+    /// What to connect to and how to end it.
+    struct Plan: Sendable {
+        var urls: [String]
+        /// Each exam's browsers, as index ranges of `urls`.
+        var groups: [Range<Int>]
+        var end: Ender
+        var label: String
+    }
+
+    /// Fires the end of group `index`.
+    enum Ender: Sendable {
+        case exams(APIClient, [String])
+        case publish(URL)
+
+        func fire(_ index: Int) async throws {
+            switch self {
+            case .exams(let api, let ids):
+                struct Ended: Decodable { var result: String }
+                _ = try await api.call("POST", "api/exams/\(ids[index])/end", body: ["reason": "benchmark"], as: Ended.self)
+            case .publish(let url):
+                var request = URLRequest(url: url)
+                request.httpMethod = "POST"
+                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                request.httpBody = Data(ExamEndSocketMessage(examId: "bench", timestamp: .now()).json.utf8)
+                let (_, response) = try await URLSession.shared.data(for: request)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+                guard (200..<300).contains(status) else { throw LoadClientError("publish answered \(status)") }
+            }
+        }
+    }
+
+    /// Creates the exams with their candidates through the API and takes session tokens.
+    private func prepareExams() async throws -> Plan {
+        var api = try client.client()
+        let configuration = URLSessionConfiguration.default
+        configuration.httpMaximumConnectionsPerHost = 100
+        configuration.timeoutIntervalForRequest = 60
+        api.session = URLSession(configuration: configuration)
+        struct Sessions: Decodable {
+            struct Session: Decodable { var socketUrl: String }
+            var sessions: [Session]
+        }
+        struct Ignored: Decodable {}
+        let run = "bench-\(Timestamp.now().iso8601.filter(\.isNumber))-\(Int.random(in: 1000...9999))"
+        let bar = ProgressBar(total: exams, enabled: !json)
+        var urls: [String] = []
+        var groups: [Range<Int>] = []
+        var ids: [String] = []
+        for exam in 0..<exams {
+            let examId = exams == 1 ? run : "\(run)-\(exam)"
+            let people = (0..<browsers).map { "\(examId)-c\($0)" }
+            _ = try await api.call("POST", "api/exams", body: ["examId": examId, "title": "Benchmark"], as: Ignored.self)
+            for chunk in stride(from: 0, to: people.count, by: 5000).map({ Array(people[$0..<min($0 + 5000, people.count)]) }) {
+                _ = try await api.call(
+                    "POST", "api/exams/\(examId)/candidates", body: ["candidates": chunk.map { ["candidateId": $0, "name": $0] }],
+                    as: Ignored.self
+                )
+            }
+            _ = try await api.call("POST", "api/exams/\(examId)/start", as: Ignored.self)
+            let sessions = try await api.call(
+                "POST", "api/exams/\(examId)/sessions", body: ["role": "candidate", "ids": people], as: Sessions.self
+            ).sessions
+            groups.append(urls.count..<urls.count + sessions.count)
+            urls += sessions.map(\.socketUrl)
+            ids.append(examId)
+            bar.show(exam + 1, note: "creating exams")
+        }
+        bar.finish("created \(exams) exam(s) of \(browsers) candidates (\(run))")
+        return Plan(urls: urls, groups: groups, end: .exams(api, ids), label: api.baseURL.absoluteString)
+    }
+
+    /// The resident memory of a process, in KiB (Linux `/proc`).
+    private func residentKiB(_ pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ").dropFirst().first ?? "")
+        }
+        return nil
+    }
+
+    static func format(_ value: Double) -> String { String(format: "%.1f", value) }
+}
+
+/// Uses every socket this process may hold (the hard open-file limit).
+func raiseOpenFileLimit() {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+    limit.rlim_cur = limit.rlim_max
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+/// A one-line progress bar on standard error.
+final class ProgressBar: Sendable {
+    let total: Int
+    let enabled: Bool
+
+    init(total: Int, enabled: Bool) {
+        self.total = total
+        self.enabled = enabled
+    }
+
+    func show(_ done: Int, note: String) {
+        guard enabled else { return }
+        let width = 30
+        let filled = total == 0 ? width : min(width, done * width / total)
+        let line = "\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] \(done)/\(total) \(note)   "
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    func finish(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data(("\r" + text + String(repeating: " ", count: 30) + "\n").utf8))
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
