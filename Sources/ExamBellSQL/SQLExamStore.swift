@@ -73,6 +73,25 @@ public struct SQLExamStore: ExamStore {
         }
     }
 
+    public func completeCandidates(planId: String, at endDatetime: Timestamp) async throws {
+        try await transaction { db in
+            try await db.raw(
+                """
+                UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue),
+                    last_active_time = \(bind: endDatetime.iso8601)
+                WHERE plan_id = \(bind: planId) AND status <> \(bind: CandidateStatus.completed.rawValue)
+                """
+            ).run()
+        }
+    }
+
+    public func candidateIds(planId: String) async throws -> [String] {
+        try await connection { db in
+            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+                .map { try $0.decode(column: "candidate_id", as: String.self) }
+        }
+    }
+
     public func examsDueToEnd(at time: Timestamp) async throws -> [String] {
         try await connection { db in
             try await db.raw(
@@ -128,13 +147,6 @@ public struct SQLExamStore: ExamStore {
                 guard plan.status == .completed else { throw ExamBellError.wrongState(planId, is: plan.status, action: "end") }
                 return .alreadyCompleted(plan)
             }
-            try await db.raw(
-                """
-                UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue),
-                    last_active_time = \(bind: endDatetime.iso8601)
-                WHERE plan_id = \(bind: planId) AND status <> \(bind: CandidateStatus.completed.rawValue)
-                """
-            ).run()
             let message = ExamEndQueueMessage(examId: planId, timestamp: endDatetime)
             let outboxRow = try await db.raw(
                 """

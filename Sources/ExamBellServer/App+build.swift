@@ -52,27 +52,27 @@ public struct ExamBellNode: Sendable {
             backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
             syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics
         )
+        let socketServer =
+            configuration.roles.contains(.socket)
+            ? SocketServer(
+                hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections
+            ) : nil
         let router = try buildRouter(
             configuration: configuration, backends: backends, sessions: sessions, endService: endService, metrics: metrics,
-            hub: configuration.roles.contains(.socket) ? hub : nil
+            hub: socketServer == nil ? nil : hub
         )
+        socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
         var services: [any Service] = []
         var application: Application<RouterResponder<BasicRequestContext>>
-        if configuration.roles.contains(.socket) {
-            let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
-            webSocketRouter.middlewares.add(APIErrorMiddleware())
-            SocketServer(
-                hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections
-            ).addRoutes(to: webSocketRouter)
+        if let socketServer {
             application = Application(
                 router: router,
                 server: .http1WebSocketUpgrade(
-                    webSocketRouter: webSocketRouter,
                     configuration: .init(
                         ws: .init(maxFrameSize: SocketServer.maxInboundSize, autoPing: .enabled(timePeriod: configuration.pingInterval))
                     )
-                ),
+                ) { request, channel, _ in await socketServer.shouldUpgrade(request, channel: channel) },
                 configuration: .init(address: address, serverName: "ExamBell"),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger

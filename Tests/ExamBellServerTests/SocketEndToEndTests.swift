@@ -163,7 +163,16 @@ struct SocketEndToEndTests {
                 return
             }
             #expect(test.node.hub.connectionCount == 2)
+            // Why, in plain HTTP: the same request without the handshake gets the reason.
+            let full = try await client.call(.get, "/ws?token=\(tokens[2])", headers: [:])
+            #expect(full.status == .serviceUnavailable)
+            #expect(try decode(ErrorBody.self, full).error.code == "socket_node_full")
             first.forEach { $0.close() }
+            await eventually("both left") { test.node.hub.connectionCount == 0 }
+            let noHandshake = try await client.call(.get, "/ws?token=\(tokens[2])", headers: [:])
+            #expect(try decode(ErrorBody.self, noHandshake).error.code == "websocket_required")
+            let badToken = try await client.call(.get, "/ws?token=forged", headers: [:])
+            #expect(badToken.status == .unauthorized)
         }
     }
 

@@ -92,8 +92,12 @@ public enum ExamStoreConformance {
             #expect(plan.endedBy == "admin")
             #expect(plan.endReason == "time is up")
             #expect(outbox.message == ExamEndQueueMessage(examId: "e1", timestamp: end))
+            #expect(try await store.candidateCounts(planId: "e1") == [.inProgress: 3], "the candidates follow after the publish")
+            try await store.completeCandidates(planId: "e1", at: end)
+            try await store.completeCandidates(planId: "e1", at: end.adding(seconds: 9))
             #expect(try await store.candidateCounts(planId: "e1") == [.completed: 3])
             #expect(try await store.candidates(planId: "e1").allSatisfy { $0.lastActiveTime == end })
+            #expect(try await store.candidateIds(planId: "e1") == ["e1-c1", "e1-c2", "e1-c3"])
             #expect(try await store.outboxBacklog() == 1)
             let ends = try await store.auditLog(planId: "e1").filter { $0.action == "end" }
             #expect(ends.count == 1)
@@ -209,6 +213,7 @@ public enum ExamStoreConformance {
             #expect(try await store.answeredCounts(planId: "e1") == ["e1-c1": 2])
 
             _ = try await store.endExam(planId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            try await store.completeCandidates(planId: "e1", at: end)
             let late = end.adding(seconds: 10)
             #expect(try await store.saveAnswers(candidateId: "e1-c1", planId: "e1", [3: "1"], at: late, graceSeconds: 10)
                 == .savedLate(at: late, endDatetime: end))

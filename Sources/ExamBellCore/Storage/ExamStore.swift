@@ -39,6 +39,13 @@ public protocol ExamStore: Sendable {
     /// The proctors of a plan, by id.
     func proctors(planId: String) async throws -> [Proctor]
 
+    /// Completes every candidate of a completed plan that is not yet, with the plan's end
+    /// time as their last activity. Idempotent.
+    func completeCandidates(planId: String, at endDatetime: Timestamp) async throws
+
+    /// The ids of a plan's candidates (cheaper than `candidates(planId:)`).
+    func candidateIds(planId: String) async throws -> [String]
+
     /// The ids of `in_progress` plans whose planned end is at or before `time`.
     func examsDueToEnd(at time: Timestamp) async throws -> [String]
 
@@ -47,8 +54,10 @@ public protocol ExamStore: Sendable {
 
     /// The end transition as one conditional update: only an `in_progress` plan ends.
     ///
-    /// In the same transaction it completes the candidates, writes the outbox row carrying
-    /// `message` (leased to the caller until `leaseUntil`) and the audit row. Of concurrent
+    /// In the same transaction it writes the outbox row carrying the queue message (leased
+    /// to the caller until `leaseUntil`) and the audit row. The candidates' rows follow with
+    /// `completeCandidates`, right after the message is published: the plan row decides the
+    /// end, and updating thousands of candidate rows is kept off the path to the browsers. Of concurrent
     /// callers exactly one gets `.ended`; the others get `.alreadyCompleted` with the winner's
     /// plan. 404 for an unknown plan, 409 for a `scheduled` one.
     func endExam(

@@ -21,7 +21,7 @@ struct RosterPublisher: Service {
             do {
                 guard let plan = try await backends.store.exam(examId) else { continue }
                 let roster = try await builder.roster(of: plan)
-                hub.sendToProctors(examId, frame: ByteBuffer(bytes: try encoder.encode(roster)))
+                hub.sendToProctors(examId, text: ByteBuffer(bytes: try encoder.encode(roster)))
             } catch {
                 logger.debug("roster not published", metadata: ["examId": "\(examId)"])
             }

@@ -1,26 +1,36 @@
 import ExamBellCore
 import NIOCore
+import NIOWebSocket
 import Synchronization
 
 /// The socket server's rooms: every connected browser, keyed by exam.
 ///
-/// A broadcast encodes the message once and hands the same bytes to every browser's own
-/// outbound buffer without waiting for any of them, so one slow browser never delays the
-/// others; a browser whose buffer is full is dropped (it reconnects and is told at once).
+/// A broadcast encodes the message once, then, under the lock, only collects the channels
+/// to tell, grouped by event loop; outside it, each event loop gets one job that writes the
+/// same frame to all of its channels. No task wakes up per browser and no browser is waited
+/// for: one whose channel is not writable (its client stopped reading and NIO's buffer
+/// passed its high-water mark) is closed instead, and it reconnects and is told at once.
 /// A room remembers its end, so a browser joining afterwards is told exactly once.
 public final class SocketHub: Sendable {
+    /// What a browser's own task is asked to do (rare: the hot path writes to its channel).
+    enum Control: Sendable {
+        /// The node is shutting down: close with 1012 so that the browser reconnects elsewhere.
+        case drain
+    }
+
     /// One browser's connection as the hub sees it.
     struct Member {
         var session: Session
-        var outbound: AsyncStream<ByteBuffer>.Continuation
+        var channel: any Channel
+        var control: AsyncStream<Control>.Continuation
         var endSent = false
         var acknowledged = false
     }
 
     struct Room {
         var members: [UInt64: Member] = [:]
-        /// The encoded `exam_end` frame once the exam has ended.
-        var end: ByteBuffer?
+        /// The `exam_end` frame once the exam has ended.
+        var end: WebSocketFrame?
         /// Whether membership changed since presence was last published.
         var dirty = true
     }
@@ -28,36 +38,38 @@ public final class SocketHub: Sendable {
     private struct State {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
+        var count = 0
     }
 
     private let state = Mutex(State())
-    /// Outside the lock: read from stream termination handlers, which run under it.
     private let draining = Atomic<Bool>(false)
 
     public init() {}
 
     /// Adds a browser; returns its id. A browser of an exam that ended is told at once.
-    func join(_ session: Session, outbound: AsyncStream<ByteBuffer>.Continuation) -> UInt64 {
-        state.withLock { state in
+    func join(_ session: Session, channel: any Channel, control: AsyncStream<Control>.Continuation) -> UInt64 {
+        let (id, end) = state.withLock { state in
             state.nextId += 1
-            var member = Member(session: session, outbound: outbound)
-            if let end = state.rooms[session.examId]?.end {
-                member.endSent = true
-                if case .dropped = outbound.yield(end) { outbound.finish() }
-            }
+            state.count += 1
+            var member = Member(session: session, channel: channel, control: control)
+            let end = state.rooms[session.examId]?.end
+            member.endSent = end != nil
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
             state.rooms[session.examId]?.dirty = true
-            return state.nextId
+            return (state.nextId, end)
         }
+        if let end { Self.write(end, to: [channel], on: channel.eventLoop) }
+        return id
     }
 
     /// Removes a browser.
     func leave(_ id: UInt64, examId: String) {
         state.withLock { state in
-            guard var room = state.rooms[examId], let member = room.members.removeValue(forKey: id) else { return }
-            member.outbound.finish()
-            room.dirty = true
-            state.rooms[examId] = room
+            // In place: copying the room out would copy its members (O(browsers) per leave).
+            guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
+            member.control.finish()
+            state.count -= 1
+            state.rooms[examId]?.dirty = true
         }
     }
 
@@ -67,26 +79,74 @@ public final class SocketHub: Sendable {
     }
 
     /// Tells every browser of the message's exam that has not been told yet; returns how many
-    /// were told now. The frame is encoded once here.
+    /// were handed the frame now. The frame is encoded once here.
     @discardableResult
     public func broadcast(_ message: ExamEndSocketMessage) -> Int {
-        let frame = ByteBuffer(string: message.json)
-        return state.withLock { state in
-            var room = state.rooms[message.examId] ?? Room()
-            if room.end == nil { room.end = frame }
-            let frame = room.end!
-            var told = 0
-            for (id, member) in room.members where !member.endSent {
-                room.members[id]!.endSent = true
-                if case .dropped = member.outbound.yield(frame) {
-                    member.outbound.finish()
+        let fresh = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: message.json))
+        let (frame, byLoop, told) = state.withLock { state in
+            Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh)
+        }
+        for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+        return told
+    }
+
+    /// Marks the room ended and its untold members told (in place: no copy of the members);
+    /// returns the frame and their channels by event loop.
+    private static func collect(_ room: inout Room, fresh: WebSocketFrame)
+        -> (WebSocketFrame, [ObjectIdentifier: (any EventLoop, [any Channel])], Int)
+    {
+        let frame = room.end ?? fresh
+        room.end = frame
+        var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
+        var told = 0
+        for index in room.members.indices where !room.members.values[index].endSent {
+            room.members.values[index].endSent = true
+            let channel = room.members.values[index].channel
+            let loop = channel.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(channel)
+            told += 1
+        }
+        return (frame, byLoop, told)
+    }
+
+    /// One job on `loop` writes `frame` to each channel; a channel that cannot take it is closed.
+    ///
+    /// The frame's bytes are encoded once here and written from the WebSocket encoder's place
+    /// in each pipeline, so the per-browser work is only the write itself.
+    private static func write(_ frame: WebSocketFrame, to channels: [any Channel], on loop: any EventLoop) {
+        let bytes = encode(frame)
+        loop.execute {
+            for channel in channels {
+                guard channel.isWritable else {
+                    channel.close(promise: nil)
+                    continue
+                }
+                if let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
+                    encoder.writeAndFlush(NIOAny(bytes), promise: nil)
                 } else {
-                    told += 1
+                    channel.writeAndFlush(frame, promise: nil)
                 }
             }
-            state.rooms[message.examId] = room
-            return told
         }
+    }
+
+    /// A server frame's wire bytes (unmasked): header and payload in one buffer.
+    static func encode(_ frame: WebSocketFrame) -> ByteBuffer {
+        var payload = frame.data
+        let length = payload.readableBytes
+        var buffer = ByteBufferAllocator().buffer(capacity: length + 10)
+        buffer.writeInteger(UInt8(frame.fin ? 0x80 : 0) | UInt8(webSocketOpcode: frame.opcode))
+        if length < 126 {
+            buffer.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(length))
+        } else {
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(length))
+        }
+        buffer.writeBuffer(&payload)
+        return buffer
     }
 
     /// Records a candidate's ack of the end; true the first time for a browser that was told.
@@ -138,36 +198,28 @@ public final class SocketHub: Sendable {
         }
     }
 
-    /// Hands one encoded frame to every proctor of the exam on this node; returns how many.
+    /// Writes one text frame to every proctor of the exam on this node; returns how many.
     @discardableResult
-    func sendToProctors(_ examId: String, frame: ByteBuffer) -> Int {
-        state.withLock { state in
-            var sent = 0
-            for member in state.rooms[examId]?.members.values ?? [:].values where member.session.role == .proctor {
-                if case .dropped = member.outbound.yield(frame) { member.outbound.finish() } else { sent += 1 }
-            }
-            return sent
+    func sendToProctors(_ examId: String, text: ByteBuffer) -> Int {
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: text)
+        let channels = state.withLock { state in
+            (state.rooms[examId]?.members.values ?? [:].values).filter { $0.session.role == .proctor }.map(\.channel)
         }
+        for channel in channels { Self.write(frame, to: [channel], on: channel.eventLoop) }
+        return channels.count
     }
 
     /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
-    /// Starts the node's shutdown: ends every browser's outbound stream, after which its
-    /// connection closes with `SocketServer.restartCloseCode`; returns how many browsers.
+    /// Starts the node's shutdown: asks every browser's task to close its connection with
+    /// `SocketServer.restartCloseCode`; returns how many browsers.
     @discardableResult
     func drain() -> Int {
         draining.store(true, ordering: .releasing)
-        return state.withLock { state in
-            var count = 0
-            for room in state.rooms.values {
-                for member in room.members.values {
-                    member.outbound.finish()
-                    count += 1
-                }
-            }
-            return count
-        }
+        let controls = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.control) } }
+        for control in controls { control.yield(.drain) }
+        return controls.count
     }
 
     /// Browsers on this node by role.
@@ -185,7 +237,5 @@ public final class SocketHub: Sendable {
     }
 
     /// How many browsers this node holds.
-    public var connectionCount: Int {
-        state.withLock { $0.rooms.values.reduce(0) { $0 + $1.members.count } }
-    }
+    public var connectionCount: Int { state.withLock { $0.count } }
 }

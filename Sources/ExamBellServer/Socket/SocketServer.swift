@@ -3,6 +3,8 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import HTTPTypes
+import HummingbirdCore
 import NIOWebSocket
 
 /// `GET /ws?token=`: checks the session token (no DB round trip), joins the browser to its
@@ -13,8 +15,6 @@ struct SocketServer: Sendable {
     let state: any StateStore
     let logger: Logger
     let maxConnections: Int
-    /// Frames waiting for one browser before it counts as too slow and is dropped.
-    static let outboundBufferFrames = 32
     /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
     /// at once, spread over a second, and the load balancer sends them to another node.
     static let restartCloseCode = WebSocketErrorCode.unknown(1012)
@@ -25,41 +25,54 @@ struct SocketServer: Sendable {
     static let inboundBurst = 20.0
     static let inboundPerSecond = 2.0
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
-        router.ws("/ws") { request, _ in
-            _ = try await sessions.verify(request.uri.queryParameters.get("token"))
-            guard !hub.isDraining else {
-                throw ExamBellError(
-                    status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node."
-                )
-            }
-            guard hub.connectionCount < maxConnections else {
-                throw ExamBellError(
-                    status: 503, code: "socket_node_full",
-                    message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
-                )
-            }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, context in
-            let session = try await sessions.verify(context.request.uri.queryParameters.get("token"))
-            try await serve(session, inbound: inbound, outbound: outbound)
+    /// Why a browser may not connect now, as the error the HTTP route `GET /ws` answers.
+    func refusal(token: String?) async -> ExamBellError? {
+        do {
+            _ = try await sessions.verify(token)
+        } catch {
+            return error
+        }
+        if hub.isDraining {
+            return ExamBellError(status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node.")
+        }
+        if hub.connectionCount >= maxConnections {
+            return ExamBellError(
+                status: 503, code: "socket_node_full",
+                message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
+            )
+        }
+        return nil
+    }
+
+    /// The WebSocket upgrade of `GET /ws?token=`. A refused browser is not upgraded: its
+    /// request goes on to the HTTP route (`addRoutes`), which answers with the clear error.
+    /// The browser's NIO channel is kept so that broadcasts write to it directly.
+    func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) async -> ShouldUpgradeResult<
+        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+    > {
+        let uri = URI(request.path ?? "")
+        guard uri.path == "/ws", request.method == .get else { return .dontUpgrade }
+        let token = uri.queryParameters.get("token")
+        guard await refusal(token: token) == nil, let session = try? await sessions.verify(token) else { return .dontUpgrade }
+        return .upgrade([:]) { inbound, outbound, _ in
+            try await serve(session, channel: channel, inbound: inbound, outbound: outbound)
         }
     }
 
-    private func serve(_ session: Session, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let (frames, continuation) = AsyncStream.makeStream(
-            of: ByteBuffer.self, bufferingPolicy: .bufferingOldest(Self.outboundBufferFrames)
-        )
-        // The hub ends the stream to drop a browser that fell behind (its buffer is full) or to
-        // drain the node. A dropped browser's writer may be stuck on a full socket, so its
-        // connection is cut at once rather than waiting for the frames still queued.
-        let (dropped, droppedContinuation) = AsyncStream.makeStream(of: Void.self)
-        let hub = self.hub
-        continuation.onTermination = { _ in
-            if !hub.isDraining { droppedContinuation.yield() }
-            droppedContinuation.finish()
+    /// `GET /ws` that was not upgraded: the reason, with its status (401, 503, or 400 for a
+    /// request that is no WebSocket handshake).
+    func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("ws") { request, _ -> Response in
+            if let refusal = await refusal(token: request.uri.queryParameters.get("token")) { throw refusal }
+            throw ExamBellError.badRequest(code: "websocket_required", "GET /ws is a WebSocket endpoint: open it with a WebSocket handshake.")
         }
-        let id = hub.join(session, outbound: continuation)
+    }
+
+    private func serve(
+        _ session: Session, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+    ) async throws {
+        let (control, controlContinuation) = AsyncStream.makeStream(of: SocketHub.Control.self)
+        let id = hub.join(session, channel: channel, control: controlContinuation)
         logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         defer {
             hub.leave(id, examId: session.examId)
@@ -70,18 +83,12 @@ struct SocketServer: Sendable {
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await _ in dropped {
-                    logger.notice("browser too slow; dropped", metadata: ["examId": "\(session.examId)"])
-                    return
-                }
-                try await Task.sleep(for: .seconds(1 << 40))  // never: the stream ended with the browser
-            }
-            group.addTask {
-                for await frame in frames {
-                    try await outbound.write(.custom(.init(fin: true, opcode: .text, data: frame)))
-                }
-                if hub.isDraining {
-                    try await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect")
+                for await command in control {
+                    switch command {
+                    case .drain:
+                        try await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect")
+                        return
+                    }
                 }
             }
             group.addTask {
@@ -112,7 +119,7 @@ struct SocketServer: Sendable {
                     }
                 }
             }
-            // Whichever side ends first (browser closed, or dropped as too slow) ends both.
+            // Whichever side ends first (browser closed, node draining) ends both.
             try await group.next()
             group.cancelAll()
         }

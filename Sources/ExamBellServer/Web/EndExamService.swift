@@ -38,13 +38,14 @@ public struct EndExamService: Sendable {
         guard let plan = try await backends.store.exam(examId) else { throw ExamBellError.examNotFound(examId) }
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
-        let candidates = try await backends.store.candidates(planId: examId)
+        let candidateIds = try await backends.store.candidateIds(planId: examId)
+        let validated = ContinuousClock.now
 
         await Self.slowPoint("slow-end")
         let endDatetime = Timestamp.now()
         let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
         // par: the DB change and the state-store change at once.
-        async let stateWritten = writeCompleted(examId: examId, candidateIds: candidates.map(\.candidateId), at: endDatetime)
+        async let stateWritten = writeCompleted(examId: examId, candidateIds: candidateIds, at: endDatetime)
         let transition: EndTransition
         do {
             transition = try await backends.store.endExam(
@@ -52,7 +53,7 @@ public struct EndExamService: Sendable {
             )
         } catch {
             // Nothing half-applied: the DB did not change, so the state store goes back too.
-            if await stateWritten { await restore(plan: plan, candidates: candidates) }
+            if await stateWritten { await restore(plan: plan, candidateIds: candidateIds) }
             throw error
         }
         let stateOK = await stateWritten
@@ -61,16 +62,24 @@ public struct EndExamService: Sendable {
         case .alreadyCompleted(let winner):
             // A concurrent request won; our parallel write may carry our time, so write the truth.
             if stateOK, let end = winner.endDatetime {
-                _ = await writeCompleted(examId: examId, candidateIds: candidates.map(\.candidateId), at: end)
+                _ = await writeCompleted(examId: examId, candidateIds: candidateIds, at: end)
             }
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
-            logger.info(
-                "exam ended", metadata: ["examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)"]
-            )
+            let committed = ContinuousClock.now
             Self.faultPoint("after-commit")
             // Publish only now that the DB committed; a failure here leaves the row to the relay.
             await outbox.deliver(entry, stateAlreadyWritten: stateOK)
+            let published = ContinuousClock.now
+            logger.info(
+                "exam ended",
+                metadata: [
+                    "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
+                    "candidates": "\(candidateIds.count)",
+                    "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
+                    "publishMs": "\(Self.ms(published - committed))",
+                ]
+            )
             if let delay = syncAfterEnd {
                 Task {
                     try? await Task.sleep(for: delay)
@@ -79,6 +88,10 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: ended, ended: true)
         }
+    }
+
+    static func ms(_ duration: Duration) -> String {
+        String(format: "%.1f", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
     }
 
     /// Test-only crash point: in debug builds, `EXAMBELL_TEST_FAULT=<name>` kills the process
@@ -121,9 +134,14 @@ public struct EndExamService: Sendable {
         }
     }
 
-    private func restore(plan: ExamPlan, candidates: [Candidate]) async {
+    /// Puts the state store back to the running exam after the DB refused the end (the DB
+    /// cannot be read then); final sync later restores the candidates' last activity.
+    private func restore(plan: ExamPlan, candidateIds: [String]) async {
         do {
-            try await backends.state.mirror(plan, candidates: candidates)
+            try await backends.state.writeSame(
+                plan: plan.planId, PlanStateValue(plan), candidateIds: candidateIds,
+                CandidateStateValue(status: .inProgress, lastActiveTime: nil)
+            )
         } catch {
             logger.warning("could not restore the state store; final sync will", metadata: ["examId": "\(plan.planId)"])
         }
@@ -131,12 +149,23 @@ public struct EndExamService: Sendable {
 }
 
 extension StateStore {
-    /// The state-store side of an end: the plan and every candidate completed at `time`.
+    /// The state-store side of an end: the plan and every candidate completed at `time`, in
+    /// one round trip. Every candidate key gets the same value, encoded once.
     func writeEnded(planId: String, candidateIds: [String], at time: Timestamp) async throws {
-        let candidate = CandidateStateValue(status: .completed, lastActiveTime: time)
-        try await write(
+        try await writeSame(
             plan: planId, PlanStateValue(status: .completed, endDatetime: time),
-            candidates: Dictionary(uniqueKeysWithValues: candidateIds.map { ($0, candidate) })
+            candidateIds: candidateIds, CandidateStateValue(status: .completed, lastActiveTime: time)
         )
+    }
+
+    /// The plan's key and the same value for every candidate key, in one round trip.
+    func writeSame(plan planId: String, _ plan: PlanStateValue, candidateIds: [String], _ candidate: CandidateStateValue)
+        async throws
+    {
+        let value = candidate.json
+        var values: [(key: String, value: String)] = [(PlanStateValue.key(planId), plan.json)]
+        values.reserveCapacity(candidateIds.count + 1)
+        for id in candidateIds { values.append((CandidateStateValue.key(id), value)) }
+        try await set(values)
     }
 }

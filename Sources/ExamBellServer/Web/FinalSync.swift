@@ -53,6 +53,13 @@ public struct FinalSync: Service {
         var report = Report()
         guard let plan = try await backends.store.exam(planId), plan.status != .scheduled else { return report }
         var candidates = try await backends.store.candidates(planId: planId)
+        // An end whose node died before completing the candidates' rows is finished here.
+        if plan.status == .completed, let end = plan.endDatetime, candidates.contains(where: { $0.status != .completed }) {
+            let before = candidates.filter { $0.status != .completed }.count
+            try await backends.store.completeCandidates(planId: planId, at: end)
+            candidates = try await backends.store.candidates(planId: planId)
+            report.candidatesUpdatedInDB += before - candidates.filter { $0.status != .completed }.count
+        }
         let ids = candidates.map(\.candidateId)
         let raw = try await backends.state.rawCandidates(ids)
 
@@ -64,7 +71,7 @@ public struct FinalSync: Service {
             if later || candidate.status.canMove(to: cached.status) { activity[candidate.candidateId] = cached }
         }
         if !activity.isEmpty {
-            report.candidatesUpdatedInDB = try await backends.store.applyCandidateActivity(activity)
+            report.candidatesUpdatedInDB += try await backends.store.applyCandidateActivity(activity)
             candidates = try await backends.store.candidates(planId: planId)
         }
 

@@ -11,16 +11,19 @@ public struct OutboxRelay: Service {
     let lease: Duration
     let logger: Logger
 
-    /// Makes the state store say completed (unless already done), publishes the message and
-    /// marks the row published. Failures are logged; the row stays for the next pass.
+    /// Makes the state store say completed (unless already done), publishes the message,
+    /// completes the candidates' DB rows and marks the row published. Failures are logged;
+    /// the row stays for the next pass (every step is idempotent).
     @discardableResult
     public func deliver(_ entry: OutboxEntry, stateAlreadyWritten: Bool) async -> Bool {
         do {
             if !stateAlreadyWritten {
-                let ids = try await backends.store.candidates(planId: entry.planId).map(\.candidateId)
+                let ids = try await backends.store.candidateIds(planId: entry.planId)
                 try await backends.state.writeEnded(planId: entry.planId, candidateIds: ids, at: entry.message.timestamp)
             }
             try await backends.queue.publish(entry.message)
+            // Off the browsers' path: they are being told while the candidates' rows change.
+            try await backends.store.completeCandidates(planId: entry.planId, at: entry.message.timestamp)
             try await backends.store.markPublished(outboxId: entry.id, at: .now())
             return true
         } catch {
