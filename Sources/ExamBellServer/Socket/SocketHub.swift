@@ -12,17 +12,12 @@ import Synchronization
 /// passed its high-water mark) is closed instead, and it reconnects and is told at once.
 /// A room remembers its end, so a browser joining afterwards is told exactly once.
 public final class SocketHub: Sendable {
-    /// What a browser's own task is asked to do (rare: the hot path writes to its channel).
-    enum Control: Sendable {
-        /// The node is shutting down: close with 1012 so that the browser reconnects elsewhere.
-        case drain
-    }
-
     /// One browser's connection as the hub sees it.
     struct Member {
         var session: Session
         var channel: any Channel
-        var control: AsyncStream<Control>.Continuation
+        /// Called once when the node drains: closes the connection with 1012.
+        var onDrain: @Sendable () -> Void
         var endSent = false
         var acknowledged = false
     }
@@ -47,11 +42,11 @@ public final class SocketHub: Sendable {
     public init() {}
 
     /// Adds a browser; returns its id. A browser of an exam that ended is told at once.
-    func join(_ session: Session, channel: any Channel, control: AsyncStream<Control>.Continuation) -> UInt64 {
+    func join(_ session: Session, channel: any Channel, onDrain: @escaping @Sendable () -> Void) -> UInt64 {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
-            var member = Member(session: session, channel: channel, control: control)
+            var member = Member(session: session, channel: channel, onDrain: onDrain)
             let end = state.rooms[session.examId]?.end
             member.endSent = end != nil
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
@@ -66,8 +61,7 @@ public final class SocketHub: Sendable {
     func leave(_ id: UInt64, examId: String) {
         state.withLock { state in
             // In place: copying the room out would copy its members (O(browsers) per leave).
-            guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
-            member.control.finish()
+            guard state.rooms[examId]?.members.removeValue(forKey: id) != nil else { return }
             state.count -= 1
             state.rooms[examId]?.dirty = true
         }
@@ -212,14 +206,14 @@ public final class SocketHub: Sendable {
     /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
-    /// Starts the node's shutdown: asks every browser's task to close its connection with
+    /// Starts the node's shutdown: closes every browser's connection with
     /// `SocketServer.restartCloseCode`; returns how many browsers.
     @discardableResult
     func drain() -> Int {
         draining.store(true, ordering: .releasing)
-        let controls = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.control) } }
-        for control in controls { control.yield(.drain) }
-        return controls.count
+        let drains = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.onDrain) } }
+        for drain in drains { drain() }
+        return drains.count
     }
 
     /// Browsers on this node by role.

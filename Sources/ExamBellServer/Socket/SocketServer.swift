@@ -71,8 +71,11 @@ struct SocketServer: Sendable {
     private func serve(
         _ session: Session, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
     ) async throws {
-        let (control, controlContinuation) = AsyncStream.makeStream(of: SocketHub.Control.self)
-        let id = hub.join(session, channel: channel, control: controlContinuation)
+        // One task per browser: this one, reading. Broadcasts write to the channel directly;
+        // a drain closes it from outside.
+        let id = hub.join(session, channel: channel) {
+            Task { try? await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect") }
+        }
         logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         defer {
             hub.leave(id, examId: session.examId)
@@ -81,47 +84,31 @@ struct SocketServer: Sendable {
         if !hub.hasEnded(session.examId) {
             await tellIfEnded(session.examId)
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await command in control {
-                    switch command {
-                    case .drain:
-                        try await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect")
-                        return
-                    }
-                }
+        var allowance = Self.inboundBurst
+        var last = ContinuousClock.now
+        for try await message in inbound.messages(maxSize: Self.maxInboundSize) {
+            let now = ContinuousClock.now
+            let elapsed = now - last
+            last = now
+            allowance = min(
+                Self.inboundBurst,
+                allowance + Self.inboundPerSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            )
+            guard allowance >= 1 else {
+                logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])
+                try await outbound.close(.policyViolation, reason: "too many messages")
+                return
             }
-            group.addTask {
-                var allowance = Self.inboundBurst
-                var last = ContinuousClock.now
-                for try await message in inbound.messages(maxSize: Self.maxInboundSize) {
-                    let now = ContinuousClock.now
-                    let elapsed = now - last
-                    last = now
-                    allowance = min(
-                        Self.inboundBurst,
-                        allowance + Self.inboundPerSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-                    )
-                    guard allowance >= 1 else {
-                        logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])
-                        try await outbound.close(.policyViolation, reason: "too many messages")
-                        return
-                    }
-                    allowance -= 1
-                    guard session.role == .candidate, case .text(let text) = message,
-                        let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
-                        hub.acknowledge(id, examId: session.examId)
-                    else { continue }
-                    do {
-                        try await state.recordAck(planId: session.examId, candidateId: session.subject, at: .now())
-                    } catch {
-                        logger.warning("could not record an ack", metadata: ["examId": "\(session.examId)"])
-                    }
-                }
+            allowance -= 1
+            guard session.role == .candidate, case .text(let text) = message,
+                let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
+                hub.acknowledge(id, examId: session.examId)
+            else { continue }
+            do {
+                try await state.recordAck(planId: session.examId, candidateId: session.subject, at: .now())
+            } catch {
+                logger.warning("could not record an ack", metadata: ["examId": "\(session.examId)"])
             }
-            // Whichever side ends first (browser closed, node draining) ends both.
-            try await group.next()
-            group.cancelAll()
         }
     }
 
