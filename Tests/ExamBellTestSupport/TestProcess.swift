@@ -57,6 +57,9 @@ public final class TestProcess: Sendable {
         guard status == 0 else { throw TestServerError("\(arguments.joined(separator: " ")) failed: \(log)") }
     }
 
+    /// The running process's id, if it runs.
+    public var processId: Int32? { pid.withLock { $0 } }
+
     /// Sends `signal` without waiting for the process.
     public func send(_ signal: Int32) {
         if let child = pid.withLock({ $0 }) { kill(child, signal) }

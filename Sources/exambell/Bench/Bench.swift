@@ -217,9 +217,12 @@ struct Bench: AsyncParsableCommand {
                 )
             }
             _ = try await api.call("POST", "api/exams/\(examId)/start", as: Ignored.self)
-            let sessions = try await api.call(
-                "POST", "api/exams/\(examId)/sessions", body: ["role": "candidate", "ids": people], as: Sessions.self
-            ).sessions
+            var sessions: [Sessions.Session] = []
+            for chunk in stride(from: 0, to: people.count, by: 5000).map({ Array(people[$0..<min($0 + 5000, people.count)]) }) {
+                sessions += try await api.call(
+                    "POST", "api/exams/\(examId)/sessions", body: ["role": "candidate", "ids": chunk], as: Sessions.self
+                ).sessions
+            }
             groups.append(urls.count..<urls.count + sessions.count)
             urls += sessions.map(\.socketUrl)
             ids.append(examId)

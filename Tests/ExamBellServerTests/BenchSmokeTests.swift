@@ -1,0 +1,61 @@
+import ExamBellTestSupport
+import Foundation
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `exambell bench` keeps working: a small run against a real `exambell serve` (no timing
+/// is asserted; BENCHMARKS.md holds the numbers).
+@Suite("exambell bench (smoke)")
+struct BenchSmokeTests {
+    func serve(_ directory: URL) async throws -> (TestProcess, Int) {
+        let port = try RedisTestServer.freePort()
+        let server = TestProcess(
+            arguments: [
+                try TestProcess.exambellBinary(), "serve", "--port", String(port), "--data-dir", directory.appendingPathComponent("data").path,
+                "--admin-token", "smoke-token", "--session-secret", "smoke-session-secret-0123456789abcdef",
+            ],
+            environment: ["EXAMBELL_LOG_LEVEL": "warning"], logPath: directory.appendingPathComponent("serve.log").path
+        )
+        try server.start()
+        for _ in 0..<200 {
+            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
+                (response as? HTTPURLResponse)?.statusCode == 200
+            {
+                return (server, port)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestServerError("serve did not start: \(server.log)")
+    }
+
+    func bench(_ directory: URL, _ arguments: [String]) async throws -> [String: Any] {
+        let output = directory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        let process = TestProcess(arguments: [try TestProcess.exambellBinary(), "bench", "--json"] + arguments, environment: [:], logPath: output.path)
+        try process.start()
+        let status = await process.exitStatus(within: .seconds(120))
+        #expect(status == 0, "bench exited with \(String(describing: status)): \(process.log)")
+        let line = try #require(process.log.split(separator: "\n").last { $0.hasPrefix("{") })
+        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test("200 browsers of one exam, and 10 exams × 20 ended at once: every browser told, percentiles and memory reported")
+    func smoke() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let (server, port) = try await serve(directory)
+        defer { server.stop() }
+        let common = ["--web-url", "http://127.0.0.1:\(port)", "--admin-token", "smoke-token"]
+        guard let pid = server.processId else { throw TestServerError("no pid") }
+        let one = try await bench(directory, common + ["--browsers", "200", "--server-pid", String(pid)])
+        #expect(one["connected"] as? Int == 200)
+        #expect(one["missing"] as? Int == 0)
+        #expect((one["p99Ms"] as? Double).map { $0 > 0 && $0 >= (one["p50Ms"] as? Double ?? .infinity) } == true)
+        #expect(one["serverKiBPerConnection"] is Double)
+        let burst = try await bench(directory, common + ["--exams", "10", "--browsers", "20"])
+        #expect(burst["exams"] as? Int == 10)
+        #expect(burst["received"] as? Int == 200)
+    }
+}
