@@ -24,6 +24,14 @@ def open_page(driver, session):
     wait(driver, lambda d: css(d, "#connection").get_attribute("data-state") == "open", message="socket never opened")
 
 
+def click(driver, selector):
+    """Clicks an element of a live page, looking it up again if it was redrawn meanwhile."""
+    def attempt(d):
+        css(d, selector).click()
+        return True
+    wait(driver, attempt, message=f"could not click {selector}")
+
+
 def choose(driver, item, choice):
     css(driver, f'input[name="q{item}"][value="{choice}"]').click()
 
@@ -154,9 +162,9 @@ def test_admin_console_ends_an_exam_with_confirmation_and_reason(server, new_bro
     wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
     screenshot(admin, "admin-exam-list")
 
-    css(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]').click()
+    click(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]')
     wait(admin, lambda d: css(d, "#detail").get_attribute("data-exam") == exam["examId"])
-    css(admin, '#detail-actions button[data-action="end"]').click()
+    click(admin, '#detail-actions button[data-action="end"]')
     dialog = css(admin, "#end-dialog")
     wait(admin, lambda d: dialog.get_attribute("open") is not None)
     css(admin, "#end-confirm").click()  # no reason: the dialog stays, nothing ends
@@ -207,7 +215,7 @@ def test_admin_console_creates_registers_and_starts(server, new_browser, tmp_pat
     css(admin, "#proctors-text").send_keys(f"{exam_id}-p1,감독관")
     css(admin, "#proctors-form button[type=submit]").click()
     wait(admin, lambda d: "1명 등록" in css(d, "#info").text)
-    css(admin, '#detail-actions button[data-action="start"]').click()
+    click(admin, '#detail-actions button[data-action="start"]')
     wait(admin, lambda d: css(d, "#detail").get_attribute("data-status") == "in_progress")
     css(admin, "#make-links").click()
     wait(admin, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#links tr")) == 3)

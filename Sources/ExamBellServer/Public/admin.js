@@ -58,7 +58,14 @@ function actionsFor(exam) {
   return actions;
 }
 
-function renderList() {
+let renderedList = "";
+let renderedDetail = "";
+
+// Redraws only what changed, so that a button is never replaced under the operator's pointer.
+function renderList(force = false) {
+  const key = JSON.stringify([exams, selected]);
+  if (!force && key === renderedList) return;
+  renderedList = key;
   document.getElementById("no-exams").hidden = exams.length > 0;
   const rows = exams.map((exam) => {
     const tr = document.createElement("tr");
@@ -77,10 +84,13 @@ function renderList() {
   document.getElementById("exams").replaceChildren(...rows);
 }
 
-function renderDetail() {
+function renderDetail(force = false) {
   const section = document.getElementById("detail");
   section.hidden = !detail;
   if (!detail) return;
+  const key = JSON.stringify(detail);
+  if (!force && key === renderedDetail) return;
+  renderedDetail = key;
   const { exam, roster, audit } = detail;
   section.dataset.exam = exam.examId;
   section.dataset.status = exam.status;
@@ -291,7 +301,7 @@ async function login(candidate) {
   await refresh();
 }
 
-installLanguageSwitch(() => { renderList(); renderDetail(); if (lastInfo) info(lastInfo.key, lastInfo.vars); });
+installLanguageSwitch(() => { renderList(true); renderDetail(true); if (lastInfo) info(lastInfo.key, lastInfo.vars); });
 document.getElementById("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
   login(document.getElementById("token").value.trim());
