@@ -161,6 +161,29 @@ final class TestBrowser: Sendable {
         }
         var all: [String] { frames.withLock { $0.messages } }
         var rosters: [String] { frames.withLock { $0.rosters } }
+
+        /// Records every text frame of a connection; answers `exam_end` with an ack like the
+        /// candidate page does, when asked to.
+        func read(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, ackExamEnd: Bool) async throws {
+            for try await message in inbound.messages(maxSize: 1 << 16) {
+                guard case .text(let text) = message else { continue }
+                append(text)
+                if ackExamEnd, text.contains(#""type":"exam_end""#),
+                    let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
+                {
+                    try await outbound.write(.text(#"{"type":"ack","examId":"\#(examId)"}"#))
+                }
+            }
+        }
+
+        /// Waits until `count` messages arrived (or `limit` passed); returns what arrived.
+        func messages(atLeast count: Int, within limit: Duration) async -> [String] {
+            let deadline = ContinuousClock.now + limit
+            while ContinuousClock.now < deadline, all.count < count {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return all
+        }
     }
 
     let received = FrameLog()
@@ -174,28 +197,14 @@ final class TestBrowser: Sendable {
             logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
             try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?token=\(token)", logger: logger) {
                 inbound, outbound, _ in
-                for try await message in inbound.messages(maxSize: 1 << 16) {
-                    guard case .text(let text) = message else { continue }
-                    received.append(text)
-                    if ackExamEnd, text.contains(#""type":"exam_end""#),
-                        let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
-                    {
-                        try await outbound.write(.text(#"{"type":"ack","examId":"\#(examId)"}"#))
-                    }
-                }
+                try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
             }
         }
     }
 
     /// Waits until `count` frames arrived (or the connection ended); returns what arrived.
     func frames(atLeast count: Int, within limit: Duration = .seconds(15)) async -> [String] {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            let frames = received.all
-            if frames.count >= count { return frames }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return received.all
+        await received.messages(atLeast: count, within: limit)
     }
 
     /// The connection's outcome: nil while open, else how it ended.
@@ -246,15 +255,7 @@ final class ReconnectingBrowser: Sendable {
                         url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)", logger: logger
                     ) { inbound, outbound, _ in
                         events.opened.withLock { $0.append(.now) }
-                        for try await message in inbound.messages(maxSize: 1 << 16) {
-                            guard case .text(let text) = message else { continue }
-                            received.append(text)
-                            if ackExamEnd, text.contains(#""type":"exam_end""#),
-                                let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
-                            {
-                                try await outbound.write(.text(#"{"type":"ack","examId":"\#(examId)"}"#))
-                            }
-                        }
+                        try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
                     }
                     events.closeCodes.withLock { $0.append(close?.closeCode) }
                     if close?.closeCode == SocketCloseCodes.restart {
@@ -284,11 +285,7 @@ final class ReconnectingBrowser: Sendable {
     var closeCodes: [WebSocketErrorCode?] { events.closeCodes.withLock { $0 } }
 
     func frames(atLeast count: Int, within limit: Duration = .seconds(30)) async -> [String] {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline, received.all.count < count {
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return received.all
+        await received.messages(atLeast: count, within: limit)
     }
 
     func close() { task.cancel() }

@@ -2,6 +2,7 @@
 // with the admin token, kept in this tab's sessionStorage only. The list and the open exam
 // (delivery progress, audit log) refresh every two seconds.
 import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
+import { fetchJSON } from "/static/socket.js";
 
 const errorBox = document.getElementById("error");
 const infoBox = document.getElementById("info");
@@ -13,19 +14,8 @@ let pendingEnd = null;
 let lastInfo = null;
 let refreshFailed = false; // the error shown is the list's own, cleared when the list loads again
 
-async function api(method, path, body) {
-  const response = await fetch(`/api/${path}`, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error(data.error ? data.error.message : `HTTP ${response.status}`);
-    error.status = response.status;
-    throw error;
-  }
-  return data;
+function api(method, path, body) {
+  return fetchJSON(`/api/${path}`, token, { method, body });
 }
 
 function info(key, vars) {
