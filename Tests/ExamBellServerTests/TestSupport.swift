@@ -234,13 +234,18 @@ final class ReconnectingBrowser: Sendable {
         let closeCodes = Mutex<[WebSocketErrorCode?]>([])
         /// When each connection opened.
         let opened = Mutex<[ContinuousClock.Instant]>([])
+        /// The socket nodes to try, in turn (a load balancer's backends).
+        let ports: Mutex<[Int]>
+
+        init(ports: [Int]) { self.ports = Mutex(ports) }
     }
 
     let received = TestBrowser.FrameLog()
-    let events = Events()
+    let events: Events
     private let task: Task<Void, Never>
 
     init(ports: [Int], token: String, ackExamEnd: Bool = true) {
+        events = Events(ports: ports)
         let received = self.received
         let events = self.events
         task = Task {
@@ -251,6 +256,7 @@ final class ReconnectingBrowser: Sendable {
             while !Task.isCancelled {
                 var delay: Duration
                 do {
+                    let ports = events.ports.withLock { $0 }
                     let close = try await WebSocketClient.connect(
                         url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)", logger: logger
                     ) { inbound, outbound, _ in
@@ -267,6 +273,8 @@ final class ReconnectingBrowser: Sendable {
                         attempt += 1
                     }
                 } catch {
+                    // Refused: the next try goes to the next node, as a load balancer's would.
+                    index += 1
                     delay = ReconnectingBrowser.backoff(attempt)
                     attempt += 1
                 }
@@ -282,6 +290,9 @@ final class ReconnectingBrowser: Sendable {
     }
 
     var connections: Int { events.opened.withLock { $0.count } }
+
+    /// Another node to try from now on.
+    func addPort(_ port: Int) { events.ports.withLock { $0.append(port) } }
     var closeCodes: [WebSocketErrorCode?] { events.closeCodes.withLock { $0 } }
 
     func frames(atLeast count: Int, within limit: Duration = .seconds(30)) async -> [String] {
