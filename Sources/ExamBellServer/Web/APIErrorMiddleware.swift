@@ -36,8 +36,13 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         return ExamBellError(status: error.status.code, code: code, message: error.body ?? error.status.reasonPhrase)
     }
 
+    /// The JSON error envelope of `error`.
+    static func body(_ error: ExamBellError) -> String {
+        #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
+    }
+
     static func response(_ error: ExamBellError) -> Response {
-        let body = #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
+        let body = body(error)
         return Response(
             status: .init(code: error.status),
             headers: [.contentType: "application/json; charset=utf-8"],
