@@ -1,7 +1,6 @@
 import ExamBellCore
 import Foundation
 import Hummingbird
-import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import ServiceLifecycle
@@ -69,9 +68,11 @@ public struct ExamBellNode: Sendable {
         if let socketServer {
             application = Application(
                 router: router,
-                server: HTTPServerBuilder { responder in
-                    SocketChildChannel(responder: responder, server: socketServer, pingInterval: configuration.pingInterval)
-                },
+                server: .http1WebSocketUpgrade(
+                    configuration: .init(
+                        ws: .init(maxFrameSize: SocketServer.maxInboundSize, autoPing: .enabled(timePeriod: configuration.pingInterval))
+                    )
+                ) { request, channel, _ in await socketServer.shouldUpgrade(request, channel: channel) },
                 configuration: .init(address: address, serverName: "ExamBell"),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger

@@ -1,5 +1,6 @@
 import ExamBellCore
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import HTTPTypes
@@ -7,8 +8,7 @@ import HummingbirdCore
 import NIOWebSocket
 
 /// `GET /ws?token=`: checks the session token (no DB round trip), joins the browser to its
-/// exam's room, tells a late joiner at once, and takes candidates' acks. The connections
-/// themselves are `SocketChildChannel`'s.
+/// exam's room, tells a late joiner at once, and takes candidates' acks.
 struct SocketServer: Sendable {
     let hub: SocketHub
     let sessions: SessionTokens
@@ -44,13 +44,18 @@ struct SocketServer: Sendable {
         return nil
     }
 
-    /// The session of a browser that may connect now, or why it may not.
-    func admit(token: String?) async -> Result<Session, ExamBellError> {
-        if let refusal = await refusal(token: token) { return .failure(refusal) }
-        do {
-            return .success(try await sessions.verify(token))
-        } catch {
-            return .failure(error)
+    /// The WebSocket upgrade of `GET /ws?token=`. A refused browser is not upgraded: its
+    /// request goes on to the HTTP route (`addRoutes`), which answers with the clear error.
+    /// The browser's NIO channel is kept so that broadcasts write to it directly.
+    func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) async -> ShouldUpgradeResult<
+        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
+    > {
+        let uri = URI(request.path ?? "")
+        guard uri.path == "/ws", request.method == .get else { return .dontUpgrade }
+        let token = uri.queryParameters.get("token")
+        guard await refusal(token: token) == nil, let session = try? await sessions.verify(token) else { return .dontUpgrade }
+        return .upgrade([:]) { inbound, outbound, _ in
+            try await serve(session, channel: channel, inbound: inbound, outbound: outbound)
         }
     }
 
@@ -63,28 +68,42 @@ struct SocketServer: Sendable {
         }
     }
 
-    /// A browser's channel is open: it joins its exam's room; one that connects after the end
-    /// is told at once (from the hub, or from the state store when this node missed the end).
-    func joined(_ session: Session, channel: any Channel, onDrain: @escaping @Sendable () -> Void) -> UInt64 {
-        let id = hub.join(session, channel: channel, onDrain: onDrain)
-        logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
-        if !hub.hasEnded(session.examId) {
-            Task { await tellIfEnded(session.examId) }
+    private func serve(
+        _ session: Session, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+    ) async throws {
+        // One task per browser: this one, reading. Broadcasts write to the channel directly;
+        // a drain closes it from outside.
+        let id = hub.join(session, channel: channel) {
+            Task { try? await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect") }
         }
-        return id
-    }
-
-    func left(_ id: UInt64, session: Session) {
-        hub.leave(id, examId: session.examId)
-        logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
-    }
-
-    /// A text message from a browser: a candidate's ack of the end is recorded once.
-    func received(_ text: String, from id: UInt64, session: Session) {
-        guard session.role == .candidate, let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
-            hub.acknowledge(id, examId: session.examId)
-        else { return }
-        Task {
+        logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
+        defer {
+            hub.leave(id, examId: session.examId)
+            logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
+        }
+        if !hub.hasEnded(session.examId) {
+            await tellIfEnded(session.examId)
+        }
+        var allowance = Self.inboundBurst
+        var last = ContinuousClock.now
+        for try await message in inbound.messages(maxSize: Self.maxInboundSize) {
+            let now = ContinuousClock.now
+            let elapsed = now - last
+            last = now
+            allowance = min(
+                Self.inboundBurst,
+                allowance + Self.inboundPerSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            )
+            guard allowance >= 1 else {
+                logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])
+                try await outbound.close(.policyViolation, reason: "too many messages")
+                return
+            }
+            allowance -= 1
+            guard session.role == .candidate, case .text(let text) = message,
+                let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
+                hub.acknowledge(id, examId: session.examId)
+            else { continue }
             do {
                 try await state.recordAck(planId: session.examId, candidateId: session.subject, at: .now())
             } catch {

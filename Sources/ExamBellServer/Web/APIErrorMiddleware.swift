@@ -36,13 +36,8 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         return ExamBellError(status: error.status.code, code: code, message: error.body ?? error.status.reasonPhrase)
     }
 
-    /// The JSON error envelope of `error`.
-    static func body(_ error: ExamBellError) -> String {
-        #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
-    }
-
     static func response(_ error: ExamBellError) -> Response {
-        let body = body(error)
+        let body = #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
         return Response(
             status: .init(code: error.status),
             headers: [.contentType: "application/json; charset=utf-8"],
