@@ -54,14 +54,15 @@ public final class NodeMetrics: Sendable {
         backendErrors = errors
     }
 
-    /// The request that ended `examId` started at `now` (web node); its broadcast in this
-    /// process measures from there.
-    func endStarted(_ examId: String, at now: ContinuousClock.Instant) {
+    /// An end request started (web node).
+    func endStarted(_ examId: String) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
         endStarts.withLock { starts in
             starts[examId] = now
             // Forget ends never broadcast in this process (split nodes) after a while.
             if starts.count > 10_000 { starts = starts.filter { now - $0.value < .seconds(600) } }
         }
+        return now
     }
 
     /// A broadcast of `examId`'s end handed its frame to `told` browsers; `entryId` is its

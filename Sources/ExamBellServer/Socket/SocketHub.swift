@@ -24,8 +24,8 @@ public final class SocketHub: Sendable {
 
     struct Room {
         var members: [UInt64: Member] = [:]
-        /// The `exam_end` frame, encoded, once the exam has ended.
-        var end: EncodedFrame?
+        /// The `exam_end` frame once the exam has ended.
+        var end: WebSocketFrame?
         /// Whether membership changed since presence was last published.
         var dirty = true
     }
@@ -76,7 +76,7 @@ public final class SocketHub: Sendable {
     /// were handed the frame now. The frame is encoded once here.
     @discardableResult
     public func broadcast(_ message: ExamEndSocketMessage) -> Int {
-        let fresh = EncodedFrame(text: ByteBuffer(string: message.json))
+        let fresh = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: message.json))
         let (frame, byLoop, told) = state.withLock { state in
             Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh)
         }
@@ -86,8 +86,8 @@ public final class SocketHub: Sendable {
 
     /// Marks the room ended and its untold members told (in place: no copy of the members);
     /// returns the frame and their channels by event loop.
-    private static func collect(_ room: inout Room, fresh: EncodedFrame)
-        -> (EncodedFrame, [ObjectIdentifier: (any EventLoop, [any Channel])], Int)
+    private static func collect(_ room: inout Room, fresh: WebSocketFrame)
+        -> (WebSocketFrame, [ObjectIdentifier: (any EventLoop, [any Channel])], Int)
     {
         let frame = room.end ?? fresh
         room.end = frame
@@ -103,23 +103,12 @@ public final class SocketHub: Sendable {
         return (frame, byLoop, told)
     }
 
-    /// A text frame with its wire bytes, encoded once however many browsers get it.
-    struct EncodedFrame: Sendable {
-        let frame: WebSocketFrame
-        let bytes: ByteBuffer
-
-        init(text: ByteBuffer) {
-            frame = WebSocketFrame(fin: true, opcode: .text, data: text)
-            bytes = SocketHub.encode(frame)
-        }
-    }
-
-    /// One job on `loop` writes the frame to each channel; a channel that cannot take it is
-    /// closed. The bytes are written from the WebSocket encoder's place in each pipeline, so
-    /// the per-browser work is only the write itself.
-    private static func write(_ encoded: EncodedFrame, to channels: [any Channel], on loop: any EventLoop) {
-        let bytes = encoded.bytes
-        let frame = encoded.frame
+    /// One job on `loop` writes `frame` to each channel; a channel that cannot take it is closed.
+    ///
+    /// The frame's bytes are encoded once here and written from the WebSocket encoder's place
+    /// in each pipeline, so the per-browser work is only the write itself.
+    private static func write(_ frame: WebSocketFrame, to channels: [any Channel], on loop: any EventLoop) {
+        let bytes = encode(frame)
         loop.execute {
             for channel in channels {
                 guard channel.isWritable else {
@@ -206,7 +195,7 @@ public final class SocketHub: Sendable {
     /// Writes one text frame to every proctor of the exam on this node; returns how many.
     @discardableResult
     func sendToProctors(_ examId: String, text: ByteBuffer) -> Int {
-        let frame = EncodedFrame(text: text)
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: text)
         let channels = state.withLock { state in
             (state.rooms[examId]?.members.values ?? [:].values).filter { $0.session.role == .proctor }.map(\.channel)
         }

@@ -31,7 +31,7 @@ public struct EndExamService: Sendable {
     /// (`examId@endDatetime`), which the socket nodes log when they broadcast it.
     public func end(examId: String, actor: String, reason: String?, requestLogger: Logger? = nil) async throws -> Outcome {
         let logger = requestLogger ?? self.logger
-        let started = ContinuousClock.now
+        let started = metrics.endStarted(examId)
         defer { metrics.endRequest.recordInterval(since: started) }
         try Identifier.validate(examId, field: "examId")
         // Validation (seed §4.1): the exam exists and is in a state that can end.
@@ -66,9 +66,6 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
-            // Only the request that ended the exam starts its end-to-broadcast clock; the
-            // already_completed and refused ones must not overwrite it.
-            metrics.endStarted(examId, at: started)
             let committed = ContinuousClock.now
             Self.faultPoint("after-commit")
             // Publish only now that the DB committed; a failure here leaves the row to the relay.
