@@ -167,6 +167,7 @@ let package = Package(
                 "RedisClient",
                 "ExamBellTestSupport",
                 "exambell",
+                .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),

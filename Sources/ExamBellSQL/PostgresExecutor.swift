@@ -1,23 +1,39 @@
 import ExamBellCore
 import Foundation
 import Logging
+import NIOCore
 import PostgresKit
 import PostgresNIO
 import SQLKit
 import Synchronization
 
-/// The DB at scale: a PostgreSQL connection pool (postgres-nio's `PostgresClient`).
+/// The DB at scale: postgres-nio's `PostgresClient` pool, with every call bounded in time.
+///
+/// ExamBell promises that nothing waits forever and that a call answered with an error
+/// changed nothing. Each call (`withConnection`, `withTransaction`) is bounded three ways:
+/// - **connection wait**: a caller waits at most `DatabaseTimeouts.connectionWait` for a
+///   pooled connection; its lease request is then cancelled (the pool keeps reconnecting in
+///   the background with its own backoff).
+/// - **on the server**: every connection starts with `statement_timeout`, `lock_timeout` and
+///   `idle_in_transaction_session_timeout`, so PostgreSQL itself aborts a statement that
+///   runs, or waits for a row lock, too long, and drops a transaction left open.
+/// - **on the client**: a call still running `DatabaseTimeouts.call` after it got its
+///   connection has that connection closed (PostgreSQL rolls back a transaction whose
+///   connection closes) and answers `unavailable`. `COMMIT` is sent only while the call is
+///   within its time; once sent, the call waits for its answer (bounded by the statement
+///   timeout), so an error never hides a commit that happens later.
+///
+/// A statement on a connection that has closed fails at once: postgres-nio never answers a
+/// query written to a closed channel (that was the hang of the PostgreSQL-outage test: a
+/// `ROLLBACK` after the connection died waited forever).
 public final class PostgresExecutor: SQLExecutor {
     public let dialect = SQLStoreDialect.postgres
-    private let configuration: PostgresClient.Configuration
-    private let logger: Logger
-    /// The pool, and the task running it. After a database outage the pool is replaced, so
-    /// that service resumes as soon as PostgreSQL is back (rather than after the pool's own
-    /// backoff and circuit breaker).
-    private let pool: Mutex<(client: PostgresClient, runner: Task<Void, Never>, made: ContinuousClock.Instant)>
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let timeouts: DatabaseTimeouts
 
-    /// A pool for `postgres://user[:pass]@host:port/db` (TLS when the server offers it).
-    public init(url: String, logger: Logger) throws(ExamBellError) {
+    /// A pool for `postgres://user[:pass]@host:port/db`.
+    public init(url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger) throws(ExamBellError) {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
         else {
@@ -30,124 +46,273 @@ public final class PostgresExecutor: SQLExecutor {
             tls: .disable
         )
         configuration.options.maximumConnections = 16
-        self.configuration = configuration
-        self.logger = logger
-        self.pool = Mutex(Self.makePool(configuration, logger))
-    }
-
-    private static func makePool(_ configuration: PostgresClient.Configuration, _ logger: Logger)
-        -> (client: PostgresClient, runner: Task<Void, Never>, made: ContinuousClock.Instant)
-    {
+        configuration.options.connectTimeout = timeouts.connectionWait
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", String(timeouts.statement.milliseconds)),
+            ("lock_timeout", String(timeouts.lockWait.milliseconds)),
+            ("idle_in_transaction_session_timeout", String(timeouts.call.milliseconds * 2)),
+        ]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        return (client, Task { await client.run() }, .now)
-    }
-
-    /// Runs `body` with a pooled connection; a failure to get a working connection replaces
-    /// the pool (at most once a second) before it is rethrown.
-    private func withPooledConnection<R: Sendable>(
-        _ body: @escaping @Sendable (PostgresConnection) async throws -> R
-    ) async throws -> R {
-        let client = pool.withLock { $0.client }
-        do {
-            return try await Self.withLeaseDeadline(connectionWait) { finishLease in
-                try await client.withConnection { connection in
-                    finishLease()
-                    return try await body(connection)
-                }
-            }
-        } catch {
-            // No connection in time, or a connection-level failure: the database was (or is)
-            // away, so start a fresh pool rather than wait out the old one's backoff.
-            let lostConnection =
-                error is NoConnectionInTime || error is ConnectionPoolError
-                || (error as? PSQLError)?.code == .connectionError || (error as? PSQLError)?.code == .serverClosedConnection
-            if lostConnection {
-                let retired = pool.withLock { pool -> Task<Void, Never>? in
-                    guard pool.client === client, ContinuousClock.now - pool.made > .seconds(1) else { return nil }
-                    let old = pool.runner
-                    pool = Self.makePool(configuration, logger)
-                    return old
-                }
-                retired?.cancel()
-            }
-            if let late = error as? NoConnectionInTime {
-                throw ExamBellError.unavailable("The database did not answer within \(late.limit); it may be down.")
-            }
-            throw error
-        }
-    }
-
-    /// How long a caller waits for a pooled connection before being told the DB is unavailable
-    /// (the pool itself keeps trying in the background).
-    let connectionWait: Duration = .seconds(3)
-
-    /// Runs `operation`, failing with `NoConnectionInTime` if it has not called `finishLease`
-    /// within `limit`. Only the wait for a connection is bounded, not the work done with it.
-    /// The caller is answered at the deadline even if the pool ignores the cancellation of a
-    /// request still waiting for a connection (that request fails when the pool is replaced).
-    static func withLeaseDeadline<R: Sendable>(
-        _ limit: Duration, _ operation: @escaping @Sendable (@escaping @Sendable () -> Void) async throws -> R
-    ) async throws -> R {
-        let leased = LeaseFlag()
-        let answer = AnswerOnce<R>()
-        return try await withCheckedThrowingContinuation { continuation in
-            answer.set(continuation)
-            let work = Task {
-                do {
-                    answer.resume(.success(try await operation { leased.value.store(true, ordering: .relaxed) }))
-                } catch {
-                    answer.resume(.failure(error))
-                }
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                if !leased.value.load(ordering: .relaxed) {
-                    answer.resume(.failure(NoConnectionInTime(limit: limit)))
-                    work.cancel()
-                }
-            }
-        }
+        self.client = client
+        self.timeouts = timeouts
+        // Detached: the pool lives as long as the executor, not as long as whichever task
+        // happened to open it (a task-local graceful shutdown must not close it early).
+        self.runner = Task.detached { await client.run() }
     }
 
     public func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
     {
-        try await withPooledConnection { connection in try await body(connection.sql()) }
+        try await bounded { connection, _ in try await body(LiveConnectionDatabase(connection)) }
     }
 
     public func withTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
     {
-        try await withPooledConnection { connection in
-            let db = connection.sql()
+        try await bounded { connection, gate in
+            let db = LiveConnectionDatabase(connection)
             try await db.raw("BEGIN").run()
+            let result: R
             do {
-                let result = try await body(db)
-                try await db.raw("COMMIT").run()
-                return result
+                result = try await body(db)
             } catch {
                 try? await db.raw("ROLLBACK").run()
                 throw error
             }
+            // Past its time the call has already been answered with an error: never commit then.
+            guard gate.beginCommit() else { throw CallTimedOut() }
+            try await db.raw("COMMIT").run()
+            return result
+        }
+    }
+
+    /// Runs `operation` on a pooled connection within the bounds above; backend failures
+    /// come out as `ExamBellError.unavailable`.
+    private func bounded<R: Sendable>(
+        _ operation: @escaping @Sendable (PostgresConnection, CallGate) async throws -> R
+    ) async throws -> R {
+        let gate = CallGate()
+        let answer = AnswerOnce<R>()
+        let client = self.client
+        let timeouts = self.timeouts
+        return try await withCheckedThrowingContinuation { continuation in
+            answer.set(continuation)
+            let work = Task {
+                do {
+                    let result = try await client.withConnection { connection in
+                        guard gate.leased(connection) else { throw CallTimedOut() }
+                        return try await operation(connection, gate)
+                    }
+                    gate.finish()
+                    answer.resume(.success(result))
+                } catch {
+                    gate.finish()
+                    answer.resume(.failure(Self.translate(error, timeouts)))
+                }
+            }
+            // The watchdog answers the caller at the bound even if the work ignores
+            // cancellation, and closes a connection that overran (which fails its statements).
+            let watchdog = Task {
+                try? await Task.sleep(for: timeouts.connectionWait)
+                if gate.timeOutWaiting() {
+                    answer.resume(.failure(ExamBellError.unavailable(
+                        "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
+                    work.cancel()
+                    return
+                }
+                try? await Task.sleep(for: timeouts.call)
+                if let connection = gate.timeOutRunning() {
+                    let _: EventLoopFuture<Void> = connection.close()
+                    answer.resume(.failure(ExamBellError.unavailable(
+                        "The database did not finish within \(timeouts.call); nothing was changed.")))
+                    work.cancel()
+                    return
+                }
+                // COMMIT in flight: PostgreSQL answers it within its statement timeout, or the
+                // connection is dead; either way the caller learns the outcome is unknown.
+                try? await Task.sleep(for: timeouts.statement)
+                if let connection = gate.timeOutCommitting() {
+                    let _: EventLoopFuture<Void> = connection.close()
+                    answer.resume(.failure(ExamBellError(
+                        status: 503, code: "database_outcome_unknown",
+                        message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
+                    work.cancel()
+                }
+            }
+            gate.onFinish { watchdog.cancel() }
+        }
+    }
+
+    /// What a backend failure means to a caller: the DB is unavailable (503), or the error as it is.
+    static func translate(_ error: any Error, _ timeouts: DatabaseTimeouts) -> any Error {
+        switch error {
+        case is ExamBellError, is CancellationError:
+            return error
+        case is CallTimedOut:
+            return ExamBellError.unavailable("The database did not finish within \(timeouts.call); nothing was changed.")
+        case is ConnectionLost, is ConnectionPoolError:
+            return ExamBellError.unavailable("The database connection was lost.")
+        case let error as PSQLError:
+            switch error.code {
+            case .server:
+                let state = error.serverInfo?[.sqlState] ?? ""
+                if state == "55P03" {
+                    return ExamBellError.unavailable(
+                        "The database is busy: a row stayed locked longer than \(timeouts.lockWait); nothing was changed.")
+                }
+                if state == "57014" {
+                    return ExamBellError.unavailable(
+                        "The database did not answer within \(timeouts.statement); nothing was changed.")
+                }
+                if state.hasPrefix("08") || state.hasPrefix("57P") || state == "25P03" {
+                    return ExamBellError.unavailable("The database is unavailable (\(state)); nothing was changed.")
+                }
+                return error
+            default:
+                return ExamBellError.unavailable("The database is unavailable; nothing was changed.")
+            }
+        default:
+            return error
         }
     }
 
     public func shutdown() async throws {
-        pool.withLock { $0.runner }.cancel()
+        runner.cancel()
+        await runner.value
     }
 }
 
-/// Whether a pooled connection was handed over (set once, read by the deadline).
-private final class LeaseFlag: Sendable {
-    let value = Atomic<Bool>(false)
+/// The time bounds of DB calls (see `PostgresExecutor`).
+public struct DatabaseTimeouts: Sendable {
+    /// How long a caller waits for a pooled connection.
+    public var connectionWait: Duration = .seconds(2)
+    /// How long a statement waits for a row lock (PostgreSQL's `lock_timeout`).
+    public var lockWait: Duration = .seconds(2)
+    /// How long one statement may run (PostgreSQL's `statement_timeout`).
+    public var statement: Duration = .seconds(5)
+    /// How long a whole call may hold its connection before it is closed.
+    public var call: Duration = .seconds(8)
+
+    public init() {}
+
+    /// The longest any call waits before it is answered.
+    public var callBound: Duration { connectionWait + call + statement }
 }
 
-/// No pooled connection came within the wait: the database is likely away.
-struct NoConnectionInTime: Error {
-    var limit: Duration
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
 }
 
-/// Resumes a continuation once, whichever of the work and the deadline comes first.
+/// The call ran out of time before it could commit.
+struct CallTimedOut: Error {}
+
+/// The connection closed under a statement.
+struct ConnectionLost: Error {}
+
+/// One call's progress, shared by its work and its watchdog; each step is taken once.
+private final class CallGate: Sendable {
+    enum Phase { case waiting, running, committing, finished, timedOut }
+    private struct State {
+        var phase = Phase.waiting
+        var connection: PostgresConnection?
+        var onFinish: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    /// The work got its connection; false when the call already timed out.
+    func leased(_ connection: PostgresConnection) -> Bool {
+        state.withLock { state in
+            guard state.phase == .waiting else { return false }
+            state.phase = .running
+            state.connection = connection
+            return true
+        }
+    }
+
+    /// The work is about to send COMMIT; false when the call already timed out.
+    func beginCommit() -> Bool {
+        state.withLock { state in
+            guard state.phase == .running else { return false }
+            state.phase = .committing
+            return true
+        }
+    }
+
+    func finish() {
+        let callback = state.withLock { state -> (@Sendable () -> Void)? in
+            if state.phase != .timedOut { state.phase = .finished }
+            state.connection = nil
+            defer { state.onFinish = nil }
+            return state.onFinish
+        }
+        callback?()
+    }
+
+    /// Calls `callback` when the work finishes (at once if it has).
+    func onFinish(_ callback: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            if state.phase == .finished || state.phase == .timedOut { return true }
+            state.onFinish = callback
+            return false
+        }
+        if now { callback() }
+    }
+
+    /// No connection came in time: the call times out (false if it got one meanwhile).
+    func timeOutWaiting() -> Bool { timeOut(from: .waiting).timedOut }
+
+    /// The call overran while running its statements: returns the connection to close.
+    func timeOutRunning() -> PostgresConnection? { timeOut(from: .running).connection }
+
+    /// COMMIT got no answer in time: returns the connection to close.
+    func timeOutCommitting() -> PostgresConnection? { timeOut(from: .committing).connection }
+
+    private func timeOut(from phase: Phase) -> (timedOut: Bool, connection: PostgresConnection?) {
+        state.withLock { state in
+            guard state.phase == phase else { return (false, nil) }
+            state.phase = .timedOut
+            return (true, state.connection)
+        }
+    }
+}
+
+/// `SQLDatabase` over one pooled connection whose statements fail at once when the connection
+/// has closed (postgres-nio would never answer them).
+private struct LiveConnectionDatabase: SQLDatabase {
+    let connection: PostgresConnection
+    let base: any SQLDatabase
+
+    init(_ connection: PostgresConnection) {
+        self.connection = connection
+        self.base = connection.sql()
+    }
+
+    var logger: Logger { base.logger }
+    var eventLoop: any EventLoop { base.eventLoop }
+    var version: (any SQLDatabaseReportedVersion)? { base.version }
+    var dialect: any SQLDialect { base.dialect }
+    var queryLogLevel: Logger.Level? { base.queryLogLevel }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
+        guard !connection.isClosed else { return eventLoop.makeFailedFuture(ConnectionLost()) }
+        return base.execute(sql: query, onRow)
+    }
+
+    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
+        guard !connection.isClosed else { throw ConnectionLost() }
+        try await base.execute(sql: query, onRow)
+    }
+
+    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
+        try await closure(self)
+    }
+}
+
+/// Resumes a continuation once, whichever of the work and the watchdog comes first.
 private final class AnswerOnce<R: Sendable>: Sendable {
     private let continuation = Mutex<CheckedContinuation<R, any Error>?>(nil)
 

@@ -79,6 +79,10 @@ extension SQLExamStore {
                 """,
                 "CREATE INDEX exam_answer_plan_id ON exam_answer(plan_id)",
             ],
+            // 3: when each candidate's browser acknowledged the end (last_active_time keeps the end time).
+            [
+                "ALTER TABLE exam_candidate ADD COLUMN acknowledged_at TEXT",
+            ],
         ]
     }
 

@@ -313,6 +313,24 @@ public struct SQLExamStore: ExamStore {
         }
     }
 
+    public func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int {
+        guard !times.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (id, time) in times.sorted(by: { $0.key < $1.key }) {
+                let updated = try await db.raw(
+                    """
+                    UPDATE exam_candidate SET acknowledged_at = \(bind: time.iso8601)
+                    WHERE candidate_id = \(bind: id) AND acknowledged_at IS NULL
+                    RETURNING candidate_id
+                    """
+                ).first()
+                if updated != nil { changed += 1 }
+            }
+            return changed
+        }
+    }
+
     // MARK: Answers
 
     public func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, graceSeconds: Int)
@@ -509,7 +527,8 @@ public struct SQLExamStore: ExamStore {
             planId: try row.decode(column: "plan_id", as: String.self),
             name: try row.decode(column: "name", as: String.self),
             status: status,
-            lastActiveTime: try timestamp(row, "last_active_time")
+            lastActiveTime: try timestamp(row, "last_active_time"),
+            acknowledgedAt: try timestamp(row, "acknowledged_at")
         )
     }
 

@@ -21,16 +21,18 @@ public enum PostgresExamStore {
     }
 
     /// Connects to `postgres://…` and applies the migrations not yet applied.
-    public static func open(url: String, logger: Logger = quietLogger) async throws -> SQLExamStore {
-        let store = try await openUnmigrated(url: url, logger: logger)
+    public static func open(url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger = quietLogger)
+        async throws -> SQLExamStore
+    {
+        let store = try await openUnmigrated(url: url, timeouts: timeouts, logger: logger)
         try await store.migrate()
         return store
     }
 
     /// Connects without migrating (for administration, like creating a database).
-    public static func openUnmigrated(url: String, logger: Logger = quietLogger) async throws
-        -> SQLExamStore
-    {
-        SQLExamStore(executor: try PostgresExecutor(url: url, logger: logger))
+    public static func openUnmigrated(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger = quietLogger
+    ) async throws -> SQLExamStore {
+        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, logger: logger))
     }
 }

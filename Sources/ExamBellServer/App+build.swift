@@ -165,8 +165,11 @@ func buildRouter(
         return metricsResponse(metrics.exposition(hub: hub, outboxBacklog: backlog))
     }
     if configuration.roles.contains(.web) {
+        guard let adminToken = configuration.adminToken, !adminToken.isEmpty else {
+            throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
+        }
         let controller = ExamsController<BasicRequestContext>(
-            backends: backends, configuration: configuration, auth: AdminAuth(token: configuration.adminToken),
+            backends: backends, configuration: configuration, auth: AdminAuth(token: adminToken),
             sessions: sessions, endService: endService
         )
         router.addRoutes(controller.endpoints, atPath: "api")

@@ -25,8 +25,8 @@ public struct ExamBellConfiguration: Sendable {
     public var roles: Roles = .all
     public var host = "127.0.0.1"
     public var port = 8080
-    /// Bearer token of admin calls.
-    public var adminToken: String
+    /// Bearer token of admin calls; only web nodes hold it (a socket node never needs it).
+    public var adminToken: String?
     /// Key that signs browser session tokens (shared by web and socket nodes).
     public var sessionSecret: String
     /// Where browsers and tools reach the web server, like `http://127.0.0.1:8080`.
@@ -55,15 +55,16 @@ public struct ExamBellConfiguration: Sendable {
     /// Seconds after an exam's end during which answer saves already in flight are still
     /// taken (and audited as late); later ones are refused with 409.
     public var answerGraceSeconds = 10
-    /// Maximum request body, in bytes.
-    public var maxBodySize = 1 << 20
+    /// Maximum request body, in bytes: room for the largest bulk request DESIGN allows
+    /// (10,000 candidates with 64-character ids and names, `\u`-escaped by most clients).
+    public var maxBodySize = 4 << 20
     /// Browsers one socket node holds at most; one more is refused with 503 (a process may
     /// hold about 19,900 sockets on these machines).
     public var maxConnections = 19_000
     /// Maximum candidates, proctors or session ids in one request.
     public var maxBatch = 10_000
 
-    public init(adminToken: String, sessionSecret: String, publicWebURL: String, publicSocketURL: String) {
+    public init(adminToken: String?, sessionSecret: String, publicWebURL: String, publicSocketURL: String) {
         self.adminToken = adminToken
         self.sessionSecret = sessionSecret
         self.publicWebURL = publicWebURL

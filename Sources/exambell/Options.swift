@@ -37,7 +37,7 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "The ws://…/ws that session tokens point browsers to (EXAMBELL_PUBLIC_SOCKET_URL).")
     var publicSocketUrl: String?
 
-    @Option(help: "A socket node's stable name, its consumer group (EXAMBELL_NODE_ID).")
+    @Option(help: "A socket node's stable name, its consumer group (EXAMBELL_NODE_ID; default socket-HOST-PORT).")
     var nodeId: String?
 
     @Option(help: "Seconds between final-sync passes (EXAMBELL_SYNC_INTERVAL; default 30).")
@@ -70,7 +70,20 @@ struct ServerOptions: ParsableArguments {
     var resolvedSessionSecret: String? { sessionSecret ?? environment("EXAMBELL_SESSION_SECRET") }
     var resolvedWebURL: String? { webUrl ?? environment("EXAMBELL_WEB_URL") }
     var resolvedPublicSocketURL: String? { publicSocketUrl ?? environment("EXAMBELL_PUBLIC_SOCKET_URL") }
-    var resolvedNodeId: String { nodeId ?? environment("EXAMBELL_NODE_ID") ?? "socket-1" }
+    /// The node id given, if any (see `defaultNodeId` for the one made otherwise).
+    var givenNodeId: String? { nodeId ?? environment("EXAMBELL_NODE_ID") }
+
+    /// A socket node's id when none is given: `socket-HOST-PORT`. Two processes on one host
+    /// cannot listen on one port, and hosts differ in name, so two nodes never share a
+    /// consumer group by accident; the same node restarted on its port keeps its group and
+    /// replays what it had taken but not broadcast.
+    static func defaultNodeId(port: Int) -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        let safe = String(host.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" })
+        // Port 0 picks a free port at bind time: the process id keeps such nodes apart.
+        let place = port == 0 ? "pid\(ProcessInfo.processInfo.processIdentifier)" : String(port)
+        return "socket-\(safe.isEmpty ? "host" : safe)-\(place)"
+    }
 
     func seconds(_ value: Int?, env: String, default fallback: Int) throws -> Duration {
         let seconds = value ?? environment(env).flatMap(Int.init) ?? fallback

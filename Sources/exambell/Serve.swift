@@ -34,19 +34,31 @@ enum NodeRunner {
         var adminToken = options.resolvedAdminToken
         var sessionSecret = options.resolvedSessionSecret
         var tokenWasMade = false
+        // Each role holds only the secrets it uses: the admin server none (it passes the
+        // operator's token on), a socket node the session secret only, a web node both.
         if roles == .admin {
-            adminToken = adminToken ?? ""
+            adminToken = nil
             sessionSecret = sessionSecret ?? ""
+        } else if roles == .socket {
+            if adminToken != nil {
+                logger.notice("a socket node does not use the admin token; it was given one and ignores it")
+                adminToken = nil
+            }
+            guard sessionSecret != nil else {
+                throw ValidationError(
+                    "A socket node needs the web nodes' --session-secret (EXAMBELL_SESSION_SECRET, 32+ characters) "
+                        + "to check browser session tokens."
+                )
+            }
         } else if roles != .all {
             // Split nodes must share their secrets; a node-local one would lock the others out.
             guard adminToken != nil, sessionSecret != nil else {
                 throw ValidationError(
-                    "Separate nodes need the same --admin-token and --session-secret (32+ characters) "
-                        + "(EXAMBELL_ADMIN_TOKEN, EXAMBELL_SESSION_SECRET) on every web and socket node."
+                    "A web node needs --admin-token and the --session-secret (32+ characters) its socket nodes share "
+                        + "(EXAMBELL_ADMIN_TOKEN, EXAMBELL_SESSION_SECRET)."
                 )
             }
-        }
-        if adminToken == nil || sessionSecret == nil {
+        } else if adminToken == nil || sessionSecret == nil {
             let secrets = try LocalSecrets.loadOrCreate(in: options.resolvedDataDir)
             tokenWasMade = adminToken == nil
             adminToken = adminToken ?? secrets.adminToken
@@ -63,12 +75,15 @@ enum NodeRunner {
         let shownHost = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
         let webURL = options.resolvedWebURL ?? "http://\(shownHost):\(port)"
         var configuration = ExamBellConfiguration(
-            adminToken: adminToken!, sessionSecret: sessionSecret!, publicWebURL: webURL,
+            adminToken: adminToken, sessionSecret: sessionSecret!, publicWebURL: webURL,
             publicSocketURL: options.resolvedPublicSocketURL ?? "ws://\(shownHost):\(port)/ws"
         )
         configuration.host = host
         configuration.port = port
-        configuration.nodeId = options.resolvedNodeId
+        configuration.nodeId = options.givenNodeId ?? ServerOptions.defaultNodeId(port: port)
+        if roles.contains(.socket) {
+            logger.info("socket node id (its consumer group)", metadata: ["nodeId": "\(configuration.nodeId)"])
+        }
         configuration.syncInterval = try options.seconds(options.syncInterval, env: "EXAMBELL_SYNC_INTERVAL", default: 30)
         configuration.maxConnections = options.maxConnections ?? environment("EXAMBELL_MAX_CONNECTIONS").flatMap(Int.init) ?? 19_000
         guard configuration.maxConnections > 0 else { throw ValidationError("--max-connections must be positive.") }
@@ -91,11 +106,11 @@ enum NodeRunner {
             let application = try buildAdminApplication(configuration: configuration, logger: logger, onServerRunning: announce)
             run = { try await application.runService() }
         }
-        let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken)
+        let client = APIClient(baseURL: URL(string: webURL)!, adminToken: configuration.adminToken ?? "")
         let dataDir = options.resolvedDataDir
         let tokenLine =
             tokenWasMade
-            ? "  Log in with the admin token: \(configuration.adminToken)  (kept in \(dataDir)/secrets.json)"
+            ? "  Log in with the admin token: \(configuration.adminToken ?? "")  (kept in \(dataDir)/secrets.json)"
             : "  Log in with the admin token you set (--admin-token / EXAMBELL_ADMIN_TOKEN)."
         enum Part { case server, banner }
         let result: Result<Void, any Error> = await withTaskGroup(of: (Part, Result<Void, any Error>).self) { group in

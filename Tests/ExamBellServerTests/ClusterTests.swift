@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import ExamBellTestSupport
 import Foundation
+import SQLKit
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -37,8 +38,11 @@ struct ClusterTests {
         let admin: TestProcess
         let adminPort: Int
 
+        /// Socket nodes get no admin token (they never need one); with `namedSockets` false they
+        /// get no `--node-id` either and pick their own.
         static func start(
-            socketNodes: Int, webEnvironment: [String: String] = [:], socketEnvironment: [String: String] = [:]
+            socketNodes: Int, namedSockets: Bool = true, webEnvironment: [String: String] = [:],
+            socketEnvironment: [String: String] = [:]
         ) async throws -> Cluster {
             let redis = try await RedisTestServer.start()
             let server = try PostgresTestDatabase.serverURL()
@@ -59,8 +63,8 @@ struct ClusterTests {
                 sockets.append(
                     (
                         try node(
-                            "socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: "s\(index)",
-                            extra: socketEnvironment
+                            "socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory,
+                            nodeId: namedSockets ? "s\(index)" : nil, adminToken: false, extra: socketEnvironment
                         ), port
                     )
                 )
@@ -88,18 +92,20 @@ struct ClusterTests {
         }
 
         static func node(
-            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String = "web",
-            extra: [String: String] = [:]
+            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String? = "web",
+            adminToken withAdminToken: Bool = true, extra: [String: String] = [:]
         ) throws -> TestProcess {
+            var environment = [
+                "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redis.url,
+                "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "warning",
+                "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
+            ]
+            if let nodeId { environment["EXAMBELL_NODE_ID"] = nodeId }
+            if withAdminToken { environment["EXAMBELL_ADMIN_TOKEN"] = adminToken }
             let process = TestProcess(
                 arguments: [try TestProcess.exambellBinary(), role],
-                environment: [
-                    "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redis.url,
-                    "EXAMBELL_ADMIN_TOKEN": adminToken, "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_NODE_ID": nodeId,
-                    "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "warning",
-                    "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
-                ].merging(extra) { $1 },
-                logPath: directory.appendingPathComponent("\(role)-\(nodeId).log").path
+                environment: environment.merging(extra) { $1 },
+                logPath: directory.appendingPathComponent("\(role)-\(nodeId ?? "port\(port)").log").path
             )
             try process.start()
             return process
@@ -277,6 +283,107 @@ struct ClusterTests {
         browser.close()
     }
 
+    @Test(
+        "two socket nodes started without --node-id and without the admin token: each has its own consumer group and an end reaches browsers on both",
+        .timeLimit(.minutes(2))
+    )
+    func unnamedSocketNodes() async throws {
+        let cluster = try await Cluster.start(socketNodes: 2, namedSockets: false)
+        defer { cluster.stopAll() }
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Unnamed"}"#).0 == 201)
+        let people = #"{"candidates":[{"candidateId":"e1-c1","name":"A"},{"candidateId":"e1-c2","name":"B"}]}"#
+        #expect(try await cluster.api("POST", "/api/exams/e1/candidates", people).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
+        let tokens = try await cluster.tokens("e1", role: "candidate", ids: ["e1-c1", "e1-c2"])
+        let browsers = [
+            TestBrowser(port: cluster.sockets[0].port, token: tokens[0]), TestBrowser(port: cluster.sockets[1].port, token: tokens[1]),
+        ]
+        try await eventually("browsers on both nodes counted") {
+            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":2"#)
+        }
+        let groups = try cluster.redis.cli("XINFO", "GROUPS", "queue:exam_end")
+        let names = zip(groups, groups.dropFirst()).filter { $0.0 == "name" }.map(\.1)
+        #expect(names.count == 2 && Set(names).count == 2, "a consumer group of its own per node: \(names)")
+        #expect(names.allSatisfy { $0.hasPrefix("socket-") })
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"unnamed"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+            #expect(await browser.frames(over: .milliseconds(500)).count == 1)
+        }
+        for (process, _) in cluster.sockets {
+            #expect(!process.log.contains(ClusterTests.adminToken), "a socket node never holds the admin token")
+        }
+        browsers.forEach { $0.close() }
+    }
+
+    @Test(
+        "100 concurrent ends on separate connections to two web processes: one transition, one queue entry, one audit row, one frame per browser",
+        .timeLimit(.minutes(2))
+    )
+    func concurrentEndsAcrossWebNodes() async throws {
+        let cluster = try await Cluster.start(socketNodes: 1)
+        defer { cluster.stopAll() }
+        let secondPort = try RedisTestServer.freePort()
+        let second = try Cluster.node(
+            "web", port: secondPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory, nodeId: "web-2"
+        )
+        defer { second.stop() }
+        try await cluster.waitHealthy(secondPort)
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Race"}"#).0 == 201)
+        let people = (1...3).map { #"{"candidateId":"e1-c\#($0)","name":"C"}"# }.joined(separator: ",")
+        #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[\#(people)]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
+        let tokens = try await cluster.tokens("e1", role: "candidate", ids: ["e1-c1", "e1-c2", "e1-c3"])
+        let browsers = tokens.map { TestBrowser(port: cluster.sockets[0].port, token: $0) }
+        try await eventually("browsers connected") {
+            try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":3"#)
+        }
+        let ports = [cluster.webPort, secondPort]
+        let results = try await withThrowingTaskGroup(of: EndBody.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    let (status, body) = try await callOnOwnConnection(
+                        port: ports[index % 2], "POST", "/api/exams/e1/end", json: #"{"reason":"race"}"#, token: ClusterTests.adminToken
+                    )
+                    #expect(status == 200, "\(body)")
+                    return try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.filter { $0.result == "completed" }.count == 1)
+        #expect(results.filter { $0.result == "already_completed" }.count == 99)
+        let ends = Set(results.map(\.endDatetime))
+        #expect(ends.count == 1, "every answer carries the one end time")
+        let end = try #require(ends.first)
+        #expect(try cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
+        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end)"}"#])
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        #expect(try await store.auditLog(planId: "e1").filter { $0.action == "end" }.count == 1, "one audit row")
+        try await store.shutdown()
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1) == [frame("e1", end)])
+            #expect(await browser.frames(over: .seconds(1)).count == 1, "one frame per browser over the whole window")
+        }
+        browsers.forEach { $0.close() }
+    }
+
+    @Test("a web node refuses to start without the admin token, naming it")
+    func webNeedsAdminToken() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-web-token-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let process = try Cluster.node(
+            "web", port: try RedisTestServer.freePort(), databaseURL: try await PostgresTestDatabase.freshDatabaseURL(), redis: redis,
+            directory: directory, adminToken: false
+        )
+        try await eventually("the refusal is printed") { process.log.contains("--admin-token") }
+        process.stop(SIGKILL)
+    }
+
     @Test("a split node refuses to start without PostgreSQL and Redis, saying why")
     func refusesWithoutSharedEngines() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-refuse-\(UUID().uuidString)")
@@ -296,37 +403,76 @@ struct ClusterTests {
 
 @Suite("PostgreSQL outage")
 struct PostgresOutageTests {
-    @Test("PostgreSQL down: an end answers 503 with a clear error and changes nothing; it works once PostgreSQL is back")
+    @Test(
+        "PostgreSQL dies inside the end transaction, then is down: each end answers 503 in time and changes nothing; once it is back the first end ends it; shutdown with it down completes",
+        .timeLimit(.minutes(2))
+    )
     func databaseDown() async throws {
         let postgres = try await PostgresTestServer.start()
-        let store = try await PostgresExamStore.open(url: postgres.url)
+        // A lock wait longer than the test's wait for the crash: the end is inside its
+        // transaction, waiting on the row, when PostgreSQL dies.
+        var longLockWait = EndTruthTests.shortTimeouts
+        longLockWait.lockWait = .seconds(20)
+        longLockWait.statement = .seconds(25)
+        longLockWait.call = .seconds(30)
+        let timeouts = longLockWait
+        let store = try await PostgresExamStore.open(url: postgres.url, timeouts: timeouts)
         let node = try await TestNode(store: store)
-        try await node.node.application.test(.router) { client in
-            _ = try await client.makeExam("e1", candidates: 2)
-            postgres.crash()
-            let ready = try await client.call(.get, "/ready", headers: [:])
-            #expect(ready.status == .serviceUnavailable)
-            #expect(String(buffer: ready.body).contains(#""database":"down""#))
-            let refused = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db down"}"#)
-            #expect(refused.status == .serviceUnavailable)
-            let error = try decode(ErrorBody.self, refused)
-            #expect(error.error.code == "service_unavailable")
-            #expect(try await node.backends.state.plan("e1")?.status == .inProgress, "the state store was put back")
-            try await postgres.start()
-            var answer: EndBody?
-            for _ in 0..<100 {
-                let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db back"}"#)
-                if response.status == .ok {
-                    answer = try decode(EndBody.self, response)
-                    break
+        let monitor = try PostgresExecutor(url: postgres.url, logger: EndTruthTests.quiet)
+        try await bounded("the outage scenario, and the node's graceful shutdown with PostgreSQL down", within: .seconds(100)) {
+            try await node.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 2)
+                let browser = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: ids)[0])
+                await eventually("connected") { node.node.hub.connectionCount == 1 }
+
+                // 1. PostgreSQL crashes while the end waits inside its transaction.
+                let lock = try await PlanRowLock.hold(url: postgres.url, planId: "e1")
+                let started = ContinuousClock.now
+                let inFlight = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db dies"}"#) }
+                try await eventually("the end waits on the row inside its transaction") {
+                    try await monitor.withConnection { db in
+                        try await db.raw("SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").first()?.decode(column: "n", as: Int.self)
+                    } ?? 0 > 0
                 }
-                try await Task.sleep(for: .milliseconds(100))
+                postgres.crash()
+                let refused = try await inFlight.value
+                #expect(refused.status == .serviceUnavailable)
+                #expect(try decode(ErrorBody.self, refused).error.code == "service_unavailable")
+                #expect(ContinuousClock.now - started < timeouts.callBound, "answered within the stated bound")
+                await lock.release()
+                #expect(try await node.backends.state.plan("e1")?.status == .inProgress, "the state store never said completed")
+                #expect(await browser.frames(over: .seconds(1)).isEmpty, "nobody was told")
+
+                // 2. Still down: the first read fails; /ready names the DB.
+                let ready = try await client.call(.get, "/ready", headers: [:])
+                #expect(ready.status == .serviceUnavailable)
+                #expect(String(buffer: ready.body).contains(#""database":"down""#))
+                let down = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db down"}"#)
+                #expect(down.status == .serviceUnavailable)
+
+                // 3. Back: the first end that reaches the DB ends it, and the browser is told once.
+                try await postgres.start()
+                var answer: EndBody?
+                let deadline = ContinuousClock.now + .seconds(30)
+                while answer == nil, ContinuousClock.now < deadline {
+                    let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db back"}"#)
+                    if response.status == .ok { answer = try decode(EndBody.self, response) } else { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                let end = try #require(answer, "an end succeeded within 30 s of PostgreSQL's restart")
+                #expect(end.result == "completed")
+                #expect(await browser.frames(atLeast: 1) == [ClusterTests().frame("e1", end.endDatetime)])
+                #expect(await browser.frames(over: .milliseconds(500)).count == 1)
+                #expect(try await client.call(.get, "/ready", headers: [:]).status == .ok)
+                let log = try await node.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }
+                #expect(log.map(\.reason) == ["db back"], "the refused ends left nothing behind")
+                browser.close()
+
+                // 4. Down again for the node's graceful shutdown (bounded above).
+                postgres.crash()
             }
-            #expect(answer?.result == "completed", "the first end that reaches the DB ends it")
-            #expect(try await client.call(.get, "/ready", headers: [:]).status == .ok)
-            let log = try await node.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }
-            #expect(log.map(\.reason) == ["db back"], "the refused end left nothing behind")
         }
+        try? await monitor.shutdown()
         try await store.shutdown()
     }
 }

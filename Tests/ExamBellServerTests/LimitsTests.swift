@@ -9,12 +9,12 @@ import Testing
 /// Hostile and broken browsers on the WebSocket: none of them hurts anyone else (issue 6).
 @Suite("WebSocket limits")
 struct LimitsTests {
-    @Test("HTTP: a body over 1 MiB gets 413 and changes nothing; a session token is no admin token")
+    @Test("HTTP: a body over 4 MiB gets 413 and changes nothing; a session token is no admin token")
     func httpLimits() async throws {
         let app = try await TestNode().node.application
         try await app.test(.router) { client in
             let ids = try await client.makeExam("e1", candidates: 1)
-            let huge = String(repeating: "가", count: 400_000)  // 1.2 MB of UTF-8
+            let huge = String(repeating: "가", count: 1_500_000)  // 4.5 MB of UTF-8
             let response = try await client.call(.post, "/api/exams", json: #"{"examId":"big","title":"\#(huge)"}"#)
             #expect(response.status == .contentTooLarge)
             #expect(try decode(ErrorBody.self, response).error.code == "body_too_large")

@@ -64,8 +64,15 @@ struct SocketEndToEndTests {
             let ids = try await client.makeExam("e1", candidates: 3)
             let browser = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: [ids[0]])[0])
             await eventually("connected") { test.node.hub.connectionCount == 1 }
+            // Each request on a connection of its own, so that they really race.
             let results = try await withThrowingTaskGroup(of: EndBody.self) { group in
-                for _ in 0..<100 { group.addTask { try await client.end("e1") } }
+                for _ in 0..<100 {
+                    group.addTask {
+                        let (status, body) = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/end", json: #"{"reason":"race"}"#)
+                        #expect(status == 200)
+                        return try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+                    }
+                }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(results.filter { $0.result == "completed" }.count == 1)
@@ -79,6 +86,7 @@ struct SocketEndToEndTests {
             #expect(candidates.count == 3 && candidates.values.allSatisfy { $0.status == .completed }, "DB and state store agree")
             let frames = await browser.frames(atLeast: 1)
             #expect(frames == [expectedFrame("e1", results[0].endDatetime)])
+            #expect(await browser.frames(over: .seconds(1)).count == 1, "told once over the whole window")
             browser.close()
         }
     }

@@ -15,6 +15,10 @@ import RedisClient
 import Synchronization
 import Testing
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// A node on SQLite and the memory engine, with fast background timings, for tests.
 struct TestNode {
     static let adminToken = "test-admin-token"
@@ -207,6 +211,13 @@ final class TestBrowser: Sendable {
         await received.messages(atLeast: count, within: limit)
     }
 
+    /// Every frame that arrived by the end of `window` from now: counts what a browser was
+    /// sent over a stretch of time, not only its first frame.
+    func frames(over window: Duration) async -> [String] {
+        try? await Task.sleep(for: window)
+        return received.all
+    }
+
     /// The connection's outcome: nil while open, else how it ended.
     func result(within limit: Duration = .seconds(10)) async -> Result<Void, any Error>? {
         await withTaskGroup(of: Result<Void, any Error>?.self) { group in
@@ -317,4 +328,67 @@ func eventually(
         try? await Task.sleep(for: .milliseconds(25))
     }
     Issue.record("never happened: \(what)", sourceLocation: sourceLocation)
+}
+
+/// Runs `body` and waits for it at most `limit`: past that the test fails, naming what it
+/// waited for, and goes on (the body is cancelled and left behind, so a product path that
+/// hangs fails its own test and never holds the suite).
+@discardableResult
+func bounded<T: Sendable>(
+    _ what: Comment, within limit: Duration, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
+    let answer = ResumeOnce<Result<T, any Error>?>()
+    let outcome: Result<T, any Error>? = await withCheckedContinuation { continuation in
+        answer.set(continuation)
+        let work = Task {
+            do { answer.resume(.success(try await body())) } catch { answer.resume(.failure(error)) }
+        }
+        Task {
+            try? await Task.sleep(for: limit)
+            answer.resume(nil)
+            work.cancel()
+        }
+    }
+    guard let outcome else {
+        Issue.record("did not finish within \(limit): \(what)", sourceLocation: sourceLocation)
+        return nil
+    }
+    return try outcome.get()
+}
+
+/// A continuation resumed once, by whichever comes first.
+final class ResumeOnce<Value: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Value, Never>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<Value, Never>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func resume(_ value: Value) {
+        let waiting = continuation.withLock { continuation in
+            defer { continuation = nil }
+            return continuation
+        }
+        waiting?.resume(returning: value)
+    }
+}
+
+/// One admin call on a connection of its own (an ephemeral session per call), as separate
+/// clients make them: concurrent calls are served concurrently, not one after another.
+func callOnOwnConnection(
+    port: Int, _ method: String, _ path: String, json: String? = nil, token: String = TestNode.adminToken
+) async throws -> (status: Int, body: String) {
+    let session = URLSession(configuration: .ephemeral)
+    defer { session.finishTasksAndInvalidate() }
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+    request.httpMethod = method
+    request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+    request.timeoutInterval = 60
+    if let json {
+        request.httpBody = Data(json.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    let (data, response) = try await session.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
 }

@@ -41,16 +41,20 @@ public struct Candidate: Sendable, Hashable, Codable {
     public var name: String
     public var status: CandidateStatus
     public var lastActiveTime: Timestamp?
+    /// When the candidate's browser first acknowledged the end (`acknowledged_at`); the end
+    /// time itself stays in `lastActiveTime`.
+    public var acknowledgedAt: Timestamp?
 
     public init(
         candidateId: String, planId: String, name: String, status: CandidateStatus,
-        lastActiveTime: Timestamp? = nil
+        lastActiveTime: Timestamp? = nil, acknowledgedAt: Timestamp? = nil
     ) {
         self.candidateId = candidateId
         self.planId = planId
         self.name = name
         self.status = status
         self.lastActiveTime = lastActiveTime
+        self.acknowledgedAt = acknowledgedAt
     }
 }
 

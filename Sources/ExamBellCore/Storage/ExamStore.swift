@@ -78,6 +78,10 @@ public protocol ExamStore: Sendable {
     /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
     func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int
 
+    /// Copies when candidates' browsers acknowledged the end (final sync, Redis → DB) into
+    /// `acknowledged_at`; a time already recorded stays. Returns rows changed.
+    func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int
+
     /// Saves a candidate's answers (item number → answer; "" clears) in one transaction with
     /// its audit row. An `in_progress` exam takes them and marks the candidate active; a
     /// `completed` one takes them only until `graceSeconds` after its end, and refuses them

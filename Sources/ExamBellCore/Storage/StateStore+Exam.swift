@@ -1,8 +1,9 @@
 /// The exam meaning of the state store's keys, written once for every engine.
 ///
 /// Keys of DESIGN.md (fixed): `exam_plan:{plan_id}`, `exam_candidate:{candidate_id}:status`.
-/// Keys ExamBell adds for live counts: `exam_ack:{plan_id}` (set of candidate ids that
-/// acknowledged the end) and `exam_presence:{plan_id}` (hash: socket node id → `Presence`).
+/// Keys ExamBell adds for live counts: `exam_ack:{plan_id}` (hash: candidate id → when its
+/// browser acknowledged the end) and `exam_presence:{plan_id}` (hash: socket node id →
+/// `Presence`).
 extension StateStore {
     /// Writes the plan key and every candidate key in one round trip.
     public func write(plan planId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
@@ -44,15 +45,21 @@ extension StateStore {
         try await rawCandidates(ids).compactMapValues(CandidateStateValue.init(json:))
     }
 
-    /// Records that a candidate's browser acknowledged the end at `time`.
+    /// Records that a candidate's browser acknowledged the end at `time`, in the hash
+    /// `exam_ack:{plan_id}` (candidate id → ack time). The candidate's own key is left alone:
+    /// its `last_active_time` is the end time, one value everywhere (DESIGN).
     public func recordAck(planId: String, candidateId: String, at time: Timestamp) async throws {
-        try await set([(CandidateStateValue.key(candidateId), CandidateStateValue(status: .completed, lastActiveTime: time).json)])
-        try await addToSet(Self.ackKey(planId), [candidateId])
+        try await setField(Self.ackKey(planId), field: candidateId, value: time.iso8601)
     }
 
     /// The candidates of a plan that acknowledged its end.
     public func acknowledged(planId: String) async throws -> Set<String> {
-        try await setMembers(Self.ackKey(planId))
+        Set(try await fields(Self.ackKey(planId)).keys)
+    }
+
+    /// When each candidate of a plan acknowledged its end.
+    public func acknowledgements(planId: String) async throws -> [String: Timestamp] {
+        try await fields(Self.ackKey(planId)).compactMapValues(Timestamp.init(iso8601:))
     }
 
     /// Publishes what one socket node holds of a plan; an empty presence removes the node.

@@ -5,11 +5,15 @@ import Glibc
 #endif
 import Logging
 
-/// The scenario of seed §2 on the web server: validate → DB and state store in parallel →
-/// publish after the DB commit → (socket broadcast happens on the socket nodes) → final sync.
+/// The scenario of seed §2 on the web server: validate → the DB commits the end → the state
+/// store and the queue at once (the seed's `par`, moved after the commit) → (socket nodes
+/// broadcast) → final sync.
 ///
-/// The DB decides: its conditional update lets exactly one of concurrent requests end the
-/// exam; every other request answers `already_completed` with the winner's end time.
+/// The DB decides and goes first: its conditional update lets exactly one of concurrent
+/// requests end the exam, and nothing else says "ended" before it committed. Browsers learn of
+/// an end from the queue or, when they join late, from the state store; both are written only
+/// after the commit, so no browser is ever told of an end the DB refused, and a request that
+/// lost the race writes nothing (every reader sees the winner's one end time).
 public struct EndExamService: Sendable {
     /// What an end request got.
     public struct Outcome: Sendable, Hashable {
@@ -44,32 +48,31 @@ public struct EndExamService: Sendable {
         await Self.slowPoint("slow-end")
         let endDatetime = Timestamp.now()
         let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
-        // par: the DB change and the state-store change at once.
-        async let stateWritten = writeCompleted(examId: examId, candidateIds: candidateIds, at: endDatetime)
         let transition: EndTransition
         do {
             transition = try await backends.store.endExam(
                 planId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
             )
         } catch {
-            // Nothing half-applied: the DB did not change, so the state store goes back too.
-            if await stateWritten { await restore(plan: plan, candidateIds: candidateIds) }
-            throw error
+            // A commit whose answer was lost: read the truth back before answering.
+            guard await committedAnyway(examId: examId, at: endDatetime, after: error) else { throw error }
+            logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
+            // The outbox row stays claimed until its lease ends; the relay then publishes it
+            // again, which tells nobody twice.
+            try await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: candidateIds)
+            guard let ended = try await backends.store.exam(examId) else { throw error }
+            return Outcome(plan: ended, ended: true)
         }
-        let stateOK = await stateWritten
 
         switch transition {
         case .alreadyCompleted(let winner):
-            // A concurrent request won; our parallel write may carry our time, so write the truth.
-            if stateOK, let end = winner.endDatetime {
-                _ = await writeCompleted(examId: examId, candidateIds: candidateIds, at: end)
-            }
+            // A concurrent request won; it writes the state store with its time, we write nothing.
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
             let committed = ContinuousClock.now
             Self.faultPoint("after-commit")
-            // Publish only now that the DB committed; a failure here leaves the row to the relay.
-            await outbox.deliver(entry, stateAlreadyWritten: stateOK)
+            // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
+            await outbox.deliver(entry, candidateIds: candidateIds)
             let published = ContinuousClock.now
             logger.info(
                 "exam ended",
@@ -88,6 +91,15 @@ public struct EndExamService: Sendable {
             }
             return Outcome(plan: ended, ended: true)
         }
+    }
+
+    /// After an end transaction failed without a clear answer (the connection died or the
+    /// commit was not confirmed): whether the DB holds this very end. A clear refusal (wrong
+    /// state, not found, a lock or statement timeout that rolled back) is taken as it is.
+    private func committedAnyway(examId: String, at endDatetime: Timestamp, after error: any Error) async -> Bool {
+        if let error = error as? ExamBellError, error.status != 503 { return false }
+        guard let plan = try? await backends.store.exam(examId) else { return false }
+        return plan.status == .completed && plan.endDatetime?.iso8601 == endDatetime.iso8601
     }
 
     static func ms(_ duration: Duration) -> String {
@@ -120,31 +132,6 @@ public struct EndExamService: Sendable {
             try? await Task.sleep(for: .milliseconds(1500))
         }
         #endif
-    }
-
-    /// Writes the plan key and every candidate key as completed at `time` in one round trip.
-    /// Returns false (and logs) when the state store cannot be reached.
-    private func writeCompleted(examId: String, candidateIds: [String], at time: Timestamp) async -> Bool {
-        do {
-            try await backends.state.writeEnded(planId: examId, candidateIds: candidateIds, at: time)
-            return true
-        } catch {
-            logger.warning("state store write failed; the outbox relay will retry", metadata: ["examId": "\(examId)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    /// Puts the state store back to the running exam after the DB refused the end (the DB
-    /// cannot be read then); final sync later restores the candidates' last activity.
-    private func restore(plan: ExamPlan, candidateIds: [String]) async {
-        do {
-            try await backends.state.writeSame(
-                plan: plan.planId, PlanStateValue(plan), candidateIds: candidateIds,
-                CandidateStateValue(status: .inProgress, lastActiveTime: nil)
-            )
-        } catch {
-            logger.warning("could not restore the state store; final sync will", metadata: ["examId": "\(plan.planId)"])
-        }
     }
 }
 

@@ -75,6 +75,14 @@ public struct FinalSync: Service {
             candidates = try await backends.store.candidates(planId: planId)
         }
 
+        // Redis → DB: when each browser acknowledged the end (a column of its own; the
+        // candidate's last_active_time stays the end time).
+        let unrecorded = Set(candidates.filter { $0.acknowledgedAt == nil }.map(\.candidateId))
+        let acks = try await backends.state.acknowledgements(planId: planId).filter { unrecorded.contains($0.key) }
+        if !acks.isEmpty {
+            report.candidatesUpdatedInDB += try await backends.store.recordAcknowledgements(acks)
+        }
+
         // DB → Redis: rewrite what is missing or differs.
         var rewrite: [(key: String, value: String)] = []
         // A key is rewritten when it is missing, malformed or behind the DB. A key ahead of our

@@ -11,17 +11,14 @@ public struct OutboxRelay: Service {
     let lease: Duration
     let logger: Logger
 
-    /// Makes the state store say completed (unless already done), publishes the message,
-    /// completes the candidates' DB rows and marks the row published. Failures are logged;
-    /// the row stays for the next pass (every step is idempotent).
+    /// Delivers a committed end: the state store and the queue at once (`announce`), then
+    /// the candidates' DB rows, then the row marked published. Failures are logged; the row
+    /// stays for the next pass (every step is idempotent: a second `exam_end` entry for the
+    /// same end tells nobody twice, since a socket node's room remembers its end).
     @discardableResult
-    public func deliver(_ entry: OutboxEntry, stateAlreadyWritten: Bool) async -> Bool {
+    public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
         do {
-            if !stateAlreadyWritten {
-                let ids = try await backends.store.candidateIds(planId: entry.planId)
-                try await backends.state.writeEnded(planId: entry.planId, candidateIds: ids, at: entry.message.timestamp)
-            }
-            try await backends.queue.publish(entry.message)
+            try await announce(entry.message, candidateIds: candidateIds)
             // Off the browsers' path: they are being told while the candidates' rows change.
             try await backends.store.completeCandidates(planId: entry.planId, at: entry.message.timestamp)
             try await backends.store.markPublished(outboxId: entry.id, at: .now())
@@ -30,6 +27,20 @@ public struct OutboxRelay: Service {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.planId)", "error": "\(error)"])
             return false
         }
+    }
+
+    /// The seed's `par`, after the DB committed the end: the plan and candidate keys say
+    /// completed at the end time (one round trip) while `exam_end` is published. Both are
+    /// attempted even when one fails; the first failure is thrown.
+    func announce(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws {
+        let ids: [String]
+        if let candidateIds { ids = candidateIds } else { ids = try await backends.store.candidateIds(planId: message.examId) }
+        async let stateWritten: Void = backends.state.writeEnded(planId: message.examId, candidateIds: ids, at: message.timestamp)
+        async let published = backends.queue.publish(message)
+        var failure: (any Error)?
+        do { try await stateWritten } catch { failure = error }
+        do { _ = try await published } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
 
     /// One pass: claims the rows that are due and delivers them. Returns how many it published.
@@ -41,7 +52,7 @@ public struct OutboxRelay: Service {
                 now: now, leaseUntil: now.adding(seconds: max(1, lease.components.seconds)), limit: 100
             )
             var published = 0
-            for entry in due where await deliver(entry, stateAlreadyWritten: false) {
+            for entry in due where await deliver(entry) {
                 published += 1
             }
             return published

@@ -1,0 +1,295 @@
+import ExamBellCore
+import ExamBellSQL
+import ExamBellServer
+import ExamBellTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import SQLKit
+import Synchronization
+import Testing
+
+/// The end is true everywhere or nowhere, and no DB call waits forever: real PostgreSQL
+/// (row locks, terminated connections, a crash inside the end transaction) and real Redis.
+@Suite("The end is true everywhere or nowhere")
+struct EndTruthTests {
+    /// Short bounds, so that the tests see them act.
+    static var shortTimeouts: DatabaseTimeouts {
+        var timeouts = DatabaseTimeouts()
+        timeouts.connectionWait = .seconds(2)
+        timeouts.lockWait = .seconds(1)
+        timeouts.statement = .seconds(3)
+        timeouts.call = .seconds(4)
+        return timeouts
+    }
+
+    static var quiet: Logger {
+        var logger = Logger(label: "test.postgres")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    func frame(_ examId: String, _ end: String) -> String {
+        #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
+    }
+
+    // MARK: Every DB call is bounded
+
+    @Test("a connection terminated mid-transaction (pg_terminate_backend) answers an error within the bound; the next call works",
+          .timeLimit(.minutes(1)))
+    func terminatedMidTransaction() async throws {
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
+        let killer = try PostgresExecutor(url: url, logger: Self.quiet)
+        let started = ContinuousClock.now
+        let outcome = try await bounded("a transaction whose connection was terminated", within: .seconds(30)) {
+            do {
+                try await executor.withTransaction { db in
+                    let row = try await db.raw("SELECT pg_backend_pid() AS pid").first()
+                    let pid = try #require(try row?.decode(column: "pid", as: Int.self))
+                    try await killer.withConnection { other in
+                        try await other.raw("SELECT pg_terminate_backend(CAST(\(bind: pid) AS INTEGER))").run()
+                    }
+                    try await db.raw("SELECT 1").run()
+                }
+                return "committed"
+            } catch let error as ExamBellError {
+                return "\(error.status)"
+            } catch {
+                return String(reflecting: error)
+            }
+        }
+        #expect(outcome == "503", "the caller is told the DB is unavailable")
+        #expect(ContinuousClock.now - started < Self.shortTimeouts.callBound, "answered within the stated bound")
+        try await eventually("the pool serves the next call", within: .seconds(20)) {
+            (try? await executor.withConnection { db in try await db.raw("SELECT 1").run() }) != nil
+        }
+        try await executor.shutdown()
+        try await killer.shutdown()
+    }
+
+    @Test("a call past its bound is answered with an error and never commits later; a long statement is stopped by PostgreSQL",
+          .timeLimit(.minutes(1)))
+    func overrunNeverCommits() async throws {
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
+        try await executor.withConnection { db in try await db.raw("CREATE TABLE probe (n INTEGER)").run() }
+        let finished = Mutex(false)
+        let started = ContinuousClock.now
+        let answer = try await bounded("a transaction that overruns its call bound", within: .seconds(30)) {
+            do {
+                try await executor.withTransaction { db in
+                    try await db.raw("INSERT INTO probe (n) VALUES (1)").run()
+                    // Work that does not end in time (a stuck caller): the watchdog answers.
+                    try? await Task.sleep(for: .seconds(8))
+                    finished.withLock { $0 = true }
+                }
+                return "committed"
+            } catch let error as ExamBellError {
+                return error.code
+            }
+        }
+        #expect(answer == "service_unavailable")
+        #expect(ContinuousClock.now - started < Self.shortTimeouts.callBound)
+        // Long after the body gave up, the row it inserted is still not there.
+        try await eventually("the abandoned body finished", within: .seconds(15)) { finished.withLock { $0 } }
+        let count = try await executor.withConnection { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM probe").first()?.decode(column: "n", as: Int.self)
+        }
+        #expect(count == 0, "the call that answered an error never committed")
+
+        let sleeping = try await bounded("a statement past statement_timeout", within: .seconds(30)) {
+            do {
+                try await executor.withConnection { db in try await db.raw("SELECT pg_sleep(20)").run() }
+                return "finished"
+            } catch let error as ExamBellError {
+                return error.message
+            }
+        }
+        #expect(sleeping?.contains("did not") == true, "PostgreSQL's statement_timeout stopped it: \(sleeping ?? "")")
+        try await executor.shutdown()
+    }
+
+    // MARK: The end path
+
+    @Test("exam_plan locked while an end is in flight: the end answers 503 in time, nobody is told, DB and Redis stay in progress; the next end tells everyone",
+          .timeLimit(.minutes(2)))
+    func rowLockedDuringEnd() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let store = try await PostgresExamStore.open(url: url, timeouts: Self.shortTimeouts)
+        let test = try await TestNode(store: store, redisURL: redis.url)
+        let monitor = try PostgresExecutor(url: url, logger: Self.quiet)
+        try await bounded("the row-lock scenario and the node's shutdown", within: .seconds(90)) {
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 2, proctors: 1)
+                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+                let early = TestBrowser(port: port, token: tokens[0])
+                await eventually("first browser connected") { test.node.hub.connectionCount == 1 }
+
+                let lock = try await PlanRowLock.hold(url: url, planId: "e1")
+                let started = ContinuousClock.now
+                let refused = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"locked"}"#) }
+                try await eventually("the end waits for the row lock") {
+                    try await monitor.withConnection { db in
+                        try await db.raw("SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").first()?.decode(column: "n", as: Int.self)
+                    } ?? 0 > 0
+                }
+                // Browsers that join while the end is in flight.
+                let joiner = TestBrowser(port: port, token: tokens[1])
+                let proctor = TestBrowser(port: port, token: proctorToken)
+                await eventually("joiners connected") { test.node.hub.connectionCount == 3 }
+
+                let response = try await refused.value
+                #expect(response.status == .serviceUnavailable)
+                #expect(try decode(ErrorBody.self, response).error.message.contains("locked"))
+                #expect(ContinuousClock.now - started < Self.shortTimeouts.callBound, "answered within the stated bound")
+                #expect(try await store.exam("e1")?.status == .inProgress, "the DB did not end it")
+                #expect(try redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
+                for id in ids {
+                    #expect(try redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == false)
+                }
+                #expect(try redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
+                for browser in [early, joiner, proctor] {
+                    #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB refused")
+                }
+                #expect(try await store.auditLog(planId: "e1").filter { $0.action == "end" }.isEmpty)
+
+                await lock.release()
+                let end = try await client.end("e1", reason: "lock released")
+                #expect(end.result == "completed")
+                for browser in [early, joiner, proctor] {
+                    #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+                }
+                for browser in [early, joiner, proctor] {
+                    #expect(await browser.frames(over: .milliseconds(500)).count == 1, "told exactly once")
+                }
+                #expect(try redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+                [early, joiner, proctor].forEach { $0.close() }
+            }
+        }
+        try await monitor.shutdown()
+        try await store.shutdown()
+    }
+
+    @Test("acks keep last_active_time at the end time in Redis and the DB; the ack time goes to its own field and column",
+          .timeLimit(.minutes(1)))
+    func acksKeepEndTime() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let store = try await PostgresTestDatabase.freshStore()
+        let test = try await TestNode(store: store, redisURL: redis.url, syncAfterEnd: .milliseconds(300))
+        try await bounded("acks and the sync after the end", within: .seconds(50)) {
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 3)
+                let browsers = try await client.tokens("e1", role: "candidate", ids: ids).map {
+                    TestBrowser(port: port, token: $0, ackExamEnd: true)
+                }
+                await eventually("connected") { test.node.hub.connectionCount == 3 }
+                let end = try await client.end("e1")
+                let endTime = try #require(Timestamp(iso8601: end.endDatetime))
+                try await eventually("acks recorded") { try redis.cli("HLEN", "exam_ack:e1") == ["3"] }
+                try await eventually("ack times reached the DB") {
+                    try await store.candidates(planId: "e1").allSatisfy { $0.acknowledgedAt != nil }
+                }
+                for candidate in try await store.candidates(planId: "e1") {
+                    #expect(candidate.lastActiveTime == endTime, "the DB keeps the end time as last activity")
+                    #expect((candidate.acknowledgedAt ?? endTime) >= endTime)
+                }
+                for id in ids {
+                    #expect(try redis.cli("GET", "exam_candidate:\(id):status") == [
+                        #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
+                    ])
+                }
+                browsers.forEach { $0.close() }
+            }
+        }
+        try await store.shutdown()
+    }
+
+    @Test("bulk at DESIGN's limits: 10,000 candidates with 64-character ids and Korean names, and their 10,000 sessions, in one request each")
+    func bulkAtTheLimits() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.router) { client in
+            #expect(try await client.call(.post, "/api/exams", json: #"{"examId":"e1","title":"Bulk"}"#).status == .created)
+            let surnames = ["김", "이", "박", "최", "정", "강", "조", "윤", "장", "임"]
+            let given = ["민준", "서연", "도윤", "하은", "시우", "지유", "주원", "서윤", "예준", "지민"]
+            let ids = (0..<10_000).map { index in
+                let suffix = String(index)
+                return String(repeating: "x", count: 64 - suffix.count - 1) + "-" + suffix
+            }
+            #expect(ids.allSatisfy { $0.count == 64 })
+            // As clients like Python's json.dumps send it: non-ASCII escaped as \uXXXX.
+            let people = ids.enumerated().map { index, id in
+                let name = surnames[index % 10] + given[(index / 10) % 10]
+                let escaped = name.unicodeScalars.map { String(format: "\\u%04x", $0.value) }.joined()
+                return #"{"candidateId": "\#(id)", "name": "\#(escaped)"}"#
+            }
+            let body = #"{"candidates": [\#(people.joined(separator: ", "))]}"#
+            #expect(body.utf8.count > 1 << 20, "more than the old 1 MiB limit")
+            let registered = try await client.call(.post, "/api/exams/e1/candidates", json: body)
+            #expect(registered.status == .ok)
+            #expect(try await test.backends.store.candidateIds(planId: "e1").count == 10_000)
+            let list = ids.map { "\"\($0)\"" }.joined(separator: ",")
+            let sessions = try await client.call(.post, "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":[\#(list)]}"#)
+            #expect(sessions.status == .ok)
+            #expect(try decode(SessionsBody.self, sessions).sessions.count == 10_000)
+
+            let tooLarge = try await client.call(
+                .post, "/api/exams/e1/candidates", json: #"{"candidates":[],"pad":"\#(String(repeating: "x", count: 5 << 20))"}"#
+            )
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(try decode(ErrorBody.self, tooLarge).error.message.contains("4 MiB"), "a 413 names the limit")
+        }
+    }
+}
+
+/// Holds `SELECT … FOR UPDATE` on one `exam_plan` row, in a transaction of its own, until released.
+final class PlanRowLock: Sendable {
+    let executor: PostgresExecutor
+    let holding: Task<Void, any Error>
+    let releaser: AsyncStream<Void>.Continuation
+
+    static func hold(url: String, planId: String) async throws -> PlanRowLock {
+        var timeouts = DatabaseTimeouts()
+        timeouts.call = .seconds(60)
+        timeouts.statement = .seconds(60)
+        let executor = try PostgresExecutor(url: url, timeouts: timeouts, logger: EndTruthTests.quiet)
+        let (locked, lockedContinuation) = AsyncStream<Bool>.makeStream()
+        let (released, releaser) = AsyncStream<Void>.makeStream()
+        let holding = Task {
+            defer { lockedContinuation.finish() }
+            try await executor.withTransaction { db in
+                try await db.raw("SELECT plan_id FROM exam_plan WHERE plan_id = \(bind: planId) FOR UPDATE").run()
+                lockedContinuation.yield(true)
+                for await _ in released { break }
+            }
+        }
+        var held = false
+        for await value in locked {
+            held = value
+            break
+        }
+        guard held else { throw TestServerError("could not lock exam_plan \(planId): \(String(describing: await holding.result))") }
+        return PlanRowLock(executor: executor, holding: holding, releaser: releaser)
+    }
+
+    private init(executor: PostgresExecutor, holding: Task<Void, any Error>, releaser: AsyncStream<Void>.Continuation) {
+        self.executor = executor
+        self.holding = holding
+        self.releaser = releaser
+    }
+
+    /// Ends the transaction (or notices it already died) and closes the connection.
+    func release() async {
+        releaser.finish()
+        _ = await holding.result
+        try? await executor.shutdown()
+    }
+}
