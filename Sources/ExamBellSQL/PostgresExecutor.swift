@@ -46,7 +46,6 @@ public final class PostgresExecutor: SQLExecutor {
             tls: .disable
         )
         configuration.options.maximumConnections = 16
-        configuration.options.connectTimeout = timeouts.connectionWait
         configuration.options.additionalStartupParameters = [
             ("statement_timeout", String(timeouts.statement.milliseconds)),
             ("lock_timeout", String(timeouts.lockWait.milliseconds)),
@@ -63,15 +62,32 @@ public final class PostgresExecutor: SQLExecutor {
     public func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
     {
-        try await bounded { connection, _ in try await body(LiveConnectionDatabase(connection)) }
+        try await bounded(callLimit: timeouts.call) { connection, _ in try await body(LiveConnectionDatabase(connection)) }
     }
 
     public func withTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
     {
-        try await bounded { connection, gate in
+        try await transaction(callLimit: timeouts.call, setup: [], body)
+    }
+
+    public func withLongTransaction<R: Sendable>(
+        timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
+    ) async throws -> R {
+        let milliseconds = timeLimit.milliseconds
+        return try await transaction(
+            callLimit: timeLimit,
+            setup: ["SET LOCAL lock_timeout = \(milliseconds)", "SET LOCAL statement_timeout = \(milliseconds)"], body
+        )
+    }
+
+    private func transaction<R: Sendable>(
+        callLimit: Duration, setup: [String], _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
+    ) async throws -> R {
+        try await bounded(callLimit: callLimit) { connection, gate in
             let db = LiveConnectionDatabase(connection)
             try await db.raw("BEGIN").run()
+            for statement in setup { try await db.raw(SQLQueryString(statement)).run() }
             let result: R
             do {
                 result = try await body(db)
@@ -89,7 +105,7 @@ public final class PostgresExecutor: SQLExecutor {
     /// Runs `operation` on a pooled connection within the bounds above; backend failures
     /// come out as `ExamBellError.unavailable`.
     private func bounded<R: Sendable>(
-        _ operation: @escaping @Sendable (PostgresConnection, CallGate) async throws -> R
+        callLimit: Duration, _ operation: @escaping @Sendable (PostgresConnection, CallGate) async throws -> R
     ) async throws -> R {
         let gate = CallGate()
         let answer = AnswerOnce<R>()
@@ -101,6 +117,9 @@ public final class PostgresExecutor: SQLExecutor {
                 do {
                     let result = try await client.withConnection { connection in
                         guard gate.leased(connection) else { throw CallTimedOut() }
+                        // The call's own limit counts from when it got its connection.
+                        let overrun = Task { await Self.watch(gate, answer, callLimit: callLimit, timeouts: timeouts) }
+                        gate.onFinish { overrun.cancel() }
                         return try await operation(connection, gate)
                     }
                     gate.finish()
@@ -110,36 +129,37 @@ public final class PostgresExecutor: SQLExecutor {
                     answer.resume(.failure(Self.translate(error, timeouts)))
                 }
             }
-            // The watchdog answers the caller at the bound even if the work ignores
-            // cancellation, and closes a connection that overran (which fails its statements).
-            let watchdog = Task {
+            // The caller is answered at the bound even if the pool ignores the cancellation.
+            let leaseWatch = Task {
                 try? await Task.sleep(for: timeouts.connectionWait)
                 if gate.timeOutWaiting() {
                     answer.resume(.failure(ExamBellError.unavailable(
                         "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
                     work.cancel()
-                    return
-                }
-                try? await Task.sleep(for: timeouts.call)
-                if let connection = gate.timeOutRunning() {
-                    let _: EventLoopFuture<Void> = connection.close()
-                    answer.resume(.failure(ExamBellError.unavailable(
-                        "The database did not finish within \(timeouts.call); nothing was changed.")))
-                    work.cancel()
-                    return
-                }
-                // COMMIT in flight: PostgreSQL answers it within its statement timeout, or the
-                // connection is dead; either way the caller learns the outcome is unknown.
-                try? await Task.sleep(for: timeouts.statement)
-                if let connection = gate.timeOutCommitting() {
-                    let _: EventLoopFuture<Void> = connection.close()
-                    answer.resume(.failure(ExamBellError(
-                        status: 503, code: "database_outcome_unknown",
-                        message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
-                    work.cancel()
                 }
             }
-            gate.onFinish { watchdog.cancel() }
+            gate.onLeasedOrFinished { leaseWatch.cancel() }
+        }
+    }
+
+    /// After the call got its connection: at `callLimit` a call still running has its
+    /// connection closed (which fails its statements; PostgreSQL rolls back) and is answered
+    /// 503; a COMMIT already sent gets the statement timeout more, then the same.
+    private static func watch<R: Sendable>(
+        _ gate: CallGate, _ answer: AnswerOnce<R>, callLimit: Duration, timeouts: DatabaseTimeouts
+    ) async {
+        do { try await Task.sleep(for: callLimit) } catch { return }
+        if let connection = gate.timeOutRunning() {
+            let _: EventLoopFuture<Void> = connection.close()
+            answer.resume(.failure(ExamBellError.unavailable("The database did not finish within \(callLimit); nothing was changed.")))
+            return
+        }
+        do { try await Task.sleep(for: timeouts.statement) } catch { return }
+        if let connection = gate.timeOutCommitting() {
+            let _: EventLoopFuture<Void> = connection.close()
+            answer.resume(.failure(ExamBellError(
+                status: 503, code: "database_outcome_unknown",
+                message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
         }
     }
 
@@ -185,13 +205,14 @@ public final class PostgresExecutor: SQLExecutor {
 /// The time bounds of DB calls (see `PostgresExecutor`).
 public struct DatabaseTimeouts: Sendable {
     /// How long a caller waits for a pooled connection.
-    public var connectionWait: Duration = .seconds(2)
+    public var connectionWait: Duration = .seconds(10)
     /// How long a statement waits for a row lock (PostgreSQL's `lock_timeout`).
     public var lockWait: Duration = .seconds(2)
     /// How long one statement may run (PostgreSQL's `statement_timeout`).
-    public var statement: Duration = .seconds(5)
-    /// How long a whole call may hold its connection before it is closed.
-    public var call: Duration = .seconds(8)
+    public var statement: Duration = .seconds(10)
+    /// How long a whole call may hold its connection before it is closed (long work, like
+    /// migrations and bulk registration, says its own limit).
+    public var call: Duration = .seconds(15)
 
     public init() {}
 
@@ -218,19 +239,33 @@ private final class CallGate: Sendable {
     private struct State {
         var phase = Phase.waiting
         var connection: PostgresConnection?
-        var onFinish: (@Sendable () -> Void)?
+        var onFinish: [@Sendable () -> Void] = []
+        var onLeased: (@Sendable () -> Void)?
     }
 
     private let state = Mutex(State())
 
     /// The work got its connection; false when the call already timed out.
     func leased(_ connection: PostgresConnection) -> Bool {
-        state.withLock { state in
-            guard state.phase == .waiting else { return false }
+        let (leased, callback) = state.withLock { state -> (Bool, (@Sendable () -> Void)?) in
+            guard state.phase == .waiting else { return (false, nil) }
             state.phase = .running
             state.connection = connection
-            return true
+            defer { state.onLeased = nil }
+            return (true, state.onLeased)
         }
+        callback?()
+        return leased
+    }
+
+    /// Calls `callback` once the work has its connection or is done (at once if it is).
+    func onLeasedOrFinished(_ callback: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            guard state.phase == .waiting else { return true }
+            state.onLeased = callback
+            return false
+        }
+        if now { callback() }
     }
 
     /// The work is about to send COMMIT; false when the call already timed out.
@@ -243,23 +278,21 @@ private final class CallGate: Sendable {
     }
 
     func finish() {
-        let callback = state.withLock { state -> (@Sendable () -> Void)? in
+        let callbacks = state.withLock { state -> [@Sendable () -> Void] in
             if state.phase != .timedOut { state.phase = .finished }
             state.connection = nil
-            defer { state.onFinish = nil }
-            return state.onFinish
+            defer {
+                state.onFinish = []
+                state.onLeased = nil
+            }
+            return state.onFinish + (state.onLeased.map { [$0] } ?? [])
         }
-        callback?()
+        for callback in callbacks { callback() }
     }
 
-    /// Calls `callback` when the work finishes (at once if it has).
+    /// Calls `callback` when the work finishes.
     func onFinish(_ callback: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
-            if state.phase == .finished || state.phase == .timedOut { return true }
-            state.onFinish = callback
-            return false
-        }
-        if now { callback() }
+        state.withLock { $0.onFinish.append(callback) }
     }
 
     /// No connection came in time: the call times out (false if it got one meanwhile).

@@ -92,7 +92,7 @@ extension SQLExamStore {
         let lock = executor.dialect.migrationLock
         for (index, statements) in Self.migrations(executor.dialect).enumerated() {
             let version = index + 1
-            try await executor.withTransaction { db in
+            try await executor.withLongTransaction(timeLimit: .seconds(120)) { db in
                 if let lock { try await db.raw(SQLQueryString(lock)).run() }
                 try await db.raw(
                     "CREATE TABLE IF NOT EXISTS exam_schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"

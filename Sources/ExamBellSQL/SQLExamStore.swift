@@ -195,7 +195,7 @@ public struct SQLExamStore: ExamStore {
     private func register(_ kind: PeopleTable, planId: String, _ people: [Registrant], actor: String, at: Timestamp)
         async throws -> RegistrationResult
     {
-        try await transaction { db in
+        try await transaction(timeLimit: .seconds(60)) { db in
             guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
             guard plan.status != .completed else {
                 throw ExamBellError.wrongState(planId, is: plan.status, action: "take new \(kind.noun)s")
@@ -537,8 +537,12 @@ public struct SQLExamStore: ExamStore {
     }
 
     /// Runs `body` in a transaction; failures other than `ExamBellError` become 503.
-    private func transaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
-        try await Self.mapErrors { try await executor.withTransaction(body) }
+    private func transaction<R: Sendable>(
+        timeLimit: Duration? = nil, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
+    ) async throws -> R {
+        try await Self.mapErrors {
+            if let timeLimit { try await executor.withLongTransaction(timeLimit: timeLimit, body) } else { try await executor.withTransaction(body) }
+        }
     }
 
     /// Runs `body` on a connection; failures other than `ExamBellError` become 503.

@@ -17,8 +17,23 @@ public protocol SQLExecutor: Sendable {
     func withTransaction<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws
         -> R
 
+    /// `withTransaction` for long work (migrations, bulk registration): the call may hold its
+    /// connection up to `timeLimit`, and its statements may wait and run that long.
+    func withLongTransaction<R: Sendable>(
+        timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
+    ) async throws -> R
+
     /// Closes the connections.
     func shutdown() async throws
+}
+
+extension SQLExecutor {
+    /// Backends whose calls have no time bounds of their own run long work like any other.
+    public func withLongTransaction<R: Sendable>(
+        timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
+    ) async throws -> R {
+        try await withTransaction(body)
+    }
 }
 
 /// The DDL that differs between SQLite and PostgreSQL.

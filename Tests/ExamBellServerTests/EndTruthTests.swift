@@ -18,10 +18,10 @@ struct EndTruthTests {
     /// Short bounds, so that the tests see them act.
     static var shortTimeouts: DatabaseTimeouts {
         var timeouts = DatabaseTimeouts()
-        timeouts.connectionWait = .seconds(2)
+        timeouts.connectionWait = .seconds(10)
         timeouts.lockWait = .seconds(1)
-        timeouts.statement = .seconds(3)
-        timeouts.call = .seconds(4)
+        timeouts.statement = .seconds(4)
+        timeouts.call = .seconds(6)
         return timeouts
     }
 
@@ -83,7 +83,7 @@ struct EndTruthTests {
                 try await executor.withTransaction { db in
                     try await db.raw("INSERT INTO probe (n) VALUES (1)").run()
                     // Work that does not end in time (a stuck caller): the watchdog answers.
-                    try? await Task.sleep(for: .seconds(8))
+                    try? await Task.sleep(for: .seconds(10))
                     finished.withLock { $0 = true }
                 }
                 return "committed"

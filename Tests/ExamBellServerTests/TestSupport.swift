@@ -35,7 +35,8 @@ struct TestNode {
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
         syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
-        nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30)
+        nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30),
+        outboxLease: Duration = .seconds(1)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -58,7 +59,7 @@ struct TestNode {
         )
         configuration.port = 0
         configuration.outboxInterval = .milliseconds(200)
-        configuration.outboxLease = .seconds(1)
+        configuration.outboxLease = outboxLease
         configuration.presenceInterval = .milliseconds(100)
         configuration.syncInterval = syncInterval
         configuration.maxConnections = maxConnections

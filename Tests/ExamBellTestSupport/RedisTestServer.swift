@@ -122,25 +122,37 @@ public final class RedisTestServer: Sendable {
         throw TestServerError("redis-server not found: run the tests with scripts/test, which installs it")
     }
 
-    /// A port that was free a moment ago.
+    /// Ports for test servers come from below the kernel's ephemeral range (32768–60999 on
+    /// Linux), so that no outgoing connection and no `bind(0)` of another server takes one
+    /// between the moment it is handed out and the moment its server binds it; each is
+    /// handed out once per test process, so parallel tests never get the same port.
+    static let nextPort = Atomic<Int>(20_000 + Int(getpid() % 4) * 3_000)
+
+    /// A port no other test of this process was given, and free a moment ago.
     public static func freePort() throws -> Int {
+        for _ in 0..<3_000 {
+            let candidate = nextPort.wrappingAdd(1, ordering: .relaxed).oldValue
+            let port = 20_000 + (candidate - 20_000) % 12_000
+            if isFree(port) { return port }
+        }
+        throw TestServerError("no free loopback port between 20000 and 31999")
+    }
+
+    /// Whether a listening socket could bind 127.0.0.1:`port` now.
+    static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestServerError("socket() failed") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw TestServerError("bind() failed") }
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw TestServerError("getsockname() failed") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0 && listen(fd, 1) == 0
     }
 
     public static func accepts(port: Int) -> Bool {

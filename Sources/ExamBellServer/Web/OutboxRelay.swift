@@ -12,16 +12,17 @@ public struct OutboxRelay: Service {
     let logger: Logger
 
     /// Delivers a committed end: the state store and the queue at once (`announce`), then
-    /// the candidates' DB rows, then the row marked published. Failures are logged; the row
+    /// the row marked published (at once, so that no relay publishes it a second time), then
+    /// the candidates' DB rows (final sync finishes them if this step fails). Failures are logged; the row
     /// stays for the next pass (every step is idempotent: a second `exam_end` entry for the
     /// same end tells nobody twice, since a socket node's room remembers its end).
     @discardableResult
     public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
         do {
             try await announce(entry.message, candidateIds: candidateIds)
+            try await backends.store.markPublished(outboxId: entry.id, at: .now())
             // Off the browsers' path: they are being told while the candidates' rows change.
             try await backends.store.completeCandidates(planId: entry.planId, at: entry.message.timestamp)
-            try await backends.store.markPublished(outboxId: entry.id, at: .now())
             return true
         } catch {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.planId)", "error": "\(error)"])
