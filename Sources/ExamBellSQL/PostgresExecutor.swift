@@ -207,7 +207,7 @@ public struct DatabaseTimeouts: Sendable {
     /// How long a caller waits for a pooled connection.
     public var connectionWait: Duration = .seconds(10)
     /// How long a statement waits for a row lock (PostgreSQL's `lock_timeout`).
-    public var lockWait: Duration = .seconds(2)
+    public var lockWait: Duration = .seconds(5)
     /// How long one statement may run (PostgreSQL's `statement_timeout`).
     public var statement: Duration = .seconds(10)
     /// How long a whole call may hold its connection before it is closed (long work, like

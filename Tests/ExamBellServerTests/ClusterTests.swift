@@ -97,7 +97,7 @@ struct ClusterTests {
         ) throws -> TestProcess {
             var environment = [
                 "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redis.url,
-                "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "warning",
+                "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "info",
                 "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
             ]
             if let nodeId { environment["EXAMBELL_NODE_ID"] = nodeId }

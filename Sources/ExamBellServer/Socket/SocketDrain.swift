@@ -17,7 +17,7 @@ struct SocketDrain: Service {
         } catch {
             return  // cancelled: the process is going away without a graceful stop
         }
-        let count = hub.drain()
+        let count = hub.drain(closeCode: SocketServer.restartCloseCode, reason: "node restarting; reconnect")
         logger.info("closing browsers so they reconnect to another node", metadata: ["browsers": "\(count)"])
         let deadline = ContinuousClock.now + limit
         while hub.connectionCount > 0, ContinuousClock.now < deadline {

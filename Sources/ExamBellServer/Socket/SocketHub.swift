@@ -16,8 +16,6 @@ public final class SocketHub: Sendable {
     struct Member {
         var session: Session
         var channel: any Channel
-        /// Called once when the node drains: closes the connection with 1012.
-        var onDrain: @Sendable () -> Void
         var endSent = false
         var acknowledged = false
     }
@@ -42,11 +40,11 @@ public final class SocketHub: Sendable {
     public init() {}
 
     /// Adds a browser; returns its id. A browser of an exam that ended is told at once.
-    func join(_ session: Session, channel: any Channel, onDrain: @escaping @Sendable () -> Void) -> UInt64 {
+    func join(_ session: Session, channel: any Channel) -> UInt64 {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
-            var member = Member(session: session, channel: channel, onDrain: onDrain)
+            var member = Member(session: session, channel: channel)
             let end = state.rooms[session.examId]?.end
             member.endSent = end != nil
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
@@ -206,14 +204,34 @@ public final class SocketHub: Sendable {
     /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
-    /// Starts the node's shutdown: closes every browser's connection with
-    /// `SocketServer.restartCloseCode`; returns how many browsers.
+    /// Starts the node's shutdown: sends every browser a close frame with `closeCode` and
+    /// closes its connection `grace` later whatever the browser does (a browser that stopped
+    /// reading is never waited for); returns how many browsers.
+    ///
+    /// The close frame is written on each channel's event loop like a broadcast, not through
+    /// the WebSocket handler from another task (under load such a close from outside was seen
+    /// to leave browsers connected after SIGTERM).
     @discardableResult
-    func drain() -> Int {
+    func drain(closeCode: WebSocketErrorCode, reason: String, grace: TimeAmount = .seconds(1)) -> Int {
         draining.store(true, ordering: .releasing)
-        let drains = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.onDrain) } }
-        for drain in drains { drain() }
-        return drains.count
+        let channels = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.channel) } }
+        var payload = ByteBufferAllocator().buffer(capacity: 2 + reason.utf8.count)
+        payload.write(webSocketErrorCode: closeCode)
+        payload.writeString(reason)
+        let bytes = Self.encode(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload))
+        var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
+        for channel in channels { byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel) }
+        for (loop, channels) in byLoop.values {
+            loop.execute {
+                for channel in channels {
+                    if channel.isWritable, let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
+                        encoder.writeAndFlush(NIOAny(bytes), promise: nil)
+                    }
+                    loop.scheduleTask(in: grace) { channel.close(promise: nil) }
+                }
+            }
+        }
+        return channels.count
     }
 
     /// Browsers on this node by role.

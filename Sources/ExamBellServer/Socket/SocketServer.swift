@@ -72,10 +72,8 @@ struct SocketServer: Sendable {
         _ session: Session, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
     ) async throws {
         // One task per browser: this one, reading. Broadcasts write to the channel directly;
-        // a drain closes it from outside.
-        let id = hub.join(session, channel: channel) {
-            Task { try? await outbound.close(Self.restartCloseCode, reason: "node restarting; reconnect") }
-        }
+        // a drain closes it from outside (`SocketHub.drain`).
+        let id = hub.join(session, channel: channel)
         logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         defer {
             hub.leave(id, examId: session.examId)

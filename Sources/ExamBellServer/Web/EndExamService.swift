@@ -54,14 +54,19 @@ public struct EndExamService: Sendable {
                 planId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
             )
         } catch {
-            // A commit whose answer was lost: read the truth back before answering.
-            guard await committedAnyway(examId: examId, at: endDatetime, after: error) else { throw error }
+            // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose answer
+            // was lost): read the truth back before answering.
+            guard let truth = await readBack(examId: examId, after: error) else { throw error }
+            if truth.status == .completed, truth.endDatetime?.iso8601 != endDatetime.iso8601 {
+                // Another request ended it while this one waited for the row.
+                return Outcome(plan: truth, ended: false)
+            }
+            guard truth.status == .completed else { throw error }
             logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
             // The outbox row stays claimed until its lease ends; the relay then publishes it
-            // again, which tells nobody twice.
-            try await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: candidateIds)
-            guard let ended = try await backends.store.exam(examId) else { throw error }
-            return Outcome(plan: ended, ended: true)
+            // again (which tells nobody twice), and does all of it if this attempt fails.
+            try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: candidateIds)
+            return Outcome(plan: truth, ended: true)
         }
 
         switch transition {
@@ -93,13 +98,11 @@ public struct EndExamService: Sendable {
         }
     }
 
-    /// After an end transaction failed without a clear answer (the connection died or the
-    /// commit was not confirmed): whether the DB holds this very end. A clear refusal (wrong
-    /// state, not found, a lock or statement timeout that rolled back) is taken as it is.
-    private func committedAnyway(examId: String, at endDatetime: Timestamp, after error: any Error) async -> Bool {
-        if let error = error as? ExamBellError, error.status != 503 { return false }
-        guard let plan = try? await backends.store.exam(examId) else { return false }
-        return plan.status == .completed && plan.endDatetime?.iso8601 == endDatetime.iso8601
+    /// After an end transaction failed as unavailable: the exam as the DB holds it now, or
+    /// nil (a clear refusal like a wrong state is taken as it is; so is a DB still away).
+    private func readBack(examId: String, after error: any Error) async -> ExamPlan? {
+        guard let error = error as? ExamBellError, error.status == 503 else { return nil }
+        return try? await backends.store.exam(examId)
     }
 
     static func ms(_ duration: Duration) -> String {
