@@ -18,7 +18,7 @@ import Glibc
 
 /// ExamBell the way the seed draws it: PostgreSQL, Redis, a web node and two socket nodes as
 /// separate `exambell` processes, with real WebSocket browsers.
-@Suite("Separate processes on PostgreSQL and Redis")
+@Suite("Separate processes on PostgreSQL and Redis", .timeLimit(.minutes(4)))
 struct ClusterTests {
     static let adminToken = "cluster-admin-token"
     static let secret = "cluster-session-secret-0123456789"
@@ -401,7 +401,7 @@ struct ClusterTests {
     }
 }
 
-@Suite("PostgreSQL outage")
+@Suite("PostgreSQL outage", .timeLimit(.minutes(4)))
 struct PostgresOutageTests {
     @Test(
         "PostgreSQL dies inside the end transaction, then is down: each end answers 503 in time and changes nothing; once it is back the first end ends it; shutdown with it down completes",

@@ -13,7 +13,7 @@ import Testing
 
 /// The end is true everywhere or nowhere, and no DB call waits forever: real PostgreSQL
 /// (row locks, terminated connections, a crash inside the end transaction) and real Redis.
-@Suite("The end is true everywhere or nowhere")
+@Suite("The end is true everywhere or nowhere", .timeLimit(.minutes(4)))
 struct EndTruthTests {
     /// Short bounds, so that the tests see them act.
     static var shortTimeouts: DatabaseTimeouts {

@@ -54,7 +54,28 @@ struct FinalSyncTests {
                     completedAtEnd.json, completedAtEnd.json, CandidateStateValue(status: .completed, lastActiveTime: later).json,
                 ])
                 let c3 = try await test.backends.store.candidates(ids: ["e1-c3"]).first
-                #expect(c3?.lastActiveTime == later, "the ack time reached the DB")
+                #expect(c3?.lastActiveTime == later, "later activity reached the DB")
+                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
+            }
+        }
+    }
+
+    @Test("keys that say an end the DB does not hold are put back, and never reach the DB", arguments: Engine.allCases)
+    func unendedEnd(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("e1", candidates: 2)
+                let state = test.backends.state
+                let bogus = Timestamp.now()
+                try await state.set([
+                    (PlanStateValue.key("e1"), PlanStateValue(status: .completed, endDatetime: bogus).json),
+                    (CandidateStateValue.key("e1-c1"), CandidateStateValue(status: .completed, lastActiveTime: bogus).json),
+                ])
+                let report = await test.node.finalSync.reconcile(planId: "e1")
+                #expect(report.candidatesUpdatedInDB == 0, "the DB did not take an end it never committed")
+                #expect(try await test.backends.store.candidates(planId: "e1").allSatisfy { $0.status == .inProgress })
+                #expect(try await state.plan("e1") == PlanStateValue(status: .inProgress, endDatetime: nil))
+                #expect(try await state.candidates(["e1-c1"])["e1-c1"]?.status == .inProgress)
                 #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
             }
         }

@@ -15,7 +15,7 @@ import Glibc
 #endif
 
 /// Graceful shutdown and restarts of real `exambell` processes (issue 6).
-@Suite("Graceful shutdown and restarts")
+@Suite("Graceful shutdown and restarts", .timeLimit(.minutes(4)))
 struct ShutdownTests {
     typealias Cluster = ClusterTests.Cluster
 

@@ -62,11 +62,17 @@ public struct FinalSync: Service {
         }
         let ids = candidates.map(\.candidateId)
         let raw = try await backends.state.rawCandidates(ids)
+        let planCached = try await backends.state.get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
+        // The state store says "completed" only after the DB committed it, so the DB read
+        // *after* the state store is the truth for both: a key ahead of it is wrong, not early.
+        guard let fresh = try await backends.store.exam(planId) else { return report }
 
-        // Redis → DB: later activity and forward status moves.
+        // Redis → DB: later activity and forward status moves (to completed only for an exam
+        // the DB has ended).
         var activity: [String: CandidateStateValue] = [:]
         for candidate in candidates {
             guard let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:)) else { continue }
+            if cached.status == .completed && fresh.status != .completed { continue }
             let later = (cached.lastActiveTime ?? .init(secondsSince1970: .min)) > (candidate.lastActiveTime ?? .init(secondsSince1970: .min))
             if later || candidate.status.canMove(to: cached.status) { activity[candidate.candidateId] = cached }
         }
@@ -83,32 +89,27 @@ public struct FinalSync: Service {
             report.candidatesUpdatedInDB += try await backends.store.recordAcknowledgements(acks)
         }
 
-        // DB → Redis: rewrite what is missing or differs.
+        // DB → Redis: rewrite what is missing, malformed, behind the DB, or says an end the DB
+        // does not hold.
         var rewrite: [(key: String, value: String)] = []
-        // A key is rewritten when it is missing, malformed or behind the DB. A key ahead of our
-        // DB snapshot (an end or an ack that landed after we read the DB) is left alone: the
-        // next pass sees the DB caught up.
-        let planTruth = PlanStateValue(plan)
-        let planCached = try await backends.state.get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
-        if let planCached, planCached.status.rank > planTruth.status.rank
-            || (planCached.status == planTruth.status && planCached.endDatetime == planTruth.endDatetime)
-        {
-            // Up to date, or ahead of the snapshot.
-        } else {
+        let planTruth = PlanStateValue(fresh)
+        if planCached != planTruth {
             rewrite.append((PlanStateValue.key(planId), planTruth.json))
         }
         for candidate in candidates {
             let truth = CandidateStateValue(candidate)
             let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:))
-            let behind: Bool
+            let wrong: Bool
             if let cached {
                 let cachedTime = cached.lastActiveTime ?? .init(secondsSince1970: .min)
                 let truthTime = truth.lastActiveTime ?? .init(secondsSince1970: .min)
-                behind = cached.status.rank < truth.status.rank || (cached.status == truth.status && cachedTime < truthTime)
+                let behind = cached.status.rank < truth.status.rank || (cached.status == truth.status && cachedTime < truthTime)
+                let unendedEnd = cached.status == .completed && fresh.status != .completed && truth.status != .completed
+                wrong = behind || unendedEnd
             } else {
-                behind = true
+                wrong = true
             }
-            if behind { rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json)) }
+            if wrong { rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json)) }
         }
         if !rewrite.isEmpty {
             try await backends.state.set(rewrite)
