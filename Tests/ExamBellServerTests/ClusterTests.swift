@@ -6,7 +6,6 @@ import Hummingbird
 import HummingbirdTesting
 import ExamBellTestSupport
 import Foundation
-import SQLKit
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -430,11 +429,7 @@ struct PostgresOutageTests {
                 let lock = try await PlanRowLock.hold(url: postgres.url, planId: "e1")
                 let started = ContinuousClock.now
                 let inFlight = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db dies"}"#) }
-                try await eventually("the end waits on the row inside its transaction") {
-                    try await monitor.withConnection { db in
-                        try await db.raw("SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").first()?.decode(column: "n", as: Int.self)
-                    } ?? 0 > 0
-                }
+                try await eventually("the end waits on the row inside its transaction") { try await PlanRowLock.waiters(monitor) > 0 }
                 postgres.crash()
                 let refused = try await inFlight.value
                 #expect(refused.status == .serviceUnavailable)

@@ -135,11 +135,7 @@ struct EndTruthTests {
                 let lock = try await PlanRowLock.hold(url: url, planId: "e1")
                 let started = ContinuousClock.now
                 let refused = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"locked"}"#) }
-                try await eventually("the end waits for the row lock") {
-                    try await monitor.withConnection { db in
-                        try await db.raw("SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").first()?.decode(column: "n", as: Int.self)
-                    } ?? 0 > 0
-                }
+                try await eventually("the end waits for the row lock") { try await PlanRowLock.waiters(monitor) > 0 }
                 // Browsers that join while the end is in flight.
                 let joiner = TestBrowser(port: port, token: tokens[1])
                 let proctor = TestBrowser(port: port, token: proctorToken)
@@ -284,6 +280,13 @@ final class PlanRowLock: Sendable {
         self.executor = executor
         self.holding = holding
         self.releaser = releaser
+    }
+
+    /// How many lock requests wait in the database (PostgreSQL's `pg_locks`), read through `executor`.
+    static func waiters(_ executor: PostgresExecutor) async throws -> Int {
+        try await executor.withConnection { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted").first()?.decode(column: "n", as: Int.self)
+        } ?? 0
     }
 
     /// Ends the transaction (or notices it already died) and closes the connection.

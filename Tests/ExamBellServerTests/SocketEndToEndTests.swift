@@ -55,11 +55,9 @@ struct SocketEndToEndTests {
         defer { redis?.stop() }
         let test =
             if let redis {
-                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, outboxLease: .seconds(5))
+                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
             } else {
-                // The product's 5 s outbox lease: the 1 s of other tests could let the relay take the
-                // row while 100 racing requests hold up the winner's delivery.
-                try await TestNode(outboxLease: .seconds(5))
+                try await TestNode()
             }
         try await test.node.application.test(.live) { client in
             let port = try #require(client.port)

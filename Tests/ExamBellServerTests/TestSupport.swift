@@ -36,7 +36,7 @@ struct TestNode {
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
         syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
         nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30),
-        outboxLease: Duration = .seconds(1)
+        outboxLease: Duration = .seconds(5)
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
