@@ -410,7 +410,7 @@ struct PostgresOutageTests {
         let postgres = try await PostgresTestServer.start()
         // A lock wait longer than the test's wait for the crash: the end is inside its
         // transaction, waiting on the row, when PostgreSQL dies.
-        var longLockWait = EndTruthTests.shortTimeouts
+        var longLockWait = DatabaseTimeouts()
         longLockWait.lockWait = .seconds(20)
         longLockWait.statement = .seconds(25)
         longLockWait.call = .seconds(30)
