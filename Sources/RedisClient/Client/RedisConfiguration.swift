@@ -7,7 +7,7 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var username: String?
     public var password: String?
     public var database: Int
-    public var connectTimeout: Duration = .seconds(2)
+    public var connectTimeout: Duration = .seconds(5)
     /// How long an ordinary command may take.
     public var commandTimeout: Duration = .seconds(5)
 
