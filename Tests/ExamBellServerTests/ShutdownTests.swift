@@ -84,7 +84,9 @@ struct ShutdownTests {
         )
         defer { restarted.stop() }
         try await cluster.waitHealthy(newPort)
-        browsers.forEach { $0.addPort(newPort) }
+        browsers.forEach { $0.setPorts([newPort]) }
+        // A browser that failed on the dead node waits at most 45 s (30 s backoff, +50 % jitter)
+        // before its next try, which now goes to the restarted node.
         await eventually("every browser told after the restart", within: .seconds(90)) {
             browsers.allSatisfy { $0.received.all.first?.contains(end.endDatetime) == true }
         }

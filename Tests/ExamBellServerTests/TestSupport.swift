@@ -303,8 +303,9 @@ final class ReconnectingBrowser: Sendable {
 
     var connections: Int { events.opened.withLock { $0.count } }
 
-    /// Another node to try from now on.
-    func addPort(_ port: Int) { events.ports.withLock { $0.append(port) } }
+    /// The nodes to try from now on, as a load balancer whose health check dropped a dead node
+    /// and added its replacement.
+    func setPorts(_ ports: [Int]) { events.ports.withLock { $0 = ports } }
     var closeCodes: [WebSocketErrorCode?] { events.closeCodes.withLock { $0 } }
 
     func frames(atLeast count: Int, within limit: Duration = .seconds(30)) async -> [String] {
