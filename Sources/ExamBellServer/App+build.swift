@@ -73,7 +73,7 @@ public struct ExamBellNode: Sendable {
                         ws: .init(maxFrameSize: SocketServer.maxInboundSize, autoPing: .enabled(timePeriod: configuration.pingInterval))
                     )
                 ) { request, channel, _ in await socketServer.shouldUpgrade(request, channel: channel) },
-                configuration: .init(address: address, serverName: "ExamBell"),
+                configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger
             )
@@ -91,7 +91,7 @@ public struct ExamBellNode: Sendable {
             services.append(RosterPublisher(hub: hub, backends: backends, interval: configuration.presenceInterval, logger: logger))
         } else {
             application = Application(
-                router: router, configuration: .init(address: address, serverName: "ExamBell"),
+                router: router, configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
             )
         }
@@ -197,7 +197,9 @@ public func buildAdminApplication(
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell"),
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell", backlog: configuration.listenBacklog
+        ),
         onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
     )
 }

@@ -63,6 +63,12 @@ public struct ExamBellConfiguration: Sendable {
     public var maxConnections = 19_000
     /// Maximum candidates, proctors or session ids in one request.
     public var maxBatch = 10_000
+    /// Connections the kernel queues for the server before it accepts them. When a socket
+    /// node restarts, its browsers all come back within about a second; a queue that
+    /// overflows drops their handshakes, and each waits a minute or more in a connection the
+    /// node never accepted (seen with the default of 256 and 1,000 browsers on a loaded
+    /// machine). Linux caps it at `net.core.somaxconn` (4096 on Debian 12).
+    public var listenBacklog = 4096
 
     public init(adminToken: String?, sessionSecret: String, publicWebURL: String, publicSocketURL: String) {
         self.adminToken = adminToken

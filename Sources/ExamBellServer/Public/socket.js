@@ -14,14 +14,19 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
   function open() {
     if (stopped) return;
     onState("connecting");
-    socket = new WebSocket(`${socketUrl}?token=${encodeURIComponent(token)}`);
-    socket.addEventListener("open", () => { attempt = 0; onState("open"); });
+    const current = new WebSocket(`${socketUrl}?token=${encodeURIComponent(token)}`);
+    socket = current;
+    // A handshake the node never answers (its accept queue overflowed in a reconnect storm)
+    // is given up after 10 s; the close that follows retries with backoff.
+    const handshake = setTimeout(() => { if (current.readyState === WebSocket.CONNECTING) current.close(); }, 10000);
+    socket.addEventListener("open", () => { clearTimeout(handshake); attempt = 0; onState("open"); });
     socket.addEventListener("message", (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       onMessage(message);
     });
     socket.addEventListener("close", (event) => {
+      clearTimeout(handshake);
       onState("closed");
       if (stopped) return;
       if ((event.code === 1012 || event.code === 1001) && attempt === 0) {
