@@ -10,8 +10,13 @@ import PackageDescription
 /// - `ExamBellMemory`: the in-process memory engine for state and queue (embedded default).
 /// - `RedisClient`: a RESP2/RESP3 client on SwiftNIO (no server framework in it).
 /// - `ExamBellRedis`: the Redis engine: `RedisStateStore` and the Redis Streams queue.
-/// - `ExamBellServer`: web server (JSON API), socket server, admin console, browser pages.
+/// - `ExamBellServer`: web server (JSON API), the exam end (`ExamEnd/`: end service, outbox
+///   relay, final sync, scheduler), socket server, admin console, browser pages.
+/// - `ExamBellClient`: the web server's JSON API from outside (`exambell end`, the demo, bench).
+/// - `ExamBellBench`: `exambell bench`, the load generator (kept out of the server's graph).
 /// - `exambell`: the thin executable.
+///
+/// Each target lists exactly the modules it imports.
 /// - `ExamBellTestSupport`: the shared conformance suites every backend runs.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -37,7 +42,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
@@ -87,38 +92,64 @@ let package = Package(
             name: "ExamBellServer",
             dependencies: [
                 "ExamBellCore",
-                "ExamBellSQL",
-                "ExamBellMemory",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             resources: [.copy("Public")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellClient",
+            dependencies: [
+                "ExamBellCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellBench",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "exambell",
             dependencies: [
-                "ExamBellServer",
+                "ExamBellCore",
+                "ExamBellSQL",
+                "ExamBellMemory",
                 "ExamBellRedis",
                 "RedisClient",
+                "ExamBellServer",
+                "ExamBellClient",
+                "ExamBellBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -135,12 +166,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamBellSQLTests",
-            dependencies: ["ExamBellSQL", "ExamBellTestSupport"],
+            dependencies: ["ExamBellCore", "ExamBellSQL", "ExamBellTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ExamBellMemoryTests",
-            dependencies: ["ExamBellMemory", "ExamBellTestSupport"],
+            dependencies: ["ExamBellCore", "ExamBellMemory", "ExamBellTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -154,23 +185,29 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamBellRedisTests",
-            dependencies: ["ExamBellRedis", "ExamBellTestSupport", "RedisClient"],
+            dependencies: ["ExamBellCore", "ExamBellRedis", "ExamBellTestSupport", "RedisClient"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ExamBellServerTests",
             dependencies: [
+                "ExamBellCore",
                 "ExamBellServer",
                 "ExamBellSQL",
                 "ExamBellMemory",
                 "ExamBellRedis",
                 "RedisClient",
                 "ExamBellTestSupport",
+                // Not imported: the cluster, shutdown and bench tests run the built binary.
                 "exambell",
                 .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -5,10 +5,11 @@ import RedisClient
 /// ack sets and presence hashes as Redis sets and hashes. Many keys move in one command
 /// (`MSET`, `MGET`), so an end writes N candidate keys in one round trip.
 public struct RedisStateStore: StateStore {
-    let client: RedisClient
+    let client: CountedRedis
 
-    public init(client: RedisClient) {
-        self.client = client
+    /// `failures` counts this store's failed calls for the node's `/metrics`.
+    public init(client: RedisClient, failures: BackendFailures = BackendFailures()) {
+        self.client = CountedRedis(client: client, failures: failures)
     }
 
     public func set(_ values: [(key: String, value: String)]) async throws {

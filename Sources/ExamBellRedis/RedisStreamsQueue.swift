@@ -9,13 +9,14 @@ import Synchronization
 /// (`XREADGROUP … 0`), then new ones (`XREADGROUP … BLOCK … >`) on a connection of its own,
 /// and acknowledges them (`XACK`) after the broadcast.
 public final class RedisStreamsQueue: ExamEndQueue {
-    let client: RedisClient
+    let client: CountedRedis
     let maxLength: Int
     /// One blocking connection per consumer group, made on first read.
     private let blocking = Mutex<[String: DedicatedRedisConnection]>([:])
 
-    public init(client: RedisClient, maxLength: Int = 10_000) {
-        self.client = client
+    /// `failures` counts this queue's failed calls for the node's `/metrics`.
+    public init(client: RedisClient, maxLength: Int = 10_000, failures: BackendFailures = BackendFailures()) {
+        self.client = CountedRedis(client: client, failures: failures)
         self.maxLength = maxLength
     }
 
@@ -52,9 +53,9 @@ public final class RedisStreamsQueue: ExamEndQueue {
         }
         let milliseconds = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let reply = try await withTaskCancellationHandler {
-            try await connection.call(
+            try await client.call(
                 ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "BLOCK", String(milliseconds), "STREAMS", stream, ">"],
-                blockFor: timeout
+                on: connection, blockFor: timeout
             )
         } onCancel: {
             // A blocked read cannot be taken back; closing its connection ends it.

@@ -7,11 +7,14 @@ import SQLKit
 /// `SQLiteExamStore.open` builds it on SQLite; PostgreSQL gives it another `SQLExecutor`.
 public struct SQLExamStore: ExamStore {
     let executor: any SQLExecutor
+    /// Where this store's failed calls are counted, for the node's `/metrics`.
+    let failures: BackendFailures
     /// Rows per multi-row INSERT or IN list: well under SQLite's and PostgreSQL's bind limits.
     static let chunkSize = 500
 
-    public init(executor: any SQLExecutor) {
+    public init(executor: any SQLExecutor, failures: BackendFailures = BackendFailures()) {
         self.executor = executor
+        self.failures = failures
     }
 
     /// Runs one statement outside a transaction (administration: `CREATE DATABASE`).
@@ -540,26 +543,26 @@ public struct SQLExamStore: ExamStore {
     private func transaction<R: Sendable>(
         timeLimit: Duration? = nil, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
     ) async throws -> R {
-        try await Self.mapErrors {
+        try await mapErrors {
             if let timeLimit { try await executor.withLongTransaction(timeLimit: timeLimit, body) } else { try await executor.withTransaction(body) }
         }
     }
 
     /// Runs `body` on a connection; failures other than `ExamBellError` become 503.
     private func connection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
-        try await Self.mapErrors { try await executor.withConnection(body) }
+        try await mapErrors { try await executor.withConnection(body) }
     }
 
-    private static func mapErrors<R>(_ body: () async throws -> R) async throws -> R {
+    private func mapErrors<R>(_ body: () async throws -> R) async throws -> R {
         do {
             return try await body()
         } catch let error as ExamBellError {
-            if error.status == 503 { BackendFailures.record(.database) }
+            if error.status == 503 { failures.record(.database) }
             throw error
         } catch let error as CancellationError {
             throw error
         } catch {
-            BackendFailures.record(.database)
+            failures.record(.database)
             throw ExamBellError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
         }
     }

@@ -4,8 +4,10 @@ import Logging
 /// The embedded DB: `SQLExamStore` on a SQLite file, migrated and ready.
 public enum SQLiteExamStore {
     /// Opens (creating and migrating when needed) the SQLite database at `path`.
-    public static func open(path: String, logger: Logger = Logger(label: "exambell.sqlite")) async throws -> SQLExamStore {
-        let store = SQLExamStore(executor: try await SQLiteExecutor.open(path: path, logger: logger))
+    public static func open(
+        path: String, failures: BackendFailures = BackendFailures(), logger: Logger = Logger(label: "exambell.sqlite")
+    ) async throws -> SQLExamStore {
+        let store = SQLExamStore(executor: try await SQLiteExecutor.open(path: path, logger: logger), failures: failures)
         try await store.migrate()
         return store
     }
@@ -21,18 +23,20 @@ public enum PostgresExamStore {
     }
 
     /// Connects to `postgres://…` and applies the migrations not yet applied.
-    public static func open(url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger = quietLogger)
-        async throws -> SQLExamStore
-    {
-        let store = try await openUnmigrated(url: url, timeouts: timeouts, logger: logger)
+    public static func open(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
+    ) async throws -> SQLExamStore {
+        let store = try await openUnmigrated(url: url, timeouts: timeouts, failures: failures, logger: logger)
         try await store.migrate()
         return store
     }
 
     /// Connects without migrating (for administration, like creating a database).
     public static func openUnmigrated(
-        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger = quietLogger
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
     ) async throws -> SQLExamStore {
-        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, logger: logger))
+        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, logger: logger), failures: failures)
     }
 }

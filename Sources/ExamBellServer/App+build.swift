@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ExamBellCore
 import Foundation
 import Hummingbird
@@ -40,7 +41,7 @@ public struct ExamBellNode: Sendable {
     ) async throws {
         let sessions = try await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
         let hub = SocketHub()
-        let metrics = NodeMetrics()
+        let metrics = NodeMetrics(failures: backends.failures)
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
         )
@@ -50,7 +51,7 @@ public struct ExamBellNode: Sendable {
         )
         let endService = EndExamService(
             backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
-            syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics
+            syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics, faults: configuration.faults
         )
         let socketServer =
             configuration.roles.contains(.socket)
@@ -79,7 +80,8 @@ public struct ExamBellNode: Sendable {
             )
             services.append(
                 QueueConsumer(
-                    queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger, metrics: metrics
+                    queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger, metrics: metrics,
+                    faults: configuration.faults
                 )
             )
             services.append(
@@ -181,9 +183,10 @@ func buildRouter(
 }
 
 /// The admin server (관리 서버) on its own: the console's pages and a proxy of `/api/…` to
-/// the web server at `configuration.publicWebURL`; no backend at all.
+/// the web server at `configuration.publicWebURL` through `http`; no backend at all.
 public func buildAdminApplication(
-    configuration: ExamBellConfiguration, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    configuration: ExamBellConfiguration, http: HTTPClient = .shared, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> Application<RouterResponder<BasicRequestContext>> {
     guard let webURL = URL(string: configuration.publicWebURL), webURL.scheme == "http" || webURL.scheme == "https" else {
         throw ExamBellError.badRequest(code: "invalid_web_url", "--web-url must be an http:// or https:// URL.")
@@ -193,7 +196,7 @@ public func buildAdminApplication(
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     let metrics = NodeMetrics()
     router.get("metrics") { _, _ in metricsResponse(metrics.exposition(hub: nil, outboxBacklog: nil)) }
-    AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize).addRoutes(to: router)
+    AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize, http: http).addRoutes(to: router)
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(
         router: router,

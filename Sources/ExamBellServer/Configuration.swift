@@ -69,6 +69,8 @@ public struct ExamBellConfiguration: Sendable {
     /// node never accepted (seen with the default of 256 and 1,000 browsers on a loaded
     /// machine). Linux caps it at `net.core.somaxconn` (4096 on Debian 12).
     public var listenBacklog = 4096
+    /// Where crash tests stop or hold this node; none in the product.
+    public var faults = FaultPoints.none
 
     public init(adminToken: String?, sessionSecret: String, publicWebURL: String, publicSocketURL: String) {
         self.adminToken = adminToken
@@ -78,15 +80,18 @@ public struct ExamBellConfiguration: Sendable {
     }
 }
 
-/// The backends a node runs on: the DB, the state store and the queue.
+/// The backends a node runs on: the DB, the state store and the queue, and where their
+/// failed calls are counted (the stores were opened with the same `failures`).
 public struct ExamBellBackends: Sendable {
     public var store: any ExamStore
     public var state: any StateStore
     public var queue: any ExamEndQueue
+    public var failures: BackendFailures
 
-    public init(store: any ExamStore, state: any StateStore, queue: any ExamEndQueue) {
+    public init(store: any ExamStore, state: any StateStore, queue: any ExamEndQueue, failures: BackendFailures = BackendFailures()) {
         self.store = store
         self.state = state
         self.queue = queue
+        self.failures = failures
     }
 }

@@ -11,17 +11,18 @@ import RedisClient
 /// Opens the backends the options name: SQLite or PostgreSQL, memory engine or Redis.
 enum Backends {
     static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
+        let failures = BackendFailures()
         let store: SQLExamStore
         switch options.resolvedDatabase {
         case nil:
-            store = try await openSQLite(URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, logger)
+            store = try await openSQLite(URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, failures, logger)
         case let url? where url.hasPrefix("sqlite://"):
             let path = String(url.dropFirst("sqlite://".count))
             guard !path.isEmpty else { throw ValidationError("--database sqlite://PATH needs a path.") }
-            store = try await openSQLite(path, logger)
+            store = try await openSQLite(path, failures, logger)
         case let url? where url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"):
             do {
-                store = try await PostgresExamStore.open(url: url, logger: logger)
+                store = try await PostgresExamStore.open(url: url, failures: failures, logger: logger)
             } catch {
                 throw ValidationError("Cannot use the PostgreSQL database (\(error)). Is it running, and is the URL right?")
             }
@@ -29,7 +30,7 @@ enum Backends {
             throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
         }
         guard let redisURL = options.resolvedRedis else {
-            return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+            return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue(), failures: failures)
         }
         let redis: RedisConfiguration
         do {
@@ -39,13 +40,16 @@ enum Backends {
         }
         let client = RedisClient(configuration: redis, logger: logger)
         logger.info("state store and queue on Redis", metadata: ["redis": "\(redis.description)"])
-        return ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))
+        return ExamBellBackends(
+            store: store, state: RedisStateStore(client: client, failures: failures),
+            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures
+        )
     }
 }
 
-private func openSQLite(_ path: String, _ logger: Logger) async throws -> SQLExamStore {
+private func openSQLite(_ path: String, _ failures: BackendFailures, _ logger: Logger) async throws -> SQLExamStore {
     do {
-        return try await SQLiteExamStore.open(path: path, logger: logger)
+        return try await SQLiteExamStore.open(path: path, failures: failures, logger: logger)
     } catch {
         throw ValidationError("Cannot open the SQLite database at \(path): \(error)")
     }

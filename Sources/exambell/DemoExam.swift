@@ -1,3 +1,4 @@
+import ExamBellClient
 import ExamBellCore
 import Foundation
 

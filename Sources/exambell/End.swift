@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExamBellClient
 import ExamBellCore
 import Foundation
 
@@ -33,9 +34,6 @@ struct End: AsyncParsableCommand {
             print("Exam \(result.examId) \(what): status \(result.status), end time \(result.endDatetime).")
         } catch let error as ExamBellError {
             FileHandle.standardError.write(Data("exambell end: \(error.message) (\(error.status) \(error.code))\n".utf8))
-            throw ExitCode(1)
-        } catch let error as URLError {
-            FileHandle.standardError.write(Data("exambell end: cannot reach the web server (\(error.localizedDescription)).\n".utf8))
             throw ExitCode(1)
         }
     }

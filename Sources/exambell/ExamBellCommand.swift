@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExamBellBench
 
 /// `exambell`: ends a computer-based exam for everyone in it, at once and consistently.
 @main

@@ -91,23 +91,3 @@ struct ServerOptions: ParsableArguments {
         return .seconds(seconds)
     }
 }
-
-/// Options of the commands that call a running web server's API.
-struct ClientOptions: ParsableArguments {
-    @Option(help: "Where the web server is (EXAMBELL_WEB_URL; default http://127.0.0.1:8080).")
-    var webUrl: String?
-
-    @Option(help: "Bearer token of admin calls (EXAMBELL_ADMIN_TOKEN).")
-    var adminToken: String?
-
-    func client() throws -> APIClient {
-        let base = webUrl ?? environment("EXAMBELL_WEB_URL") ?? "http://127.0.0.1:8080"
-        guard let url = URL(string: base), url.scheme == "http" || url.scheme == "https" else {
-            throw ValidationError("--web-url must be an http:// or https:// URL, not \(base).")
-        }
-        guard let token = adminToken ?? environment("EXAMBELL_ADMIN_TOKEN") else {
-            throw ValidationError("An admin token is required: --admin-token or EXAMBELL_ADMIN_TOKEN.")
-        }
-        return APIClient(baseURL: url, adminToken: token)
-    }
-}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ExamBellClient
 import ExamBellCore
 import ExamBellServer
 import Foundation
@@ -91,6 +92,7 @@ enum NodeRunner {
         guard (0...3600).contains(grace) else { throw ValidationError("--answer-grace must be 0 to 3600 seconds.") }
         configuration.answerGraceSeconds = grace
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
+        configuration.faults = TestFaults.fromEnvironment()
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
         configuration.roles = roles

@@ -54,6 +54,29 @@ struct OperationsTests {
         }
     }
 
+    @Test("two nodes in one process count their own backend failures: one's Redis going away shows only in its /metrics")
+    func failuresPerNode() async throws {
+        let lost = try await RedisTestServer.start()
+        defer { lost.stop() }
+        let kept = try await RedisTestServer.start()
+        defer { kept.stop() }
+        let failing = try await TestNode(redisURL: lost.url)
+        let healthy = try await TestNode(redisURL: kept.url)
+        let redisErrors = #"exambell_backend_errors_total{backend="redis"}"#
+        try await failing.node.application.test(.router) { failingClient in
+            try await healthy.node.application.test(.router) { healthyClient in
+                #expect(try await failingClient.call(.get, "/ready", headers: [:]).status == .ok)
+                lost.stop()
+                #expect(try await failingClient.call(.get, "/ready", headers: [:]).status == .serviceUnavailable)
+                #expect(try await healthyClient.call(.get, "/ready", headers: [:]).status == .ok)
+                let failingText = String(buffer: try await failingClient.call(.get, "/metrics", headers: [:]).body)
+                let healthyText = String(buffer: try await healthyClient.call(.get, "/metrics", headers: [:]).body)
+                #expect((Self.sample(failingText, redisErrors) ?? 0) >= 1, "the node whose Redis went away counted it")
+                #expect(Self.sample(healthyText, redisErrors) == 0, "the other node's figure is its own")
+            }
+        }
+    }
+
     @Test("logs on real processes follow an end from the web node to the socket node, and never show a token or secret")
     func logs() async throws {
         let trace = ["EXAMBELL_LOG_LEVEL": "trace"]

@@ -7,6 +7,10 @@ import Glibc
 /// A WebSocket client on a bare TCP socket, for browsers that misbehave: one that never
 /// reads (slow), never answers pings (dead), floods, or sends oversized messages. It never
 /// blocks a thread: reads poll the non-blocking socket between short sleeps.
+///
+/// `@unchecked Sendable`: `pending` is mutable, but each instance is driven by the one test
+/// that made it, one call at a time (it is never used from two tasks at once); `fd` is a
+/// constant.
 final class RawWebSocket: @unchecked Sendable {
     let fd: Int32
     private var pending: [UInt8] = []

@@ -40,17 +40,22 @@ struct TestNode {
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
+        // The node's stores count their failures where its `/metrics` reads them.
+        let failures = BackendFailures()
         let store: any ExamStore
         if let given {
             store = given
         } else {
-            store = try await SQLiteExamStore.open(path: databasePath, logger: logger)
+            store = try await SQLiteExamStore.open(path: databasePath, failures: failures, logger: logger)
         }
         if let redisURL {
             let client = RedisClient(configuration: try RedisConfiguration(url: redisURL), logger: logger)
-            backends = ExamBellBackends(store: store, state: RedisStateStore(client: client), queue: RedisStreamsQueue(client: client))
+            backends = ExamBellBackends(
+                store: store, state: RedisStateStore(client: client, failures: failures),
+                queue: RedisStreamsQueue(client: client, failures: failures), failures: failures
+            )
         } else {
-            backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue())
+            backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue(), failures: failures)
         }
         try await backends.queue.createGroup(observerGroup)
         var configuration = ExamBellConfiguration(

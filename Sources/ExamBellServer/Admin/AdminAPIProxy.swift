@@ -9,12 +9,12 @@ import NIOHTTP1
 /// The admin server's (관리 서버) only way to the exam: the web server's HTTP API.
 ///
 /// When `exambell admin` runs on its own, the console's `/api/…` calls are forwarded to the
-/// web server (`--web-url`) through async-http-client with the operator's own bearer token;
-/// the admin server never
-/// touches the DB or Redis.
+/// web server (`--web-url`) through the `HTTPClient` the node is built with, with the
+/// operator's own bearer token; the admin server never touches the DB or Redis.
 struct AdminAPIProxy: Sendable {
     let webURL: URL
     let maxBodySize: Int
+    let http: HTTPClient
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         for method in [HTTPRequest.Method.get, .post] {
@@ -43,7 +43,7 @@ struct AdminAPIProxy: Sendable {
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await HTTPClient.shared.execute(target, timeout: .seconds(30))
+            response = try await http.execute(target, timeout: .seconds(30))
             body = try await response.body.collect(upTo: 64 << 20)
         } catch {
             throw ExamBellError.unavailable("The web server at \(webURL.absoluteString) cannot be reached.")

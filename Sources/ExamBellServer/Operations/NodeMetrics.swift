@@ -16,7 +16,7 @@ import Synchronization
 /// - `exambell_end_request_seconds`: the end request on the web node
 /// - `exambell_queue_lag_seconds`: publish → read by this socket node, last seen
 /// - `exambell_outbox_backlog`: outbox rows waiting to be published
-/// - `exambell_backend_errors_total{backend}`: failed DB and Redis calls in this process
+/// - `exambell_backend_errors_total{backend}`: failed DB and Redis calls of this node's stores
 public final class NodeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     let broadcasts: Metrics.Counter
@@ -27,13 +27,16 @@ public final class NodeMetrics: Sendable {
     let outboxBacklog: Metrics.Gauge
     let candidates: Metrics.Gauge
     let proctors: Metrics.Gauge
+    /// What this node's stores count (they were opened with it).
+    let failures: BackendFailures
     private let backendErrors: [BackendFailures.Backend: Metrics.Counter]
     private let reported = Mutex<[BackendFailures.Backend: Int]>([:])
     /// When each end request of this process started, so a broadcast in the same process
     /// can measure from it.
     private let endStarts = Mutex<[String: ContinuousClock.Instant]>([:])
 
-    public init() {
+    public init(failures: BackendFailures = BackendFailures()) {
+        self.failures = failures
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
@@ -94,7 +97,7 @@ public final class NodeMetrics: Sendable {
         if let backlog { outboxBacklog.record(backlog) }
         reported.withLock { reported in
             for backend in BackendFailures.Backend.allCases {
-                let now = BackendFailures.count(backend)
+                let now = failures.count(backend)
                 let delta = now - reported[backend, default: 0]
                 if delta > 0 { backendErrors[backend]?.increment(by: delta) }
                 reported[backend] = now

@@ -12,6 +12,7 @@ struct QueueConsumer: Service {
     let group: String
     let logger: Logger
     let metrics: NodeMetrics
+    var faults = FaultPoints.none
 
     func run() async throws {
         var backoff: Duration = .milliseconds(200)
@@ -63,7 +64,7 @@ struct QueueConsumer: Service {
         guard !entries.isEmpty else { return }
         for entry in entries {
             metrics.entryRead(entry.id)
-            EndExamService.faultPoint("socket-after-read")
+            await faults.reach(.socketAfterRead)
             if let message = entry.message {
                 let told = hub.broadcast(ExamEndSocketMessage(message))
                 metrics.broadcastDone(examId: message.examId, told: told, entryId: entry.id)

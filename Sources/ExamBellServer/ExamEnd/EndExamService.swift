@@ -1,8 +1,5 @@
 import ExamBellCore
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 
 /// The scenario of seed §2 on the web server: validate → the DB commits the end → the state
@@ -29,6 +26,7 @@ public struct EndExamService: Sendable {
     let syncAfterEnd: Duration?
     let logger: Logger
     let metrics: NodeMetrics
+    let faults: FaultPoints
 
     /// Ends exam `examId` for `actor`, with an optional reason. `requestLogger` carries the
     /// request id of the call; the end's log lines carry it and the end's id
@@ -45,7 +43,7 @@ public struct EndExamService: Sendable {
         let candidateIds = try await backends.store.candidateIds(planId: examId)
         let validated = ContinuousClock.now
 
-        await Self.slowPoint("slow-end")
+        await faults.reach(.beforeEndCommit)
         let endDatetime = Timestamp.now()
         let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
         let transition: EndTransition
@@ -75,7 +73,7 @@ public struct EndExamService: Sendable {
             return Outcome(plan: winner, ended: false)
         case .ended(let ended, let entry):
             let committed = ContinuousClock.now
-            Self.faultPoint("after-commit")
+            await faults.reach(.afterEndCommit)
             // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
             await outbox.deliver(entry, candidateIds: candidateIds)
             let published = ContinuousClock.now
@@ -107,34 +105,6 @@ public struct EndExamService: Sendable {
 
     static func ms(_ duration: Duration) -> String {
         String(format: "%.1f", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
-    }
-
-    /// Test-only crash point: in debug builds, `EXAMBELL_TEST_FAULT=<name>` kills the process
-    /// here (SIGKILL, as a crash would), to prove the outbox covers a web node that dies
-    /// between its commit and its publish, and pending replay a socket node that dies
-    /// mid-broadcast. `<name>@<file>` fires once: only while the file does not exist yet.
-    /// Release builds do not contain it.
-    static func faultPoint(_ name: String) {
-        #if DEBUG
-        guard let fault = ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] else { return }
-        let parts = fault.split(separator: "@", maxSplits: 1).map(String.init)
-        guard parts.first == name else { return }
-        if parts.count == 2 {
-            guard !FileManager.default.fileExists(atPath: parts[1]) else { return }
-            FileManager.default.createFile(atPath: parts[1], contents: nil)
-        }
-        kill(getpid(), SIGKILL)
-        #endif
-    }
-
-    /// Test-only delay: in debug builds, `EXAMBELL_TEST_FAULT=<name>` holds an end here for
-    /// 1.5 s, so a test can stop the node while the request is in flight.
-    static func slowPoint(_ name: String) async {
-        #if DEBUG
-        if ProcessInfo.processInfo.environment["EXAMBELL_TEST_FAULT"] == name {
-            try? await Task.sleep(for: .milliseconds(1500))
-        }
-        #endif
     }
 }
 

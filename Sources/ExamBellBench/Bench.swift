@@ -1,15 +1,12 @@
 import ArgumentParser
+import AsyncHTTPClient
+import ExamBellClient
 import ExamBellCore
 import Foundation
 import Histogram
+import NIOPosix
 import Synchronization
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// `exambell bench`: end-to-end fan-out of a running deployment, measured from outside.
 ///
@@ -20,8 +17,8 @@ import Glibc
 /// `--ws-url` and `--publish-url` it measures another server the same way (nginx + Nchan:
 /// a plain WebSocket subscriber URL and an HTTP publish URL). With `--server-pid` it reports
 /// the socket node's resident memory before and after the connections.
-struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Bench: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         abstract: "Measure end-to-end fan-out: browsers of M exams, from each end request to each browser's receipt.",
         discussion: """
             One exam of 10,000:      exambell bench --web-url URL --admin-token T --browsers 10000
@@ -60,7 +57,9 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
-    func validate() throws {
+    public init() {}
+
+    public func validate() throws {
         guard browsers >= 1, exams >= 1, browsers * exams <= 19_000 else {
             throw ValidationError("--browsers × --exams must be 1 to 19,000 (one process's sockets here).")
         }
@@ -70,13 +69,31 @@ struct Bench: AsyncParsableCommand {
         guard hold >= 0 else { throw ValidationError("--hold must not be negative.") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         raiseOpenFileLimit()
+        // Its own pool: a burst of ends goes out on many connections at once.
+        var httpConfiguration = HTTPClient.Configuration()
+        httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 100
+        let http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: httpConfiguration)
+        do {
+            try await run(http: http)
+            try await http.shutdown()
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+    }
+
+    private func run(http: HTTPClient) async throws {
         let total = browsers * exams
         let plan: Plan = if let wsUrl, let publishUrl {
-            Plan(urls: Array(repeating: wsUrl, count: total), groups: [0..<total], end: .publish(URL(string: publishUrl)!), label: wsUrl)
+            Plan(
+                urls: Array(repeating: wsUrl, count: total), groups: [0..<total],
+                end: .publish(APIClient(baseURL: URL(string: publishUrl)!, adminToken: "", http: http), URL(string: publishUrl)!),
+                label: wsUrl
+            )
         } else {
-            try await prepareExams()
+            try await prepareExams(http: http)
         }
         let loopback = plan.urls.first.map { $0.contains("//127.") || $0.contains("//localhost") } ?? false
         let sources = (sourceAddresses ?? (loopback ? max(1, (total + 4999) / 5000) : 0))
@@ -170,32 +187,23 @@ struct Bench: AsyncParsableCommand {
     /// Fires the end of group `index`.
     enum Ender: Sendable {
         case exams(APIClient, [String])
-        case publish(URL)
+        case publish(APIClient, URL)
 
         func fire(_ index: Int) async throws {
             switch self {
             case .exams(let api, let ids):
                 struct Ended: Decodable { var result: String }
                 _ = try await api.call("POST", "api/exams/\(ids[index])/end", body: ["reason": "benchmark"], as: Ended.self)
-            case .publish(let url):
-                var request = URLRequest(url: url)
-                request.httpMethod = "POST"
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                request.httpBody = Data(ExamEndSocketMessage(examId: "bench", timestamp: .now()).json.utf8)
-                let (_, response) = try await URLSession.shared.data(for: request)
-                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-                guard (200..<300).contains(status) else { throw LoadClientError("publish answered \(status)") }
+            case .publish(let client, let url):
+                try await client.post(json: ExamEndSocketMessage(examId: "bench", timestamp: .now()).json, to: url)
             }
         }
     }
 
     /// Creates the exams with their candidates through the API and takes session tokens.
-    private func prepareExams() async throws -> Plan {
-        var api = try client.client()
-        let configuration = URLSessionConfiguration.default
-        configuration.httpMaximumConnectionsPerHost = 100
-        configuration.timeoutIntervalForRequest = 60
-        api.session = URLSession(configuration: configuration)
+    private func prepareExams(http: HTTPClient) async throws -> Plan {
+        var api = try client.client(http: http)
+        api.timeout = .seconds(60)
         struct Sessions: Decodable {
             struct Session: Decodable { var socketUrl: String }
             var sessions: [Session]
@@ -242,14 +250,6 @@ struct Bench: AsyncParsableCommand {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.1f", value) }
-}
-
-/// Uses every socket this process may hold (the hard open-file limit).
-func raiseOpenFileLimit() {
-    var limit = rlimit()
-    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-    limit.rlim_cur = limit.rlim_max
-    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 /// A one-line progress bar on standard error.

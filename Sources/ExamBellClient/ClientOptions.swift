@@ -1,0 +1,31 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+
+/// Options of the commands that call a running web server's API.
+public struct ClientOptions: ParsableArguments {
+    @Option(help: "Where the web server is (EXAMBELL_WEB_URL; default http://127.0.0.1:8080).")
+    var webUrl: String?
+
+    @Option(help: "Bearer token of admin calls (EXAMBELL_ADMIN_TOKEN).")
+    var adminToken: String?
+
+    public init() {}
+
+    /// The client these options name; refuses a URL that is not http(s) or a missing token.
+    public func client(http: HTTPClient = .shared) throws -> APIClient {
+        let base = webUrl ?? ProcessInfo.processInfo.environment["EXAMBELL_WEB_URL"].nonEmpty ?? "http://127.0.0.1:8080"
+        guard let url = URL(string: base), url.scheme == "http" || url.scheme == "https" else {
+            throw ValidationError("--web-url must be an http:// or https:// URL, not \(base).")
+        }
+        guard let token = adminToken ?? ProcessInfo.processInfo.environment["EXAMBELL_ADMIN_TOKEN"].nonEmpty else {
+            throw ValidationError("An admin token is required: --admin-token or EXAMBELL_ADMIN_TOKEN.")
+        }
+        return APIClient(baseURL: url, adminToken: token, http: http)
+    }
+}
+
+extension Optional<String> {
+    /// The value, unless it is missing or empty (an environment variable set to "").
+    fileprivate var nonEmpty: String? { self?.isEmpty == false ? self : nil }
+}

@@ -1,0 +1,26 @@
+/// Points in the end flow where a crash test stops or holds a node. A node is built with the
+/// hook it is given (the configuration's `faults`); the product runs with `.none`, and only
+/// the debug executable builds one (from `EXAMBELL_TEST_FAULT`, for the process-level crash
+/// tests).
+public struct FaultPoints: Sendable {
+    public enum Point: String, Sendable, CaseIterable {
+        /// An end request validated, before its transaction (a test holds an end in flight).
+        case beforeEndCommit = "slow-end"
+        /// The end committed; the state store and the queue have not heard of it yet.
+        case afterEndCommit = "after-commit"
+        /// A socket node read a queue entry and has neither broadcast nor acknowledged it.
+        case socketAfterRead = "socket-after-read"
+    }
+
+    private let hook: (@Sendable (Point) async -> Void)?
+
+    public init(_ hook: (@Sendable (Point) async -> Void)?) {
+        self.hook = hook
+    }
+
+    public static let none = FaultPoints(nil)
+
+    func reach(_ point: Point) async {
+        await hook?(point)
+    }
+}
