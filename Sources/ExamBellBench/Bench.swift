@@ -106,7 +106,7 @@ public struct Bench: AsyncParsableCommand {
         let bar = ProgressBar(total: total, enabled: !json)
         await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in bar.show(opened + failed, note: "connecting (failed \(failed))") }
         let connectTime = ContinuousClock.now - connectStart
-        bar.finish("connected \(load.opened.load(ordering: .relaxed)) of \(total) in \(Self.format(connectTime.seconds)) s")
+        bar.finish("connected \(load.opened.load(ordering: .relaxed)) of \(total) in \(Self.format(connectTime.inSeconds)) s")
         if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
         let rssAfter = serverPid.flatMap(residentKiB)
 
@@ -150,7 +150,7 @@ public struct Bench: AsyncParsableCommand {
         var result: [String: any Sendable] = [
             "target": plan.label, "exams": plan.groups.count, "browsers": total, "connected": opened,
             "received": received, "missing": opened - received, "withinOneSecond": withinOneSecond,
-            "connectSeconds": connectTime.seconds, "sourceAddresses": max(1, sourceList.count),
+            "connectSeconds": connectTime.inSeconds, "sourceAddresses": max(1, sourceList.count),
             "endResponseMsMax": Double(responses.max() ?? 0) / 1_000_000,
             "p50Ms": ms(50), "p90Ms": ms(90), "p99Ms": ms(99), "maxMs": received == 0 ? .nan : Double(histogram.max) / 1000,
         ]
@@ -163,7 +163,7 @@ public struct Bench: AsyncParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.seconds)) s")
+            print("target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.inSeconds)) s")
             print("end request(s) answered within \(Self.format(Double(responses.max() ?? 0) / 1_000_000)) ms")
             print("exam_end received by \(received), missing \(opened - received); within 1 s of its end request: \(withinOneSecond)")
             print("from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
@@ -274,8 +274,4 @@ final class ProgressBar: Sendable {
         guard enabled else { return }
         FileHandle.standardError.write(Data(("\r" + text + String(repeating: " ", count: 30) + "\n").utf8))
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

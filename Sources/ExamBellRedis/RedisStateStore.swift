@@ -66,7 +66,7 @@ public struct RedisStateStore: StateStore {
     }
 
     public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
-        let milliseconds = max(1, ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(1, ttl.milliseconds)
         let reply = try await client.call(["SET", key, owner, "NX", "PX", String(milliseconds)])
         if reply.string == "OK" { return true }
         // Already ours (a re-entrant take): extend it.

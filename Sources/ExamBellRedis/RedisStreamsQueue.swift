@@ -51,7 +51,7 @@ public final class RedisStreamsQueue: ExamEndQueue {
             connections[group] = connection
             return connection
         }
-        let milliseconds = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(1, timeout.milliseconds)
         let reply = try await withTaskCancellationHandler {
             try await client.call(
                 ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "BLOCK", String(milliseconds), "STREAMS", stream, ">"],

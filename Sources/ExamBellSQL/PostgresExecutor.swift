@@ -220,12 +220,6 @@ public struct DatabaseTimeouts: Sendable {
     public var callBound: Duration { connectionWait + call + statement }
 }
 
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 {
-        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
-    }
-}
 
 /// The call ran out of time before it could commit.
 struct CallTimedOut: Error {}

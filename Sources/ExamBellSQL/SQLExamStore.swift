@@ -118,7 +118,7 @@ public struct SQLExamStore: ExamStore {
                 """
             ).first()
             guard started != nil else {
-                guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+                let plan = try await Self.existingPlan(planId, db)
                 throw ExamBellError.wrongState(planId, is: plan.status, action: "start")
             }
             try await db.raw(
@@ -128,7 +128,7 @@ public struct SQLExamStore: ExamStore {
                 """
             ).run()
             try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "start", reason: nil, detail: nil, at: at), db)
-            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            let plan = try await Self.existingPlan(planId, db)
             return plan
         }
     }
@@ -146,7 +146,7 @@ public struct SQLExamStore: ExamStore {
                 """
             ).first()
             guard ended != nil else {
-                guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+                let plan = try await Self.existingPlan(planId, db)
                 guard plan.status == .completed else { throw ExamBellError.wrongState(planId, is: plan.status, action: "end") }
                 return .alreadyCompleted(plan)
             }
@@ -165,7 +165,7 @@ public struct SQLExamStore: ExamStore {
             try await Self.audit(
                 AuditEntry(planId: planId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
             )
-            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            let plan = try await Self.existingPlan(planId, db)
             return .ended(plan, outbox: OutboxEntry(id: outboxId, planId: planId, message: message))
         }
     }
@@ -199,7 +199,7 @@ public struct SQLExamStore: ExamStore {
         async throws -> RegistrationResult
     {
         try await transaction(timeLimit: .seconds(60)) { db in
-            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            let plan = try await Self.existingPlan(planId, db)
             guard plan.status != .completed else {
                 throw ExamBellError.wrongState(planId, is: plan.status, action: "take new \(kind.noun)s")
             }
@@ -340,7 +340,7 @@ public struct SQLExamStore: ExamStore {
         async throws -> AnswerSave
     {
         try await transaction { db in
-            guard let plan = try await Self.plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+            let plan = try await Self.existingPlan(planId, db)
             let owner = try await db.raw("SELECT plan_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
             guard try owner?.decode(column: "plan_id", as: String.self) == planId else {
                 throw ExamBellError(status: 404, code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(planId).")
@@ -495,6 +495,12 @@ public struct SQLExamStore: ExamStore {
 
     private static func plan(_ planId: String, _ db: any SQLDatabase) async throws -> ExamPlan? {
         try await db.raw("SELECT * FROM exam_plan WHERE plan_id = \(bind: planId)").first().map(plan(from:))
+    }
+
+    /// The plan, or 404 `exam_not_found`.
+    private static func existingPlan(_ planId: String, _ db: any SQLDatabase) async throws -> ExamPlan {
+        guard let plan = try await plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+        return plan
     }
 
     private static func plan(from row: any SQLRow) throws -> ExamPlan {

@@ -51,10 +51,13 @@ public struct ExamBellError: Error, Sendable, Hashable, CustomStringConvertible 
         ExamBellError(status: 409, code: code, message: message)
     }
 
-    /// The sentence of a 413: the limit, in MiB and bytes.
-    public static func bodyTooLargeMessage(_ limit: Int) -> String {
+    /// 413 `body_too_large`, naming the limit in MiB and bytes.
+    public static func bodyTooLarge(limit: Int) -> ExamBellError {
         let size = limit % 1_048_576 == 0 ? "\(limit / 1_048_576) MiB (\(limit) bytes)" : "\(limit) bytes"
-        return "The request body is larger than the limit of \(size); split it into smaller requests."
+        return ExamBellError(
+            status: 413, code: "body_too_large",
+            message: "The request body is larger than the limit of \(size); split it into smaller requests."
+        )
     }
 
     /// 503: a backing service (DB, state store, queue) cannot be reached.

@@ -3,10 +3,10 @@ import Foundation
 /// Writes JSON text by hand where the exact bytes are part of the contract.
 ///
 /// `JSONEncoder` does not promise key order, and the wire shapes of DESIGN.md are pinned
-/// byte for byte, so the four fixed shapes are written with this instead.
-enum JSONText {
+/// byte for byte, so the fixed shapes (and the API's error body) are written with this instead.
+public enum JSONText {
     /// `value` as a JSON string literal, quotes included.
-    static func string(_ value: String) -> String {
+    public static func string(_ value: String) -> String {
         var out = "\""
         out.reserveCapacity(value.utf8.count + 2)
         for scalar in value.unicodeScalars {
@@ -27,12 +27,12 @@ enum JSONText {
     }
 
     /// `value` as a JSON string literal, or `null`.
-    static func optional(_ value: String?) -> String {
+    public static func optional(_ value: String?) -> String {
         value.map(string) ?? "null"
     }
 
     /// An object with the given keys in the given order; values are JSON text already.
-    static func object(_ fields: KeyValuePairs<String, String>) -> String {
+    public static func object(_ fields: KeyValuePairs<String, String>) -> String {
         "{" + fields.map { "\(string($0.key)):\($0.value)" }.joined(separator: ",") + "}"
     }
 

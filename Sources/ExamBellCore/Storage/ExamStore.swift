@@ -107,6 +107,12 @@ public protocol ExamStore: Sendable {
 }
 
 extension ExamStore {
+    /// The exam, or 404 `exam_not_found`.
+    public func existingExam(_ planId: String) async throws -> ExamPlan {
+        guard let plan = try await exam(planId) else { throw ExamBellError.examNotFound(planId) }
+        return plan
+    }
+
     /// Creates an exam plan with the standard answer sheet and no planned end.
     public func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
         try await createExam(planId: planId, title: title, items: .standard, scheduledEnd: nil, actor: actor, at: at)

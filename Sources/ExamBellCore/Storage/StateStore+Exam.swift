@@ -9,10 +9,27 @@ extension StateStore {
     public func write(plan planId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
         async throws
     {
+        try await write(plan: planId, plan, candidateJSON: candidates.lazy.map { ($0.key, $0.value.json) })
+    }
+
+    /// The state-store side of an end: the plan and every candidate completed at `time`, in
+    /// one round trip. Every candidate key gets the same value, encoded once.
+    public func writeEnded(planId: String, candidateIds: [String], at time: Timestamp) async throws {
+        let candidate = CandidateStateValue(status: .completed, lastActiveTime: time).json
+        try await write(
+            plan: planId, PlanStateValue(status: .completed, endDatetime: time),
+            candidateJSON: candidateIds.lazy.map { ($0, candidate) }
+        )
+    }
+
+    /// The one place the plan key and candidate keys are written together.
+    private func write(plan planId: String, _ plan: PlanStateValue, candidateJSON: some Collection<(String, String)>)
+        async throws
+    {
         var values: [(key: String, value: String)] = [(PlanStateValue.key(planId), plan.json)]
-        values.reserveCapacity(candidates.count + 1)
-        for (id, state) in candidates {
-            values.append((CandidateStateValue.key(id), state.json))
+        values.reserveCapacity(candidateJSON.count + 1)
+        for (id, json) in candidateJSON {
+            values.append((CandidateStateValue.key(id), json))
         }
         try await set(values)
     }

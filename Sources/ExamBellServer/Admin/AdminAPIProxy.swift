@@ -35,7 +35,7 @@ struct AdminAPIProxy: Sendable {
             do {
                 body = try await request.body.collect(upTo: maxBodySize)
             } catch {
-                throw ExamBellError(status: 413, code: "body_too_large", message: ExamBellError.bodyTooLargeMessage(maxBodySize))
+                throw ExamBellError.bodyTooLarge(limit: maxBodySize)
             }
             target.body = .bytes(body)
             target.headers.add(name: "Content-Type", value: "application/json")

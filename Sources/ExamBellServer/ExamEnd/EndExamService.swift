@@ -37,7 +37,7 @@ public struct EndExamService: Sendable {
         defer { metrics.endRequest.recordInterval(since: started) }
         try Identifier.validate(examId, field: "examId")
         // Validation (seed §4.1): the exam exists and is in a state that can end.
-        guard let plan = try await backends.store.exam(examId) else { throw ExamBellError.examNotFound(examId) }
+        let plan = try await backends.store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
         let candidateIds = try await backends.store.candidateIds(planId: examId)
@@ -104,28 +104,6 @@ public struct EndExamService: Sendable {
     }
 
     static func ms(_ duration: Duration) -> String {
-        String(format: "%.1f", Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)
-    }
-}
-
-extension StateStore {
-    /// The state-store side of an end: the plan and every candidate completed at `time`, in
-    /// one round trip. Every candidate key gets the same value, encoded once.
-    func writeEnded(planId: String, candidateIds: [String], at time: Timestamp) async throws {
-        try await writeSame(
-            plan: planId, PlanStateValue(status: .completed, endDatetime: time),
-            candidateIds: candidateIds, CandidateStateValue(status: .completed, lastActiveTime: time)
-        )
-    }
-
-    /// The plan's key and the same value for every candidate key, in one round trip.
-    func writeSame(plan planId: String, _ plan: PlanStateValue, candidateIds: [String], _ candidate: CandidateStateValue)
-        async throws
-    {
-        let value = candidate.json
-        var values: [(key: String, value: String)] = [(PlanStateValue.key(planId), plan.json)]
-        values.reserveCapacity(candidateIds.count + 1)
-        for id in candidateIds { values.append((CandidateStateValue.key(id), value)) }
-        try await set(values)
+        String(format: "%.1f", duration.inSeconds * 1000)
     }
 }

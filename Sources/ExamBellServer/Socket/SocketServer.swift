@@ -90,7 +90,7 @@ struct SocketServer: Sendable {
             last = now
             allowance = min(
                 Self.inboundBurst,
-                allowance + Self.inboundPerSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                allowance + Self.inboundPerSecond * elapsed.inSeconds
             )
             guard allowance >= 1 else {
                 logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])

@@ -37,16 +37,11 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func response(_ error: ExamBellError) -> Response {
-        let body = #"{"error":{"code":"# + jsonString(error.code) + #","message":"# + jsonString(error.message) + "}}"
+        let body = JSONText.object(["error": JSONText.object(["code": JSONText.string(error.code), "message": JSONText.string(error.message)])])
         return Response(
             status: .init(code: error.status),
             headers: [.contentType: "application/json; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(string: body))
         )
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)
-        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -21,7 +21,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// Who the session token's browser is, and its exam's state: what a page shows first.
     @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
         let session = try await sessions.verify(request.bearerToken)
-        let plan = try await plan(session.examId)
+        let plan = try await backends.store.existingExam(session.examId)
         let name: String? =
             switch session.role {
             case .candidate: try await backends.store.candidates(ids: [session.subject]).first?.name
@@ -41,7 +41,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// The candidate's saved answers; what a reopened page shows (read-only after the end).
     @Sendable func answers(_ request: Request, context: Context) async throws -> JSONResponse<AnswersView> {
         let session = try await candidateSession(request)
-        let plan = try await plan(session.examId)
+        let plan = try await backends.store.existingExam(session.examId)
         let saved = try await backends.store.answers(candidateId: session.subject)
         return JSONResponse(
             value: AnswersView(
@@ -55,7 +55,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// answers already in flight; after that 409 `exam_ended`. Both outcomes are audited.
     @Sendable func saveAnswers(_ request: Request, context: Context) async throws -> JSONResponse<AnswerSaveView> {
         let session = try await candidateSession(request)
-        let plan = try await plan(session.examId)
+        let plan = try await backends.store.existingExam(session.examId)
         let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
         let answers = try plan.items.validate(body.answers)
         let outcome = try await backends.store.saveAnswers(
@@ -78,10 +78,5 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let session = try await sessions.verify(request.bearerToken)
         guard session.role == .candidate else { throw ExamBellError.forbidden("Only a candidate's session has an answer sheet.") }
         return session
-    }
-
-    private func plan(_ examId: String) async throws -> ExamPlan {
-        guard let plan = try await backends.store.exam(examId) else { throw ExamBellError.examNotFound(examId) }
-        return plan
     }
 }

@@ -199,9 +199,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     private func plan(_ context: Context) async throws -> ExamPlan {
-        let id = try examId(context)
-        guard let plan = try await backends.store.exam(id) else { throw ExamBellError.examNotFound(id) }
-        return plan
+        try await backends.store.existingExam(try examId(context))
     }
 
     private func validatePeople(_ people: [Registrant], field: String) throws -> [Registrant] {

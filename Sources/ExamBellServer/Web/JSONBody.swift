@@ -18,7 +18,7 @@ extension Request {
         do {
             buffer = try await body.collect(upTo: limit)
         } catch {
-            throw ExamBellError(status: 413, code: "body_too_large", message: ExamBellError.bodyTooLargeMessage(limit))
+            throw ExamBellError.bodyTooLarge(limit: limit)
         }
         guard buffer.readableBytes > 0 else { return nil }
         do {

@@ -18,7 +18,7 @@ public final class RedisConnection: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RedisConnection {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(.nanoseconds(configuration.connectTimeout.nanoseconds))
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -65,7 +65,7 @@ public final class RedisConnection: Sendable {
         let promises = commands.map { _ in eventLoop.makePromise(of: RESPValue.self) }
         let timedOut = Atomic<Bool>(false)
         let channel = self.channel
-        let deadline = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+        let deadline = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             timedOut.store(true, ordering: .relaxed)
             channel.close(promise: nil)
             for promise in promises { promise.fail(RedisClientError.timeout) }
@@ -93,11 +93,5 @@ public final class RedisConnection: Sendable {
     /// Closes the connection; pending commands fail with `connectionClosed`.
     public func close() {
         channel.close(promise: nil)
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }
