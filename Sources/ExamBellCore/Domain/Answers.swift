@@ -71,3 +71,47 @@ public enum AnswerSave: Sendable, Hashable {
     /// Refused: the exam ended before the grace window. Audited all the same.
     case refused(endDatetime: Timestamp)
 }
+
+/// The rule of when an answer save is taken (seed: nothing answered before the end is lost,
+/// no candidate keeps answering): while the exam runs; after its end only within
+/// `graceSeconds`, for saves already in flight when it ended (taken, audited as late); later
+/// ones are refused (audited too). A scheduled exam takes none.
+///
+/// The store applies it to the plan it reads inside the save's transaction, so the decision
+/// and the write see the same exam.
+public struct AnswerWindow: Sendable, Hashable {
+    public var graceSeconds: Int
+
+    public init(graceSeconds: Int) {
+        self.graceSeconds = graceSeconds
+    }
+
+    /// What becomes of a save at `time` in `plan`; 409 `exam_not_started` for a scheduled exam.
+    public func decide(_ plan: ExamPlan, at time: Timestamp) throws -> AnswerSave {
+        switch plan.status {
+        case .scheduled:
+            throw ExamBellError.conflict(code: "exam_not_started", "Exam \(plan.planId) has not started; answers are taken once it runs.")
+        case .inProgress:
+            return .saved(at: time)
+        case .completed:
+            let end = plan.endDatetime ?? time
+            return time <= end.adding(seconds: Int64(graceSeconds)) ? .savedLate(at: time, endDatetime: end) : .refused(endDatetime: end)
+        }
+    }
+
+    /// The audit row's action and detail for `outcome`, a save of `items` at `time`.
+    public func audit(_ outcome: AnswerSave, items: [Int], at time: Timestamp) -> (action: String, detail: String) {
+        let detail = "items \(items.map(String.init).joined(separator: ", "))"
+        switch outcome {
+        case .saved:
+            return ("answers_saved", detail)
+        case .savedLate(_, let end):
+            return (
+                "answers_saved_late",
+                detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (within the \(graceSeconds) s grace window)"
+            )
+        case .refused(let end):
+            return ("answers_refused", detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s)")
+        }
+    }
+}

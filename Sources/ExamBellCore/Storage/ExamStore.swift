@@ -5,7 +5,13 @@
 /// Every method that changes data is one transaction: it applies whole or not at all.
 /// Methods throw `ExamBellError` for what a caller did wrong (404, 409) and
 /// `ExamBellError.unavailable` when the database cannot be reached.
-public protocol ExamStore: Sendable {
+public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore {
+    /// Closes the store's connections; call once, after the last use.
+    func shutdown() async throws
+}
+
+/// The DB's role of exams: their plans, start and end.
+public protocol ExamPlanStore: Sendable {
     /// Creates an exam plan in `scheduled` with its answer sheet's items and, optionally, the
     /// time it is planned to end; audits it. 409 `exam_exists` when the id is taken.
     func createExam(
@@ -18,9 +24,31 @@ public protocol ExamStore: Sendable {
     /// Every plan, newest first.
     func exams() async throws -> [ExamPlan]
 
-    /// How many candidates of the plan are in each status (statuses with none are absent).
-    func candidateCounts(planId: String) async throws -> [CandidateStatus: Int]
+    /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
+    func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan
 
+    /// The ids of `in_progress` plans whose planned end is at or before `time`.
+    func examsDueToEnd(at time: Timestamp) async throws -> [String]
+
+    /// The end transition as one conditional update: only an `in_progress` plan ends.
+    ///
+    /// In the same transaction it writes the outbox row carrying the queue message (leased
+    /// to the caller until `leaseUntil`) and the audit row. The candidates' rows follow with
+    /// `completeCandidates`, right after the message is published: the plan row decides the
+    /// end, and updating thousands of candidate rows is kept off the path to the browsers. Of concurrent
+    /// callers exactly one gets `.ended`; the others get `.alreadyCompleted` with the winner's
+    /// plan. 404 for an unknown plan, 409 for a `scheduled` one.
+    func endExam(
+        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> EndTransition
+
+    /// Completes every candidate of a completed plan that is not yet, with the plan's end
+    /// time as their last activity. Idempotent.
+    func completeCandidates(planId: String, at endDatetime: Timestamp) async throws
+}
+
+/// The DB's role of the candidates and proctors of exams, and what final sync copies back to them.
+public protocol PeopleStore: Sendable {
     /// Registers candidates; one whose id belongs to another exam makes the whole call 409.
     /// A candidate added to a running exam starts `in_progress`; a completed exam refuses.
     func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
@@ -36,34 +64,42 @@ public protocol ExamStore: Sendable {
     /// The candidates with these ids (any exam); unknown ids are absent.
     func candidates(ids: [String]) async throws -> [Candidate]
 
-    /// The proctors of a plan, by id.
-    func proctors(planId: String) async throws -> [Proctor]
-
-    /// Completes every candidate of a completed plan that is not yet, with the plan's end
-    /// time as their last activity. Idempotent.
-    func completeCandidates(planId: String, at endDatetime: Timestamp) async throws
-
     /// The ids of a plan's candidates (cheaper than `candidates(planId:)`).
     func candidateIds(planId: String) async throws -> [String]
 
-    /// The ids of `in_progress` plans whose planned end is at or before `time`.
-    func examsDueToEnd(at time: Timestamp) async throws -> [String]
+    /// The proctors of a plan, by id.
+    func proctors(planId: String) async throws -> [Proctor]
 
-    /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
-    func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan
+    /// How many candidates of the plan are in each status (statuses with none are absent).
+    func candidateCounts(planId: String) async throws -> [CandidateStatus: Int]
 
-    /// The end transition as one conditional update: only an `in_progress` plan ends.
-    ///
-    /// In the same transaction it writes the outbox row carrying the queue message (leased
-    /// to the caller until `leaseUntil`) and the audit row. The candidates' rows follow with
-    /// `completeCandidates`, right after the message is published: the plan row decides the
-    /// end, and updating thousands of candidate rows is kept off the path to the browsers. Of concurrent
-    /// callers exactly one gets `.ended`; the others get `.alreadyCompleted` with the winner's
-    /// plan. 404 for an unknown plan, 409 for a `scheduled` one.
-    func endExam(
-        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
-    ) async throws -> EndTransition
+    /// Applies what the state store saw (final sync, Redis → DB): a later `last_active_time`
+    /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
+    func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int
 
+    /// Copies when candidates' browsers acknowledged the end (final sync, Redis → DB) into
+    /// `acknowledged_at`; a time already recorded stays. Returns rows changed.
+    func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int
+}
+
+/// The DB's role of candidates' answer sheets.
+public protocol AnswerStore: Sendable {
+    /// Saves a candidate's answers (item number → answer; "" clears) in one transaction with
+    /// its audit row, as `window` decides for the plan read in that transaction: saved (the
+    /// candidate marked active), saved late, or refused (audited all the same). 404 for a
+    /// candidate not of the plan; `window`'s refusal (409) for a `scheduled` exam.
+    func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
+        async throws -> AnswerSave
+
+    /// A candidate's saved answers by item number (cleared ones absent).
+    func answers(candidateId: String) async throws -> [Int: String]
+
+    /// How many items each candidate of the plan has answered (candidates with none absent).
+    func answeredCounts(planId: String) async throws -> [String: Int]
+}
+
+/// The DB's role of the transactional outbox the relay publishes from.
+public protocol OutboxStore: Sendable {
     /// Takes up to `limit` outbox rows that are unpublished and not leased at `now`,
     /// leasing each until `leaseUntil` so that no other relay takes it meanwhile.
     func claimOutbox(now: Timestamp, leaseUntil: Timestamp, limit: Int) async throws -> [OutboxEntry]
@@ -73,40 +109,18 @@ public protocol ExamStore: Sendable {
 
     /// How many outbox rows wait to be published.
     func outboxBacklog() async throws -> Int
+}
 
-    /// Applies what the state store saw (final sync, Redis → DB): a later `last_active_time`
-    /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
-    func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int
-
-    /// Copies when candidates' browsers acknowledged the end (final sync, Redis → DB) into
-    /// `acknowledged_at`; a time already recorded stays. Returns rows changed.
-    func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int
-
-    /// Saves a candidate's answers (item number → answer; "" clears) in one transaction with
-    /// its audit row. An `in_progress` exam takes them and marks the candidate active; a
-    /// `completed` one takes them only until `graceSeconds` after its end, and refuses them
-    /// after that (the refusal is audited too). 404 for a candidate not of the plan, 409
-    /// `exam_not_started` for a `scheduled` exam.
-    func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, graceSeconds: Int)
-        async throws -> AnswerSave
-
-    /// A candidate's saved answers by item number (cleared ones absent).
-    func answers(candidateId: String) async throws -> [Int: String]
-
-    /// How many items each candidate of the plan has answered (candidates with none absent).
-    func answeredCounts(planId: String) async throws -> [String: Int]
-
+/// The DB's role of the audit log.
+public protocol AuditStore: Sendable {
     /// Appends one audit row.
     func audit(_ entry: AuditEntry) async throws
 
     /// The audit rows of a plan, oldest first.
     func auditLog(planId: String) async throws -> [AuditEntry]
-
-    /// Closes the store's connections; call once, after the last use.
-    func shutdown() async throws
 }
 
-extension ExamStore {
+extension ExamPlanStore {
     /// The exam, or 404 `exam_not_found`.
     public func existingExam(_ planId: String) async throws -> ExamPlan {
         guard let plan = try await exam(planId) else { throw ExamBellError.examNotFound(planId) }

@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// exam, the others get `already_completed`: one transition, one queue entry, one audit row.
 struct EndScheduler: Service {
     let endService: EndExamService
-    let store: any ExamStore
+    let store: any ExamPlanStore
     let interval: Duration
     let logger: Logger
 

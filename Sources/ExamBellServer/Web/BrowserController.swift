@@ -59,7 +59,8 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
         let answers = try plan.items.validate(body.answers)
         let outcome = try await backends.store.saveAnswers(
-            candidateId: session.subject, planId: plan.planId, answers, at: .now(), graceSeconds: configuration.answerGraceSeconds
+            candidateId: session.subject, planId: plan.planId, answers, at: .now(),
+            window: AnswerWindow(graceSeconds: configuration.answerGraceSeconds)
         )
         switch outcome {
         case .saved(let at):

@@ -1,0 +1,24 @@
+import ExamBellCore
+import SQLKit
+
+/// `AuditStore`: the audit log.
+extension SQLExamStore {
+    public func audit(_ entry: AuditEntry) async throws {
+        try await connection { db in try await Self.audit(entry, db) }
+    }
+
+    public func auditLog(planId: String) async throws -> [AuditEntry] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_audit_log WHERE plan_id = \(bind: planId) ORDER BY id").all().map { row in
+                AuditEntry(
+                    planId: try row.decode(column: "plan_id", as: String.self),
+                    actor: try row.decode(column: "actor", as: String.self),
+                    action: try row.decode(column: "action", as: String.self),
+                    reason: try row.decode(column: "reason", as: String?.self),
+                    detail: try row.decode(column: "detail", as: String?.self),
+                    at: try Self.timestamp(row, "at") ?? Timestamp(secondsSince1970: 0)
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import ExamBellCore
+import SQLKit
+
+/// `PeopleStore`: candidates and proctors, and what final sync copies back to them.
+extension SQLExamStore {
+    public func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+    {
+        try await register(.candidates, planId: planId, people, actor: actor, at: at)
+    }
+
+    public func registerProctors(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+        -> RegistrationResult
+    {
+        try await register(.proctors, planId: planId, people, actor: actor, at: at)
+    }
+
+    /// The two tables of people differ only in names and in whether rows carry a status.
+    private struct PeopleTable: Sendable {
+        var table: String
+        var idColumn: String
+        var hasStatus: Bool
+        var noun: String
+
+        static let candidates = PeopleTable(table: "exam_candidate", idColumn: "candidate_id", hasStatus: true, noun: "candidate")
+        static let proctors = PeopleTable(table: "exam_proctor", idColumn: "proctor_id", hasStatus: false, noun: "proctor")
+    }
+
+    private func register(_ kind: PeopleTable, planId: String, _ people: [Registrant], actor: String, at: Timestamp)
+        async throws -> RegistrationResult
+    {
+        try await transaction(timeLimit: .seconds(60)) { db in
+            let plan = try await Self.existingPlan(planId, db)
+            guard plan.status != .completed else {
+                throw ExamBellError.wrongState(planId, is: plan.status, action: "take new \(kind.noun)s")
+            }
+            var existing: [String: (planId: String, name: String)] = [:]
+            for chunk in people.map(\.id).chunked(Self.chunkSize) {
+                let rows = try await db.raw(
+                    """
+                    SELECT \(ident: kind.idColumn) AS id, plan_id, name FROM \(ident: kind.table)
+                    WHERE \(ident: kind.idColumn) IN (\(binds: Array(chunk)))
+                    """
+                ).all()
+                for row in rows {
+                    existing[try row.decode(column: "id", as: String.self)] = (
+                        try row.decode(column: "plan_id", as: String.self), try row.decode(column: "name", as: String.self)
+                    )
+                }
+            }
+            let taken = existing.filter { $0.value.planId != planId }.keys.sorted()
+            if !taken.isEmpty {
+                throw ExamBellError.conflict(
+                    code: "\(kind.noun)_in_other_exam",
+                    "\(taken.count) \(kind.noun) id(s) belong to another exam, e.g. \(taken.prefix(5).joined(separator: ", "))."
+                )
+            }
+            let fresh = people.filter { existing[$0.id] == nil }
+            let status = CandidateStatus.following(plan.status).rawValue
+            for chunk in fresh.chunked(Self.chunkSize) {
+                let rows: [SQLQueryString] = chunk.map { person in
+                    kind.hasStatus
+                        ? "(\(bind: person.id), \(bind: planId), \(bind: person.name), \(bind: status))"
+                        : "(\(bind: person.id), \(bind: planId), \(bind: person.name))"
+                }
+                let columns: SQLQueryString =
+                    kind.hasStatus
+                    ? "(\(ident: kind.idColumn), plan_id, name, status)" : "(\(ident: kind.idColumn), plan_id, name)"
+                try await db.raw("INSERT INTO \(ident: kind.table) " + columns + " VALUES " + rows.joined(separator: ", ")).run()
+            }
+            for person in people where existing[person.id].map({ $0.name != person.name }) == true {
+                try await db.raw(
+                    "UPDATE \(ident: kind.table) SET name = \(bind: person.name) WHERE \(ident: kind.idColumn) = \(bind: person.id)"
+                ).run()
+            }
+            let result = RegistrationResult(added: fresh.count, existing: people.count - fresh.count)
+            try await Self.audit(
+                AuditEntry(
+                    planId: planId, actor: actor, action: "register_\(kind.noun)s", reason: nil,
+                    detail: "added \(result.added), already registered \(result.existing)", at: at
+                ), db
+            )
+            return result
+        }
+    }
+
+    public func candidates(planId: String) async throws -> [Candidate] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+                .map(Self.candidate(from:))
+        }
+    }
+
+    public func candidates(ids: [String]) async throws -> [Candidate] {
+        try await connection { db in
+            var result: [Candidate] = []
+            for chunk in ids.chunked(Self.chunkSize) {
+                result += try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id IN (\(binds: Array(chunk)))").all()
+                    .map(Self.candidate(from:))
+            }
+            return result
+        }
+    }
+
+    public func proctors(planId: String) async throws -> [Proctor] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_proctor WHERE plan_id = \(bind: planId) ORDER BY proctor_id").all().map {
+                Proctor(
+                    proctorId: try $0.decode(column: "proctor_id", as: String.self),
+                    planId: try $0.decode(column: "plan_id", as: String.self),
+                    name: try $0.decode(column: "name", as: String.self)
+                )
+            }
+        }
+    }
+
+    public func applyCandidateActivity(_ activity: [String: CandidateStateValue]) async throws -> Int {
+        guard !activity.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (id, state) in activity.sorted(by: { $0.key < $1.key }) {
+                var updated = false
+                if let time = state.lastActiveTime?.iso8601 {
+                    updated = try await db.raw(
+                        """
+                        UPDATE exam_candidate SET last_active_time = \(bind: time)
+                        WHERE candidate_id = \(bind: id) AND (last_active_time IS NULL OR last_active_time < \(bind: time))
+                        RETURNING candidate_id
+                        """
+                    ).first() != nil
+                }
+                // A status only moves forward: these are the statuses it may come from.
+                let earlier = CandidateStatus.allCases.filter { $0.canMove(to: state.status) }.map(\.rawValue)
+                if !earlier.isEmpty {
+                    let moved = try await db.raw(
+                        """
+                        UPDATE exam_candidate SET status = \(bind: state.status.rawValue)
+                        WHERE candidate_id = \(bind: id) AND status IN (\(binds: earlier))
+                        RETURNING candidate_id
+                        """
+                    ).first() != nil
+                    updated = updated || moved
+                }
+                if updated { changed += 1 }
+            }
+            return changed
+        }
+    }
+
+    public func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int {
+        guard !times.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (id, time) in times.sorted(by: { $0.key < $1.key }) {
+                let updated = try await db.raw(
+                    """
+                    UPDATE exam_candidate SET acknowledged_at = \(bind: time.iso8601)
+                    WHERE candidate_id = \(bind: id) AND acknowledged_at IS NULL
+                    RETURNING candidate_id
+                    """
+                ).first()
+                if updated != nil { changed += 1 }
+            }
+            return changed
+        }
+    }
+
+    public func candidateCounts(planId: String) async throws -> [CandidateStatus: Int] {
+        try await connection { db in
+            var counts: [CandidateStatus: Int] = [:]
+            let rows = try await db.raw(
+                "SELECT status, COUNT(*) AS n FROM exam_candidate WHERE plan_id = \(bind: planId) GROUP BY status"
+            ).all()
+            for row in rows {
+                if let status = CandidateStatus(rawValue: try row.decode(column: "status", as: String.self)) {
+                    counts[status] = try row.decode(column: "n", as: Int.self)
+                }
+            }
+            return counts
+        }
+    }
+
+    public func candidateIds(planId: String) async throws -> [String] {
+        try await connection { db in
+            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+                .map { try $0.decode(column: "candidate_id", as: String.self) }
+        }
+    }
+}
