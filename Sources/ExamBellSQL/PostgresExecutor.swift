@@ -5,6 +5,7 @@ import NIOCore
 import PostgresKit
 import PostgresNIO
 import SQLKit
+import ServiceLifecycle
 import Synchronization
 
 /// The DB at scale: postgres-nio's `PostgresClient` pool, with every call bounded in time.
@@ -29,11 +30,23 @@ import Synchronization
 public final class PostgresExecutor: SQLExecutor {
     public let dialect = SQLStoreDialect.postgres
     private let client: PostgresClient
-    private let runner: Task<Void, Never>
+    /// The pool's run, when the executor runs it itself (nil: its owner's service group does).
+    private let runner: Task<Void, Never>?
     private let timeouts: DatabaseTimeouts
 
+    /// Who runs the pool (`PostgresClient.run()`).
+    public enum PoolRunner: Sendable {
+        /// The executor, from its creation to `shutdown()` (tools and tests outside a node).
+        case executor
+        /// The caller's service group, through `services` (a node: the pool starts first and
+        /// stops last, after every part that uses it).
+        case serviceGroup
+    }
+
     /// A pool for `postgres://user[:pass]@host:port/db`.
-    public init(url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger) throws(ExamBellError) {
+    public init(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), runner poolRunner: PoolRunner = .executor, logger: Logger
+    ) throws(ExamBellError) {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
         else {
@@ -54,10 +67,17 @@ public final class PostgresExecutor: SQLExecutor {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.timeouts = timeouts
-        // Detached: the pool lives as long as the executor, not as long as whichever task
-        // happened to open it (a task-local graceful shutdown must not close it early).
-        self.runner = Task.detached { await client.run() }
+        switch poolRunner {
+        case .executor:
+            // Detached: the pool lives as long as the executor, not as long as whichever task
+            // happened to open it (a task-local graceful shutdown must not close it early).
+            self.runner = Task.detached { await client.run() }
+        case .serviceGroup:
+            self.runner = nil
+        }
     }
+
+    public var services: [any Service] { runner == nil ? [client] : [] }
 
     public func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
@@ -197,6 +217,7 @@ public final class PostgresExecutor: SQLExecutor {
     }
 
     public func shutdown() async throws {
+        guard let runner else { return }
         runner.cancel()
         await runner.value
     }

@@ -1,6 +1,7 @@
 import ExamBellCore
 import Logging
 import SQLKit
+import ServiceLifecycle
 
 /// The DB store over any SQL backend: every query written once against `SQLDatabase`.
 ///
@@ -23,6 +24,9 @@ public struct SQLExamStore: ExamStore {
     }
 
     /// Closes the backend's connections.
+    /// What the node must run for this store to work (PostgreSQL's pool, when the node runs it).
+    public var services: [any Service] { executor.services }
+
     public func shutdown() async throws {
         try await executor.shutdown()
     }

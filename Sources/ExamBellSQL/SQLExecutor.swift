@@ -1,5 +1,6 @@
 import ExamBellCore
 import SQLKit
+import ServiceLifecycle
 
 /// The seam between ExamBell's SQL and one database backend.
 ///
@@ -23,11 +24,17 @@ public protocol SQLExecutor: Sendable {
         timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
     ) async throws -> R
 
-    /// Closes the connections.
+    /// What must run for the executor to work, when its owner runs it in a service group
+    /// (PostgreSQL's pool); empty when the executor runs itself.
+    var services: [any Service] { get }
+
+    /// Closes the connections it runs itself.
     func shutdown() async throws
 }
 
 extension SQLExecutor {
+    public var services: [any Service] { [] }
+
     /// Backends whose calls have no time bounds of their own run long work like any other.
     public func withLongTransaction<R: Sendable>(
         timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R

@@ -32,6 +32,15 @@ public enum PostgresExamStore {
         return store
     }
 
+    /// Connects without migrating, with the pool left for the node's service group to run
+    /// (`services`); the node migrates before its server starts.
+    public static func openForNode(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
+    ) throws -> SQLExamStore {
+        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, runner: .serviceGroup, logger: logger), failures: failures)
+    }
+
     /// Connects without migrating (for administration, like creating a database).
     public static func openUnmigrated(
         url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),

@@ -64,7 +64,9 @@ public struct ExamBellNode: Sendable {
         )
         socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
-        var services: [any Service] = []
+        // The backends' own services first: a service group stops its services in reverse
+        // order, so the pools outlive every part that uses them.
+        var services: [any Service] = backends.services
         var application: Application<RouterResponder<BasicRequestContext>>
         if let socketServer {
             application = Application(
@@ -105,6 +107,7 @@ public struct ExamBellNode: Sendable {
             )
         }
         application.addServices(services)
+        if let prepare = backends.prepare { application.beforeServerStarts(perform: prepare) }
         self.application = application
         self.hub = hub
         self.outboxRelay = relay
@@ -115,19 +118,25 @@ public struct ExamBellNode: Sendable {
         self.runsSockets = configuration.roles.contains(.socket)
     }
 
-    /// Runs the node until SIGTERM or SIGINT, then stops it gracefully: a socket node first
-    /// closes its browsers with 1012 (`SocketDrain`); then the HTTP server finishes in-flight
-    /// requests; then the outbox relay publishes what is due, and the node exits.
+    /// Runs the node until SIGTERM or SIGINT, then stops it gracefully (see `serviceGroup`).
     public func run() async throws {
+        try await serviceGroup().run()
+    }
+
+    /// The node's service group. Stopped gracefully (a signal, or `triggerGracefulShutdown`),
+    /// its parts stop in reverse order of start: a socket node first closes its browsers with
+    /// 1012 (`SocketDrain`); then the HTTP server finishes in-flight requests; then the
+    /// application's services (the presence and roster publishers, the queue consumer, the
+    /// scheduler, final sync, the outbox relay, which publishes what is due); last the
+    /// backends' services close their connections (the Redis client, PostgreSQL's pool).
+    public func serviceGroup(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
         var services: [any Service] = [application]
         if runsSockets { services.append(SocketDrain(hub: hub, logger: logger)) }
-        // A service group stops its services in reverse order: the drain goes first.
-        let group = ServiceGroup(
+        return ServiceGroup(
             configuration: .init(
-                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger
             )
         )
-        try await group.run()
     }
 }
 

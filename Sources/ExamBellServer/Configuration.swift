@@ -1,4 +1,5 @@
 import ExamBellCore
+import ServiceLifecycle
 
 /// Everything a node needs to know that is not a backend: where it listens, its secrets,
 /// its public URLs and the timings of its background work.
@@ -87,11 +88,21 @@ public struct ExamBellBackends: Sendable {
     public var state: any StateStore
     public var queue: any ExamEndQueue
     public var failures: BackendFailures
+    /// What the backends need running (PostgreSQL's pool, the Redis client's connections):
+    /// the node runs them first in its service group, so they stop last.
+    public var services: [any Service]
+    /// Work before the node's server starts (the DB's migrations), once those services run.
+    public var prepare: (@Sendable () async throws -> Void)?
 
-    public init(store: any ExamStore, state: any StateStore, queue: any ExamEndQueue, failures: BackendFailures = BackendFailures()) {
+    public init(
+        store: any ExamStore, state: any StateStore, queue: any ExamEndQueue, failures: BackendFailures = BackendFailures(),
+        services: [any Service] = [], prepare: (@Sendable () async throws -> Void)? = nil
+    ) {
         self.store = store
         self.state = state
         self.queue = queue
         self.failures = failures
+        self.services = services
+        self.prepare = prepare
     }
 }

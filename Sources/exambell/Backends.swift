@@ -7,12 +7,15 @@ import ExamBellServer
 import Foundation
 import Logging
 import RedisClient
+import ServiceLifecycle
 
 /// Opens the backends the options name: SQLite or PostgreSQL, memory engine or Redis.
 enum Backends {
     static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
         let failures = BackendFailures()
         let store: SQLExamStore
+        var services: [any Service] = []
+        var prepare: (@Sendable () async throws -> Void)?
         switch options.resolvedDatabase {
         case nil:
             store = try await openSQLite(URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, failures, logger)
@@ -22,15 +25,26 @@ enum Backends {
             store = try await openSQLite(path, failures, logger)
         case let url? where url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"):
             do {
-                store = try await PostgresExamStore.open(url: url, failures: failures, logger: logger)
+                // The node runs the pool in its service group and migrates before it serves.
+                store = try PostgresExamStore.openForNode(url: url, failures: failures, logger: logger)
             } catch {
-                throw ValidationError("Cannot use the PostgreSQL database (\(error)). Is it running, and is the URL right?")
+                throw ValidationError("Cannot use the PostgreSQL database (\(error)). Is the URL right?")
+            }
+            services = store.services
+            prepare = { [store] in
+                do {
+                    try await store.migrate()
+                } catch {
+                    throw StartupError("Cannot use the PostgreSQL database (\(error)). Is it running, and is the URL right?")
+                }
             }
         case let url?:
             throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
         }
         guard let redisURL = options.resolvedRedis else {
-            return ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue(), failures: failures)
+            return ExamBellBackends(
+                store: store, state: MemoryStateStore(), queue: MemoryQueue(), failures: failures, services: services, prepare: prepare
+            )
         }
         let redis: RedisConfiguration
         do {
@@ -42,7 +56,8 @@ enum Backends {
         logger.info("state store and queue on Redis", metadata: ["redis": "\(redis.description)"])
         return ExamBellBackends(
             store: store, state: RedisStateStore(client: client, failures: failures),
-            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures
+            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures,
+            services: services + [client], prepare: prepare
         )
     }
 }
@@ -82,4 +97,10 @@ struct LocalSecrets: Codable {
             return String(repeating: "0", count: 16 - hex.count) + hex
         }.joined()
     }
+}
+
+/// A node that cannot start: said as it is, without a hint about ports.
+struct StartupError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -148,9 +148,20 @@ enum NodeRunner {
         }
         try? await backends?.store.shutdown()
         if case .failure(let error) = result {
-            FileHandle.standardError.write(Data("exambell: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
+            if let startup = Self.startupError(error) {
+                FileHandle.standardError.write(Data("exambell: \(startup)\n".utf8))
+            } else {
+                FileHandle.standardError.write(Data("exambell: the server stopped: \(error)\nIs port \(port) on \(host) free?\n".utf8))
+            }
             throw ExitCode(1)
         }
+    }
+}
+
+extension NodeRunner {
+    /// A failure to start the node's parts (the database), as opposed to the server's own.
+    static func startupError(_ error: any Error) -> StartupError? {
+        error as? StartupError
     }
 }
 

@@ -1,9 +1,13 @@
 import ExamBellCore
 import ExamBellSQL
+import ExamBellRedis
 import ExamBellServer
 import ExamBellTestSupport
 import Foundation
 import NIOWebSocket
+import RedisClient
+import SQLKit
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -158,5 +162,80 @@ struct ShutdownTests {
         }
         #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
         browsers.forEach { $0.close() }
+    }
+}
+
+/// A node run in this process through its own service group, on PostgreSQL and Redis, to
+/// see what its graceful shutdown leaves behind.
+@Suite("Graceful shutdown in process", .timeLimit(.minutes(4)))
+struct InProcessShutdownTests {
+    @Test("graceful shutdown stops every part in order and closes every connection: browsers get 1012, PostgreSQL and Redis keep none of the node's")
+    func closesEveryConnection() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let database = try #require(URLComponents(string: url)?.path.dropFirst()).description
+        let monitor = try PostgresExecutor(url: try PostgresTestDatabase.serverURL(), logger: EndTruthTests.quiet)
+        let failures = BackendFailures()
+        let store = try PostgresExamStore.openForNode(url: url, failures: failures)
+        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), logger: EndTruthTests.quiet)
+        let backends = ExamBellBackends(
+            store: store, state: RedisStateStore(client: client, failures: failures),
+            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures,
+            services: store.services + [client], prepare: { try await store.migrate() }
+        )
+        var configuration = ExamBellConfiguration(
+            adminToken: TestNode.adminToken, sessionSecret: TestNode.secret, publicWebURL: "http://127.0.0.1:0",
+            publicSocketURL: "ws://127.0.0.1:0/ws"
+        )
+        configuration.port = 0
+        configuration.syncInterval = .milliseconds(200)
+        configuration.outboxInterval = .milliseconds(200)
+        let (listening, announce) = AsyncStream.makeStream(of: Int.self)
+        let node = try await ExamBellNode(
+            configuration: configuration, backends: backends, logger: EndTruthTests.quiet, onServerRunning: { announce.yield($0) }
+        )
+        let group = node.serviceGroup(gracefulShutdownSignals: [])
+        let running = Task { try await group.run() }
+        try await bounded("the node's run and shutdown", within: .seconds(120)) {
+            var port = 0
+            for await value in listening {
+                port = value
+                break
+            }
+            #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams", json: #"{"examId":"e1","title":"T"}"#).status == 201)
+            #expect(try await callOnOwnConnection(
+                port: port, "POST", "/api/exams/e1/candidates", json: #"{"candidates":[{"candidateId":"c1","name":"N"}]}"#
+            ).status == 200)
+            #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/start").status == 200)
+            let sessions = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1"]}"#)
+            let token = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions[0].token
+            let browser = ReconnectingBrowser(ports: [port], token: token)
+            defer { browser.close() }
+            try await eventually("the browser connected") { node.hub.connectionCount == 1 }
+            #expect(try await Self.connections(monitor, database: database) > 0, "the node holds PostgreSQL connections while it runs")
+            #expect(try redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
+
+            await group.triggerGracefulShutdown()
+            try await running.value
+            await eventually("the browser was told to reconnect elsewhere (1012)") {
+                browser.closeCodes.first == SocketCloseCodes.restart
+            }
+            try await eventually("PostgreSQL holds no connection of the node") {
+                try await Self.connections(monitor, database: database) == 0
+            }
+            try await eventually("Redis holds no connection of the node (only this check's own)") {
+                try redis.cli("CLIENT", "LIST").count == 1
+            }
+        }
+        try await monitor.shutdown()
+    }
+
+    /// Connections to `database`, from `pg_stat_activity`.
+    static func connections(_ monitor: PostgresExecutor, database: String) async throws -> Int {
+        try await monitor.withConnection { db in
+            try await db.raw("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = \(bind: database)").first()?
+                .decode(column: "n", as: Int.self)
+        } ?? 0
     }
 }

@@ -86,12 +86,7 @@ public struct EndExamService: Sendable {
                     "publishMs": "\(Self.ms(published - committed))",
                 ]
             )
-            if let delay = syncAfterEnd {
-                Task {
-                    try? await Task.sleep(for: delay)
-                    await finalSync.reconcile(planId: examId)
-                }
-            }
+            if let delay = syncAfterEnd { finalSync.scheduleSync(planId: examId, after: delay) }
             return Outcome(plan: ended, ended: true)
         }
     }

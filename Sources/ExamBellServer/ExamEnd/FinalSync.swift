@@ -7,6 +7,9 @@ import ServiceLifecycle
 /// Redis → DB: candidates' `last_active_time` and status (only forward) flow into the DB.
 /// DB → Redis: plan and candidate keys that are missing or drifted are rewritten from the
 /// DB, which is the truth.
+///
+/// It runs as a service of the node: its periodic pass, and the syncs the end service asks
+/// for after each end (`scheduleSync`), which reach it through a stream it owns.
 public struct FinalSync: Service {
     /// What one reconcile changed.
     public struct Report: Sendable, Hashable {
@@ -21,6 +24,24 @@ public struct FinalSync: Service {
     /// This node's name, as the owner of the sync locks it takes.
     let nodeId: String
     let logger: Logger
+    /// Syncs asked for after ends, in the order they are due (one delay for all).
+    private let requests: AsyncStream<(planId: String, due: ContinuousClock.Instant)>
+    private let requested: AsyncStream<(planId: String, due: ContinuousClock.Instant)>.Continuation
+
+    init(backends: ExamBellBackends, interval: Duration, nodeId: String, logger: Logger) {
+        self.backends = backends
+        self.interval = interval
+        self.nodeId = nodeId
+        self.logger = logger
+        // Bounded: a node that cannot keep up drops the oldest asks (the periodic pass covers them).
+        (requests, requested) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+    }
+
+    /// Asks for exam `planId` to be reconciled `delay` from now (after an end: time for the
+    /// browsers' acks to arrive).
+    func scheduleSync(planId: String, after delay: Duration) {
+        requested.yield((planId, .now + delay))
+    }
 
     /// Reconciles one exam; errors are logged and leave the next pass to try again.
     @discardableResult
@@ -132,14 +153,27 @@ public struct FinalSync: Service {
     }
 
     public func run() async throws {
-        // An interval of zero turns the periodic pass off (syncs after ends still run).
-        guard interval > .zero else {
-            try? await gracefulShutdown()
-            return
+        try? await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await serveRequests() }
+                // An interval of zero turns the periodic pass off (syncs after ends still run).
+                if interval > .zero { group.addTask { await periodicPasses() } }
+            }
         }
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+    }
+
+    private func serveRequests() async {
+        for await request in requests {
+            try? await Task.sleep(until: request.due)
+            if Task.isCancelled { return }
+            await reconcile(planId: request.planId)
+        }
+    }
+
+    private func periodicPasses() async {
+        while !Task.isCancelled {
             await reconcileAll()
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            try? await Task.sleep(for: interval)
         }
     }
 }

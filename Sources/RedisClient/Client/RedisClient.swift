@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 
 /// A Redis client for ExamBell's engines.
@@ -10,13 +11,25 @@ import Synchronization
 /// `dedicatedConnection()`. A lost connection is re-made on the next command, with a
 /// backoff during which calls fail fast with `unavailable`, so that callers never hang
 /// while Redis is down and ExamBell never needs a restart after Redis comes back.
-public final class RedisClient: Sendable {
+///
+/// As a `Service`, `run()` owns the connections: when the service group stops it (graceful
+/// shutdown or cancellation), every connection it made, shared and dedicated, is closed, and
+/// later calls fail at once. Used without a service group, `shutdown()` does the same.
+public final class RedisClient: Service, Sendable {
     public let configuration: RedisConfiguration
     private let shared: ConnectionSlot
+    /// Every dedicated connection handed out and not closed yet.
+    private let dedicated = Mutex<[ObjectIdentifier: ConnectionSlot]>([:])
 
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "exambell.redis")) {
         self.configuration = configuration
         self.shared = ConnectionSlot(configuration: configuration, logger: logger)
+    }
+
+    /// Runs until the service group stops it, then closes every connection.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        shutdown()
     }
 
     /// Sends one command; an error reply is thrown as `RedisError`.
@@ -32,21 +45,32 @@ public final class RedisClient: Sendable {
 
     /// A connection of its own, for commands that block (`XREADGROUP … BLOCK`).
     public func dedicatedConnection() -> DedicatedRedisConnection {
-        DedicatedRedisConnection(slot: ConnectionSlot(configuration: configuration, logger: shared.logger))
+        let slot = ConnectionSlot(configuration: configuration, logger: shared.logger)
+        dedicated.withLock { $0[ObjectIdentifier(slot)] = slot }
+        return DedicatedRedisConnection(slot: slot) { [weak self] in
+            _ = self?.dedicated.withLock { $0.removeValue(forKey: ObjectIdentifier(slot)) }
+        }
     }
 
-    /// Closes the shared connection.
+    /// Closes every connection (shared and dedicated); later calls fail at once.
     public func shutdown() {
         shared.close()
+        let slots = dedicated.withLock { slots in
+            defer { slots = [:] }
+            return Array(slots.values)
+        }
+        for slot in slots { slot.close() }
     }
 }
 
 /// A connection of one caller's own, re-made after failures like the shared one.
 public final class DedicatedRedisConnection: Sendable {
     let slot: ConnectionSlot
+    private let onClose: @Sendable () -> Void
 
-    init(slot: ConnectionSlot) {
+    init(slot: ConnectionSlot, onClose: @escaping @Sendable () -> Void) {
         self.slot = slot
+        self.onClose = onClose
     }
 
     /// Sends a command that may block up to `blockFor`; the timeout allows for that.
@@ -56,6 +80,7 @@ public final class DedicatedRedisConnection: Sendable {
 
     public func close() {
         slot.close()
+        onClose()
     }
 }
 
