@@ -1,7 +1,7 @@
 import ExamBellCore
 import RedisClient
 
-/// The Redis engine's way to the server: every command goes through `call`, so that a lost
+/// The Redis engine's way to the server: every command goes through `execute`, so that a lost
 /// connection or a timeout is counted in the node's `BackendFailures`; a reply Redis sends as
 /// an error (like BUSYGROUP) is an answer, not a failure.
 struct CountedRedis: Sendable {
@@ -9,23 +9,22 @@ struct CountedRedis: Sendable {
     let failures: BackendFailures
 
     @discardableResult
-    func call(_ command: RESPCommand) async throws -> RESPValue {
-        do {
-            return try await client.send(command)
-        } catch let error as RedisError {
-            throw error
-        } catch {
-            failures.record(.redis)
-            throw error
-        }
+    func execute<Command: RedisCommand>(_ command: Command) async throws -> Command.Response {
+        try await counting { try await client.execute(command) }
     }
 
     /// A connection of its own, for commands that block (`XREADGROUP … BLOCK`).
     func dedicatedConnection() -> DedicatedRedisConnection { client.dedicatedConnection() }
 
-    func call(_ command: RESPCommand, on connection: DedicatedRedisConnection, blockFor timeout: Duration) async throws -> RESPValue {
+    func execute<Command: RedisCommand>(_ command: Command, on connection: DedicatedRedisConnection, blockFor timeout: Duration)
+        async throws -> Command.Response
+    {
+        try await counting { try await connection.execute(command, blockFor: timeout) }
+    }
+
+    private func counting<R>(_ body: () async throws -> R) async throws -> R {
         do {
-            return try await connection.send(command, blockFor: timeout)
+            return try await body()
         } catch let error as RedisError {
             throw error
         } catch is CancellationError {

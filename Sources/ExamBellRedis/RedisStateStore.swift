@@ -14,68 +14,50 @@ public struct RedisStateStore: StateStore {
 
     public func set(_ values: [(key: String, value: String)]) async throws {
         guard !values.isEmpty else { return }
-        var arguments = ["MSET"]
-        arguments.reserveCapacity(values.count * 2 + 1)
-        for (key, value) in values {
-            arguments.append(key)
-            arguments.append(value)
-        }
-        try await client.call(RESPCommand(arguments))
+        try await client.execute(MSET(values))
     }
 
     public func get(_ keys: [String]) async throws -> [String?] {
         guard !keys.isEmpty else { return [] }
-        let reply = try await client.call(RESPCommand(["MGET"] + keys))
-        guard let values = reply.elements, values.count == keys.count else {
-            throw RedisClientError.unexpectedShape("MGET")
-        }
-        return values.map(\.string)
+        return try await client.execute(MGET(keys))
     }
 
     public func delete(_ keys: [String]) async throws {
         guard !keys.isEmpty else { return }
-        try await client.call(RESPCommand(["DEL"] + keys))
+        try await client.execute(DEL(keys))
     }
 
     @discardableResult
     public func addToSet(_ key: String, _ members: [String]) async throws -> Int {
         guard !members.isEmpty else { return 0 }
-        return Int(try await client.call(RESPCommand(["SADD", key] + members)).integer ?? 0)
+        return try await client.execute(SADD(key, members))
     }
 
     public func setMembers(_ key: String) async throws -> Set<String> {
-        Set(try await client.call(["SMEMBERS", key]).elements?.compactMap(\.string) ?? [])
+        try await client.execute(SMEMBERS(key))
     }
 
     public func setField(_ key: String, field: String, value: String) async throws {
-        try await client.call(["HSET", key, field, value])
+        try await client.execute(HSET(key, field: field, value: value))
     }
 
     public func deleteField(_ key: String, field: String) async throws {
-        try await client.call(["HDEL", key, field])
+        try await client.execute(HDEL(key, field: field))
     }
 
     public func fields(_ key: String) async throws -> [String: String] {
-        let reply = try await client.call(["HGETALL", key])
-        guard let pairs = reply.pairs else { throw RedisClientError.unexpectedShape("HGETALL") }
-        var result: [String: String] = [:]
-        for (field, value) in pairs {
-            if let field = field.string, let value = value.string { result[field] = value }
-        }
-        return result
+        try await client.execute(HGETALL(key))
     }
 
     public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
-        let milliseconds = max(1, ttl.milliseconds)
-        let reply = try await client.call(["SET", key, owner, "NX", "PX", String(milliseconds)])
-        if reply.string == "OK" { return true }
+        if try await client.execute(SETNXPX(key, owner, expiry: ttl)) { return true }
         // Already ours (a re-entrant take): extend it.
-        let extended = try await client.call(["EVAL", Self.extendScript, "1", key, owner, String(milliseconds)])
-        return extended.integer == 1
+        let milliseconds = String(max(1, ttl.milliseconds))
+        return try await client.execute(EVALInteger(Self.extendScript, keys: [key], arguments: [owner, milliseconds])) == 1
     }
 
     public func unlock(_ key: String, owner: String) async throws {
-        try await client.call(["EVAL", Self.unlockScript, "1", key, owner])
+        try await client.execute(EVALInteger(Self.unlockScript, keys: [key], arguments: [owner]))
     }
 
     /// Deletes the lock only if `owner` holds it, atomically.

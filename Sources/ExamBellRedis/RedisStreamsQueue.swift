@@ -24,24 +24,19 @@ public final class RedisStreamsQueue: ExamEndQueue {
 
     @discardableResult
     public func publish(_ message: ExamEndQueueMessage) async throws -> String {
-        let reply = try await client.call(["XADD", stream, "MAXLEN", "~", String(maxLength), "*", "payload", message.json])
-        guard let id = reply.string else { throw RedisClientError.unexpectedShape("XADD") }
-        return id
+        try await client.execute(XADD(stream, approximateMaxLength: maxLength, fields: ["payload": message.json]))
     }
 
     public func createGroup(_ group: String) async throws {
         do {
-            try await client.call(["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"])
+            try await client.execute(XGROUPCREATE(stream, group: group))
         } catch let error as RedisError where error.code == "BUSYGROUP" {
             // It exists: a restarted node keeps its group and so its pending entries.
         }
     }
 
     public func pending(group: String, limit: Int) async throws -> [QueueEntry] {
-        let reply = try await client.call(
-            ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "STREAMS", stream, "0"]
-        )
-        return try Self.entries(reply)
+        Self.entries(try await client.execute(XREADGROUP(group: group, consumer: group, count: limit, stream: stream, id: "0")))
     }
 
     public func read(group: String, limit: Int, timeout: Duration) async throws -> [QueueEntry] {
@@ -51,10 +46,9 @@ public final class RedisStreamsQueue: ExamEndQueue {
             connections[group] = connection
             return connection
         }
-        let milliseconds = max(1, timeout.milliseconds)
-        let reply = try await withTaskCancellationHandler {
-            try await client.call(
-                ["XREADGROUP", "GROUP", group, group, "COUNT", String(limit), "BLOCK", String(milliseconds), "STREAMS", stream, ">"],
+        let entries = try await withTaskCancellationHandler {
+            try await client.execute(
+                XREADGROUP(group: group, consumer: group, count: limit, block: timeout, stream: stream, id: ">"),
                 on: connection, blockFor: timeout
             )
         } onCancel: {
@@ -62,12 +56,12 @@ public final class RedisStreamsQueue: ExamEndQueue {
             connection.close()
             _ = self.blocking.withLock { $0.removeValue(forKey: group) }
         }
-        return try Self.entries(reply)
+        return Self.entries(entries)
     }
 
     public func acknowledge(group: String, ids: [String]) async throws {
         guard !ids.isEmpty else { return }
-        try await client.call(RESPCommand(["XACK", stream, group] + ids))
+        try await client.execute(XACK(stream, group: group, ids: ids))
     }
 
     /// Closes the blocking connections.
@@ -79,34 +73,9 @@ public final class RedisStreamsQueue: ExamEndQueue {
         connections.forEach { $0.close() }
     }
 
-    /// Reads an `XREADGROUP` reply: `[[stream, [[id, [field, value…]]…]]]`, a RESP3 map of
-    /// stream → entries, or null when nothing came.
-    static func entries(_ reply: RESPValue) throws -> [QueueEntry] {
-        if reply.isNull { return [] }
-        let perStream: [RESPValue]
-        if let pairs = reply.pairs, case .map = reply {
-            perStream = pairs.map(\.1)
-        } else if let streams = reply.elements {
-            perStream = try streams.map { stream in
-                guard let parts = stream.elements, parts.count == 2 else { throw RedisClientError.unexpectedShape("XREADGROUP") }
-                return parts[1]
-            }
-        } else {
-            throw RedisClientError.unexpectedShape("XREADGROUP")
-        }
-        var result: [QueueEntry] = []
-        for entries in perStream {
-            for entry in entries.elements ?? [] {
-                guard let parts = entry.elements, parts.count == 2, let id = parts[0].string else {
-                    throw RedisClientError.unexpectedShape("stream entry")
-                }
-                // A pending entry trimmed away since comes back with null fields; it is
-                // given an empty payload so that it is acknowledged and dropped.
-                let fields = parts[1].pairs ?? []
-                let payload = fields.first { $0.0.string == "payload" }?.1.string ?? ""
-                result.append(QueueEntry(id: id, payload: payload))
-            }
-        }
-        return result
+    /// Stream entries as queue entries: a pending entry trimmed away since it was read comes
+    /// back without fields and gets an empty payload, so that it is acknowledged and dropped.
+    static func entries(_ entries: [StreamEntry]) -> [QueueEntry] {
+        entries.map { QueueEntry(id: $0.id, payload: $0.fields?["payload"] ?? "") }
     }
 }
