@@ -26,7 +26,9 @@ struct ScheduledEndTests {
         let nodeB = try await TestNode(store: try await PostgresExamStore.open(url: databaseURL), redisURL: redis.url, nodeId: "node-b")
         try await nodeA.node.application.test(.live) { a in
             try await nodeB.node.application.test(.live) { b in
-                let scheduled = Timestamp.now().adding(seconds: 3)
+                // Far enough ahead that the exam is made, filled and started before it (a loaded
+                // machine took over 2 s for the first call), near enough for a short test.
+                let scheduled = Timestamp.now().adding(seconds: 8)
                 let created = try await a.call(
                     .post, "/api/exams", json: #"{"examId":"e1","title":"T","scheduledEndDatetime":"\#(scheduled.iso8601)"}"#
                 )
@@ -38,7 +40,7 @@ struct ScheduledEndTests {
                 let onB = TestBrowser(port: try #require(b.port), token: token)
                 await eventually("both connected") { nodeA.node.hub.connectionCount == 1 && nodeB.node.hub.connectionCount == 1 }
 
-                try await eventually("the exam ended by itself", within: .seconds(15)) {
+                try await eventually("the exam ended by itself", within: .seconds(20)) {
                     try decode(ExamBody.self, try await b.call(.get, "/api/exams/e1")).status == "completed"
                 }
                 let exam = try decode(ExamBody.self, try await a.call(.get, "/api/exams/e1"))
