@@ -3,14 +3,14 @@ import SQLKit
 
 /// `AnswerStore`: candidates' answer sheets, saved as `AnswerWindow` decides.
 extension SQLExamStore {
-    public func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
+    public func saveAnswers(candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
         async throws -> AnswerSave
     {
         try await transaction { db in
-            let plan = try await Self.existingPlan(planId, db)
+            let plan = try await Self.existingPlan(examId, db)
             let owner = try await db.raw("SELECT plan_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
-            guard try owner?.decode(column: "plan_id", as: String.self) == planId else {
-                throw ExamBellError(status: 404, code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(planId).")
+            guard try owner?.decode(column: "plan_id", as: String.self) == examId else {
+                throw ExamBellError(status: 404, code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
             }
             let items = answers.keys.sorted()
             let outcome = try window.decide(plan, at: at)
@@ -24,7 +24,7 @@ extension SQLExamStore {
             }
             if case .refused = outcome {} else {
                 let rows: [SQLQueryString] = items.map { item in
-                    "(\(bind: candidateId), \(bind: item), \(bind: planId), \(bind: answers[item] ?? ""), \(bind: at.iso8601))"
+                    "(\(bind: candidateId), \(bind: item), \(bind: examId), \(bind: answers[item] ?? ""), \(bind: at.iso8601))"
                 }
                 try await db.raw(
                     "INSERT INTO exam_answer (candidate_id, item_no, plan_id, answer, saved_at) VALUES "
@@ -33,7 +33,7 @@ extension SQLExamStore {
                 ).run()
             }
             let (action, detail) = window.audit(outcome, items: items, at: at)
-            try await Self.audit(AuditEntry(planId: planId, actor: candidateId, action: action, reason: nil, detail: detail, at: at), db)
+            try await Self.audit(AuditEntry(examId: examId, actor: candidateId, action: action, reason: nil, detail: detail, at: at), db)
             return outcome
         }
     }
@@ -51,13 +51,13 @@ extension SQLExamStore {
         }
     }
 
-    public func answeredCounts(planId: String) async throws -> [String: Int] {
+    public func answeredCounts(examId: String) async throws -> [String: Int] {
         try await connection { db in
             var result: [String: Int] = [:]
             let rows = try await db.raw(
                 """
                 SELECT candidate_id, COUNT(*) AS n FROM exam_answer
-                WHERE plan_id = \(bind: planId) AND answer <> '' GROUP BY candidate_id
+                WHERE plan_id = \(bind: examId) AND answer <> '' GROUP BY candidate_id
                 """
             ).all()
             for row in rows {

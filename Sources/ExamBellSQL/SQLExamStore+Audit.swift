@@ -7,11 +7,11 @@ extension SQLExamStore {
         try await connection { db in try await Self.audit(entry, db) }
     }
 
-    public func auditLog(planId: String) async throws -> [AuditEntry] {
+    public func auditLog(examId: String) async throws -> [AuditEntry] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_audit_log WHERE plan_id = \(bind: planId) ORDER BY id").all().map { row in
+            try await db.raw("SELECT * FROM exam_audit_log WHERE plan_id = \(bind: examId) ORDER BY id").all().map { row in
                 AuditEntry(
-                    planId: try row.decode(column: "plan_id", as: String.self),
+                    examId: try row.decode(column: "plan_id", as: String.self),
                     actor: try row.decode(column: "actor", as: String.self),
                     action: try row.decode(column: "action", as: String.self),
                     reason: try row.decode(column: "reason", as: String?.self),

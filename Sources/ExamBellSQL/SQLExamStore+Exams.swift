@@ -4,29 +4,29 @@ import SQLKit
 /// `ExamPlanStore`: exam plans, their start and their end (the end's conditional update and outbox row).
 extension SQLExamStore {
     public func createExam(
-        planId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
+        examId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
     ) async throws -> ExamPlan {
         try items.validate()
         return try await transaction { db in
-            if try await Self.plan(planId, db) != nil {
-                throw ExamBellError.conflict(code: "exam_exists", "An exam with id \(planId) exists already.")
+            if try await Self.plan(examId, db) != nil {
+                throw ExamBellError.conflict(code: "exam_exists", "An exam with id \(examId) exists already.")
             }
             try await db.raw(
                 """
                 INSERT INTO exam_plan (plan_id, title, status, created_at, scheduled_end_datetime, choice_items, short_items)
-                VALUES (\(bind: planId), \(bind: title), \(bind: ExamStatus.scheduled.rawValue), \(bind: at.iso8601),
+                VALUES (\(bind: examId), \(bind: title), \(bind: ExamStatus.scheduled.rawValue), \(bind: at.iso8601),
                     \(bind: scheduledEnd?.iso8601), \(bind: items.choice), \(bind: items.short))
                 """
             ).run()
-            try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "create", reason: nil, detail: title, at: at), db)
+            try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "create", reason: nil, detail: title, at: at), db)
             return ExamPlan(
-                planId: planId, title: title, status: .scheduled, createdAt: at, scheduledEndDatetime: scheduledEnd, items: items
+                examId: examId, title: title, status: .scheduled, createdAt: at, scheduledEndDatetime: scheduledEnd, items: items
             )
         }
     }
 
-    public func exam(_ planId: String) async throws -> ExamPlan? {
-        try await connection { db in try await Self.plan(planId, db) }
+    public func exam(_ examId: String) async throws -> ExamPlan? {
+        try await connection { db in try await Self.plan(examId, db) }
     }
 
     public func exams() async throws -> [ExamPlan] {
@@ -35,13 +35,13 @@ extension SQLExamStore {
         }
     }
 
-    public func completeCandidates(planId: String, at endDatetime: Timestamp) async throws {
+    public func completeCandidates(examId: String, at endDatetime: Timestamp) async throws {
         try await transaction { db in
             try await db.raw(
                 """
                 UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue),
                     last_active_time = \(bind: endDatetime.iso8601)
-                WHERE plan_id = \(bind: planId) AND status <> \(bind: CandidateStatus.completed.rawValue)
+                WHERE plan_id = \(bind: examId) AND status <> \(bind: CandidateStatus.completed.rawValue)
                 """
             ).run()
         }
@@ -60,53 +60,53 @@ extension SQLExamStore {
         }
     }
 
-    public func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan {
+    public func startExam(examId: String, actor: String, at: Timestamp) async throws -> ExamPlan {
         try await transaction { db in
             let started = try await db.raw(
                 """
                 UPDATE exam_plan SET status = \(bind: ExamStatus.inProgress.rawValue), start_datetime = \(bind: at.iso8601)
-                WHERE plan_id = \(bind: planId) AND status = \(bind: ExamStatus.scheduled.rawValue)
+                WHERE plan_id = \(bind: examId) AND status = \(bind: ExamStatus.scheduled.rawValue)
                 RETURNING plan_id
                 """
             ).first()
             guard started != nil else {
-                let plan = try await Self.existingPlan(planId, db)
-                throw ExamBellError.wrongState(planId, is: plan.status, action: "start")
+                let plan = try await Self.existingPlan(examId, db)
+                throw ExamBellError.wrongState(examId, is: plan.status, action: "start")
             }
             try await db.raw(
                 """
                 UPDATE exam_candidate SET status = \(bind: CandidateStatus.inProgress.rawValue)
-                WHERE plan_id = \(bind: planId) AND status = \(bind: CandidateStatus.registered.rawValue)
+                WHERE plan_id = \(bind: examId) AND status = \(bind: CandidateStatus.registered.rawValue)
                 """
             ).run()
-            try await Self.audit(AuditEntry(planId: planId, actor: actor, action: "start", reason: nil, detail: nil, at: at), db)
-            let plan = try await Self.existingPlan(planId, db)
+            try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "start", reason: nil, detail: nil, at: at), db)
+            let plan = try await Self.existingPlan(examId, db)
             return plan
         }
     }
 
     public func endExam(
-        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+        examId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
     ) async throws -> EndTransition {
         try await transaction { db in
             let ended = try await db.raw(
                 """
                 UPDATE exam_plan SET status = \(bind: ExamStatus.completed.rawValue),
                     end_datetime = \(bind: endDatetime.iso8601), ended_by = \(bind: actor), end_reason = \(bind: reason)
-                WHERE plan_id = \(bind: planId) AND status = \(bind: ExamStatus.inProgress.rawValue)
+                WHERE plan_id = \(bind: examId) AND status = \(bind: ExamStatus.inProgress.rawValue)
                 RETURNING plan_id
                 """
             ).first()
             guard ended != nil else {
-                let plan = try await Self.existingPlan(planId, db)
-                guard plan.status == .completed else { throw ExamBellError.wrongState(planId, is: plan.status, action: "end") }
+                let plan = try await Self.existingPlan(examId, db)
+                guard plan.status == .completed else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
                 return .alreadyCompleted(plan)
             }
-            let message = ExamEndQueueMessage(examId: planId, timestamp: endDatetime)
+            let message = ExamEndQueueMessage(examId: examId, timestamp: endDatetime)
             let outboxRow = try await db.raw(
                 """
                 INSERT INTO exam_outbox (plan_id, topic, payload, created_at, claimed_until)
-                VALUES (\(bind: planId), \(bind: "queue:exam_end"), \(bind: message.json), \(bind: endDatetime.iso8601),
+                VALUES (\(bind: examId), \(bind: "queue:exam_end"), \(bind: message.json), \(bind: endDatetime.iso8601),
                     \(bind: leaseUntil.iso8601))
                 RETURNING id
                 """
@@ -115,10 +115,10 @@ extension SQLExamStore {
                 throw ExamBellError.unavailable("The database did not return the outbox row.")
             }
             try await Self.audit(
-                AuditEntry(planId: planId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
+                AuditEntry(examId: examId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
             )
-            let plan = try await Self.existingPlan(planId, db)
-            return .ended(plan, outbox: OutboxEntry(id: outboxId, planId: planId, message: message))
+            let plan = try await Self.existingPlan(examId, db)
+            return .ended(plan, outbox: OutboxEntry(id: outboxId, examId: examId, message: message))
         }
     }
 }

@@ -25,7 +25,7 @@ extension SQLExamStore {
                 ).first()
                 guard claimed != nil else { continue }
                 let message = try ExamEndQueueMessage(json: try row.decode(column: "payload", as: String.self))
-                entries.append(OutboxEntry(id: id, planId: try row.decode(column: "plan_id", as: String.self), message: message))
+                entries.append(OutboxEntry(id: id, examId: try row.decode(column: "plan_id", as: String.self), message: message))
             }
             return entries
         }

@@ -3,16 +3,16 @@ import SQLKit
 
 /// `PeopleStore`: candidates and proctors, and what final sync copies back to them.
 extension SQLExamStore {
-    public func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+    public func registerCandidates(examId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
         -> RegistrationResult
     {
-        try await register(.candidates, planId: planId, people, actor: actor, at: at)
+        try await register(.candidates, examId: examId, people, actor: actor, at: at)
     }
 
-    public func registerProctors(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+    public func registerProctors(examId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
         -> RegistrationResult
     {
-        try await register(.proctors, planId: planId, people, actor: actor, at: at)
+        try await register(.proctors, examId: examId, people, actor: actor, at: at)
     }
 
     /// The two tables of people differ only in names and in whether rows carry a status.
@@ -26,15 +26,15 @@ extension SQLExamStore {
         static let proctors = PeopleTable(table: "exam_proctor", idColumn: "proctor_id", hasStatus: false, noun: "proctor")
     }
 
-    private func register(_ kind: PeopleTable, planId: String, _ people: [Registrant], actor: String, at: Timestamp)
+    private func register(_ kind: PeopleTable, examId: String, _ people: [Registrant], actor: String, at: Timestamp)
         async throws -> RegistrationResult
     {
         try await transaction(timeLimit: .seconds(60)) { db in
-            let plan = try await Self.existingPlan(planId, db)
+            let plan = try await Self.existingPlan(examId, db)
             guard plan.status != .completed else {
-                throw ExamBellError.wrongState(planId, is: plan.status, action: "take new \(kind.noun)s")
+                throw ExamBellError.wrongState(examId, is: plan.status, action: "take new \(kind.noun)s")
             }
-            var existing: [String: (planId: String, name: String)] = [:]
+            var existing: [String: (examId: String, name: String)] = [:]
             for chunk in people.map(\.id).chunked(Self.chunkSize) {
                 let rows = try await db.raw(
                     """
@@ -48,7 +48,7 @@ extension SQLExamStore {
                     )
                 }
             }
-            let taken = existing.filter { $0.value.planId != planId }.keys.sorted()
+            let taken = existing.filter { $0.value.examId != examId }.keys.sorted()
             if !taken.isEmpty {
                 throw ExamBellError.conflict(
                     code: "\(kind.noun)_in_other_exam",
@@ -60,8 +60,8 @@ extension SQLExamStore {
             for chunk in fresh.chunked(Self.chunkSize) {
                 let rows: [SQLQueryString] = chunk.map { person in
                     kind.hasStatus
-                        ? "(\(bind: person.id), \(bind: planId), \(bind: person.name), \(bind: status))"
-                        : "(\(bind: person.id), \(bind: planId), \(bind: person.name))"
+                        ? "(\(bind: person.id), \(bind: examId), \(bind: person.name), \(bind: status))"
+                        : "(\(bind: person.id), \(bind: examId), \(bind: person.name))"
                 }
                 let columns: SQLQueryString =
                     kind.hasStatus
@@ -76,7 +76,7 @@ extension SQLExamStore {
             let result = RegistrationResult(added: fresh.count, existing: people.count - fresh.count)
             try await Self.audit(
                 AuditEntry(
-                    planId: planId, actor: actor, action: "register_\(kind.noun)s", reason: nil,
+                    examId: examId, actor: actor, action: "register_\(kind.noun)s", reason: nil,
                     detail: "added \(result.added), already registered \(result.existing)", at: at
                 ), db
             )
@@ -84,9 +84,9 @@ extension SQLExamStore {
         }
     }
 
-    public func candidates(planId: String) async throws -> [Candidate] {
+    public func candidates(examId: String) async throws -> [Candidate] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+            try await db.raw("SELECT * FROM exam_candidate WHERE plan_id = \(bind: examId) ORDER BY candidate_id").all()
                 .map(Self.candidate(from:))
         }
     }
@@ -102,12 +102,12 @@ extension SQLExamStore {
         }
     }
 
-    public func proctors(planId: String) async throws -> [Proctor] {
+    public func proctors(examId: String) async throws -> [Proctor] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_proctor WHERE plan_id = \(bind: planId) ORDER BY proctor_id").all().map {
+            try await db.raw("SELECT * FROM exam_proctor WHERE plan_id = \(bind: examId) ORDER BY proctor_id").all().map {
                 Proctor(
                     proctorId: try $0.decode(column: "proctor_id", as: String.self),
-                    planId: try $0.decode(column: "plan_id", as: String.self),
+                    examId: try $0.decode(column: "plan_id", as: String.self),
                     name: try $0.decode(column: "name", as: String.self)
                 )
             }
@@ -165,11 +165,11 @@ extension SQLExamStore {
         }
     }
 
-    public func candidateCounts(planId: String) async throws -> [CandidateStatus: Int] {
+    public func candidateCounts(examId: String) async throws -> [CandidateStatus: Int] {
         try await connection { db in
             var counts: [CandidateStatus: Int] = [:]
             let rows = try await db.raw(
-                "SELECT status, COUNT(*) AS n FROM exam_candidate WHERE plan_id = \(bind: planId) GROUP BY status"
+                "SELECT status, COUNT(*) AS n FROM exam_candidate WHERE plan_id = \(bind: examId) GROUP BY status"
             ).all()
             for row in rows {
                 if let status = CandidateStatus(rawValue: try row.decode(column: "status", as: String.self)) {
@@ -180,9 +180,9 @@ extension SQLExamStore {
         }
     }
 
-    public func candidateIds(planId: String) async throws -> [String] {
+    public func candidateIds(examId: String) async throws -> [String] {
         try await connection { db in
-            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE plan_id = \(bind: planId) ORDER BY candidate_id").all()
+            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE plan_id = \(bind: examId) ORDER BY candidate_id").all()
                 .map { try $0.decode(column: "candidate_id", as: String.self) }
         }
     }

@@ -37,30 +37,30 @@ public struct SQLExamStore: ExamStore {
         try await db.raw(
             """
             INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at)
-            VALUES (\(bind: entry.planId), \(bind: entry.actor), \(bind: entry.action), \(bind: entry.reason),
+            VALUES (\(bind: entry.examId), \(bind: entry.actor), \(bind: entry.action), \(bind: entry.reason),
                 \(bind: entry.detail), \(bind: entry.at.iso8601))
             """
         ).run()
     }
 
-    static func plan(_ planId: String, _ db: any SQLDatabase) async throws -> ExamPlan? {
-        try await db.raw("SELECT * FROM exam_plan WHERE plan_id = \(bind: planId)").first().map(plan(from:))
+    static func plan(_ examId: String, _ db: any SQLDatabase) async throws -> ExamPlan? {
+        try await db.raw("SELECT * FROM exam_plan WHERE plan_id = \(bind: examId)").first().map(plan(from:))
     }
 
     /// The plan, or 404 `exam_not_found`.
-    static func existingPlan(_ planId: String, _ db: any SQLDatabase) async throws -> ExamPlan {
-        guard let plan = try await plan(planId, db) else { throw ExamBellError.examNotFound(planId) }
+    static func existingPlan(_ examId: String, _ db: any SQLDatabase) async throws -> ExamPlan {
+        guard let plan = try await plan(examId, db) else { throw ExamBellError.examNotFound(examId) }
         return plan
     }
 
     static func plan(from row: any SQLRow) throws -> ExamPlan {
-        let planId = try row.decode(column: "plan_id", as: String.self)
+        let examId = try row.decode(column: "plan_id", as: String.self)
         let statusText = try row.decode(column: "status", as: String.self)
         guard let status = ExamStatus(rawValue: statusText) else {
-            throw ExamBellError.unavailable("exam_plan \(planId) has an unknown status \(statusText).")
+            throw ExamBellError.unavailable("exam_plan \(examId) has an unknown status \(statusText).")
         }
         return ExamPlan(
-            planId: planId,
+            examId: examId,
             title: try row.decode(column: "title", as: String.self),
             status: status,
             createdAt: try timestamp(row, "created_at") ?? Timestamp(secondsSince1970: 0),
@@ -83,7 +83,7 @@ public struct SQLExamStore: ExamStore {
         }
         return Candidate(
             candidateId: id,
-            planId: try row.decode(column: "plan_id", as: String.self),
+            examId: try row.decode(column: "plan_id", as: String.self),
             name: try row.decode(column: "name", as: String.self),
             status: status,
             lastActiveTime: try timestamp(row, "last_active_time"),

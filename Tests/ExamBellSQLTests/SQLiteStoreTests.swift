@@ -17,7 +17,7 @@ struct SQLiteStoreTests {
     func reopen() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-\(UUID().uuidString)/db.sqlite").path
         let first = try await SQLiteExamStore.open(path: path)
-        _ = try await first.createExam(planId: "e1", title: "A", actor: "admin", at: .now())
+        _ = try await first.createExam(examId: "e1", title: "A", actor: "admin", at: .now())
         try await first.shutdown()
         let second = try await SQLiteExamStore.open(path: path)
         #expect(try await second.exam("e1")?.title == "A")
@@ -51,7 +51,7 @@ struct PostgresStoreTests {
             for _ in 0..<4 { group.addTask { try await PostgresExamStore.open(url: url) } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
-        _ = try await stores[0].createExam(planId: "e1", title: "A", actor: "admin", at: .now())
+        _ = try await stores[0].createExam(examId: "e1", title: "A", actor: "admin", at: .now())
         #expect(try await stores[3].exam("e1")?.title == "A")
         for store in stores { try await store.shutdown() }
     }

@@ -360,7 +360,7 @@ struct ClusterTests {
         #expect(try cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
         #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end)"}"#])
         let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        #expect(try await store.auditLog(planId: "e1").filter { $0.action == "end" }.count == 1, "one audit row")
+        #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1, "one audit row")
         try await store.shutdown()
         for browser in browsers {
             #expect(await browser.frames(atLeast: 1) == [frame("e1", end)])
@@ -426,7 +426,7 @@ struct PostgresOutageTests {
                 await eventually("connected") { node.node.hub.connectionCount == 1 }
 
                 // 1. PostgreSQL crashes while the end waits inside its transaction.
-                let lock = try await PlanRowLock.hold(url: postgres.url, planId: "e1")
+                let lock = try await PlanRowLock.hold(url: postgres.url, examId: "e1")
                 let started = ContinuousClock.now
                 let inFlight = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db dies"}"#) }
                 try await eventually("the end waits on the row inside its transaction") { try await PlanRowLock.waiters(monitor) > 0 }
@@ -459,7 +459,7 @@ struct PostgresOutageTests {
                 #expect(await browser.frames(atLeast: 1) == [ClusterTests().frame("e1", end.endDatetime)])
                 #expect(await browser.frames(over: .milliseconds(500)).count == 1)
                 #expect(try await client.call(.get, "/ready", headers: [:]).status == .ok)
-                let log = try await node.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }
+                let log = try await node.backends.store.auditLog(examId: "e1").filter { $0.action == "end" }
                 #expect(log.map(\.reason) == ["db back"], "the refused ends left nothing behind")
                 browser.close()
 

@@ -140,7 +140,7 @@ struct EndTruthTests {
                 let early = TestBrowser(port: port, token: tokens[0])
                 await eventually("first browser connected") { test.node.hub.connectionCount == 1 }
 
-                let lock = try await PlanRowLock.hold(url: url, planId: "e1")
+                let lock = try await PlanRowLock.hold(url: url, examId: "e1")
                 let started = ContinuousClock.now
                 let refused = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"locked"}"#) }
                 try await eventually("the end waits for the row lock") { try await PlanRowLock.waiters(monitor) > 0 }
@@ -162,7 +162,7 @@ struct EndTruthTests {
                 for browser in [early, joiner, proctor] {
                     #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB refused")
                 }
-                #expect(try await store.auditLog(planId: "e1").filter { $0.action == "end" }.isEmpty)
+                #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.isEmpty)
 
                 await lock.release()
                 let end = try await client.end("e1", reason: "lock released")
@@ -200,9 +200,9 @@ struct EndTruthTests {
                 let endTime = try #require(Timestamp(iso8601: end.endDatetime))
                 try await eventually("acks recorded") { try redis.cli("HLEN", "exam_ack:e1") == ["3"] }
                 try await eventually("ack times reached the DB") {
-                    try await store.candidates(planId: "e1").allSatisfy { $0.acknowledgedAt != nil }
+                    try await store.candidates(examId: "e1").allSatisfy { $0.acknowledgedAt != nil }
                 }
-                for candidate in try await store.candidates(planId: "e1") {
+                for candidate in try await store.candidates(examId: "e1") {
                     #expect(candidate.lastActiveTime == endTime, "the DB keeps the end time as last activity")
                     #expect((candidate.acknowledgedAt ?? endTime) >= endTime)
                 }
@@ -239,7 +239,7 @@ struct EndTruthTests {
             #expect(body.utf8.count > 1 << 20, "more than the old 1 MiB limit")
             let registered = try await client.call(.post, "/api/exams/e1/candidates", json: body)
             #expect(registered.status == .ok)
-            #expect(try await test.backends.store.candidateIds(planId: "e1").count == 10_000)
+            #expect(try await test.backends.store.candidateIds(examId: "e1").count == 10_000)
             let list = ids.map { "\"\($0)\"" }.joined(separator: ",")
             let sessions = try await client.call(.post, "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":[\#(list)]}"#)
             #expect(sessions.status == .ok)
@@ -260,7 +260,7 @@ final class PlanRowLock: Sendable {
     let holding: Task<Void, any Error>
     let releaser: AsyncStream<Void>.Continuation
 
-    static func hold(url: String, planId: String) async throws -> PlanRowLock {
+    static func hold(url: String, examId: String) async throws -> PlanRowLock {
         var timeouts = DatabaseTimeouts()
         timeouts.call = .seconds(60)
         timeouts.statement = .seconds(60)
@@ -270,7 +270,7 @@ final class PlanRowLock: Sendable {
         let holding = Task {
             defer { lockedContinuation.finish() }
             try await executor.withTransaction { db in
-                try await db.raw("SELECT plan_id FROM exam_plan WHERE plan_id = \(bind: planId) FOR UPDATE").run()
+                try await db.raw("SELECT plan_id FROM exam_plan WHERE plan_id = \(bind: examId) FOR UPDATE").run()
                 lockedContinuation.yield(true)
                 for await _ in released { break }
             }
@@ -280,7 +280,7 @@ final class PlanRowLock: Sendable {
             held = value
             break
         }
-        guard held else { throw TestServerError("could not lock exam_plan \(planId): \(String(describing: await holding.result))") }
+        guard held else { throw TestServerError("could not lock exam_plan \(examId): \(String(describing: await holding.result))") }
         return PlanRowLock(executor: executor, holding: holding, releaser: releaser)
     }
 

@@ -45,7 +45,7 @@ struct FinalSyncTests {
                     (CandidateStateValue.key("e1-c2"), CandidateStateValue(status: .inProgress, lastActiveTime: nil).json),
                     (CandidateStateValue.key("e1-c3"), CandidateStateValue(status: .completed, lastActiveTime: later).json),
                 ])
-                let report = await test.node.finalSync.reconcile(planId: "e1")
+                let report = await test.node.finalSync.reconcile(examId: "e1")
                 #expect(report.keysRewritten == 3)
                 #expect(report.candidatesUpdatedInDB == 1)
                 #expect(try await state.plan("e1") == PlanStateValue(status: .completed, endDatetime: end))
@@ -55,7 +55,7 @@ struct FinalSyncTests {
                 ])
                 let c3 = try await test.backends.store.candidates(ids: ["e1-c3"]).first
                 #expect(c3?.lastActiveTime == later, "later activity reached the DB")
-                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
+                #expect(await test.node.finalSync.reconcile(examId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
             }
         }
     }
@@ -71,12 +71,12 @@ struct FinalSyncTests {
                     (PlanStateValue.key("e1"), PlanStateValue(status: .completed, endDatetime: bogus).json),
                     (CandidateStateValue.key("e1-c1"), CandidateStateValue(status: .completed, lastActiveTime: bogus).json),
                 ])
-                let report = await test.node.finalSync.reconcile(planId: "e1")
+                let report = await test.node.finalSync.reconcile(examId: "e1")
                 #expect(report.candidatesUpdatedInDB == 0, "the DB did not take an end it never committed")
-                #expect(try await test.backends.store.candidates(planId: "e1").allSatisfy { $0.status == .inProgress })
+                #expect(try await test.backends.store.candidates(examId: "e1").allSatisfy { $0.status == .inProgress })
                 #expect(try await state.plan("e1") == PlanStateValue(status: .inProgress, endDatetime: nil))
                 #expect(try await state.candidates(["e1-c1"])["e1-c1"]?.status == .inProgress)
-                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
+                #expect(await test.node.finalSync.reconcile(examId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")
             }
         }
     }
@@ -89,10 +89,10 @@ struct FinalSyncTests {
                 _ = try await client.end("e1")
                 try await test.backends.state.delete([PlanStateValue.key("e1")])
                 #expect(try await test.backends.state.lock("exam_sync_lock:e1", owner: "another-node", ttl: .seconds(30)))
-                #expect(await test.node.finalSync.reconcile(planId: "e1") == FinalSync.Report())
+                #expect(await test.node.finalSync.reconcile(examId: "e1") == FinalSync.Report())
                 #expect(try await test.backends.state.plan("e1") == nil, "the other node's sync is not interfered with")
                 try await test.backends.state.unlock("exam_sync_lock:e1", owner: "another-node")
-                #expect(await test.node.finalSync.reconcile(planId: "e1").keysRewritten == 1)
+                #expect(await test.node.finalSync.reconcile(examId: "e1").keysRewritten == 1)
             }
         }
     }

@@ -79,7 +79,7 @@ struct SocketEndToEndTests {
             #expect(results.filter { $0.result == "already_completed" }.count == 99)
             #expect(Set(results.map(\.endDatetime)).count == 1, "every answer carries the one end time")
             #expect(try await test.publishedEntries().count == 1)
-            #expect(try await test.backends.store.auditLog(planId: "e1").filter { $0.action == "end" }.count == 1)
+            #expect(try await test.backends.store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1)
             let end = try #require(Timestamp(iso8601: results[0].endDatetime))
             #expect(try await test.backends.state.plan("e1")?.endDatetime == end, "the state store holds the winner's time")
             let candidates = try await test.backends.state.candidates(ids)

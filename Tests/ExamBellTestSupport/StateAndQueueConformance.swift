@@ -44,21 +44,21 @@ public enum StateStoreConformance {
         },
         Case(name: "acks and presence") { state in
             let acked = end.adding(seconds: 3)
-            try await state.recordAck(planId: "e1", candidateId: "c1", at: acked)
-            try await state.recordAck(planId: "e1", candidateId: "c1", at: acked)
-            #expect(try await state.acknowledged(planId: "e1") == ["c1"])
-            #expect(try await state.acknowledgements(planId: "e1") == ["c1": acked])
+            try await state.recordAck(examId: "e1", candidateId: "c1", at: acked)
+            try await state.recordAck(examId: "e1", candidateId: "c1", at: acked)
+            #expect(try await state.acknowledged(examId: "e1") == ["c1"])
+            #expect(try await state.acknowledgements(examId: "e1") == ["c1": acked])
             #expect(try await state.candidates(["c1"])["c1"] == nil, "an ack leaves the candidate's key (its end time) alone")
-            try await state.setPresence(planId: "e1", nodeId: "n1", Presence(candidates: ["c1"], proctors: ["p1"], updated: end))
-            try await state.setPresence(planId: "e1", nodeId: "n2", Presence(candidates: ["c2"], proctors: [], updated: end))
+            try await state.setPresence(examId: "e1", nodeId: "n1", Presence(candidates: ["c1"], proctors: ["p1"], updated: end))
+            try await state.setPresence(examId: "e1", nodeId: "n2", Presence(candidates: ["c2"], proctors: [], updated: end))
             try await state.setPresence(
-                planId: "e1", nodeId: "old", Presence(candidates: ["c9"], proctors: [], updated: end.adding(seconds: -60))
+                examId: "e1", nodeId: "old", Presence(candidates: ["c9"], proctors: [], updated: end.adding(seconds: -60))
             )
-            let merged = try await state.presence(planId: "e1", freshAfter: end.adding(seconds: -15))
+            let merged = try await state.presence(examId: "e1", freshAfter: end.adding(seconds: -15))
             #expect(merged.candidates == ["c1", "c2"], "a silent node's browsers are not counted")
             #expect(merged.proctors == ["p1"])
-            try await state.setPresence(planId: "e1", nodeId: "n1", Presence(candidates: [], proctors: [], updated: end))
-            #expect(try await state.presence(planId: "e1", freshAfter: end.adding(seconds: -15)).candidates == ["c2"])
+            try await state.setPresence(examId: "e1", nodeId: "n1", Presence(candidates: [], proctors: [], updated: end))
+            #expect(try await state.presence(examId: "e1", freshAfter: end.adding(seconds: -15)).candidates == ["c2"])
         },
         Case(name: "a lock has one owner at a time and lapses") { state in
             #expect(try await state.lock("sync:e1", owner: "node-a", ttl: .seconds(30)))

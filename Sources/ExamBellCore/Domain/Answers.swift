@@ -90,7 +90,7 @@ public struct AnswerWindow: Sendable, Hashable {
     public func decide(_ plan: ExamPlan, at time: Timestamp) throws -> AnswerSave {
         switch plan.status {
         case .scheduled:
-            throw ExamBellError.conflict(code: "exam_not_started", "Exam \(plan.planId) has not started; answers are taken once it runs.")
+            throw ExamBellError.conflict(code: "exam_not_started", "Exam \(plan.examId) has not started; answers are taken once it runs.")
         case .inProgress:
             return .saved(at: time)
         case .completed:

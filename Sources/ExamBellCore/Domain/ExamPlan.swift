@@ -1,6 +1,10 @@
 /// One exam plan as the DB holds it: the source of truth.
+///
+/// One name for one thing: DESIGN makes the plan's id the `examId` of the messages and the
+/// API, so Swift code says `examId` everywhere; `plan_id` appears only where DESIGN fixes it,
+/// in the DB's columns and the Redis keys (`exam_plan:{plan_id}`).
 public struct ExamPlan: Sendable, Hashable, Codable {
-    public var planId: String
+    public var examId: String
     public var title: String
     public var status: ExamStatus
     public var createdAt: Timestamp
@@ -16,12 +20,12 @@ public struct ExamPlan: Sendable, Hashable, Codable {
     public var items: ExamItems
 
     public init(
-        planId: String, title: String, status: ExamStatus, createdAt: Timestamp,
+        examId: String, title: String, status: ExamStatus, createdAt: Timestamp,
         startDatetime: Timestamp? = nil, scheduledEndDatetime: Timestamp? = nil,
         endDatetime: Timestamp? = nil, endedBy: String? = nil, endReason: String? = nil,
         items: ExamItems = .standard
     ) {
-        self.planId = planId
+        self.examId = examId
         self.title = title
         self.status = status
         self.createdAt = createdAt
@@ -37,7 +41,7 @@ public struct ExamPlan: Sendable, Hashable, Codable {
 /// A candidate (수험자) of one exam.
 public struct Candidate: Sendable, Hashable, Codable {
     public var candidateId: String
-    public var planId: String
+    public var examId: String
     public var name: String
     public var status: CandidateStatus
     public var lastActiveTime: Timestamp?
@@ -46,11 +50,11 @@ public struct Candidate: Sendable, Hashable, Codable {
     public var acknowledgedAt: Timestamp?
 
     public init(
-        candidateId: String, planId: String, name: String, status: CandidateStatus,
+        candidateId: String, examId: String, name: String, status: CandidateStatus,
         lastActiveTime: Timestamp? = nil, acknowledgedAt: Timestamp? = nil
     ) {
         self.candidateId = candidateId
-        self.planId = planId
+        self.examId = examId
         self.name = name
         self.status = status
         self.lastActiveTime = lastActiveTime
@@ -61,12 +65,12 @@ public struct Candidate: Sendable, Hashable, Codable {
 /// A proctor (감독관) of one exam.
 public struct Proctor: Sendable, Hashable, Codable {
     public var proctorId: String
-    public var planId: String
+    public var examId: String
     public var name: String
 
-    public init(proctorId: String, planId: String, name: String) {
+    public init(proctorId: String, examId: String, name: String) {
         self.proctorId = proctorId
-        self.planId = planId
+        self.examId = examId
         self.name = name
     }
 }
@@ -97,15 +101,15 @@ public struct RegistrationResult: Sendable, Hashable, Codable {
 
 /// One row of the audit log: who did what to which exam, when, and why.
 public struct AuditEntry: Sendable, Hashable, Codable {
-    public var planId: String
+    public var examId: String
     public var actor: String
     public var action: String
     public var reason: String?
     public var detail: String?
     public var at: Timestamp
 
-    public init(planId: String, actor: String, action: String, reason: String?, detail: String?, at: Timestamp) {
-        self.planId = planId
+    public init(examId: String, actor: String, action: String, reason: String?, detail: String?, at: Timestamp) {
+        self.examId = examId
         self.actor = actor
         self.action = action
         self.reason = reason

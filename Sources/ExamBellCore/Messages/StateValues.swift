@@ -14,8 +14,8 @@ public struct PlanStateValue: Sendable, Hashable {
         self.init(status: plan.status, endDatetime: plan.endDatetime)
     }
 
-    /// The key of plan `planId`.
-    public static func key(_ planId: String) -> String { "exam_plan:\(planId)" }
+    /// The key of plan `examId`.
+    public static func key(_ examId: String) -> String { "exam_plan:\(examId)" }
 
     /// The exact JSON text.
     public var json: String {

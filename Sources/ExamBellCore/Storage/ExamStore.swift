@@ -15,17 +15,17 @@ public protocol ExamPlanStore: Sendable {
     /// Creates an exam plan in `scheduled` with its answer sheet's items and, optionally, the
     /// time it is planned to end; audits it. 409 `exam_exists` when the id is taken.
     func createExam(
-        planId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
+        examId: String, title: String, items: ExamItems, scheduledEnd: Timestamp?, actor: String, at: Timestamp
     ) async throws -> ExamPlan
 
     /// The plan with this id, or nil.
-    func exam(_ planId: String) async throws -> ExamPlan?
+    func exam(_ examId: String) async throws -> ExamPlan?
 
     /// Every plan, newest first.
     func exams() async throws -> [ExamPlan]
 
     /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
-    func startExam(planId: String, actor: String, at: Timestamp) async throws -> ExamPlan
+    func startExam(examId: String, actor: String, at: Timestamp) async throws -> ExamPlan
 
     /// The ids of `in_progress` plans whose planned end is at or before `time`.
     func examsDueToEnd(at time: Timestamp) async throws -> [String]
@@ -39,39 +39,39 @@ public protocol ExamPlanStore: Sendable {
     /// callers exactly one gets `.ended`; the others get `.alreadyCompleted` with the winner's
     /// plan. 404 for an unknown plan, 409 for a `scheduled` one.
     func endExam(
-        planId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+        examId: String, at endDatetime: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
     ) async throws -> EndTransition
 
     /// Completes every candidate of a completed plan that is not yet, with the plan's end
     /// time as their last activity. Idempotent.
-    func completeCandidates(planId: String, at endDatetime: Timestamp) async throws
+    func completeCandidates(examId: String, at endDatetime: Timestamp) async throws
 }
 
 /// The DB's role of the candidates and proctors of exams, and what final sync copies back to them.
 public protocol PeopleStore: Sendable {
     /// Registers candidates; one whose id belongs to another exam makes the whole call 409.
     /// A candidate added to a running exam starts `in_progress`; a completed exam refuses.
-    func registerCandidates(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+    func registerCandidates(examId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
         -> RegistrationResult
 
     /// Registers proctors, with the same rules as candidates.
-    func registerProctors(planId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
+    func registerProctors(examId: String, _ people: [Registrant], actor: String, at: Timestamp) async throws
         -> RegistrationResult
 
     /// The candidates of a plan, by id.
-    func candidates(planId: String) async throws -> [Candidate]
+    func candidates(examId: String) async throws -> [Candidate]
 
     /// The candidates with these ids (any exam); unknown ids are absent.
     func candidates(ids: [String]) async throws -> [Candidate]
 
-    /// The ids of a plan's candidates (cheaper than `candidates(planId:)`).
-    func candidateIds(planId: String) async throws -> [String]
+    /// The ids of a plan's candidates (cheaper than `candidates(examId:)`).
+    func candidateIds(examId: String) async throws -> [String]
 
     /// The proctors of a plan, by id.
-    func proctors(planId: String) async throws -> [Proctor]
+    func proctors(examId: String) async throws -> [Proctor]
 
     /// How many candidates of the plan are in each status (statuses with none are absent).
-    func candidateCounts(planId: String) async throws -> [CandidateStatus: Int]
+    func candidateCounts(examId: String) async throws -> [CandidateStatus: Int]
 
     /// Applies what the state store saw (final sync, Redis → DB): a later `last_active_time`
     /// wins, and a status only moves forward. Unknown ids are ignored. Returns rows changed.
@@ -88,14 +88,14 @@ public protocol AnswerStore: Sendable {
     /// its audit row, as `window` decides for the plan read in that transaction: saved (the
     /// candidate marked active), saved late, or refused (audited all the same). 404 for a
     /// candidate not of the plan; `window`'s refusal (409) for a `scheduled` exam.
-    func saveAnswers(candidateId: String, planId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
+    func saveAnswers(candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
         async throws -> AnswerSave
 
     /// A candidate's saved answers by item number (cleared ones absent).
     func answers(candidateId: String) async throws -> [Int: String]
 
     /// How many items each candidate of the plan has answered (candidates with none absent).
-    func answeredCounts(planId: String) async throws -> [String: Int]
+    func answeredCounts(examId: String) async throws -> [String: Int]
 }
 
 /// The DB's role of the transactional outbox the relay publishes from.
@@ -117,19 +117,19 @@ public protocol AuditStore: Sendable {
     func audit(_ entry: AuditEntry) async throws
 
     /// The audit rows of a plan, oldest first.
-    func auditLog(planId: String) async throws -> [AuditEntry]
+    func auditLog(examId: String) async throws -> [AuditEntry]
 }
 
 extension ExamPlanStore {
     /// The exam, or 404 `exam_not_found`.
-    public func existingExam(_ planId: String) async throws -> ExamPlan {
-        guard let plan = try await exam(planId) else { throw ExamBellError.examNotFound(planId) }
+    public func existingExam(_ examId: String) async throws -> ExamPlan {
+        guard let plan = try await exam(examId) else { throw ExamBellError.examNotFound(examId) }
         return plan
     }
 
     /// Creates an exam plan with the standard answer sheet and no planned end.
-    public func createExam(planId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
-        try await createExam(planId: planId, title: title, items: .standard, scheduledEnd: nil, actor: actor, at: at)
+    public func createExam(examId: String, title: String, actor: String, at: Timestamp) async throws -> ExamPlan {
+        try await createExam(examId: examId, title: title, items: .standard, scheduledEnd: nil, actor: actor, at: at)
     }
 }
 
@@ -144,12 +144,12 @@ public enum EndTransition: Sendable, Hashable {
 /// A queue message waiting in the DB to be published (transactional outbox).
 public struct OutboxEntry: Sendable, Hashable {
     public var id: Int64
-    public var planId: String
+    public var examId: String
     public var message: ExamEndQueueMessage
 
-    public init(id: Int64, planId: String, message: ExamEndQueueMessage) {
+    public init(id: Int64, examId: String, message: ExamEndQueueMessage) {
         self.id = id
-        self.planId = planId
+        self.examId = examId
         self.message = message
     }
 }

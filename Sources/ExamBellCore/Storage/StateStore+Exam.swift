@@ -6,27 +6,27 @@
 /// `Presence`).
 extension StateStore {
     /// Writes the plan key and every candidate key in one round trip.
-    public func write(plan planId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
+    public func write(plan examId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
         async throws
     {
-        try await write(plan: planId, plan, candidateJSON: candidates.lazy.map { ($0.key, $0.value.json) })
+        try await write(plan: examId, plan, candidateJSON: candidates.lazy.map { ($0.key, $0.value.json) })
     }
 
     /// The state-store side of an end: the plan and every candidate completed at `time`, in
     /// one round trip. Every candidate key gets the same value, encoded once.
-    public func writeEnded(planId: String, candidateIds: [String], at time: Timestamp) async throws {
+    public func writeEnded(examId: String, candidateIds: [String], at time: Timestamp) async throws {
         let candidate = CandidateStateValue(status: .completed, lastActiveTime: time).json
         try await write(
-            plan: planId, PlanStateValue(status: .completed, endDatetime: time),
+            plan: examId, PlanStateValue(status: .completed, endDatetime: time),
             candidateJSON: candidateIds.lazy.map { ($0, candidate) }
         )
     }
 
     /// The one place the plan key and candidate keys are written together.
-    private func write(plan planId: String, _ plan: PlanStateValue, candidateJSON: some Collection<(String, String)>)
+    private func write(plan examId: String, _ plan: PlanStateValue, candidateJSON: some Collection<(String, String)>)
         async throws
     {
-        var values: [(key: String, value: String)] = [(PlanStateValue.key(planId), plan.json)]
+        var values: [(key: String, value: String)] = [(PlanStateValue.key(examId), plan.json)]
         values.reserveCapacity(candidateJSON.count + 1)
         for (id, json) in candidateJSON {
             values.append((CandidateStateValue.key(id), json))
@@ -37,14 +37,14 @@ extension StateStore {
     /// Writes the DB's view of a plan and its candidates (the truth) in one round trip.
     public func mirror(_ plan: ExamPlan, candidates: [Candidate]) async throws {
         try await write(
-            plan: plan.planId, PlanStateValue(plan),
+            plan: plan.examId, PlanStateValue(plan),
             candidates: Dictionary(uniqueKeysWithValues: candidates.map { ($0.candidateId, CandidateStateValue($0)) })
         )
     }
 
     /// The plan key's value; nil when missing or malformed.
-    public func plan(_ planId: String) async throws -> PlanStateValue? {
-        try await get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
+    public func plan(_ examId: String) async throws -> PlanStateValue? {
+        try await get([PlanStateValue.key(examId)])[0].flatMap(PlanStateValue.init(json:))
     }
 
     /// The candidate keys' raw values, by candidate id (missing keys absent), in one round trip.
@@ -65,33 +65,33 @@ extension StateStore {
     /// Records that a candidate's browser acknowledged the end at `time`, in the hash
     /// `exam_ack:{plan_id}` (candidate id → ack time). The candidate's own key is left alone:
     /// its `last_active_time` is the end time, one value everywhere (DESIGN).
-    public func recordAck(planId: String, candidateId: String, at time: Timestamp) async throws {
-        try await setField(Self.ackKey(planId), field: candidateId, value: time.iso8601)
+    public func recordAck(examId: String, candidateId: String, at time: Timestamp) async throws {
+        try await setField(Self.ackKey(examId), field: candidateId, value: time.iso8601)
     }
 
     /// The candidates of a plan that acknowledged its end.
-    public func acknowledged(planId: String) async throws -> Set<String> {
-        Set(try await fields(Self.ackKey(planId)).keys)
+    public func acknowledged(examId: String) async throws -> Set<String> {
+        Set(try await fields(Self.ackKey(examId)).keys)
     }
 
     /// When each candidate of a plan acknowledged its end.
-    public func acknowledgements(planId: String) async throws -> [String: Timestamp] {
-        try await fields(Self.ackKey(planId)).compactMapValues(Timestamp.init(iso8601:))
+    public func acknowledgements(examId: String) async throws -> [String: Timestamp] {
+        try await fields(Self.ackKey(examId)).compactMapValues(Timestamp.init(iso8601:))
     }
 
     /// Publishes what one socket node holds of a plan; an empty presence removes the node.
-    public func setPresence(planId: String, nodeId: String, _ presence: Presence) async throws {
+    public func setPresence(examId: String, nodeId: String, _ presence: Presence) async throws {
         if presence.candidates.isEmpty && presence.proctors.isEmpty {
-            try await deleteField(Self.presenceKey(planId), field: nodeId)
+            try await deleteField(Self.presenceKey(examId), field: nodeId)
         } else {
-            try await setField(Self.presenceKey(planId), field: nodeId, value: presence.json)
+            try await setField(Self.presenceKey(examId), field: nodeId, value: presence.json)
         }
     }
 
     /// Who is connected to a plan over all socket nodes, ignoring nodes silent since `freshAfter`.
-    public func presence(planId: String, freshAfter: Timestamp) async throws -> Presence {
+    public func presence(examId: String, freshAfter: Timestamp) async throws -> Presence {
         var merged = Presence(candidates: [], proctors: [], updated: freshAfter)
-        for value in try await fields(Self.presenceKey(planId)).values {
+        for value in try await fields(Self.presenceKey(examId)).values {
             guard let presence = Presence(json: value), presence.updated >= freshAfter else { continue }
             merged.candidates.formUnion(presence.candidates)
             merged.proctors.formUnion(presence.proctors)
@@ -99,8 +99,8 @@ extension StateStore {
         return merged
     }
 
-    static func ackKey(_ planId: String) -> String { "exam_ack:\(planId)" }
-    static func presenceKey(_ planId: String) -> String { "exam_presence:\(planId)" }
+    static func ackKey(_ examId: String) -> String { "exam_ack:\(examId)" }
+    static func presenceKey(_ examId: String) -> String { "exam_presence:\(examId)" }
 }
 
 /// The browsers one socket node holds for one exam, refreshed by a heartbeat.

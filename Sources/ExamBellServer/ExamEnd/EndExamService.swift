@@ -40,7 +40,7 @@ public struct EndExamService: Sendable {
         let plan = try await backends.store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
-        let candidateIds = try await backends.store.candidateIds(planId: examId)
+        let candidateIds = try await backends.store.candidateIds(examId: examId)
         let validated = ContinuousClock.now
 
         await faults.reach(.beforeEndCommit)
@@ -49,7 +49,7 @@ public struct EndExamService: Sendable {
         let transition: EndTransition
         do {
             transition = try await backends.store.endExam(
-                planId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
+                examId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
             )
         } catch {
             // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose answer
@@ -86,7 +86,7 @@ public struct EndExamService: Sendable {
                     "publishMs": "\(Self.ms(published - committed))",
                 ]
             )
-            if let delay = syncAfterEnd { finalSync.scheduleSync(planId: examId, after: delay) }
+            if let delay = syncAfterEnd { finalSync.scheduleSync(examId: examId, after: delay) }
             return Outcome(plan: ended, ended: true)
         }
     }

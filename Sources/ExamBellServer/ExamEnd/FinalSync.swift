@@ -25,8 +25,8 @@ public struct FinalSync: Service {
     let nodeId: String
     let logger: Logger
     /// Syncs asked for after ends, in the order they are due (one delay for all).
-    private let requests: AsyncStream<(planId: String, due: ContinuousClock.Instant)>
-    private let requested: AsyncStream<(planId: String, due: ContinuousClock.Instant)>.Continuation
+    private let requests: AsyncStream<(examId: String, due: ContinuousClock.Instant)>
+    private let requested: AsyncStream<(examId: String, due: ContinuousClock.Instant)>.Continuation
 
     init(backends: ExamBellBackends, interval: Duration, nodeId: String, logger: Logger) {
         self.backends = backends
@@ -37,31 +37,31 @@ public struct FinalSync: Service {
         (requests, requested) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
     }
 
-    /// Asks for exam `planId` to be reconciled `delay` from now (after an end: time for the
+    /// Asks for exam `examId` to be reconciled `delay` from now (after an end: time for the
     /// browsers' acks to arrive).
-    func scheduleSync(planId: String, after delay: Duration) {
-        requested.yield((planId, .now + delay))
+    func scheduleSync(examId: String, after delay: Duration) {
+        requested.yield((examId, .now + delay))
     }
 
     /// Reconciles one exam; errors are logged and leave the next pass to try again.
     @discardableResult
-    public func reconcile(planId: String) async -> Report {
+    public func reconcile(examId: String) async -> Report {
         do {
-            return try await reconcileOrThrow(planId: planId)
+            return try await reconcileOrThrow(examId: examId)
         } catch is CancellationError {
             return Report()
         } catch {
-            logger.warning("final sync failed", metadata: ["examId": "\(planId)", "error": "\(error)"])
+            logger.warning("final sync failed", metadata: ["examId": "\(examId)", "error": "\(error)"])
             return Report()
         }
     }
 
-    func reconcileOrThrow(planId: String) async throws -> Report {
+    func reconcileOrThrow(examId: String) async throws -> Report {
         // Only one node syncs a given exam at a time; a node that finds it taken leaves it.
-        let lockKey = "exam_sync_lock:\(planId)"
+        let lockKey = "exam_sync_lock:\(examId)"
         guard try await backends.state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return Report() }
         do {
-            let report = try await reconcileLocked(planId: planId)
+            let report = try await reconcileLocked(examId: examId)
             try? await backends.state.unlock(lockKey, owner: nodeId)
             return report
         } catch {
@@ -70,23 +70,23 @@ public struct FinalSync: Service {
         }
     }
 
-    private func reconcileLocked(planId: String) async throws -> Report {
+    private func reconcileLocked(examId: String) async throws -> Report {
         var report = Report()
-        guard let plan = try await backends.store.exam(planId), plan.status != .scheduled else { return report }
-        var candidates = try await backends.store.candidates(planId: planId)
+        guard let plan = try await backends.store.exam(examId), plan.status != .scheduled else { return report }
+        var candidates = try await backends.store.candidates(examId: examId)
         // An end whose node died before completing the candidates' rows is finished here.
         if plan.status == .completed, let end = plan.endDatetime, candidates.contains(where: { $0.status != .completed }) {
             let before = candidates.filter { $0.status != .completed }.count
-            try await backends.store.completeCandidates(planId: planId, at: end)
-            candidates = try await backends.store.candidates(planId: planId)
+            try await backends.store.completeCandidates(examId: examId, at: end)
+            candidates = try await backends.store.candidates(examId: examId)
             report.candidatesUpdatedInDB += before - candidates.filter { $0.status != .completed }.count
         }
         let ids = candidates.map(\.candidateId)
         let raw = try await backends.state.rawCandidates(ids)
-        let planCached = try await backends.state.get([PlanStateValue.key(planId)])[0].flatMap(PlanStateValue.init(json:))
+        let planCached = try await backends.state.get([PlanStateValue.key(examId)])[0].flatMap(PlanStateValue.init(json:))
         // The state store says "completed" only after the DB committed it, so the DB read
         // *after* the state store is the truth for both: a key ahead of it is wrong, not early.
-        guard let fresh = try await backends.store.exam(planId) else { return report }
+        guard let fresh = try await backends.store.exam(examId) else { return report }
 
         // Redis → DB: later activity and forward status moves (to completed only for an exam
         // the DB has ended).
@@ -99,13 +99,13 @@ public struct FinalSync: Service {
         }
         if !activity.isEmpty {
             report.candidatesUpdatedInDB += try await backends.store.applyCandidateActivity(activity)
-            candidates = try await backends.store.candidates(planId: planId)
+            candidates = try await backends.store.candidates(examId: examId)
         }
 
         // Redis → DB: when each browser acknowledged the end (a column of its own; the
         // candidate's last_active_time stays the end time).
         let unrecorded = Set(candidates.filter { $0.acknowledgedAt == nil }.map(\.candidateId))
-        let acks = try await backends.state.acknowledgements(planId: planId).filter { unrecorded.contains($0.key) }
+        let acks = try await backends.state.acknowledgements(examId: examId).filter { unrecorded.contains($0.key) }
         if !acks.isEmpty {
             report.candidatesUpdatedInDB += try await backends.store.recordAcknowledgements(acks)
         }
@@ -115,7 +115,7 @@ public struct FinalSync: Service {
         var rewrite: [(key: String, value: String)] = []
         let planTruth = PlanStateValue(fresh)
         if planCached != planTruth {
-            rewrite.append((PlanStateValue.key(planId), planTruth.json))
+            rewrite.append((PlanStateValue.key(examId), planTruth.json))
         }
         for candidate in candidates {
             let truth = CandidateStateValue(candidate)
@@ -143,7 +143,7 @@ public struct FinalSync: Service {
     public func reconcileAll() async {
         do {
             for plan in try await backends.store.exams() where plan.status != .scheduled {
-                await reconcile(planId: plan.planId)
+                await reconcile(examId: plan.examId)
             }
         } catch is CancellationError {
             return
@@ -166,7 +166,7 @@ public struct FinalSync: Service {
         for await request in requests {
             try? await Task.sleep(until: request.due)
             if Task.isCancelled { return }
-            await reconcile(planId: request.planId)
+            await reconcile(examId: request.examId)
         }
     }
 

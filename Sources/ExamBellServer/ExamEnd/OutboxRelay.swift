@@ -22,10 +22,10 @@ public struct OutboxRelay: Service {
             try await announce(entry.message, candidateIds: candidateIds)
             try await backends.store.markPublished(outboxId: entry.id, at: .now())
             // Off the browsers' path: they are being told while the candidates' rows change.
-            try await backends.store.completeCandidates(planId: entry.planId, at: entry.message.timestamp)
+            try await backends.store.completeCandidates(examId: entry.examId, at: entry.message.timestamp)
             return true
         } catch {
-            logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.planId)", "error": "\(error)"])
+            logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
             return false
         }
     }
@@ -35,8 +35,8 @@ public struct OutboxRelay: Service {
     /// attempted even when one fails; the first failure is thrown.
     func announce(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws {
         let ids: [String]
-        if let candidateIds { ids = candidateIds } else { ids = try await backends.store.candidateIds(planId: message.examId) }
-        async let stateWritten: Void = backends.state.writeEnded(planId: message.examId, candidateIds: ids, at: message.timestamp)
+        if let candidateIds { ids = candidateIds } else { ids = try await backends.store.candidateIds(examId: message.examId) }
+        async let stateWritten: Void = backends.state.writeEnded(examId: message.examId, candidateIds: ids, at: message.timestamp)
         async let published = backends.queue.publish(message)
         var failure: (any Error)?
         do { try await stateWritten } catch { failure = error }

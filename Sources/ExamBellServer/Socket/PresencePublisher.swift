@@ -17,7 +17,7 @@ struct PresencePublisher: Service {
         let now = Timestamp.now()
         for examId in hub.takeChangedExams(all: all) {
             do {
-                try await state.setPresence(planId: examId, nodeId: nodeId, hub.presence(examId, at: now))
+                try await state.setPresence(examId: examId, nodeId: nodeId, hub.presence(examId, at: now))
             } catch {
                 logger.debug("presence not published", metadata: ["examId": "\(examId)"])
             }

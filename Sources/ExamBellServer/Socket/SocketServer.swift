@@ -103,7 +103,7 @@ struct SocketServer: Sendable {
                 hub.acknowledge(id, examId: session.examId)
             else { continue }
             do {
-                try await state.recordAck(planId: session.examId, candidateId: session.subject, at: .now())
+                try await state.recordAck(examId: session.examId, candidateId: session.subject, at: .now())
             } catch {
                 logger.warning("could not record an ack", metadata: ["examId": "\(session.examId)"])
             }

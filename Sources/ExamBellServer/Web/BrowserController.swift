@@ -25,11 +25,11 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let name: String? =
             switch session.role {
             case .candidate: try await backends.store.candidates(ids: [session.subject]).first?.name
-            case .proctor: try await backends.store.proctors(planId: plan.planId).first { $0.proctorId == session.subject }?.name
+            case .proctor: try await backends.store.proctors(examId: plan.examId).first { $0.proctorId == session.subject }?.name
             }
         return JSONResponse(
             value: SessionInfoView(
-                id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.planId,
+                id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.examId,
                 title: plan.title, status: plan.status.rawValue, startDatetime: plan.startDatetime?.iso8601,
                 scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601,
                 socketUrl: configuration.publicSocketURL, choiceItems: plan.items.choice, shortItems: plan.items.short,
@@ -45,7 +45,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let saved = try await backends.store.answers(candidateId: session.subject)
         return JSONResponse(
             value: AnswersView(
-                examId: plan.planId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
+                examId: plan.examId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
                 answers: Dictionary(uniqueKeysWithValues: saved.map { (String($0.key), $0.value) })
             )
         )
@@ -59,7 +59,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
         let answers = try plan.items.validate(body.answers)
         let outcome = try await backends.store.saveAnswers(
-            candidateId: session.subject, planId: plan.planId, answers, at: .now(),
+            candidateId: session.subject, examId: plan.examId, answers, at: .now(),
             window: AnswerWindow(graceSeconds: configuration.answerGraceSeconds)
         )
         switch outcome {
@@ -70,7 +70,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
         case .refused(let end):
             throw ExamBellError.conflict(
                 code: "exam_ended",
-                "Exam \(plan.planId) ended at \(end.iso8601); answers are no longer taken (grace window \(configuration.answerGraceSeconds) s)."
+                "Exam \(plan.examId) ended at \(end.iso8601); answers are no longer taken (grace window \(configuration.answerGraceSeconds) s)."
             )
         }
     }

@@ -58,7 +58,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
             scheduledEnd = time
         }
         let plan = try await backends.store.createExam(
-            planId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: "admin", at: .now()
+            examId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: "admin", at: .now()
         )
         return JSONResponse(status: .created, value: try await view(of: plan))
     }
@@ -73,7 +73,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let examId = try examId(context)
         let body = try await request.decodeJSON(CandidatesBody.self, limit: configuration.maxBodySize)
         let people = try validatePeople(body.candidates.map { Registrant(id: $0.candidateId, name: $0.name) }, field: "candidateId")
-        let result = try await backends.store.registerCandidates(planId: examId, people, actor: "admin", at: .now())
+        let result = try await backends.store.registerCandidates(examId: examId, people, actor: "admin", at: .now())
         // A running exam's new candidates are in the state store too, for late readers.
         if let plan = try await backends.store.exam(examId), plan.status == .inProgress {
             let state = CandidateStateValue(status: .inProgress, lastActiveTime: nil)
@@ -87,22 +87,22 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let examId = try examId(context)
         let body = try await request.decodeJSON(ProctorsBody.self, limit: configuration.maxBodySize)
         let people = try validatePeople(body.proctors.map { Registrant(id: $0.proctorId, name: $0.name) }, field: "proctorId")
-        let result = try await backends.store.registerProctors(planId: examId, people, actor: "admin", at: .now())
+        let result = try await backends.store.registerProctors(examId: examId, people, actor: "admin", at: .now())
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
     }
 
     @Sendable func proctors(_ request: Request, context: Context) async throws -> JSONResponse<ProctorListView> {
         try auth.require(request)
         let plan = try await plan(context)
-        let proctors = try await backends.store.proctors(planId: plan.planId)
+        let proctors = try await backends.store.proctors(examId: plan.examId)
         return JSONResponse(value: ProctorListView(proctors: proctors.map { .init(proctorId: $0.proctorId, name: $0.name) }))
     }
 
     @Sendable func start(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
         try auth.require(request)
         let examId = try examId(context)
-        let plan = try await backends.store.startExam(planId: examId, actor: "admin", at: .now())
-        let candidates = try await backends.store.candidates(planId: examId)
+        let plan = try await backends.store.startExam(examId: examId, actor: "admin", at: .now())
+        let candidates = try await backends.store.candidates(examId: examId)
         // The state store learns the start too; final sync repairs it if this write fails.
         try? await backends.state.mirror(plan, candidates: candidates)
         return JSONResponse(value: try await view(of: plan))
@@ -144,8 +144,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
         _ = try await plan(context)
         let known: Set<String> =
             switch body.role {
-            case .candidate: Set(try await backends.store.candidates(planId: examId).map(\.candidateId))
-            case .proctor: Set(try await backends.store.proctors(planId: examId).map(\.proctorId))
+            case .candidate: Set(try await backends.store.candidates(examId: examId).map(\.candidateId))
+            case .proctor: Set(try await backends.store.proctors(examId: examId).map(\.proctorId))
             }
         let unknown = body.ids.filter { !known.contains($0) }
         guard unknown.isEmpty else {
@@ -173,7 +173,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func audit(_ request: Request, context: Context) async throws -> JSONResponse<AuditView> {
         try auth.require(request)
         let plan = try await plan(context)
-        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(planId: plan.planId)))
+        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(examId: plan.examId)))
     }
 
     // MARK: Admin or proctor calls
@@ -221,11 +221,11 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     private func view(of plan: ExamPlan) async throws -> ExamView {
-        let counts = try await backends.store.candidateCounts(planId: plan.planId)
-        let presence = try? await backends.state.presence(planId: plan.planId, freshAfter: RosterBuilder.presenceCutoff())
-        let acknowledged = try? await backends.state.acknowledged(planId: plan.planId)
+        let counts = try await backends.store.candidateCounts(examId: plan.examId)
+        let presence = try? await backends.state.presence(examId: plan.examId, freshAfter: RosterBuilder.presenceCutoff())
+        let acknowledged = try? await backends.state.acknowledged(examId: plan.examId)
         return ExamView(
-            examId: plan.planId, title: plan.title, status: plan.status.rawValue,
+            examId: plan.examId, title: plan.title, status: plan.status.rawValue,
             createdAt: plan.createdAt.iso8601, startDatetime: plan.startDatetime?.iso8601,
             scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy, endReason: plan.endReason,
             candidates: .init(

@@ -12,11 +12,11 @@ struct RosterBuilder: Sendable {
     static func presenceCutoff() -> Timestamp { Timestamp.now().adding(seconds: -15) }
 
     func roster(of plan: ExamPlan) async throws -> RosterView {
-        let examId = plan.planId
-        async let candidatesRead = backends.store.candidates(planId: examId)
-        async let answeredRead = backends.store.answeredCounts(planId: examId)
-        async let presenceRead = backends.state.presence(planId: examId, freshAfter: Self.presenceCutoff())
-        async let acknowledgedRead = backends.state.acknowledged(planId: examId)
+        let examId = plan.examId
+        async let candidatesRead = backends.store.candidates(examId: examId)
+        async let answeredRead = backends.store.answeredCounts(examId: examId)
+        async let presenceRead = backends.state.presence(examId: examId, freshAfter: Self.presenceCutoff())
+        async let acknowledgedRead = backends.state.acknowledged(examId: examId)
         let (candidates, answered) = try await (candidatesRead, answeredRead)
         let (presence, acknowledged) = try await (presenceRead, acknowledgedRead)
         let cached = try await backends.state.candidates(candidates.map(\.candidateId))
