@@ -27,7 +27,7 @@ let package = Package(
     name: "exambell",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "exambell", targets: ["exambell"]),
+        .executable(name: "exambell", targets: ["exambell"])
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

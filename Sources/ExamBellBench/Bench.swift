@@ -7,7 +7,6 @@ import Histogram
 import NIOPosix
 import Synchronization
 
-
 /// `exambell bench`: end-to-end fan-out of a running deployment, measured from outside.
 ///
 /// It creates M exams of K candidates through the API, opens M×K candidate WebSockets
@@ -86,15 +85,16 @@ public struct Bench: AsyncParsableCommand {
 
     private func run(http: HTTPClient) async throws {
         let total = browsers * exams
-        let plan: Plan = if let wsUrl, let publishUrl {
-            Plan(
-                urls: Array(repeating: wsUrl, count: total), groups: [0..<total],
-                end: .publish(APIClient(baseURL: URL(string: publishUrl)!, adminToken: "", http: http), URL(string: publishUrl)!),
-                label: wsUrl
-            )
-        } else {
-            try await prepareExams(http: http)
-        }
+        let plan: Plan =
+            if let wsUrl, let publishUrl {
+                Plan(
+                    urls: Array(repeating: wsUrl, count: total), groups: [0..<total],
+                    end: .publish(APIClient(baseURL: URL(string: publishUrl)!, adminToken: "", http: http), URL(string: publishUrl)!),
+                    label: wsUrl
+                )
+            } else {
+                try await prepareExams(http: http)
+            }
         let loopback = plan.urls.first.map { $0.contains("//127.") || $0.contains("//localhost") } ?? false
         let sources = (sourceAddresses ?? (loopback ? max(1, (total + 4999) / 5000) : 0))
         let sourceList = sources <= 1 && sourceAddresses == nil ? [] : (0..<max(sources, 1)).map { "127.0.0.\(2 + $0)" }
@@ -104,7 +104,9 @@ public struct Bench: AsyncParsableCommand {
         let rssBefore = serverPid.flatMap(residentKiB)
         let connectStart = ContinuousClock.now
         let bar = ProgressBar(total: total, enabled: !json)
-        await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in bar.show(opened + failed, note: "connecting (failed \(failed))") }
+        await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in
+            bar.show(opened + failed, note: "connecting (failed \(failed))")
+        }
         let connectTime = ContinuousClock.now - connectStart
         bar.finish("connected \(load.opened.load(ordering: .relaxed)) of \(total) in \(Self.format(connectTime.inSeconds)) s")
         if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
@@ -163,13 +165,18 @@ public struct Bench: AsyncParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print("target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.inSeconds)) s")
+            print(
+                "target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.inSeconds)) s"
+            )
             print("end request(s) answered within \(Self.format(Double(responses.max() ?? 0) / 1_000_000)) ms")
             print("exam_end received by \(received), missing \(opened - received); within 1 s of its end request: \(withinOneSecond)")
-            print("from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
-                + "p99 \(Self.format(ms(99))) ms, max \(Self.format(received == 0 ? .nan : Double(histogram.max) / 1000)) ms")
+            print(
+                "from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
+                    + "p99 \(Self.format(ms(99))) ms, max \(Self.format(received == 0 ? .nan : Double(histogram.max) / 1000)) ms")
             if let rssBefore, let rssAfter {
-                print("server RSS \(rssBefore) KiB → \(rssAfter) KiB: \(Self.format(Double(rssAfter - rssBefore) / Double(max(opened, 1)))) KiB per connection")
+                print(
+                    "server RSS \(rssBefore) KiB → \(rssAfter) KiB: \(Self.format(Double(rssAfter - rssBefore) / Double(max(opened, 1)))) KiB per connection"
+                )
             }
         }
         if opened < total || received < opened { throw ExitCode(2) }

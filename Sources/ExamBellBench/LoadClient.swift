@@ -138,7 +138,10 @@ final class LoadClient: Sendable {
 
     /// Closes every connection and the event loops.
     func shutdown() async {
-        let all = channels.withLock { channels in defer { channels = [] }; return channels }
+        let all = channels.withLock { channels in
+            defer { channels = [] }
+            return channels
+        }
         for channel in all { channel.close(promise: nil) }
         try? await group.shutdownGracefully()
     }

@@ -25,7 +25,7 @@ public struct ClientOptions: ParsableArguments {
     }
 }
 
-extension Optional<String> {
+extension String? {
     /// The value, unless it is missing or empty (an environment variable set to "").
     fileprivate var nonEmpty: String? { self?.isEmpty == false ? self : nil }
 }

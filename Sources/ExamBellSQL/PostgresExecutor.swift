@@ -153,8 +153,10 @@ public final class PostgresExecutor: SQLExecutor {
             let leaseWatch = Task {
                 try? await Task.sleep(for: timeouts.connectionWait)
                 if gate.timeOutWaiting() {
-                    answer.resume(.failure(ExamBellError.unavailable(
-                        "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
+                    answer.resume(
+                        .failure(
+                            ExamBellError.unavailable(
+                                "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
                     work.cancel()
                 }
             }
@@ -177,9 +179,11 @@ public final class PostgresExecutor: SQLExecutor {
         do { try await Task.sleep(for: timeouts.statement) } catch { return }
         if let connection = gate.timeOutCommitting() {
             let _: EventLoopFuture<Void> = connection.close()
-            answer.resume(.failure(ExamBellError(
-                status: 503, code: "database_outcome_unknown",
-                message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
+            answer.resume(
+                .failure(
+                    ExamBellError(
+                        status: 503, code: "database_outcome_unknown",
+                        message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
         }
     }
 
@@ -240,7 +244,6 @@ public struct DatabaseTimeouts: Sendable {
     /// The longest any call waits before it is answered.
     public var callBound: Duration { connectionWait + call + statement }
 }
-
 
 /// The call ran out of time before it could commit.
 struct CallTimedOut: Error {}

@@ -22,7 +22,8 @@ extension SQLExamStore {
                     """
                 ).run()
             }
-            if case .refused = outcome {} else {
+            if case .refused = outcome {
+            } else {
                 let rows: [SQLQueryString] = items.map { item in
                     "(\(bind: candidateId), \(bind: item), \(bind: examId), \(bind: answers[item] ?? ""), \(bind: at.iso8601))"
                 }

@@ -121,24 +121,26 @@ extension SQLExamStore {
             for (id, state) in activity.sorted(by: { $0.key < $1.key }) {
                 var updated = false
                 if let time = state.lastActiveTime?.iso8601 {
-                    updated = try await db.raw(
-                        """
-                        UPDATE exam_candidate SET last_active_time = \(bind: time)
-                        WHERE candidate_id = \(bind: id) AND (last_active_time IS NULL OR last_active_time < \(bind: time))
-                        RETURNING candidate_id
-                        """
-                    ).first() != nil
+                    updated =
+                        try await db.raw(
+                            """
+                            UPDATE exam_candidate SET last_active_time = \(bind: time)
+                            WHERE candidate_id = \(bind: id) AND (last_active_time IS NULL OR last_active_time < \(bind: time))
+                            RETURNING candidate_id
+                            """
+                        ).first() != nil
                 }
                 // A status only moves forward: these are the statuses it may come from.
                 let earlier = CandidateStatus.allCases.filter { $0.canMove(to: state.status) }.map(\.rawValue)
                 if !earlier.isEmpty {
-                    let moved = try await db.raw(
-                        """
-                        UPDATE exam_candidate SET status = \(bind: state.status.rawValue)
-                        WHERE candidate_id = \(bind: id) AND status IN (\(binds: earlier))
-                        RETURNING candidate_id
-                        """
-                    ).first() != nil
+                    let moved =
+                        try await db.raw(
+                            """
+                            UPDATE exam_candidate SET status = \(bind: state.status.rawValue)
+                            WHERE candidate_id = \(bind: id) AND status IN (\(binds: earlier))
+                            RETURNING candidate_id
+                            """
+                        ).first() != nil
                     updated = updated || moved
                 }
                 if updated { changed += 1 }

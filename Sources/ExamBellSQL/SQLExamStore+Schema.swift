@@ -81,7 +81,7 @@ extension SQLExamStore {
             ],
             // 3: when each candidate's browser acknowledged the end (last_active_time keeps the end time).
             [
-                "ALTER TABLE exam_candidate ADD COLUMN acknowledged_at TEXT",
+                "ALTER TABLE exam_candidate ADD COLUMN acknowledged_at TEXT"
             ],
         ]
     }

@@ -18,7 +18,8 @@ enum Backends {
         var prepare: (@Sendable () async throws -> Void)?
         switch options.resolvedDatabase {
         case nil:
-            store = try await openSQLite(URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, failures, logger)
+            store = try await openSQLite(
+                URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, failures, logger)
         case let url? where url.hasPrefix("sqlite://"):
             let path = String(url.dropFirst("sqlite://".count))
             guard !path.isEmpty else { throw ValidationError("--database sqlite://PATH needs a path.") }

@@ -11,7 +11,9 @@ struct WireMessageTests {
         let message = ExamEndQueueMessage(examId: "e123", timestamp: end)
         #expect(message.json == #"{"type":"exam_end","examId":"e123","status":"completed","timestamp":"2024-01-16T18:00:00Z"}"#)
         #expect(try ExamEndQueueMessage(json: message.json) == message)
-        #expect(throws: (any Error).self) { try ExamEndQueueMessage(json: #"{"type":"other","examId":"e1","status":"completed","timestamp":"2024-01-16T18:00:00Z"}"#) }
+        #expect(throws: (any Error).self) {
+            try ExamEndQueueMessage(json: #"{"type":"other","examId":"e1","status":"completed","timestamp":"2024-01-16T18:00:00Z"}"#)
+        }
         #expect(throws: (any Error).self) { try ExamEndQueueMessage(json: "not json") }
     }
 
@@ -67,10 +69,12 @@ struct DomainTests {
         #expect(CandidateStatus.following(.completed) == .completed)
     }
 
-    @Test("ids follow ^[A-Za-z0-9_-]{1,64}$", arguments: [
-        ("e123", true), ("A_b-9", true), (String(repeating: "x", count: 64), true),
-        ("", false), (String(repeating: "x", count: 65), false), ("a b", false), ("é", false), ("a/b", false), ("a:b", false),
-    ])
+    @Test(
+        "ids follow ^[A-Za-z0-9_-]{1,64}$",
+        arguments: [
+            ("e123", true), ("A_b-9", true), (String(repeating: "x", count: 64), true),
+            ("", false), (String(repeating: "x", count: 65), false), ("a b", false), ("é", false), ("a/b", false), ("a:b", false),
+        ])
     func identifiers(_ id: String, _ valid: Bool) {
         #expect(Identifier.isValid(id) == valid)
     }

@@ -1,6 +1,6 @@
-import ExamBellTestSupport
 import ExamBellCore
 import ExamBellMemory
+import ExamBellTestSupport
 import Testing
 
 @Suite("Memory engine")

@@ -68,7 +68,10 @@ struct RedisEngineTests {
         try await server.start()
         var value: String?? = nil
         for _ in 0..<100 {
-            if let read = try? await state.get(["k"]) { value = read.first; break }
+            if let read = try? await state.get(["k"]) {
+                value = read.first
+                break
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(value == .some(nil), "reconnected to the restarted (empty) server")

@@ -1,6 +1,6 @@
-import ExamBellTestSupport
 import ExamBellCore
 import ExamBellSQL
+import ExamBellTestSupport
 import Foundation
 import Testing
 

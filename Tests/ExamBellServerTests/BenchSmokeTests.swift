@@ -33,7 +33,8 @@ struct BenchSmokeTests {
 
     func bench(_ directory: URL, _ arguments: [String]) async throws -> [String: Any] {
         let output = directory.appendingPathComponent("bench-\(UUID().uuidString).json")
-        let process = TestProcess(arguments: [try TestProcess.exambellBinary(), "bench", "--json"] + arguments, environment: [:], logPath: output.path)
+        let process = TestProcess(
+            arguments: [try TestProcess.exambellBinary(), "bench", "--json"] + arguments, environment: [:], logPath: output.path)
         try process.start()
         let status = await process.exitStatus(within: .seconds(120))
         #expect(status == 0, "bench exited with \(String(describing: status)): \(process.log)")

@@ -1,11 +1,11 @@
 import ExamBellCore
 import ExamBellSQL
 import ExamBellServer
+import ExamBellTestSupport
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import ExamBellTestSupport
-import Foundation
 import Testing
 
 #if canImport(FoundationNetworking)

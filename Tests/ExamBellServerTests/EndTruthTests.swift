@@ -45,8 +45,9 @@ struct EndTruthTests {
 
     // MARK: Every DB call is bounded
 
-    @Test("a connection terminated mid-transaction (pg_terminate_backend) answers an error within the bound; the next call works",
-          .timeLimit(.minutes(1)))
+    @Test(
+        "a connection terminated mid-transaction (pg_terminate_backend) answers an error within the bound; the next call works",
+        .timeLimit(.minutes(1)))
     func terminatedMidTransaction() async throws {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
@@ -78,8 +79,9 @@ struct EndTruthTests {
         try await killer.shutdown()
     }
 
-    @Test("a call past its bound is answered with an error and never commits later; a long statement is stopped by PostgreSQL",
-          .timeLimit(.minutes(1)))
+    @Test(
+        "a call past its bound is answered with an error and never commits later; a long statement is stopped by PostgreSQL",
+        .timeLimit(.minutes(1)))
     func overrunNeverCommits() async throws {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
@@ -122,8 +124,9 @@ struct EndTruthTests {
 
     // MARK: The end path
 
-    @Test("exam_plan locked while an end is in flight: the end answers 503 in time, nobody is told, DB and Redis stay in progress; the next end tells everyone",
-          .timeLimit(.minutes(2)))
+    @Test(
+        "exam_plan locked while an end is in flight: the end answers 503 in time, nobody is told, DB and Redis stay in progress; the next end tells everyone",
+        .timeLimit(.minutes(2)))
     func rowLockedDuringEnd() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
@@ -181,8 +184,9 @@ struct EndTruthTests {
         try await store.shutdown()
     }
 
-    @Test("acks keep last_active_time at the end time in Redis and the DB; the ack time goes to its own field and column",
-          .timeLimit(.minutes(1)))
+    @Test(
+        "acks keep last_active_time at the end time in Redis and the DB; the ack time goes to its own field and column",
+        .timeLimit(.minutes(1)))
     func acksKeepEndTime() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
@@ -207,9 +211,10 @@ struct EndTruthTests {
                     #expect((candidate.acknowledgedAt ?? endTime) >= endTime)
                 }
                 for id in ids {
-                    #expect(try redis.cli("GET", "exam_candidate:\(id):status") == [
-                        #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
-                    ])
+                    #expect(
+                        try redis.cli("GET", "exam_candidate:\(id):status") == [
+                            #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
+                        ])
                 }
                 browsers.forEach { $0.close() }
             }

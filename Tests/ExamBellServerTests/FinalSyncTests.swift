@@ -50,9 +50,10 @@ struct FinalSyncTests {
                 #expect(report.candidatesUpdatedInDB == 1)
                 #expect(try await state.plan("e1") == PlanStateValue(status: .completed, endDatetime: end))
                 let completedAtEnd = CandidateStateValue(status: .completed, lastActiveTime: end)
-                #expect(try await state.get(["exam_candidate:e1-c1:status", "exam_candidate:e1-c2:status", "exam_candidate:e1-c3:status"]) == [
-                    completedAtEnd.json, completedAtEnd.json, CandidateStateValue(status: .completed, lastActiveTime: later).json,
-                ])
+                #expect(
+                    try await state.get(["exam_candidate:e1-c1:status", "exam_candidate:e1-c2:status", "exam_candidate:e1-c3:status"]) == [
+                        completedAtEnd.json, completedAtEnd.json, CandidateStateValue(status: .completed, lastActiveTime: later).json,
+                    ])
                 let c3 = try await test.backends.store.candidates(ids: ["e1-c3"]).first
                 #expect(c3?.lastActiveTime == later, "later activity reached the DB")
                 #expect(await test.node.finalSync.reconcile(examId: "e1") == FinalSync.Report(), "a second pass finds nothing to do")

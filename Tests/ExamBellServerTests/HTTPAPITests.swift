@@ -137,9 +137,10 @@ struct HTTPAPITests {
             let end = Timestamp(iso8601: first.endDatetime)!
             #expect(try await test.backends.store.exam("e1")?.endDatetime == end)
             #expect(try await test.backends.state.plan("e1") == PlanStateValue(status: .completed, endDatetime: end))
-            #expect(try await test.backends.state.candidates(["e1-c1", "e1-c2", "e1-c3"]).values.allSatisfy {
-                $0 == CandidateStateValue(status: .completed, lastActiveTime: end)
-            })
+            #expect(
+                try await test.backends.state.candidates(["e1-c1", "e1-c2", "e1-c3"]).values.allSatisfy {
+                    $0 == CandidateStateValue(status: .completed, lastActiveTime: end)
+                })
         }
     }
 

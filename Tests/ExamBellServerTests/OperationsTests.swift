@@ -28,7 +28,8 @@ struct OperationsTests {
         try await test.node.application.test(.live) { client in
             let port = try #require(client.port)
             let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
-            let browsers = try await client.tokens("e1", role: "candidate", ids: ids).map { TestBrowser(port: port, token: $0) }
+            let browsers =
+                try await client.tokens("e1", role: "candidate", ids: ids).map { TestBrowser(port: port, token: $0) }
                 + client.tokens("e1", role: "proctor", ids: ["e1-p1"]).map { TestBrowser(port: port, token: $0) }
             await eventually("connected") { test.node.hub.connectionCount == 4 }
             let before = String(buffer: try await client.call(.get, "/metrics", headers: [:]).body)

@@ -27,10 +27,11 @@ final class RawWebSocket: @unchecked Sendable {
         }
         guard connected == 0 else { throw TestFailure("connect() failed") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        try send(Array(
-            ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
-        ))
+        try send(
+            Array(
+                ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
+            ))
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             readAvailable()
@@ -77,7 +78,10 @@ final class RawWebSocket: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = read(fd, &buffer, buffer.count)
-            if count > 0 { pending += buffer[..<count]; continue }
+            if count > 0 {
+                pending += buffer[..<count]
+                continue
+            }
             return !(count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
         }
     }

@@ -22,7 +22,8 @@ struct RedisEndToEndTests {
         try await test.node.application.test(.live) { client in
             let port = try #require(client.port)
             let ids = try await client.makeExam("e123", candidates: 3, proctors: 1)
-            let tokens = try await client.tokens("e123", role: "candidate", ids: ids)
+            let tokens =
+                try await client.tokens("e123", role: "candidate", ids: ids)
                 + client.tokens("e123", role: "proctor", ids: ["e123-p1"])
             let browsers = tokens.map { TestBrowser(port: port, token: $0, ackExamEnd: true) }
             await eventually("connected") { test.node.hub.connectionCount == 4 }

@@ -1,6 +1,6 @@
 import ExamBellCore
-import ExamBellSQL
 import ExamBellRedis
+import ExamBellSQL
 import ExamBellServer
 import ExamBellTestSupport
 import Foundation
@@ -204,9 +204,10 @@ struct InProcessShutdownTests {
                 break
             }
             #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams", json: #"{"examId":"e1","title":"T"}"#).status == 201)
-            #expect(try await callOnOwnConnection(
-                port: port, "POST", "/api/exams/e1/candidates", json: #"{"candidates":[{"candidateId":"c1","name":"N"}]}"#
-            ).status == 200)
+            #expect(
+                try await callOnOwnConnection(
+                    port: port, "POST", "/api/exams/e1/candidates", json: #"{"candidates":[{"candidateId":"c1","name":"N"}]}"#
+                ).status == 200)
             #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/start").status == 200)
             let sessions = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1"]}"#)
             let token = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions[0].token

@@ -40,7 +40,8 @@ struct SocketEndToEndTests {
             try await eventually("50 acks counted") {
                 String(buffer: try await client.call(.get, "/api/exams/e1").body).contains(#""acknowledged":50"#)
             }
-            let roster = String(buffer: try await client.call(.get, "/api/exams/e1/roster", headers: [.authorization: "Bearer \(proctorTokens[0])"]).body)
+            let roster = String(
+                buffer: try await client.call(.get, "/api/exams/e1/roster", headers: [.authorization: "Bearer \(proctorTokens[0])"]).body)
             #expect(!roster.contains(#""acknowledged":false"#))
             browsers.forEach { $0.close() }
         }

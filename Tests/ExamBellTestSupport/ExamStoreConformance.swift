@@ -159,12 +159,14 @@ public enum ExamStoreConformance {
         Case(name: "outbox rows are leased, claimed once, and published") { store in
             try await startedExam(store)
             _ = try await store.endExam(examId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end.adding(seconds: 5))
-            #expect(try await store.claimOutbox(now: end.adding(seconds: 1), leaseUntil: end.adding(seconds: 10), limit: 10).isEmpty,
-                    "a leased row is not taken")
+            #expect(
+                try await store.claimOutbox(now: end.adding(seconds: 1), leaseUntil: end.adding(seconds: 10), limit: 10).isEmpty,
+                "a leased row is not taken")
             let claimed = try await store.claimOutbox(now: end.adding(seconds: 6), leaseUntil: end.adding(seconds: 20), limit: 10)
             #expect(claimed.map(\.examId) == ["e1"])
-            #expect(try await store.claimOutbox(now: end.adding(seconds: 7), leaseUntil: end.adding(seconds: 30), limit: 10).isEmpty,
-                    "a claimed row is not taken twice")
+            #expect(
+                try await store.claimOutbox(now: end.adding(seconds: 7), leaseUntil: end.adding(seconds: 30), limit: 10).isEmpty,
+                "a claimed row is not taken twice")
             try await store.markPublished(outboxId: claimed[0].id, at: end.adding(seconds: 8))
             #expect(try await store.outboxBacklog() == 0)
             #expect(try await store.claimOutbox(now: end.adding(seconds: 60), leaseUntil: end.adding(seconds: 90), limit: 10).isEmpty)
@@ -211,22 +213,27 @@ public enum ExamStoreConformance {
             #expect(early?.code == "exam_not_started")
             _ = try await store.startExam(examId: "e1", actor: "admin", at: t0)
             let running = t0.adding(seconds: 60)
-            #expect(try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "2", 2: "서울"], at: running, window: AnswerWindow(graceSeconds: 10))
-                == .saved(at: running))
+            #expect(
+                try await store.saveAnswers(
+                    candidateId: "e1-c1", examId: "e1", [1: "2", 2: "서울"], at: running, window: AnswerWindow(graceSeconds: 10))
+                    == .saved(at: running))
             #expect(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime == running)
-            #expect(try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "4", 3: ""], at: running, window: AnswerWindow(graceSeconds: 10))
-                == .saved(at: running))
+            #expect(
+                try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "4", 3: ""], at: running, window: AnswerWindow(graceSeconds: 10))
+                    == .saved(at: running))
             #expect(try await store.answers(candidateId: "e1-c1") == [1: "4", 2: "서울"], "a later save wins; an empty one clears")
             #expect(try await store.answeredCounts(examId: "e1") == ["e1-c1": 2])
 
             _ = try await store.endExam(examId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
             try await store.completeCandidates(examId: "e1", at: end)
             let late = end.adding(seconds: 10)
-            #expect(try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [3: "1"], at: late, window: AnswerWindow(graceSeconds: 10))
-                == .savedLate(at: late, endDatetime: end))
+            #expect(
+                try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [3: "1"], at: late, window: AnswerWindow(graceSeconds: 10))
+                    == .savedLate(at: late, endDatetime: end))
             let tooLate = end.adding(seconds: 11)
-            #expect(try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [4: "1"], at: tooLate, window: AnswerWindow(graceSeconds: 10))
-                == .refused(endDatetime: end))
+            #expect(
+                try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [4: "1"], at: tooLate, window: AnswerWindow(graceSeconds: 10))
+                    == .refused(endDatetime: end))
             #expect(try await store.answers(candidateId: "e1-c1") == [1: "4", 2: "서울", 3: "1"], "a refused save changes nothing")
             #expect(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime == end, "the end time stays the last activity")
             let audit = try await store.auditLog(examId: "e1").filter { $0.actor == "e1-c1" }

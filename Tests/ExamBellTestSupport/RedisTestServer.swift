@@ -47,7 +47,12 @@ public final class RedisTestServer: Sendable {
     /// Stops the server at once (SIGKILL: a crash, and no signal mask of the test process
     /// can keep it alive) and reaps it.
     public func stop() {
-        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        guard
+            let child = pid.withLock({ pid in
+                defer { pid = nil }
+                return pid
+            })
+        else { return }
         kill(child, SIGKILL)
         var status: Int32 = 0
         waitpid(child, &status, 0)

@@ -41,7 +41,12 @@ public final class TestProcess: Sendable {
     /// Sends `signal` (by default SIGKILL: a test never waits on a graceful shutdown, which
     /// could wait on connections that only this blocked thread would close) and reaps it.
     public func stop(_ signal: Int32 = SIGKILL) {
-        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        guard
+            let child = pid.withLock({ pid in
+                defer { pid = nil }
+                return pid
+            })
+        else { return }
         kill(child, signal)
         var status: Int32 = 0
         waitpid(child, &status, 0)
@@ -50,7 +55,12 @@ public final class TestProcess: Sendable {
 
     /// Waits for the process to exit by itself; throws when it failed.
     public func wait() throws {
-        guard let child = pid.withLock({ pid in defer { pid = nil }; return pid }) else { return }
+        guard
+            let child = pid.withLock({ pid in
+                defer { pid = nil }
+                return pid
+            })
+        else { return }
         var status: Int32 = 0
         waitpid(child, &status, 0)
         RedisTestServer.forget(child)

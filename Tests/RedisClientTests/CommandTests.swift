@@ -14,10 +14,12 @@ struct CommandTests {
         #expect(MSET([(key: "a", value: "1"), (key: "b", value: "2")]).command.arguments == ["MSET", "a", "1", "b", "2"])
         #expect(SETNXPX("lock", "me", expiry: .milliseconds(1500)).command.arguments == ["SET", "lock", "me", "NX", "PX", "1500"])
         #expect(SETNXPX("lock", "me", expiry: .zero).command.arguments.last == "1", "PX 0 would be refused: at least 1 ms")
-        #expect(XADD("s", approximateMaxLength: 10, fields: ["payload": "{}"]).command.arguments
-            == ["XADD", "s", "MAXLEN", "~", "10", "*", "payload", "{}"])
-        #expect(XREADGROUP(group: "g", consumer: "g", count: 5, block: .seconds(2), stream: "s", id: ">").command.arguments
-            == ["XREADGROUP", "GROUP", "g", "g", "COUNT", "5", "BLOCK", "2000", "STREAMS", "s", ">"])
+        #expect(
+            XADD("s", approximateMaxLength: 10, fields: ["payload": "{}"]).command.arguments
+                == ["XADD", "s", "MAXLEN", "~", "10", "*", "payload", "{}"])
+        #expect(
+            XREADGROUP(group: "g", consumer: "g", count: 5, block: .seconds(2), stream: "s", id: ">").command.arguments
+                == ["XREADGROUP", "GROUP", "g", "g", "COUNT", "5", "BLOCK", "2000", "STREAMS", "s", ">"])
         #expect(EVALInteger("return 1", keys: ["k"], arguments: ["a", "b"]).command.arguments == ["EVAL", "return 1", "1", "k", "a", "b"])
     }
 
@@ -39,12 +41,14 @@ struct CommandTests {
         let read = XREADGROUP(group: "g", consumer: "g", count: 10, stream: "s", id: "0")
         let entry = RESPValue.array([bulk("1-0"), .array([bulk("payload"), bulk("{}")])])
         let trimmed = RESPValue.array([bulk("2-0"), .array(nil)])
-        #expect(try read.response(from: .array([.array([bulk("s"), .array([entry, trimmed])])])) == [
-            StreamEntry(id: "1-0", fields: ["payload": "{}"]), StreamEntry(id: "2-0", fields: nil),
-        ])
-        #expect(try read.response(from: .map([.init(key: bulk("s"), value: .array([entry]))])) == [
-            StreamEntry(id: "1-0", fields: ["payload": "{}"])
-        ])
+        #expect(
+            try read.response(from: .array([.array([bulk("s"), .array([entry, trimmed])])])) == [
+                StreamEntry(id: "1-0", fields: ["payload": "{}"]), StreamEntry(id: "2-0", fields: nil),
+            ])
+        #expect(
+            try read.response(from: .map([.init(key: bulk("s"), value: .array([entry]))])) == [
+                StreamEntry(id: "1-0", fields: ["payload": "{}"])
+            ])
         #expect(try read.response(from: .null).isEmpty)
         #expect(try read.response(from: .array(nil)).isEmpty)
         #expect(throws: RedisClientError.unexpectedShape("XREADGROUP")) { try read.response(from: .integer(3)) }

@@ -25,10 +25,11 @@ struct RESPDecoderTests {
     @Test("RESP2 types")
     func resp2() throws {
         let values = try decodeAll("+OK\r\n-ERR bad thing\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*-1\r\n*2\r\n:1\r\n*1\r\n$0\r\n\r\n")
-        #expect(values == [
-            .simpleString("OK"), .error("ERR bad thing"), .integer(42), .bulkString(ByteBuffer(string: "hello")),
-            .bulkString(nil), .array(nil), .array([.integer(1), .array([.bulkString(ByteBuffer())])]),
-        ])
+        #expect(
+            values == [
+                .simpleString("OK"), .error("ERR bad thing"), .integer(42), .bulkString(ByteBuffer(string: "hello")),
+                .bulkString(nil), .array(nil), .array([.integer(1), .array([.bulkString(ByteBuffer())])]),
+            ])
     }
 
     @Test("RESP3 types: null, double, boolean, big number, verbatim, map, set, push, blob error, attribute")
@@ -37,11 +38,12 @@ struct RESPDecoderTests {
             "_\r\n,3.5\r\n,inf\r\n#t\r\n(12345678901234567890\r\n=8\r\ntxt:some\r\n%1\r\n+k\r\n:1\r\n~2\r\n:1\r\n:2\r\n"
                 + ">2\r\n+message\r\n+x\r\n!5\r\nERR x\r\n|1\r\n+ttl\r\n:3\r\n+value\r\n"
         )
-        #expect(values == [
-            .null, .double(3.5), .double(.infinity), .boolean(true), .bigNumber("12345678901234567890"),
-            .verbatimString("some"), .map([.init(key: .simpleString("k"), value: .integer(1))]), .set([.integer(1), .integer(2)]),
-            .push([.simpleString("message"), .simpleString("x")]), .error("ERR x"), .simpleString("value"),
-        ])
+        #expect(
+            values == [
+                .null, .double(3.5), .double(.infinity), .boolean(true), .bigNumber("12345678901234567890"),
+                .verbatimString("some"), .map([.init(key: .simpleString("k"), value: .integer(1))]), .set([.integer(1), .integer(2)]),
+                .push([.simpleString("message"), .simpleString("x")]), .error("ERR x"), .simpleString("value"),
+            ])
     }
 
     @Test("values split across reads at every byte, including a large bulk string", arguments: [1, 2, 7, 1000])

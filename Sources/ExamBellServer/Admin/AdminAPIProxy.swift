@@ -1,8 +1,7 @@
+import AsyncHTTPClient
 import ExamBellCore
 import Foundation
 import Hummingbird
-
-import AsyncHTTPClient
 import NIOCore
 import NIOHTTP1
 

@@ -1,5 +1,5 @@
-import Foundation
 import ExamBellCore
+import Foundation
 import Hummingbird
 
 /// The browser pages (candidate, proctor, admin console) and their scripts and styles,

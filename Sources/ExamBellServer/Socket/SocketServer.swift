@@ -1,10 +1,10 @@
 import ExamBellCore
+import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
-import HTTPTypes
-import HummingbirdCore
 import NIOWebSocket
 
 /// `GET /ws?token=`: checks the session token (no DB round trip), joins the browser to its

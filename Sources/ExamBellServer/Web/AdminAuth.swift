@@ -1,5 +1,5 @@
-import Foundation
 import ExamBellCore
+import Foundation
 import Hummingbird
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.

@@ -52,7 +52,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
         if let text = body.scheduledEndDatetime {
             guard let time = Timestamp(iso8601: text), time > .now() else {
                 throw ExamBellError.badRequest(
-                    code: "invalid_scheduled_end", "scheduledEndDatetime must be a future UTC time like 2030-01-16T18:00:00Z; the exam ends itself then."
+                    code: "invalid_scheduled_end",
+                    "scheduledEndDatetime must be a future UTC time like 2030-01-16T18:00:00Z; the exam ends itself then."
                 )
             }
             scheduledEnd = time
@@ -227,7 +228,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
         return ExamView(
             examId: plan.examId, title: plan.title, status: plan.status.rawValue,
             createdAt: plan.createdAt.iso8601, startDatetime: plan.startDatetime?.iso8601,
-            scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy, endReason: plan.endReason,
+            scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601, endedBy: plan.endedBy,
+            endReason: plan.endReason,
             candidates: .init(
                 total: counts.values.reduce(0, +), registered: counts[.registered] ?? 0,
                 inProgress: counts[.inProgress] ?? 0, completed: counts[.completed] ?? 0
