@@ -46,11 +46,11 @@ public final class PostgresExecutor: SQLExecutor {
     /// A pool for `postgres://user[:pass]@host:port/db`.
     public init(
         url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), runner poolRunner: PoolRunner = .executor, logger: Logger
-    ) throws(ExamBellError) {
+    ) throws(StoreError) {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
         else {
-            throw .badRequest(code: "invalid_database_url", "--database must look like postgres://user[:password]@host:port/database")
+            throw .invalid(code: "invalid_database_url", message: "a PostgreSQL URL looks like postgres://user[:password]@host:port/database")
         }
         let database = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var configuration = PostgresClient.Configuration(
@@ -123,7 +123,7 @@ public final class PostgresExecutor: SQLExecutor {
     }
 
     /// Runs `operation` on a pooled connection within the bounds above; backend failures
-    /// come out as `ExamBellError.unavailable`.
+    /// come out as `StoreError.unavailable`.
     private func bounded<R: Sendable>(
         callLimit: Duration, _ operation: @escaping @Sendable (PostgresConnection, CallGate) async throws -> R
     ) async throws -> R {
@@ -155,7 +155,7 @@ public final class PostgresExecutor: SQLExecutor {
                 if gate.timeOutWaiting() {
                     answer.resume(
                         .failure(
-                            ExamBellError.unavailable(
+                            StoreError.unavailable(
                                 "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
                     work.cancel()
                 }
@@ -173,7 +173,7 @@ public final class PostgresExecutor: SQLExecutor {
         do { try await Task.sleep(for: callLimit) } catch { return }
         if let connection = gate.timeOutRunning() {
             let _: EventLoopFuture<Void> = connection.close()
-            answer.resume(.failure(ExamBellError.unavailable("The database did not finish within \(callLimit); nothing was changed.")))
+            answer.resume(.failure(StoreError.unavailable("The database did not finish within \(callLimit); nothing was changed.")))
             return
         }
         do { try await Task.sleep(for: timeouts.statement) } catch { return }
@@ -181,8 +181,8 @@ public final class PostgresExecutor: SQLExecutor {
             let _: EventLoopFuture<Void> = connection.close()
             answer.resume(
                 .failure(
-                    ExamBellError(
-                        status: 503, code: "database_outcome_unknown",
+                    StoreError.unavailable(
+                        code: "database_outcome_unknown",
                         message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
         }
     }
@@ -190,30 +190,30 @@ public final class PostgresExecutor: SQLExecutor {
     /// What a backend failure means to a caller: the DB is unavailable (503), or the error as it is.
     static func translate(_ error: any Error, _ timeouts: DatabaseTimeouts) -> any Error {
         switch error {
-        case is ExamBellError, is CancellationError:
+        case is StoreError, is ExamBellError, is CancellationError:
             return error
         case is CallTimedOut:
-            return ExamBellError.unavailable("The database did not finish within \(timeouts.call); nothing was changed.")
+            return StoreError.unavailable("The database did not finish within \(timeouts.call); nothing was changed.")
         case is ConnectionLost, is ConnectionPoolError:
-            return ExamBellError.unavailable("The database connection was lost.")
+            return StoreError.unavailable("The database connection was lost.")
         case let error as PSQLError:
             switch error.code {
             case .server:
                 let state = error.serverInfo?[.sqlState] ?? ""
                 if state == "55P03" {
-                    return ExamBellError.unavailable(
+                    return StoreError.unavailable(
                         "The database is busy: a row stayed locked longer than \(timeouts.lockWait); nothing was changed.")
                 }
                 if state == "57014" {
-                    return ExamBellError.unavailable(
+                    return StoreError.unavailable(
                         "The database did not answer within \(timeouts.statement); nothing was changed.")
                 }
                 if state.hasPrefix("08") || state.hasPrefix("57P") || state == "25P03" {
-                    return ExamBellError.unavailable("The database is unavailable (\(state)); nothing was changed.")
+                    return StoreError.unavailable("The database is unavailable (\(state)); nothing was changed.")
                 }
                 return error
             default:
-                return ExamBellError.unavailable("The database is unavailable; nothing was changed.")
+                return StoreError.unavailable("The database is unavailable; nothing was changed.")
             }
         default:
             return error
@@ -224,158 +224,5 @@ public final class PostgresExecutor: SQLExecutor {
         guard let runner else { return }
         runner.cancel()
         await runner.value
-    }
-}
-
-/// The time bounds of DB calls (see `PostgresExecutor`).
-public struct DatabaseTimeouts: Sendable {
-    /// How long a caller waits for a pooled connection.
-    public var connectionWait: Duration = .seconds(10)
-    /// How long a statement waits for a row lock (PostgreSQL's `lock_timeout`).
-    public var lockWait: Duration = .seconds(5)
-    /// How long one statement may run (PostgreSQL's `statement_timeout`).
-    public var statement: Duration = .seconds(10)
-    /// How long a whole call may hold its connection before it is closed (long work, like
-    /// migrations and bulk registration, says its own limit).
-    public var call: Duration = .seconds(15)
-
-    public init() {}
-
-    /// The longest any call waits before it is answered.
-    public var callBound: Duration { connectionWait + call + statement }
-}
-
-/// The call ran out of time before it could commit.
-struct CallTimedOut: Error {}
-
-/// The connection closed under a statement.
-struct ConnectionLost: Error {}
-
-/// One call's progress, shared by its work and its watchdog; each step is taken once.
-private final class CallGate: Sendable {
-    enum Phase { case waiting, running, committing, finished, timedOut }
-    private struct State {
-        var phase = Phase.waiting
-        var connection: PostgresConnection?
-        var onFinish: [@Sendable () -> Void] = []
-        var onLeased: (@Sendable () -> Void)?
-    }
-
-    private let state = Mutex(State())
-
-    /// The work got its connection; false when the call already timed out.
-    func leased(_ connection: PostgresConnection) -> Bool {
-        let (leased, callback) = state.withLock { state -> (Bool, (@Sendable () -> Void)?) in
-            guard state.phase == .waiting else { return (false, nil) }
-            state.phase = .running
-            state.connection = connection
-            defer { state.onLeased = nil }
-            return (true, state.onLeased)
-        }
-        callback?()
-        return leased
-    }
-
-    /// Calls `callback` once the work has its connection or is done (at once if it is).
-    func onLeasedOrFinished(_ callback: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
-            guard state.phase == .waiting else { return true }
-            state.onLeased = callback
-            return false
-        }
-        if now { callback() }
-    }
-
-    /// The work is about to send COMMIT; false when the call already timed out.
-    func beginCommit() -> Bool {
-        state.withLock { state in
-            guard state.phase == .running else { return false }
-            state.phase = .committing
-            return true
-        }
-    }
-
-    func finish() {
-        let callbacks = state.withLock { state -> [@Sendable () -> Void] in
-            if state.phase != .timedOut { state.phase = .finished }
-            state.connection = nil
-            defer {
-                state.onFinish = []
-                state.onLeased = nil
-            }
-            return state.onFinish + (state.onLeased.map { [$0] } ?? [])
-        }
-        for callback in callbacks { callback() }
-    }
-
-    /// Calls `callback` when the work finishes.
-    func onFinish(_ callback: @escaping @Sendable () -> Void) {
-        state.withLock { $0.onFinish.append(callback) }
-    }
-
-    /// No connection came in time: the call times out (false if it got one meanwhile).
-    func timeOutWaiting() -> Bool { timeOut(from: .waiting).timedOut }
-
-    /// The call overran while running its statements: returns the connection to close.
-    func timeOutRunning() -> PostgresConnection? { timeOut(from: .running).connection }
-
-    /// COMMIT got no answer in time: returns the connection to close.
-    func timeOutCommitting() -> PostgresConnection? { timeOut(from: .committing).connection }
-
-    private func timeOut(from phase: Phase) -> (timedOut: Bool, connection: PostgresConnection?) {
-        state.withLock { state in
-            guard state.phase == phase else { return (false, nil) }
-            state.phase = .timedOut
-            return (true, state.connection)
-        }
-    }
-}
-
-/// `SQLDatabase` over one pooled connection whose statements fail at once when the connection
-/// has closed (postgres-nio would never answer them).
-private struct LiveConnectionDatabase: SQLDatabase {
-    let connection: PostgresConnection
-    let base: any SQLDatabase
-
-    init(_ connection: PostgresConnection) {
-        self.connection = connection
-        self.base = connection.sql()
-    }
-
-    var logger: Logger { base.logger }
-    var eventLoop: any EventLoop { base.eventLoop }
-    var version: (any SQLDatabaseReportedVersion)? { base.version }
-    var dialect: any SQLDialect { base.dialect }
-    var queryLogLevel: Logger.Level? { base.queryLogLevel }
-
-    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
-        guard !connection.isClosed else { return eventLoop.makeFailedFuture(ConnectionLost()) }
-        return base.execute(sql: query, onRow)
-    }
-
-    func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
-        guard !connection.isClosed else { throw ConnectionLost() }
-        try await base.execute(sql: query, onRow)
-    }
-
-    func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
-        try await closure(self)
-    }
-}
-
-/// Resumes a continuation once, whichever of the work and the watchdog comes first.
-private final class AnswerOnce<R: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<R, any Error>?>(nil)
-
-    func set(_ continuation: CheckedContinuation<R, any Error>) {
-        self.continuation.withLock { $0 = continuation }
-    }
-
-    func resume(_ result: Result<R, any Error>) {
-        let waiting = continuation.withLock { continuation in
-            defer { continuation = nil }
-            return continuation
-        }
-        waiting?.resume(with: result)
     }
 }
