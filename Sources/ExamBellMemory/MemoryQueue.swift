@@ -93,7 +93,7 @@ public final class MemoryQueue: ExamEndQueue {
 
     private func deliver(group name: String, limit: Int, state: inout State) throws -> [QueueEntry] {
         guard var group = state.groups[name] else {
-            throw ExamBellError.badRequest(code: "no_group", "consumer group \(name) does not exist")
+            throw StoreError.invalid(code: "no_group", message: "consumer group \(name) does not exist")
         }
         let after = group.lastDelivered
         let fresh = Array(state.entries.lazy.filter { $0.sequence > after }.prefix(limit))

@@ -29,7 +29,7 @@ public final class RedisStreamsQueue: ExamEndQueue {
 
     public func createGroup(_ group: String) async throws {
         do {
-            try await client.execute(XGROUPCREATE(stream, group: group))
+            try await client.executeKeepingErrorReply(XGROUPCREATE(stream, group: group))
         } catch let error as RedisError where error.code == "BUSYGROUP" {
             // It exists: a restarted node keeps its group and so its pending entries.
         }

@@ -10,7 +10,7 @@ extension SQLExamStore {
             let plan = try await Self.existingPlan(examId, db)
             let owner = try await db.raw("SELECT plan_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
             guard try owner?.decode(column: "plan_id", as: String.self) == examId else {
-                throw ExamBellError(status: 404, code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
+                throw StoreError.notFound(code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
             }
             let items = answers.keys.sorted()
             let outcome = try window.decide(plan, at: at)

@@ -9,7 +9,7 @@ extension SQLExamStore {
         try items.validate()
         return try await transaction { db in
             if try await Self.plan(examId, db) != nil {
-                throw ExamBellError.conflict(code: "exam_exists", "An exam with id \(examId) exists already.")
+                throw StoreError.conflict(code: "exam_exists", message: "An exam with id \(examId) exists already.")
             }
             try await db.raw(
                 """
@@ -71,7 +71,7 @@ extension SQLExamStore {
             ).first()
             guard started != nil else {
                 let plan = try await Self.existingPlan(examId, db)
-                throw ExamBellError.wrongState(examId, is: plan.status, action: "start")
+                throw StoreError.wrongState(examId, is: plan.status, action: "start")
             }
             try await db.raw(
                 """
@@ -99,7 +99,7 @@ extension SQLExamStore {
             ).first()
             guard ended != nil else {
                 let plan = try await Self.existingPlan(examId, db)
-                guard plan.status == .completed else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
+                guard plan.status == .completed else { throw StoreError.wrongState(examId, is: plan.status, action: "end") }
                 return .alreadyCompleted(plan)
             }
             let message = ExamEndQueueMessage(examId: examId, timestamp: endDatetime)
@@ -112,7 +112,7 @@ extension SQLExamStore {
                 """
             ).first()
             guard let outboxId = try outboxRow?.decode(column: "id", as: Int64.self) else {
-                throw ExamBellError.unavailable("The database did not return the outbox row.")
+                throw StoreError.unavailable("The database did not return the outbox row.")
             }
             try await Self.audit(
                 AuditEntry(examId: examId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db

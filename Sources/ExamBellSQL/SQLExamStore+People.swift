@@ -32,7 +32,7 @@ extension SQLExamStore {
         try await transaction(timeLimit: .seconds(60)) { db in
             let plan = try await Self.existingPlan(examId, db)
             guard plan.status != .completed else {
-                throw ExamBellError.wrongState(examId, is: plan.status, action: "take new \(kind.noun)s")
+                throw StoreError.wrongState(examId, is: plan.status, action: "take new \(kind.noun)s")
             }
             var existing: [String: (examId: String, name: String)] = [:]
             for chunk in people.map(\.id).chunked(Self.chunkSize) {
@@ -50,9 +50,9 @@ extension SQLExamStore {
             }
             let taken = existing.filter { $0.value.examId != examId }.keys.sorted()
             if !taken.isEmpty {
-                throw ExamBellError.conflict(
+                throw StoreError.conflict(
                     code: "\(kind.noun)_in_other_exam",
-                    "\(taken.count) \(kind.noun) id(s) belong to another exam, e.g. \(taken.prefix(5).joined(separator: ", "))."
+                    message: "\(taken.count) \(kind.noun) id(s) belong to another exam, e.g. \(taken.prefix(5).joined(separator: ", "))."
                 )
             }
             let fresh = people.filter { existing[$0.id] == nil }

@@ -49,7 +49,7 @@ public struct SQLExamStore: ExamStore {
 
     /// The plan, or 404 `exam_not_found`.
     static func existingPlan(_ examId: String, _ db: any SQLDatabase) async throws -> ExamPlan {
-        guard let plan = try await plan(examId, db) else { throw ExamBellError.examNotFound(examId) }
+        guard let plan = try await plan(examId, db) else { throw StoreError.examNotFound(examId) }
         return plan
     }
 
@@ -57,7 +57,7 @@ public struct SQLExamStore: ExamStore {
         let examId = try row.decode(column: "plan_id", as: String.self)
         let statusText = try row.decode(column: "status", as: String.self)
         guard let status = ExamStatus(rawValue: statusText) else {
-            throw ExamBellError.unavailable("exam_plan \(examId) has an unknown status \(statusText).")
+            throw StoreError.unavailable("exam_plan \(examId) has an unknown status \(statusText).")
         }
         return ExamPlan(
             examId: examId,
@@ -79,7 +79,7 @@ public struct SQLExamStore: ExamStore {
         let id = try row.decode(column: "candidate_id", as: String.self)
         let statusText = try row.decode(column: "status", as: String.self)
         guard let status = CandidateStatus(rawValue: statusText) else {
-            throw ExamBellError.unavailable("exam_candidate \(id) has an unknown status \(statusText).")
+            throw StoreError.unavailable("exam_candidate \(id) has an unknown status \(statusText).")
         }
         return Candidate(
             candidateId: id,
@@ -95,7 +95,7 @@ public struct SQLExamStore: ExamStore {
         try row.decode(column: column, as: String?.self).flatMap(Timestamp.init(iso8601:))
     }
 
-    /// Runs `body` in a transaction; failures other than `ExamBellError` become 503.
+    /// Runs `body` in a transaction; a backend's failure becomes `StoreError.unavailable`.
     func transaction<R: Sendable>(
         timeLimit: Duration? = nil, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
     ) async throws -> R {
@@ -104,7 +104,7 @@ public struct SQLExamStore: ExamStore {
         }
     }
 
-    /// Runs `body` on a connection; failures other than `ExamBellError` become 503.
+    /// Runs `body` on a connection; a backend's failure becomes `StoreError.unavailable`.
     func connection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {
         try await mapErrors { try await executor.withConnection(body) }
     }
@@ -112,14 +112,17 @@ public struct SQLExamStore: ExamStore {
     private func mapErrors<R>(_ body: () async throws -> R) async throws -> R {
         do {
             return try await body()
+        } catch let error as StoreError {
+            if error.isUnavailable { failures.record(.database) }
+            throw error
         } catch let error as ExamBellError {
-            if error.status == 503 { failures.record(.database) }
+            // A domain rule the store applied (like the answer window): the caller's mistake.
             throw error
         } catch let error as CancellationError {
             throw error
         } catch {
             failures.record(.database)
-            throw ExamBellError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
+            throw StoreError.unavailable("The database could not complete the request (\(String(describing: type(of: error)))).")
         }
     }
 }

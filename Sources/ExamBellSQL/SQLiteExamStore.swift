@@ -37,7 +37,7 @@ public enum PostgresExamStore {
     public static func openForNode(
         url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
         logger: Logger = quietLogger
-    ) throws -> SQLExamStore {
+    ) throws(StoreError) -> SQLExamStore {
         SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, runner: .serviceGroup, logger: logger), failures: failures)
     }
 

@@ -7,20 +7,21 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-/// The one place an ExamBell node is assembled: the backends are passed in, so `serve`
-/// hands in SQLite and the memory engine, the split processes PostgreSQL and Redis, and
-/// tests whatever they check.
+/// The one place an ExamBell node is assembled, for the executable and the tests alike: the
+/// backends are passed in, so `serve` hands in SQLite and the memory engine, the split
+/// processes PostgreSQL and Redis, and tests whatever they check. The node it returns runs
+/// every long-lived part in its service group (`ExamBellNode.serviceGroup`); tests run its
+/// `application` with HummingbirdTesting, which runs the same services.
 ///
-/// Data flow of an end (seed §2): `ExamsController.end` → `EndExamService` (DB ∥ state
-/// store) → `OutboxRelay.deliver` (queue) → `QueueConsumer` on each socket node →
-/// `SocketHub.broadcast` → browsers; `FinalSync` reconciles afterwards and periodically.
+/// Data flow of an end (seed §2): `ExamsController.end` → `EndExamService` (the DB commits,
+/// then the state store ∥ the queue through `OutboxRelay.deliver`) → `QueueConsumer` on each
+/// socket node → `SocketHub.broadcast` → browsers; `FinalSync` reconciles afterwards and
+/// periodically. `onServerRunning` is called with the bound port once the server listens.
 public func buildApplication(
-    configuration: ExamBellConfiguration,
-    backends: ExamBellBackends,
-    logger: Logger
-) async throws -> some ApplicationProtocol {
-    let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
-    return node.application
+    configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> ExamBellNode {
+    try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: onServerRunning)
 }
 
 /// A node's parts, reachable by tests that drive a part directly (the relay, final sync).
@@ -34,8 +35,8 @@ public struct ExamBellNode: Sendable {
     let logger: Logger
     let runsSockets: Bool
 
-    /// Assembles a node; `onServerRunning` is called with the bound port once it listens.
-    public init(
+    /// Assembles a node (through `buildApplication`).
+    init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {

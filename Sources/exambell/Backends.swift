@@ -29,7 +29,7 @@ enum Backends {
                 // The node runs the pool in its service group and migrates before it serves.
                 store = try PostgresExamStore.openForNode(url: url, failures: failures, logger: logger)
             } catch {
-                throw ValidationError("Cannot use the PostgreSQL database (\(error)). Is the URL right?")
+                throw ValidationError("--database (EXAMBELL_DATABASE_URL): \(error.message).")
             }
             services = store.services
             prepare = { [store] in

@@ -102,7 +102,7 @@ enum NodeRunner {
         }
         let run: @Sendable () async throws -> Void
         if let backends {
-            let node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
+            let node = try await buildApplication(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
             run = { try await node.run() }
         } else {
             let application = try buildAdminApplication(configuration: configuration, logger: logger, onServerRunning: announce)

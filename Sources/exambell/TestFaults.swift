@@ -25,7 +25,7 @@ enum TestFaults {
             }
             if let marker {
                 guard !FileManager.default.fileExists(atPath: marker) else { return }
-                FileManager.default.createFile(atPath: marker, contents: nil)
+                _ = FileManager.default.createFile(atPath: marker, contents: nil)
             }
             kill(getpid(), SIGKILL)
         }

@@ -64,7 +64,8 @@ struct RedisEngineTests {
         try await state.set([("k", "before")])
         server.stop()
         await #expect(throws: (any Error).self) { try await state.set([("k", "during")]) }
-        await #expect(throws: RedisClientError.self, "fails fast while down") { try await state.get(["k"]) }
+        let down = await #expect(throws: StoreError.self, "fails fast while down") { try await state.get(["k"]) }
+        #expect(down?.isUnavailable == true, "a store error the server answers with 503")
         try await server.start()
         var value: String?? = nil
         for _ in 0..<100 {

@@ -64,8 +64,8 @@ struct EndTruthTests {
                     try await db.raw("SELECT 1").run()
                 }
                 return "committed"
-            } catch let error as ExamBellError {
-                return "\(error.status)"
+            } catch let error as StoreError {
+                return "\(ExamBellError(error).status)"
             } catch {
                 return String(reflecting: error)
             }
@@ -97,7 +97,7 @@ struct EndTruthTests {
                     finished.withLock { $0 = true }
                 }
                 return "committed"
-            } catch let error as ExamBellError {
+            } catch let error as StoreError {
                 return error.code
             }
         }
@@ -114,7 +114,7 @@ struct EndTruthTests {
             do {
                 try await executor.withConnection { db in try await db.raw("SELECT pg_sleep(20)").run() }
                 return "finished"
-            } catch let error as ExamBellError {
+            } catch let error as StoreError {
                 return error.message
             }
         }

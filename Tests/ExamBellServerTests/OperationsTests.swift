@@ -74,6 +74,11 @@ struct OperationsTests {
                 let healthyText = String(buffer: try await healthyClient.call(.get, "/metrics", headers: [:]).body)
                 #expect((Self.sample(failingText, redisErrors) ?? 0) >= 1, "the node whose Redis went away counted it")
                 #expect(Self.sample(healthyText, redisErrors) == 0, "the other node's figure is its own")
+                // A call that needs the state store answers 503 with the store's code, never 500.
+                _ = try await failingClient.makeExam("e1", candidates: 1)
+                let roster = try await failingClient.call(.get, "/api/exams/e1/roster")
+                #expect(roster.status == .serviceUnavailable)
+                #expect(String(buffer: roster.body).contains(#""code":"service_unavailable""#))
             }
         }
     }

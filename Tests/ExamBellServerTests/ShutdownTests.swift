@@ -192,7 +192,7 @@ struct InProcessShutdownTests {
         configuration.syncInterval = .milliseconds(200)
         configuration.outboxInterval = .milliseconds(200)
         let (listening, announce) = AsyncStream.makeStream(of: Int.self)
-        let node = try await ExamBellNode(
+        let node = try await buildApplication(
             configuration: configuration, backends: backends, logger: EndTruthTests.quiet, onServerRunning: { announce.yield($0) }
         )
         let group = node.serviceGroup(gracefulShutdownSignals: [])

@@ -73,7 +73,7 @@ struct TestNode {
         configuration.nodeId = nodeId
         configuration.schedulerInterval = schedulerInterval
         configuration.pingInterval = pingInterval
-        node = try await ExamBellNode(configuration: configuration, backends: backends, logger: logger)
+        node = try await buildApplication(configuration: configuration, backends: backends, logger: logger)
     }
 
     /// Every queue entry published since the node was made.

@@ -33,11 +33,6 @@ public struct ExamBellError: Error, Sendable, Hashable, CustomStringConvertible 
         ExamBellError(status: 403, code: "forbidden", message: message)
     }
 
-    /// 404: no exam with this id.
-    public static func examNotFound(_ examId: String) -> ExamBellError {
-        ExamBellError(status: 404, code: "exam_not_found", message: "No exam with id \(examId).")
-    }
-
     /// 409: the exam is in a state that does not allow the action.
     public static func wrongState(_ examId: String, is status: ExamStatus, action: String) -> ExamBellError {
         ExamBellError(

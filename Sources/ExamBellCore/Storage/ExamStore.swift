@@ -3,8 +3,10 @@
 /// `PostgresExamStore`), all passing the same conformance suite.
 ///
 /// Every method that changes data is one transaction: it applies whole or not at all.
-/// Methods throw `ExamBellError` for what a caller did wrong (404, 409) and
-/// `ExamBellError.unavailable` when the database cannot be reached.
+/// Methods throw `StoreError`: `notFound` and `conflict` for what a caller asked wrong, and
+/// `unavailable` when the database cannot be reached (the server maps them to 404, 409, 503).
+/// A domain rule the store applies (the answer window, item counts) throws its own
+/// `ExamBellError`.
 public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore {
     /// Closes the store's connections; call once, after the last use.
     func shutdown() async throws
@@ -123,7 +125,7 @@ public protocol AuditStore: Sendable {
 extension ExamPlanStore {
     /// The exam, or 404 `exam_not_found`.
     public func existingExam(_ examId: String) async throws -> ExamPlan {
-        guard let plan = try await exam(examId) else { throw ExamBellError.examNotFound(examId) }
+        guard let plan = try await exam(examId) else { throw StoreError.examNotFound(examId) }
         return plan
     }
 

@@ -94,7 +94,7 @@ public struct EndExamService: Sendable {
     /// After an end transaction failed as unavailable: the exam as the DB holds it now, or
     /// nil (a clear refusal like a wrong state is taken as it is; so is a DB still away).
     private func readBack(examId: String, after error: any Error) async -> ExamPlan? {
-        guard let error = error as? ExamBellError, error.status == 503 else { return nil }
+        guard let error = error as? StoreError, error.isUnavailable else { return nil }
         return try? await backends.store.exam(examId)
     }
 

@@ -12,10 +12,9 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             return try await next(request, context)
         } catch let error as ExamBellError {
-            if error.status >= 500 {
-                context.logger.error("request failed", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
-            }
-            return Self.response(error)
+            return Self.response(error, logger: context.logger)
+        } catch let error as StoreError {
+            return Self.response(ExamBellError(error), logger: context.logger)
         } catch let error as HTTPError {
             return Self.response(Self.translate(error))
         } catch {
@@ -34,6 +33,13 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             default: "bad_request"
             }
         return ExamBellError(status: error.status.code, code: code, message: error.body ?? error.status.reasonPhrase)
+    }
+
+    static func response(_ error: ExamBellError, logger: Logger) -> Response {
+        if error.status >= 500 {
+            logger.error("request failed", metadata: ["code": "\(error.code)", "message": "\(error.message)"])
+        }
+        return response(error)
     }
 
     static func response(_ error: ExamBellError) -> Response {
