@@ -131,7 +131,9 @@ public final class RedisTestServer: Sendable {
     /// Linux), so that no outgoing connection and no `bind(0)` of another server takes one
     /// between the moment it is handed out and the moment its server binds it; each is
     /// handed out once per test process, so parallel tests never get the same port.
-    static let nextPort = Atomic<Int>(20_000 + Int(getpid() % 4) * 3_000)
+    /// Each process starts at its own place in the range (spread by its pid), so that two test
+    /// processes on one machine rarely walk the same ports (they had, with four places only).
+    static let nextPort = Atomic<Int>(20_000 + Int(getpid()) * 2_477 % 12_000)
 
     /// A port no other test of this process was given, and free a moment ago.
     public static func freePort() throws -> Int {
