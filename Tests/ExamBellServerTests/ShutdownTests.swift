@@ -94,6 +94,13 @@ struct ShutdownTests {
         await eventually("every browser told after the restart", within: .seconds(90)) {
             browsers.allSatisfy { $0.received.all.first?.contains(end.endDatetime) == true }
         }
+        let untold = browsers.filter { $0.received.all.first?.contains(end.endDatetime) != true }
+        let closes = untold.map { $0.closeCodes.map { $0.map { "\($0)" } ?? "none" } }
+        let firsts = untold.map { $0.received.all.first.map { String($0.prefix(60)) } ?? "none" }
+        #expect(
+            untold.isEmpty,
+            "\(untold.count) untold; connections opened: \(untold.map(\.connections)); close codes: \(closes); first frames: \(firsts)"
+        )
         try await eventually("the replayed entry is acknowledged") {
             try cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "0"
         }
