@@ -272,6 +272,8 @@ final class ReconnectingBrowser: Sendable {
             var attempt = 0
             while !Task.isCancelled {
                 var delay: Duration
+                // As the page does, a connection that opened starts the backoff over.
+                let openedBefore = events.opened.withLock { $0.count }
                 do {
                     let ports = events.ports.withLock { $0 }
                     let close = try await WebSocketClient.connect(
@@ -281,6 +283,7 @@ final class ReconnectingBrowser: Sendable {
                         try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
                     }
                     events.closeCodes.withLock { $0.append(close?.closeCode) }
+                    if events.opened.withLock({ $0.count }) > openedBefore { attempt = 0 }
                     if close?.closeCode == SocketCloseCodes.restart {
                         index += 1
                         attempt = 1
@@ -290,7 +293,8 @@ final class ReconnectingBrowser: Sendable {
                         attempt += 1
                     }
                 } catch {
-                    // Refused: the next try goes to the next node, as a load balancer's would.
+                    // Refused (or cut): the next try goes to the next node, as a load balancer's would.
+                    if events.opened.withLock({ $0.count }) > openedBefore { attempt = 0 }
                     index += 1
                     delay = ReconnectingBrowser.backoff(attempt)
                     attempt += 1
