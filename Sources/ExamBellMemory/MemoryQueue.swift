@@ -30,16 +30,18 @@ public final class MemoryQueue: ExamEndQueue {
 
     private let state = Mutex(State())
     private let maxLength: Int
+    public let stream: String
 
     /// A queue keeping at most about `maxLength` entries (like `XADD MAXLEN ~`).
-    public init(maxLength: Int = 10_000) {
+    public init(stream: String = QueueStream.examEnd, maxLength: Int = 10_000) {
+        self.stream = stream
         self.maxLength = max(1, maxLength)
     }
 
     @discardableResult
-    public func publish(_ message: ExamEndQueueMessage) async throws -> String {
+    public func publish(payload: String) async throws -> String {
         let (id, waiters) = state.withLock { state in
-            let entry = Entry(sequence: state.nextSequence, payload: message.json)
+            let entry = Entry(sequence: state.nextSequence, payload: payload)
             state.nextSequence += 1
             state.entries.append(entry)
             if state.entries.count > maxLength {

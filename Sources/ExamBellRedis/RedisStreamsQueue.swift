@@ -2,9 +2,9 @@ import ExamBellCore
 import RedisClient
 import Synchronization
 
-/// `queue:exam_end` as a Redis Stream.
+/// A queue stream (`queue:exam_end`, `queue:exam_events`) as a Redis Stream.
 ///
-/// `XADD queue:exam_end MAXLEN ~ <limit> * payload <json>` publishes; each socket node reads
+/// `XADD <stream> MAXLEN ~ <limit> * payload <json>` publishes; each socket node reads
 /// through its own consumer group (`XGROUP CREATE … $ MKSTREAM`), first its pending entries
 /// (`XREADGROUP … 0`), then new ones (`XREADGROUP … BLOCK … >`) on a connection of its own,
 /// and acknowledges them (`XACK`) after the broadcast.
@@ -15,16 +15,19 @@ public final class RedisStreamsQueue: ExamEndQueue {
     private let blocking = Mutex<[String: DedicatedRedisConnection]>([:])
 
     /// `failures` counts this queue's failed calls for the node's `/metrics`.
-    public init(client: RedisClient, maxLength: Int = 10_000, failures: BackendFailures = BackendFailures()) {
+    public init(
+        client: RedisClient, stream: String = QueueStream.examEnd, maxLength: Int = 10_000, failures: BackendFailures = BackendFailures()
+    ) {
         self.client = CountedRedis(client: client, failures: failures)
+        self.stream = stream
         self.maxLength = maxLength
     }
 
-    var stream: String { Self.streamName }
+    public let stream: String
 
     @discardableResult
-    public func publish(_ message: ExamEndQueueMessage) async throws -> String {
-        try await client.execute(XADD(stream, approximateMaxLength: maxLength, fields: ["payload": message.json]))
+    public func publish(payload: String) async throws -> String {
+        try await client.execute(XADD(stream, approximateMaxLength: maxLength, fields: ["payload": payload]))
     }
 
     public func createGroup(_ group: String) async throws {

@@ -1,29 +1,41 @@
 import ExamBellCore
+import Foundation
 import SQLKit
 
 /// `AnswerStore`: candidates' answer sheets, saved as `AnswerWindow` decides.
 extension SQLExamStore {
-    public func saveAnswers(candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
-        async throws -> AnswerSave
-    {
+    public func saveAnswers(
+        candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow, final: Bool
+    ) async throws -> AnswerSave {
         try await transaction { db in
             let plan = try await Self.existingPlan(examId, db)
-            let owner = try await db.raw("SELECT plan_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
-            guard try owner?.decode(column: "plan_id", as: String.self) == examId else {
+            let row = try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
+            guard let candidate = try row.map(Self.candidate(from:)), candidate.examId == examId else {
                 throw StoreError.notFound(code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
             }
             let items = answers.keys.sorted()
-            let outcome = try window.decide(plan, at: at)
-            if case .saved = outcome {
+            let outcome = try window.decide(plan, candidate: candidate, at: at)
+            switch outcome {
+            case .saved:
                 try await db.raw(
                     """
                     UPDATE exam_candidate SET last_active_time = \(bind: at.iso8601)
                     WHERE candidate_id = \(bind: candidateId) AND (last_active_time IS NULL OR last_active_time < \(bind: at.iso8601))
                     """
                 ).run()
+            case .refused(let end) where !items.isEmpty:
+                // Not taken into the sheet, and not dropped: kept for the operator to decide on.
+                try await db.raw(
+                    """
+                    INSERT INTO exam_late_submission (plan_id, candidate_id, answers, arrived_at, end_datetime)
+                    VALUES (\(bind: examId), \(bind: candidateId), \(bind: Self.answersJSON(answers)), \(bind: at.iso8601), \(bind: end.iso8601))
+                    """
+                ).run()
+            default:
+                break
             }
             if case .refused = outcome {
-            } else {
+            } else if !items.isEmpty {
                 let rows: [SQLQueryString] = items.map { item in
                     "(\(bind: candidateId), \(bind: item), \(bind: examId), \(bind: answers[item] ?? ""), \(bind: at.iso8601))"
                 }
@@ -33,9 +45,46 @@ extension SQLExamStore {
                         + " ON CONFLICT (candidate_id, item_no) DO UPDATE SET answer = excluded.answer, saved_at = excluded.saved_at"
                 ).run()
             }
+            if final {
+                // The `saved` step: the page's last answers after its lock reached the server.
+                let answered = answers.values.filter { !$0.isEmpty }.count
+                try await db.raw(
+                    """
+                    UPDATE exam_candidate SET final_saved_at = \(bind: at.iso8601), final_saved_items = \(bind: answered)
+                    WHERE candidate_id = \(bind: candidateId)
+                    """
+                ).run()
+            }
             let (action, detail) = window.audit(outcome, items: items, at: at)
-            try await Self.audit(AuditEntry(examId: examId, actor: candidateId, action: action, reason: nil, detail: detail, at: at), db)
+            try await Self.audit(
+                AuditEntry(
+                    examId: examId, actor: candidateId, action: action, reason: nil, detail: final ? detail + " (final save)" : detail,
+                    at: at
+                ),
+                db
+            )
             return outcome
+        }
+    }
+
+    /// Answers by item number as a JSON object text (`{"1":"3"}`), items in order.
+    static func answersJSON(_ answers: [Int: String]) -> String {
+        "{" + answers.keys.sorted().map { "\(JSONText.string(String($0))):\(JSONText.string(answers[$0] ?? ""))" }.joined(separator: ",") + "}"
+    }
+
+    public func lateSubmissions(examId: String) async throws -> [LateSubmission] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_late_submission WHERE plan_id = \(bind: examId) ORDER BY id").all().map { row in
+                let arrived = try Self.timestamp(row, "arrived_at") ?? Timestamp(secondsSince1970: 0)
+                let end = try Self.timestamp(row, "end_datetime") ?? arrived
+                let text = try row.decode(column: "answers", as: String.self)
+                return LateSubmission(
+                    id: try row.decode(column: "id", as: Int64.self), examId: examId,
+                    candidateId: try row.decode(column: "candidate_id", as: String.self),
+                    answers: (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:], arrivedAt: arrived,
+                    secondsAfterEnd: arrived.secondsSince1970 - end.secondsSince1970
+                )
+            }
         }
     }
 

@@ -49,11 +49,18 @@ extension SQLExamStore {
 
     public func examsDueToEnd(at time: Timestamp) async throws -> [String] {
         try await connection { db in
+            // An exam whose running candidates include one with a later end of its own (an
+            // accommodation) waits for it; the others end alone meanwhile (`candidatesDueToEnd`).
             try await db.raw(
                 """
-                SELECT plan_id FROM exam_plan
+                SELECT plan_id FROM exam_plan p
                 WHERE status = \(bind: ExamStatus.inProgress.rawValue) AND scheduled_end_datetime IS NOT NULL
                     AND scheduled_end_datetime <= \(bind: time.iso8601)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM exam_candidate c
+                        WHERE c.plan_id = p.plan_id AND c.status = \(bind: CandidateStatus.inProgress.rawValue)
+                            AND c.scheduled_end_datetime > \(bind: time.iso8601)
+                    )
                 ORDER BY scheduled_end_datetime, plan_id
                 """
             ).all().map { try $0.decode(column: "plan_id", as: String.self) }
@@ -102,23 +109,15 @@ extension SQLExamStore {
                 guard plan.status == .completed else { throw StoreError.wrongState(examId, is: plan.status, action: "end") }
                 return .alreadyCompleted(plan)
             }
-            let message = ExamEndQueueMessage(examId: examId, timestamp: endDatetime)
-            let outboxRow = try await db.raw(
-                """
-                INSERT INTO exam_outbox (plan_id, topic, payload, created_at, claimed_until)
-                VALUES (\(bind: examId), \(bind: "queue:exam_end"), \(bind: message.json), \(bind: endDatetime.iso8601),
-                    \(bind: leaseUntil.iso8601))
-                RETURNING id
-                """
-            ).first()
-            guard let outboxId = try outboxRow?.decode(column: "id", as: Int64.self) else {
-                throw StoreError.unavailable("The database did not return the outbox row.")
-            }
+            let outbox = try await Self.insertOutbox(
+                .examEnd(ExamEndQueueMessage(examId: examId, timestamp: endDatetime)), examId: examId, at: endDatetime,
+                leaseUntil: leaseUntil, db
+            )
             try await Self.audit(
                 AuditEntry(examId: examId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
             )
             let plan = try await Self.existingPlan(examId, db)
-            return .ended(plan, outbox: OutboxEntry(id: outboxId, examId: examId, message: message))
+            return .ended(plan, outbox: outbox)
         }
     }
 }

@@ -7,7 +7,7 @@ extension SQLExamStore {
         try await transaction { db in
             let rows = try await db.raw(
                 """
-                SELECT id, plan_id, payload FROM exam_outbox
+                SELECT id, plan_id, topic, payload FROM exam_outbox
                 WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < \(bind: now.iso8601))
                 ORDER BY id LIMIT \(bind: limit)
                 """
@@ -24,8 +24,12 @@ extension SQLExamStore {
                     """
                 ).first()
                 guard claimed != nil else { continue }
-                let message = try ExamEndQueueMessage(json: try row.decode(column: "payload", as: String.self))
-                entries.append(OutboxEntry(id: id, examId: try row.decode(column: "plan_id", as: String.self), message: message))
+                entries.append(
+                    try OutboxEntry(
+                        id: id, examId: try row.decode(column: "plan_id", as: String.self),
+                        topic: try row.decode(column: "topic", as: String.self), payload: try row.decode(column: "payload", as: String.self)
+                    )
+                )
             }
             return entries
         }

@@ -83,6 +83,36 @@ extension SQLExamStore {
             [
                 "ALTER TABLE exam_candidate ADD COLUMN acknowledged_at TEXT"
             ],
+            // 4: the exam day: a candidate's own planned end, the lock and final-save receipts,
+            // announcements, and late submissions (answers after the grace window, kept).
+            [
+                "ALTER TABLE exam_candidate ADD COLUMN scheduled_end_datetime TEXT",
+                "ALTER TABLE exam_candidate ADD COLUMN locked_at TEXT",
+                "ALTER TABLE exam_candidate ADD COLUMN final_saved_at TEXT",
+                "ALTER TABLE exam_candidate ADD COLUMN final_saved_items INTEGER",
+                """
+                CREATE TABLE exam_announcement (
+                    id \(dialect.autoIncrementPrimaryKey),
+                    plan_id TEXT NOT NULL REFERENCES exam_plan(plan_id),
+                    message TEXT NOT NULL,
+                    candidate_ids TEXT,
+                    actor TEXT NOT NULL,
+                    created_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_announcement_plan_id ON exam_announcement(plan_id)",
+                """
+                CREATE TABLE exam_late_submission (
+                    id \(dialect.autoIncrementPrimaryKey),
+                    plan_id TEXT NOT NULL REFERENCES exam_plan(plan_id),
+                    candidate_id TEXT NOT NULL REFERENCES exam_candidate(candidate_id),
+                    answers TEXT NOT NULL,
+                    arrived_at TEXT NOT NULL,
+                    end_datetime TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_late_submission_plan_id ON exam_late_submission(plan_id)",
+            ],
         ]
     }
 

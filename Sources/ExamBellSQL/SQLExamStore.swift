@@ -43,6 +43,25 @@ public struct SQLExamStore: ExamStore {
         ).run()
     }
 
+    /// Inserts an outbox row leased until `leaseUntil`; returns it.
+    static func insertOutbox(_ content: OutboxEntry.Content, examId: String, at: Timestamp, leaseUntil: Timestamp, _ db: any SQLDatabase)
+        async throws -> OutboxEntry
+    {
+        var entry = OutboxEntry(id: 0, examId: examId, content: content)
+        let row = try await db.raw(
+            """
+            INSERT INTO exam_outbox (plan_id, topic, payload, created_at, claimed_until)
+            VALUES (\(bind: examId), \(bind: entry.topic), \(bind: entry.payload), \(bind: at.iso8601), \(bind: leaseUntil.iso8601))
+            RETURNING id
+            """
+        ).first()
+        guard let id = try row?.decode(column: "id", as: Int64.self) else {
+            throw StoreError.unavailable("The database did not return the outbox row.")
+        }
+        entry.id = id
+        return entry
+    }
+
     static func plan(_ examId: String, _ db: any SQLDatabase) async throws -> ExamPlan? {
         try await db.raw("SELECT * FROM exam_plan WHERE plan_id = \(bind: examId)").first().map(plan(from:))
     }
@@ -87,7 +106,11 @@ public struct SQLExamStore: ExamStore {
             name: try row.decode(column: "name", as: String.self),
             status: status,
             lastActiveTime: try timestamp(row, "last_active_time"),
-            acknowledgedAt: try timestamp(row, "acknowledged_at")
+            acknowledgedAt: try timestamp(row, "acknowledged_at"),
+            scheduledEndDatetime: try timestamp(row, "scheduled_end_datetime"),
+            lockedAt: try timestamp(row, "locked_at"),
+            finalSavedAt: try timestamp(row, "final_saved_at"),
+            finalSavedItems: try row.decode(column: "final_saved_items", as: Int?.self)
         )
     }
 

@@ -54,14 +54,16 @@ public struct ExamBellNode: Sendable {
             backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
             syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics, faults: configuration.faults
         )
+        let examDay = ExamDayService(backends: backends, outbox: relay, outboxLease: configuration.outboxLease, logger: logger)
         let socketServer =
             configuration.roles.contains(.socket)
             ? SocketServer(
-                hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections
+                hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections,
+                metrics: metrics
             ) : nil
         let router = try buildRouter(
-            configuration: configuration, backends: backends, sessions: sessions, endService: endService, metrics: metrics,
-            hub: socketServer == nil ? nil : hub
+            configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay,
+            metrics: metrics, hub: socketServer == nil ? nil : hub
         )
         socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
@@ -88,6 +90,11 @@ public struct ExamBellNode: Sendable {
                 )
             )
             services.append(
+                QueueConsumer(
+                    queue: backends.events, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger, metrics: metrics
+                )
+            )
+            services.append(
                 PresencePublisher(
                     hub: hub, state: backends.state, nodeId: configuration.nodeId, interval: configuration.presenceInterval,
                     logger: logger
@@ -104,7 +111,9 @@ public struct ExamBellNode: Sendable {
             services.append(relay)
             services.append(sync)
             services.append(
-                EndScheduler(endService: endService, store: backends.store, interval: configuration.schedulerInterval, logger: logger)
+                EndScheduler(
+                    endService: endService, examDay: examDay, store: backends.store, interval: configuration.schedulerInterval, logger: logger
+                )
             )
         }
         application.addServices(services)
@@ -164,6 +173,7 @@ func buildRouter(
     backends: ExamBellBackends,
     sessions: SessionTokens,
     endService: EndExamService,
+    examDay: ExamDayService,
     metrics: NodeMetrics,
     hub: SocketHub?
 ) throws -> Router<BasicRequestContext> {
@@ -185,8 +195,14 @@ func buildRouter(
             sessions: sessions, endService: endService
         )
         router.addRoutes(controller.endpoints, atPath: "api")
-        let browser = BrowserController<BasicRequestContext>(backends: backends, configuration: configuration, sessions: sessions)
+        let browser = BrowserController<BasicRequestContext>(
+            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics
+        )
         router.addRoutes(browser.endpoints, atPath: "api")
+        let examDayRoutes = ExamDayController<BasicRequestContext>(
+            backends: backends, configuration: configuration, auth: AdminAuth(token: adminToken), sessions: sessions, examDay: examDay
+        )
+        router.addRoutes(examDayRoutes.endpoints, atPath: "api")
     }
     try PageAssets.load().addRoutes(to: router, roles: configuration.roles)
     return router

@@ -81,12 +81,15 @@ public struct ExamBellConfiguration: Sendable {
     }
 }
 
-/// The backends a node runs on: the DB, the state store and the queue, and where their
+/// The backends a node runs on: the DB, the state store and the queue's two streams
+/// (`queue:exam_end`, `queue:exam_events`, on the same engine), and where their
 /// failed calls are counted (the stores were opened with the same `failures`).
 public struct ExamBellBackends: Sendable {
     public var store: any ExamStore
     public var state: any StateStore
     public var queue: any ExamEndQueue
+    /// `queue:exam_events`: time changes, single candidates' ends, announcements.
+    public var events: any ExamEndQueue
     public var failures: BackendFailures
     /// What the backends need running (PostgreSQL's pool, the Redis client's connections):
     /// the node runs them first in its service group, so they stop last.
@@ -95,12 +98,14 @@ public struct ExamBellBackends: Sendable {
     public var prepare: (@Sendable () async throws -> Void)?
 
     public init(
-        store: any ExamStore, state: any StateStore, queue: any ExamEndQueue, failures: BackendFailures = BackendFailures(),
+        store: any ExamStore, state: any StateStore, queue: any ExamEndQueue, events: any ExamEndQueue,
+        failures: BackendFailures = BackendFailures(),
         services: [any Service] = [], prepare: (@Sendable () async throws -> Void)? = nil
     ) {
         self.store = store
         self.state = state
         self.queue = queue
+        self.events = events
         self.failures = failures
         self.services = services
         self.prepare = prepare

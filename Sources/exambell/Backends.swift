@@ -44,7 +44,7 @@ enum Backends {
         }
         guard let redisURL = options.resolvedRedis else {
             return ExamBellBackends(
-                store: store, state: MemoryStateStore(), queue: MemoryQueue(), failures: failures, services: services, prepare: prepare
+                store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures, services: services, prepare: prepare
             )
         }
         let redis: RedisConfiguration
@@ -57,7 +57,8 @@ enum Backends {
         logger.info("state store and queue on Redis", metadata: ["redis": "\(redis.description)"])
         return ExamBellBackends(
             store: store, state: RedisStateStore(client: client, failures: failures),
-            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures,
+            queue: RedisStreamsQueue(client: client, failures: failures),
+            events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures,
             services: services + [client], prepare: prepare
         )
     }

@@ -188,7 +188,8 @@ struct InProcessShutdownTests {
         let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), logger: EndTruthTests.quiet)
         let backends = ExamBellBackends(
             store: store, state: RedisStateStore(client: client, failures: failures),
-            queue: RedisStreamsQueue(client: client, failures: failures), failures: failures,
+            queue: RedisStreamsQueue(client: client, failures: failures),
+            events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures,
             services: store.services + [client], prepare: { try await store.migrate() }
         )
         var configuration = ExamBellConfiguration(

@@ -86,17 +86,17 @@ public struct AnswerWindow: Sendable, Hashable {
         self.graceSeconds = graceSeconds
     }
 
-    /// What becomes of a save at `time` in `plan`; 409 `exam_not_started` for a scheduled exam.
-    public func decide(_ plan: ExamPlan, at time: Timestamp) throws -> AnswerSave {
-        switch plan.status {
-        case .scheduled:
+    /// What becomes of a save at `time` by `candidate` in `plan`: the candidate's own end
+    /// counts when it ended alone (handed in, or its own time passed). 409
+    /// `exam_not_started` for a scheduled exam.
+    public func decide(_ plan: ExamPlan, candidate: Candidate? = nil, at time: Timestamp) throws -> AnswerSave {
+        if plan.status == .scheduled {
             throw ExamBellError.conflict(code: "exam_not_started", "Exam \(plan.examId) has not started; answers are taken once it runs.")
-        case .inProgress:
-            return .saved(at: time)
-        case .completed:
-            let end = plan.endDatetime ?? time
-            return time <= end.adding(seconds: Int64(graceSeconds)) ? .savedLate(at: time, endDatetime: end) : .refused(endDatetime: end)
         }
+        guard let end = candidate?.endTime(in: plan) ?? (plan.status == .completed ? plan.endDatetime ?? time : nil) else {
+            return .saved(at: time)
+        }
+        return time <= end.adding(seconds: Int64(graceSeconds)) ? .savedLate(at: time, endDatetime: end) : .refused(endDatetime: end)
     }
 
     /// The audit row's action and detail for `outcome`, a save of `items` at `time`.
@@ -111,7 +111,10 @@ public struct AnswerWindow: Sendable, Hashable {
                 detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (within the \(graceSeconds) s grace window)"
             )
         case .refused(let end):
-            return ("answers_refused", detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s)")
+            return (
+                "answers_refused",
+                detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s); kept as a late submission"
+            )
         }
     }
 }

@@ -48,10 +48,18 @@ public struct Candidate: Sendable, Hashable, Codable {
     /// When the candidate's browser first acknowledged the end (`acknowledged_at`); the end
     /// time itself stays in `lastActiveTime`.
     public var acknowledgedAt: Timestamp?
+    /// The candidate's own planned end (an accommodation); nil: the exam's.
+    public var scheduledEndDatetime: Timestamp?
+    /// When the candidate's page reported every control disabled after its end.
+    public var lockedAt: Timestamp?
+    /// When the page's last save after the lock reached the server, and how many items it held.
+    public var finalSavedAt: Timestamp?
+    public var finalSavedItems: Int?
 
     public init(
         candidateId: String, examId: String, name: String, status: CandidateStatus,
-        lastActiveTime: Timestamp? = nil, acknowledgedAt: Timestamp? = nil
+        lastActiveTime: Timestamp? = nil, acknowledgedAt: Timestamp? = nil, scheduledEndDatetime: Timestamp? = nil,
+        lockedAt: Timestamp? = nil, finalSavedAt: Timestamp? = nil, finalSavedItems: Int? = nil
     ) {
         self.candidateId = candidateId
         self.examId = examId
@@ -59,6 +67,22 @@ public struct Candidate: Sendable, Hashable, Codable {
         self.status = status
         self.lastActiveTime = lastActiveTime
         self.acknowledgedAt = acknowledgedAt
+        self.scheduledEndDatetime = scheduledEndDatetime
+        self.lockedAt = lockedAt
+        self.finalSavedAt = finalSavedAt
+        self.finalSavedItems = finalSavedItems
+    }
+
+    /// When this candidate is planned to end: its own time, else the exam's.
+    public func plannedEnd(in plan: ExamPlan) -> Timestamp? {
+        scheduledEndDatetime ?? plan.scheduledEndDatetime
+    }
+
+    /// When this candidate's answers stopped being taken: its own end when it ended alone,
+    /// else the exam's; nil while it runs.
+    public func endTime(in plan: ExamPlan) -> Timestamp? {
+        if status == .completed, let time = lastActiveTime { return min(time, plan.endDatetime ?? time) }
+        return plan.status == .completed ? plan.endDatetime : nil
     }
 }
 

@@ -31,6 +31,11 @@ public enum JSONText {
         value.map(string) ?? "null"
     }
 
+    /// An array of JSON strings.
+    public static func array(_ values: [String]) -> String {
+        "[" + values.map(string).joined(separator: ",") + "]"
+    }
+
     /// An object with the given keys in the given order; values are JSON text already.
     public static func object(_ fields: KeyValuePairs<String, String>) -> String {
         "{" + fields.map { "\(string($0.key)):\($0.value)" }.joined(separator: ",") + "}"

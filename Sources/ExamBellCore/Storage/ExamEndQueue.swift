@@ -1,4 +1,5 @@
-/// The queue (큐 서버) `queue:exam_end` between web nodes and socket nodes.
+/// The queue (큐 서버) between web nodes and socket nodes: one stream per instance,
+/// `queue:exam_end` (DESIGN's entries) or `queue:exam_events` (the exam day's `ExamEvent`s).
 ///
 /// Redis Streams semantics: every consumer group sees every entry (fan-out: one group per
 /// socket node, named after its `--node-id`); an entry read by a group stays pending until
@@ -6,12 +7,12 @@
 /// A group created now starts at the end of the stream: it does not replay history.
 /// Engines: `MemoryQueue` (embedded), `RedisStreamsQueue`.
 public protocol ExamEndQueue: Sendable {
-    /// The stream's name: `queue:exam_end`.
-    static var streamName: String { get }
+    /// The stream's name: `queue:exam_end` or `queue:exam_events`.
+    var stream: String { get }
 
-    /// Appends a message (trimming old entries); returns its entry id.
+    /// Appends an entry whose `payload` field is `payload` (trimming old entries); returns its id.
     @discardableResult
-    func publish(_ message: ExamEndQueueMessage) async throws -> String
+    func publish(payload: String) async throws -> String
 
     /// Creates `group` at the end of the stream when it does not exist.
     func createGroup(_ group: String) async throws
@@ -26,8 +27,26 @@ public protocol ExamEndQueue: Sendable {
     func acknowledge(group: String, ids: [String]) async throws
 }
 
+/// The streams' names.
+public enum QueueStream {
+    /// DESIGN's `exam_end` entries.
+    public static let examEnd = "queue:exam_end"
+    /// The exam day's events (`ExamEvent`).
+    public static let events = "queue:exam_events"
+}
+
 extension ExamEndQueue {
-    public static var streamName: String { "queue:exam_end" }
+    /// Publishes an `exam_end` entry.
+    @discardableResult
+    public func publish(_ message: ExamEndQueueMessage) async throws -> String {
+        try await publish(payload: message.json)
+    }
+
+    /// Publishes an exam-day event.
+    @discardableResult
+    public func publish(_ event: ExamEvent) async throws -> String {
+        try await publish(payload: event.json)
+    }
 }
 
 /// One entry of the queue. `message` is nil when its payload could not be read; the
@@ -43,4 +62,7 @@ public struct QueueEntry: Sendable, Hashable {
 
     /// The decoded message, or nil for a malformed payload.
     public var message: ExamEndQueueMessage? { try? ExamEndQueueMessage(json: payload) }
+
+    /// The decoded exam-day event, or nil for a malformed payload.
+    public var event: ExamEvent? { try? ExamEvent(json: payload) }
 }

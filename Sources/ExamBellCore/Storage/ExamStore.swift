@@ -7,7 +7,7 @@
 /// `unavailable` when the database cannot be reached (the server maps them to 404, 409, 503).
 /// A domain rule the store applies (the answer window, item counts) throws its own
 /// `ExamBellError`.
-public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore {
+public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore, ExamDayStore {
     /// Closes the store's connections; call once, after the last use.
     func shutdown() async throws
 }
@@ -87,11 +87,14 @@ public protocol PeopleStore: Sendable {
 /// The DB's role of candidates' answer sheets.
 public protocol AnswerStore: Sendable {
     /// Saves a candidate's answers (item number → answer; "" clears) in one transaction with
-    /// its audit row, as `window` decides for the plan read in that transaction: saved (the
-    /// candidate marked active), saved late, or refused (audited all the same). 404 for a
+    /// its audit row, as `window` decides for the plan and candidate read in that
+    /// transaction: saved (the candidate marked active), saved late, or refused (kept as a
+    /// late submission and audited). A `final` save (the page's last, after its lock) also
+    /// records the candidate's `saved` step with the number of answered items. 404 for a
     /// candidate not of the plan; `window`'s refusal (409) for a `scheduled` exam.
-    func saveAnswers(candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
-        async throws -> AnswerSave
+    func saveAnswers(
+        candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow, final: Bool
+    ) async throws -> AnswerSave
 
     /// A candidate's saved answers by item number (cleared ones absent).
     func answers(candidateId: String) async throws -> [Int: String]
@@ -122,6 +125,15 @@ public protocol AuditStore: Sendable {
     func auditLog(examId: String) async throws -> [AuditEntry]
 }
 
+extension AnswerStore {
+    /// Saves answers as the candidate works (not the page's final save).
+    public func saveAnswers(candidateId: String, examId: String, _ answers: [Int: String], at: Timestamp, window: AnswerWindow)
+        async throws -> AnswerSave
+    {
+        try await saveAnswers(candidateId: candidateId, examId: examId, answers, at: at, window: window, final: false)
+    }
+}
+
 extension ExamPlanStore {
     /// The exam, or 404 `exam_not_found`.
     public func existingExam(_ examId: String) async throws -> ExamPlan {
@@ -143,15 +155,54 @@ public enum EndTransition: Sendable, Hashable {
     case alreadyCompleted(ExamPlan)
 }
 
-/// A queue message waiting in the DB to be published (transactional outbox).
+/// A queue message waiting in the DB to be published (transactional outbox): an `exam_end`
+/// for `queue:exam_end` or an exam-day event for `queue:exam_events` (the row's `topic`).
 public struct OutboxEntry: Sendable, Hashable {
+    public enum Content: Sendable, Hashable {
+        case examEnd(ExamEndQueueMessage)
+        case event(ExamEvent)
+    }
+
     public var id: Int64
     public var examId: String
-    public var message: ExamEndQueueMessage
+    public var content: Content
 
     public init(id: Int64, examId: String, message: ExamEndQueueMessage) {
+        self.init(id: id, examId: examId, content: .examEnd(message))
+    }
+
+    public init(id: Int64, examId: String, content: Content) {
         self.id = id
         self.examId = examId
-        self.message = message
+        self.content = content
+    }
+
+    /// The `exam_end` message, for an entry of `queue:exam_end`.
+    public var message: ExamEndQueueMessage? {
+        if case .examEnd(let message) = content { return message }
+        return nil
+    }
+
+    /// The row's topic: the stream it is published to.
+    public var topic: String {
+        switch content {
+        case .examEnd: QueueStream.examEnd
+        case .event: QueueStream.events
+        }
+    }
+
+    /// The payload published.
+    public var payload: String {
+        switch content {
+        case .examEnd(let message): message.json
+        case .event(let event): event.json
+        }
+    }
+
+    /// Reads a stored row; throws for a payload that is not its topic's.
+    public init(id: Int64, examId: String, topic: String, payload: String) throws {
+        let content: Content =
+            topic == QueueStream.events ? .event(try ExamEvent(json: payload)) : .examEnd(try ExamEndQueueMessage(json: payload))
+        self.init(id: id, examId: examId, content: content)
     }
 }

@@ -2,8 +2,11 @@
 ///
 /// Keys of DESIGN.md (fixed): `exam_plan:{plan_id}`, `exam_candidate:{candidate_id}:status`.
 /// Keys ExamBell adds for live counts: `exam_ack:{plan_id}` (hash: candidate id → when its
-/// browser acknowledged the end) and `exam_presence:{plan_id}` (hash: socket node id →
-/// `Presence`).
+/// browser acknowledged the end), `exam_presence:{plan_id}` (hash: socket node id →
+/// `Presence`), and the exam day's receipts: `exam_locked:{plan_id}` (candidate id → when its
+/// page reported the lock), `exam_time_ack:{plan_id}` (candidate id → the planned end its
+/// page acknowledged) and `exam_announcement_ack:{plan_id}` (`{announcementId}:{candidate id}`
+/// → when it was seen).
 extension StateStore {
     /// Writes the plan key and every candidate key in one round trip.
     public func write(plan examId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
@@ -79,6 +82,43 @@ extension StateStore {
         try await fields(Self.ackKey(examId)).compactMapValues(Timestamp.init(iso8601:))
     }
 
+    /// Records that a candidate's page reported every control disabled at `time`.
+    public func recordLock(examId: String, candidateId: String, at time: Timestamp) async throws {
+        try await setField("exam_locked:\(examId)", field: candidateId, value: time.iso8601)
+    }
+
+    /// When each candidate's page of a plan reported its lock.
+    public func locks(examId: String) async throws -> [String: Timestamp] {
+        try await fields("exam_locked:\(examId)").compactMapValues(Timestamp.init(iso8601:))
+    }
+
+    /// Records that a candidate's page acknowledged the planned end `end`.
+    public func recordTimeAck(examId: String, candidateId: String, end: Timestamp) async throws {
+        try await setField("exam_time_ack:\(examId)", field: candidateId, value: end.iso8601)
+    }
+
+    /// The planned end each candidate's page of a plan last acknowledged.
+    public func timeAcks(examId: String) async throws -> [String: Timestamp] {
+        try await fields("exam_time_ack:\(examId)").compactMapValues(Timestamp.init(iso8601:))
+    }
+
+    /// Records that a candidate saw (dismissed) an announcement.
+    public func recordAnnouncementSeen(examId: String, announcementId: String, candidateId: String, at time: Timestamp)
+        async throws
+    {
+        try await setField("exam_announcement_ack:\(examId)", field: "\(announcementId):\(candidateId)", value: time.iso8601)
+    }
+
+    /// Who saw each announcement of a plan: announcement id → candidate ids.
+    public func announcementsSeen(examId: String) async throws -> [String: Set<String>] {
+        var seen: [String: Set<String>] = [:]
+        for field in try await fields("exam_announcement_ack:\(examId)").keys {
+            guard let colon = field.firstIndex(of: ":") else { continue }
+            seen[String(field[..<colon]), default: []].insert(String(field[field.index(after: colon)...]))
+        }
+        return seen
+    }
+
     /// Publishes what one socket node holds of a plan; an empty presence removes the node.
     public func setPresence(examId: String, nodeId: String, _ presence: Presence) async throws {
         if presence.candidates.isEmpty && presence.proctors.isEmpty {
@@ -118,8 +158,8 @@ public struct Presence: Sendable, Hashable {
 
     var json: String {
         JSONText.object([
-            "candidates": "[" + candidates.sorted().map(JSONText.string).joined(separator: ",") + "]",
-            "proctors": "[" + proctors.sorted().map(JSONText.string).joined(separator: ",") + "]",
+            "candidates": JSONText.array(candidates.sorted()),
+            "proctors": JSONText.array(proctors.sorted()),
             "updated": JSONText.string(updated.iso8601),
         ])
     }

@@ -7,9 +7,12 @@ import ServiceLifecycle
 ///
 /// Every web node runs one; the DB's conditional update makes exactly one of them end an
 /// exam, the others get `already_completed`: one transition, one queue entry, one audit row.
+/// Candidates whose own planned end passed (an accommodation, or everyone's end while an
+/// accommodated candidate still works) end alone the same way (`ExamDayService`).
 struct EndScheduler: Service {
     let endService: EndExamService
-    let store: any ExamPlanStore
+    let examDay: ExamDayService
+    let store: any ExamPlanStore & ExamDayStore
     let interval: Duration
     let logger: Logger
 
@@ -35,7 +38,26 @@ struct EndScheduler: Service {
                 logger.warning("scheduled end failed; retrying next pass", metadata: ["examId": "\(examId)", "error": "\(error)"])
             }
         }
+        await endDueCandidates()
         return ended
+    }
+
+    /// Ends alone every running candidate whose own planned end passed, one event per exam.
+    private func endDueCandidates() async {
+        let due: [String: [String]]
+        do {
+            due = try await store.candidatesDueToEnd(at: .now())
+        } catch {
+            logger.warning("scheduler could not read due candidates", metadata: ["error": "\(error)"])
+            return
+        }
+        for (examId, ids) in due.sorted(by: { $0.key < $1.key }) {
+            do {
+                _ = try await examDay.endCandidates(examId: examId, candidateIds: ids, actor: "scheduler", reason: "planned end")
+            } catch {
+                logger.warning("scheduled candidate end failed; retrying next pass", metadata: ["examId": "\(examId)", "error": "\(error)"])
+            }
+        }
     }
 
     func run() async throws {

@@ -109,6 +109,12 @@ public struct FinalSync: Service {
         if !acks.isEmpty {
             report.candidatesUpdatedInDB += try await backends.store.recordAcknowledgements(acks)
         }
+        // Redis → DB: when each page reported its lock (the `locked` receipt).
+        let unlocked = Set(candidates.filter { $0.lockedAt == nil }.map(\.candidateId))
+        let locks = try await backends.state.locks(examId: examId).filter { unlocked.contains($0.key) }
+        if !locks.isEmpty {
+            report.candidatesUpdatedInDB += try await backends.store.recordLocks(locks)
+        }
 
         // DB → Redis: rewrite what is missing, malformed, behind the DB, or says an end the DB
         // does not hold.

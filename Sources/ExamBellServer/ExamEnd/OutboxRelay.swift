@@ -11,23 +11,46 @@ public struct OutboxRelay: Service {
     let lease: Duration
     let logger: Logger
 
-    /// Delivers a committed end: the state store and the queue at once (`announce`), then
-    /// the row marked published (at once, so that no relay publishes it a second time), then
-    /// the candidates' DB rows (final sync finishes them if this step fails). Failures are logged; the row
-    /// stays for the next pass (every step is idempotent: a second `exam_end` entry for the
-    /// same end tells nobody twice, since a socket node's room remembers its end).
+    /// Delivers a committed row. An end: the state store and the queue at once (`announce`),
+    /// then the row marked published (at once, so that no relay publishes it a second time),
+    /// then the candidates' DB rows (final sync finishes them if this step fails). An
+    /// exam-day event: its state keys and `queue:exam_events` (`publish`). Failures are
+    /// logged; the row stays for the next pass (every step is idempotent: a second entry for
+    /// the same end tells nobody twice, since a socket node remembers whom it told).
     @discardableResult
     public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
         do {
-            try await announce(entry.message, candidateIds: candidateIds)
-            try await backends.store.markPublished(outboxId: entry.id, at: .now())
-            // Off the browsers' path: they are being told while the candidates' rows change.
-            try await backends.store.completeCandidates(examId: entry.examId, at: entry.message.timestamp)
+            switch entry.content {
+            case .examEnd(let message):
+                try await announce(message, candidateIds: candidateIds)
+                try await backends.store.markPublished(outboxId: entry.id, at: .now())
+                // Off the browsers' path: they are being told while the candidates' rows change.
+                try await backends.store.completeCandidates(examId: entry.examId, at: message.timestamp)
+            case .event(let event):
+                try await publish(event)
+                try await backends.store.markPublished(outboxId: entry.id, at: .now())
+            }
             return true
         } catch {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
             return false
         }
+    }
+
+    /// An exam-day event after its commit: candidates ended alone get their keys (completed
+    /// at their time) while the event is published to `queue:exam_events`; both are attempted.
+    func publish(_ event: ExamEvent) async throws {
+        guard case .candidateEnd(let ended) = event else {
+            try await backends.events.publish(event)
+            return
+        }
+        let value = CandidateStateValue(status: .completed, lastActiveTime: ended.timestamp).json
+        async let stateWritten: Void = backends.state.set(ended.candidateIds.map { (CandidateStateValue.key($0), value) })
+        async let published = backends.events.publish(event)
+        var failure: (any Error)?
+        do { try await stateWritten } catch { failure = error }
+        do { _ = try await published } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
 
     /// The seed's `par`, after the DB committed the end: the plan and candidate keys say

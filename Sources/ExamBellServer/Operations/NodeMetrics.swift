@@ -17,12 +17,17 @@ import Synchronization
 /// - `exambell_queue_lag_seconds`: publish → read by this socket node, last seen
 /// - `exambell_outbox_backlog`: outbox rows waiting to be published
 /// - `exambell_backend_errors_total{backend}`: failed DB and Redis calls of this node's stores
+/// - `exambell_end_to_locked_seconds` (socket node), `exambell_end_to_saved_seconds` (web
+///   node): from a candidate's end time to its page reporting the lock, and to its final
+///   save reaching the server (the end time has whole seconds, so each is up to 1 s long)
 public final class NodeMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     let broadcasts: Metrics.Counter
     let browsersTold: Metrics.Counter
     let endToBroadcast: Metrics.Timer
     let endRequest: Metrics.Timer
+    let endToLocked: Metrics.Timer
+    let endToSaved: Metrics.Timer
     let queueLag: Metrics.Gauge
     let outboxBacklog: Metrics.Gauge
     let candidates: Metrics.Gauge
@@ -41,11 +46,14 @@ public final class NodeMetrics: Sendable {
         factory.defaultDurationHistogramBuckets = [
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
             .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60), .seconds(300),
         ]
         broadcasts = Metrics.Counter(label: "exambell_broadcasts_total", factory: factory)
         browsersTold = Metrics.Counter(label: "exambell_browsers_told_total", factory: factory)
         endToBroadcast = Metrics.Timer(label: "exambell_end_to_broadcast_seconds", factory: factory)
         endRequest = Metrics.Timer(label: "exambell_end_request_seconds", factory: factory)
+        endToLocked = Metrics.Timer(label: "exambell_end_to_locked_seconds", factory: factory)
+        endToSaved = Metrics.Timer(label: "exambell_end_to_saved_seconds", factory: factory)
         queueLag = Metrics.Gauge(label: "exambell_queue_lag_seconds", factory: factory)
         outboxBacklog = Metrics.Gauge(label: "exambell_outbox_backlog", factory: factory)
         candidates = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "candidate")], factory: factory)
@@ -78,6 +86,16 @@ public final class NodeMetrics: Sendable {
         } else if let published = Self.publishTime(entryId) {
             endToBroadcast.recordSeconds(max(0, Date().timeIntervalSince1970 - published))
         }
+    }
+
+    /// A candidate's page reported its lock; `end` is the end it was told.
+    func locked(after end: Timestamp) {
+        endToLocked.recordSeconds(max(0, Date().timeIntervalSince1970 - Double(end.secondsSince1970)))
+    }
+
+    /// A candidate's final save arrived; `end` is its end time.
+    func saved(after end: Timestamp) {
+        endToSaved.recordSeconds(max(0, Date().timeIntervalSince1970 - Double(end.secondsSince1970)))
     }
 
     /// A queue entry was read by this node.

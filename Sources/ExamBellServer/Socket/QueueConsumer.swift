@@ -2,9 +2,10 @@ import ExamBellCore
 import Logging
 import ServiceLifecycle
 
-/// A socket node's reader of `queue:exam_end` through its own consumer group (its node id):
-/// first the entries it took but never acknowledged (it died mid-broadcast), then new ones;
-/// each is broadcast, then acknowledged.
+/// A socket node's reader of one queue stream (`queue:exam_end` or `queue:exam_events`)
+/// through its own consumer group (its node id): first the entries it took but never
+/// acknowledged (it died mid-broadcast), then new ones; each is handed to the browsers, then
+/// acknowledged.
 struct QueueConsumer: Service {
     let queue: any ExamEndQueue
     let state: any StateStore
@@ -23,7 +24,8 @@ struct QueueConsumer: Service {
                     try await queue.createGroup(group)
                     // Back after an outage (or a fresh start): an end published while this node
                     // could not read, or before its group existed, is found in the state store.
-                    await catchUp()
+                    // (Pages learn missed exam-day events from the API when they reconnect.)
+                    if queue.stream == QueueStream.examEnd { await catchUp() }
                     while true {
                         let pending = try await queue.pending(group: group, limit: 100)
                         if pending.isEmpty { break }
@@ -75,8 +77,16 @@ struct QueueConsumer: Service {
                         "browsers": "\(told)", "entryId": "\(entry.id)",
                     ]
                 )
+            } else if let event = entry.event {
+                let told =
+                    switch event {
+                    case .candidateEnd(let ended): hub.endCandidates(ended)
+                    case .time(let change): hub.changeTime(change)
+                    case .announcement(let notice): hub.announce(notice)
+                    }
+                logger.info("exam event sent", metadata: ["examId": "\(event.examId)", "browsers": "\(told)", "entryId": "\(entry.id)"])
             } else {
-                logger.error("unreadable queue entry skipped", metadata: ["id": "\(entry.id)"])
+                logger.error("unreadable queue entry skipped", metadata: ["id": "\(entry.id)", "stream": "\(queue.stream)"])
             }
         }
         try await queue.acknowledge(group: group, ids: entries.map(\.id))

@@ -18,12 +18,23 @@ public final class SocketHub: Sendable {
         var channel: any Channel
         var endSent = false
         var acknowledged = false
+        /// The end time this browser was told (the exam's, or its candidate's own).
+        var endTime: Timestamp?
+        /// Whether its page reported the lock.
+        var locked = false
+        /// The planned end it was last sent in `exam_time`.
+        var timeSent: Timestamp?
+        var isCandidate: Bool { session.role == .candidate }
     }
 
     struct Room {
         var members: [UInt64: Member] = [:]
-        /// The `exam_end` frame once the exam has ended.
+        /// The `exam_end` frame once the exam has ended, and its time.
         var end: WebSocketFrame?
+        var endTime: Timestamp?
+        /// Candidates who ended alone, with their time: a browser of theirs joining later is
+        /// told with that time.
+        var candidateEnds: [String: Timestamp] = [:]
         /// Whether membership changed since presence was last published.
         var dirty = true
     }
@@ -45,7 +56,13 @@ public final class SocketHub: Sendable {
             state.nextId += 1
             state.count += 1
             var member = Member(session: session, channel: channel)
-            let end = state.rooms[session.examId]?.end
+            let room = state.rooms[session.examId]
+            var end = room?.end
+            member.endTime = room?.endTime
+            if session.role == .candidate, let own = room?.candidateEnds[session.subject], own < (room?.endTime ?? own.adding(seconds: 1)) {
+                end = Self.endFrame(examId: session.examId, at: own)
+                member.endTime = own
+            }
             member.endSent = end != nil
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
             state.rooms[session.examId]?.dirty = true
@@ -53,6 +70,10 @@ public final class SocketHub: Sendable {
         }
         if let end { Self.write(end, to: [channel], on: channel.eventLoop) }
         return id
+    }
+
+    static func endFrame(examId: String, at time: Timestamp) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: ExamEndSocketMessage(examId: examId, timestamp: time).json))
     }
 
     /// Removes a browser.
@@ -76,7 +97,7 @@ public final class SocketHub: Sendable {
     public func broadcast(_ message: ExamEndSocketMessage) -> Int {
         let fresh = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: message.json))
         let (frame, byLoop, told) = state.withLock { state in
-            Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh)
+            Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh, time: message.timestamp)
         }
         for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
         return told
@@ -84,21 +105,114 @@ public final class SocketHub: Sendable {
 
     /// Marks the room ended and its untold members told (in place: no copy of the members);
     /// returns the frame and their channels by event loop.
-    private static func collect(_ room: inout Room, fresh: WebSocketFrame)
+    private static func collect(_ room: inout Room, fresh: WebSocketFrame, time: Timestamp)
         -> (WebSocketFrame, [ObjectIdentifier: (any EventLoop, [any Channel])], Int)
     {
         let frame = room.end ?? fresh
         room.end = frame
+        room.endTime = room.endTime ?? time
+        let endTime = room.endTime
         var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
         var told = 0
         for index in room.members.indices where !room.members.values[index].endSent {
             room.members.values[index].endSent = true
+            room.members.values[index].endTime = endTime
             let channel = room.members.values[index].channel
             let loop = channel.eventLoop
             byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(channel)
             told += 1
         }
         return (frame, byLoop, told)
+    }
+
+    // MARK: Exam day
+
+    /// Tells the browsers of candidates who ended alone (`exam_end` with their time); the
+    /// room remembers them for their later joins. Returns how many browsers were told.
+    @discardableResult
+    func endCandidates(_ event: CandidateEndEvent) -> Int {
+        let ids = Set(event.candidateIds)
+        return send(ExamEndSocketMessage(examId: event.examId, timestamp: event.timestamp).json, examId: event.examId) { room in
+            for id in ids { room.candidateEnds[id] = event.timestamp }
+        } pick: { member in
+            guard member.isCandidate, !member.endSent, ids.contains(member.session.subject) else { return false }
+            member.endSent = true
+            member.endTime = event.timestamp
+            return true
+        }
+    }
+
+    /// Sends `exam_time` to the browsers of the candidates concerned (each with its own new
+    /// end) and to the exam's proctors (the exam's planned end). Returns how many browsers.
+    @discardableResult
+    func changeTime(_ event: ExamTimeEvent) -> Int {
+        var told = 0
+        let times = Set(event.candidates.values).union(event.everyone ? [event.scheduledEndDatetime] : [])
+        for time in times.sorted() {
+            told += send(
+                ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: time).json, examId: event.examId,
+                pick: { member in
+                    guard member.isCandidate, !member.endSent, event.end(for: member.session.subject) == time else { return false }
+                    member.timeSent = time
+                    return true
+                }
+            )
+        }
+        told += send(
+            ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: event.scheduledEndDatetime).json, examId: event.examId,
+            pick: { !$0.isCandidate }
+        )
+        return told
+    }
+
+    /// Sends an announcement to the candidates it concerns and to the exam's proctors.
+    @discardableResult
+    func announce(_ event: AnnouncementEvent) -> Int {
+        send(
+            AnnouncementSocketMessage(event).json, examId: event.examId,
+            pick: { member in !member.isCandidate || event.concerns(member.session.subject) }
+        )
+    }
+
+    /// Records that a candidate's page locked; its end time the first time, else nil.
+    func markLocked(_ id: UInt64, examId: String) -> Timestamp? {
+        state.withLock { state in
+            guard let member = state.rooms[examId]?.members[id], member.endSent, !member.locked else { return nil }
+            state.rooms[examId]?.members[id]?.locked = true
+            return member.endTime
+        }
+    }
+
+    /// The planned end last sent to this browser, which it now acknowledges.
+    func timeSent(_ id: UInt64, examId: String) -> Timestamp? {
+        state.withLock { $0.rooms[examId]?.members[id]?.timeSent }
+    }
+
+    /// Writes `text` once encoded to every member of the exam's room that `pick` chooses
+    /// (and may update); `room` may update the room first. Returns how many.
+    private func send(
+        _ text: String, examId: String, room update: (inout Room) -> Void = { _ in }, pick: (inout Member) -> Bool
+    ) -> Int {
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
+        let (byLoop, count) = state.withLock { state -> ([ObjectIdentifier: (any EventLoop, [any Channel])], Int) in
+            var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
+            var count = 0
+            guard state.rooms[examId] != nil else {
+                var room = Room()
+                update(&room)
+                if !room.candidateEnds.isEmpty { state.rooms[examId] = room }
+                return (byLoop, 0)
+            }
+            update(&state.rooms[examId]!)
+            for index in state.rooms[examId]!.members.indices where pick(&state.rooms[examId]!.members.values[index]) {
+                let channel = state.rooms[examId]!.members.values[index].channel
+                byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel)
+                count += 1
+            }
+            return (byLoop, count)
+        }
+        for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+        return count
     }
 
     /// One job on `loop` writes `frame` to each channel; a channel that cannot take it is closed.

@@ -15,6 +15,7 @@ struct SocketServer: Sendable {
     let state: any StateStore
     let logger: Logger
     let maxConnections: Int
+    let metrics: NodeMetrics
     /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
     /// at once, spread over a second, and the load balancer sends them to another node.
     static let restartCloseCode = WebSocketErrorCode.unknown(1012)
@@ -80,7 +81,7 @@ struct SocketServer: Sendable {
             logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         }
         if !hub.hasEnded(session.examId) {
-            await tellIfEnded(session.examId)
+            await tellIfEnded(session)
         }
         var allowance = Self.inboundBurst
         var last = ContinuousClock.now
@@ -99,22 +100,50 @@ struct SocketServer: Sendable {
             }
             allowance -= 1
             guard session.role == .candidate, case .text(let text) = message,
-                let ack = CandidateAckMessage(json: text), ack.examId == session.examId,
-                hub.acknowledge(id, examId: session.examId)
+                let received = BrowserMessage(json: text, examId: session.examId)
             else { continue }
-            do {
-                try await state.recordAck(examId: session.examId, candidateId: session.subject, at: .now())
-            } catch {
-                logger.warning("could not record an ack", metadata: ["examId": "\(session.examId)"])
-            }
+            await record(received, from: id, session: session)
         }
     }
 
-    /// A browser that connects after the end learns it from the state store.
-    private func tellIfEnded(_ examId: String) async {
+    /// Records what a candidate's page said: its receipts go to the state store (final sync
+    /// copies the end's into the DB).
+    private func record(_ message: BrowserMessage, from id: UInt64, session: Session) async {
+        let examId = session.examId
+        let candidateId = session.subject
         do {
-            if let plan = try await state.plan(examId), plan.status == .completed, let end = plan.endDatetime {
+            switch message {
+            case .endAcknowledged:
+                guard hub.acknowledge(id, examId: examId) else { return }
+                try await state.recordAck(examId: examId, candidateId: candidateId, at: .now())
+            case .locked:
+                guard let end = hub.markLocked(id, examId: examId) else { return }
+                metrics.locked(after: end)
+                try await state.recordLock(examId: examId, candidateId: candidateId, at: .now())
+            case .timeAcknowledged:
+                guard let end = hub.timeSent(id, examId: examId) else { return }
+                try await state.recordTimeAck(examId: examId, candidateId: candidateId, end: end)
+            case .announcementAcknowledged(let announcementId):
+                try await state.recordAnnouncementSeen(examId: examId, announcementId: announcementId, candidateId: candidateId, at: .now())
+            }
+        } catch {
+            logger.warning("could not record a browser's receipt", metadata: ["examId": "\(examId)"])
+        }
+    }
+
+    /// A browser that connects after the end (the exam's, or its candidate's own) learns it
+    /// from the state store, in one round trip.
+    private func tellIfEnded(_ session: Session) async {
+        let examId = session.examId
+        do {
+            let keys = [PlanStateValue.key(examId)] + (session.role == .candidate ? [CandidateStateValue.key(session.subject)] : [])
+            let values = try await state.get(keys)
+            if let plan = values[0].flatMap(PlanStateValue.init(json:)), plan.status == .completed, let end = plan.endDatetime {
                 hub.broadcast(ExamEndSocketMessage(examId: examId, timestamp: end))
+            } else if values.count > 1, let mine = values[1].flatMap(CandidateStateValue.init(json:)), mine.status == .completed,
+                let end = mine.lastActiveTime
+            {
+                hub.endCandidates(CandidateEndEvent(examId: examId, candidateIds: [session.subject], timestamp: end))
             }
         } catch {
             logger.warning("state store unreachable while checking a late joiner", metadata: ["examId": "\(examId)"])

@@ -76,6 +76,8 @@ struct SessionInfoView: Codable, Sendable {
     var socketUrl: String
     var choiceItems: Int
     var shortItems: Int
+    /// A candidate's own state: ended alone (handed in, or its own end passed) before the exam.
+    var candidateStatus: String?
     /// The server's clock when it answered, in milliseconds since 1970: pages show time from
     /// it, not from the device's clock.
     var serverTimeMs: Int64
@@ -104,6 +106,17 @@ struct RosterView: Codable, Sendable {
         var connected: Bool
         var acknowledged: Bool
         var answered: Int
+        /// The candidate's planned end (its own, else the exam's).
+        var scheduledEndDatetime: String?
+        /// Whether its page acknowledged that planned end (after a time change).
+        var hasNewTime: Bool?
+        /// The end's receipts: told, locked, saved (UTC times, or null).
+        var told: String?
+        var locked: String?
+        var saved: String?
+        var savedItems: Int?
+        /// The announcements it has seen (dismissed).
+        var announcementsSeen: [String]
     }
 
     var type = "roster"
@@ -113,6 +126,77 @@ struct RosterView: Codable, Sendable {
     var itemCount: Int
     var candidates: [Entry]
     var proctorsConnected: Int
+    var scheduledEndDatetime: String?
+    /// How many candidates reached each step of the end.
+    var delivery: DeliveryView.Counts
+    /// The exam's announcements, oldest first, each with how many saw it.
+    var announcements: [AnnouncementView]
+}
+
+struct AnnouncementView: Codable, Sendable {
+    var announcementId: String
+    var message: String
+    var timestamp: String
+    var candidateIds: [String]?
+    /// How many candidates saw it (operator and proctor views only).
+    var seen: Int?
+}
+
+struct DeliveryView: Codable, Sendable {
+    struct Counts: Codable, Sendable {
+        var candidates: Int
+        var told: Int
+        var locked: Int
+        var saved: Int
+    }
+
+    struct Entry: Codable, Sendable {
+        var candidateId: String
+        var told: String?
+        var locked: String?
+        var saved: String?
+        var savedItems: Int?
+    }
+
+    var examId: String
+    var counts: Counts
+    var candidates: [Entry]
+    /// Who is missing at each step (candidates that ended only).
+    var missing: [String: [String]]
+}
+
+struct TimeChangeView: Codable, Sendable {
+    struct Entry: Codable, Sendable {
+        var candidateId: String
+        var scheduledEndDatetime: String
+    }
+
+    var examId: String
+    var scheduledEndDatetime: String
+    var candidates: [Entry]
+    /// With `preview`: every running candidate whose planned end would change, and nothing changed.
+    var affected: [Entry]?
+    var preview: Bool?
+}
+
+struct CandidateEndView: Codable, Sendable {
+    var examId: String
+    var candidateId: String
+    var status: String
+    var endDatetime: String
+    var result: String
+}
+
+struct AnnouncementIdView: Codable, Sendable {
+    var announcementId: String
+}
+
+struct AnnouncementsView: Codable, Sendable {
+    var announcements: [AnnouncementView]
+}
+
+struct LateSubmissionsView: Codable, Sendable {
+    var lateSubmissions: [LateSubmission]
 }
 
 struct ProctorListView: Codable, Sendable {
@@ -140,6 +224,8 @@ struct CreateExamBody: Decodable {
 
 struct SaveAnswersBody: Decodable {
     var answers: [String: String]
+    /// The page's last save after its lock (the `saved` step).
+    var final: Bool?
 }
 
 struct CandidatesBody: Decodable {
@@ -158,8 +244,21 @@ struct ProctorsBody: Decodable {
     var proctors: [Person]
 }
 
-struct EndExamBody: Decodable {
+struct TimeChangeBody: Decodable {
+    var scheduledEndDatetime: String?
+    var addMinutes: Int?
+    var candidateIds: [String]?
     var reason: String?
+    var preview: Bool?
+}
+
+struct ReasonBody: Decodable {
+    var reason: String?
+}
+
+struct AnnouncementBody: Decodable {
+    var message: String
+    var candidateIds: [String]?
 }
 
 struct SessionsBody: Decodable {

@@ -3,18 +3,25 @@ import Foundation
 import Hummingbird
 
 /// The calls candidate and proctor pages make with their session token:
-/// `GET /api/session` (who, which exam, the server's clock), `GET /api/answers` and
-/// `PUT /api/answers` (a candidate's answer sheet, saved as the candidate works).
+/// `GET /api/session` (who, which exam, its planned end, the server's clock),
+/// `GET /api/answers` and `PUT /api/answers` (a candidate's answer sheet, saved as the
+/// candidate works, and once more with `"final":true` after the page locked),
+/// `POST /api/hand-in` (the candidate ends alone) and `GET /api/announcements` (the notices
+/// meant for it, for a page that was away when they were sent).
 struct BrowserController<Context: RequestContext>: Sendable {
     let backends: ExamBellBackends
     let configuration: ExamBellConfiguration
     let sessions: SessionTokens
+    let examDay: ExamDayService
+    let metrics: NodeMetrics
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
         routes.get("session", use: session)
         routes.get("answers", use: answers)
         routes.put("answers", use: saveAnswers)
+        routes.post("hand-in", use: handIn)
+        routes.get("announcements", use: announcements)
         return routes
     }
 
@@ -22,17 +29,24 @@ struct BrowserController<Context: RequestContext>: Sendable {
     @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
         let session = try await sessions.verify(request.bearerToken)
         let plan = try await backends.store.existingExam(session.examId)
+        let candidate: Candidate? =
+            session.role == .candidate ? try await backends.store.candidates(ids: [session.subject]).first : nil
         let name: String? =
             switch session.role {
-            case .candidate: try await backends.store.candidates(ids: [session.subject]).first?.name
+            case .candidate: candidate?.name
             case .proctor: try await backends.store.proctors(examId: plan.examId).first { $0.proctorId == session.subject }?.name
             }
+        // A candidate sees its own planned end, and its own end once it ended alone.
+        let ownEnd = candidate?.endTime(in: plan)
         return JSONResponse(
             value: SessionInfoView(
                 id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.examId,
-                title: plan.title, status: plan.status.rawValue, startDatetime: plan.startDatetime?.iso8601,
-                scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601, endDatetime: plan.endDatetime?.iso8601,
+                title: plan.title, status: ownEnd != nil ? ExamStatus.completed.rawValue : plan.status.rawValue,
+                startDatetime: plan.startDatetime?.iso8601,
+                scheduledEndDatetime: (candidate?.plannedEnd(in: plan) ?? plan.scheduledEndDatetime)?.iso8601,
+                endDatetime: (ownEnd ?? plan.endDatetime)?.iso8601,
                 socketUrl: configuration.publicSocketURL, choiceItems: plan.items.choice, shortItems: plan.items.short,
+                candidateStatus: candidate?.status.rawValue,
                 serverTimeMs: Int64((Date().timeIntervalSince1970 * 1000).rounded())
             )
         )
@@ -57,11 +71,20 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let session = try await candidateSession(request)
         let plan = try await backends.store.existingExam(session.examId)
         let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
-        let answers = try plan.items.validate(body.answers)
+        let final = body.final ?? false
+        // A page's final save may hold no answer at all: it still proves the page got there.
+        let answers = final && body.answers.isEmpty ? [:] : try plan.items.validate(body.answers)
+        let now = Timestamp.now()
         let outcome = try await backends.store.saveAnswers(
-            candidateId: session.subject, examId: plan.examId, answers, at: .now(),
-            window: AnswerWindow(graceSeconds: configuration.answerGraceSeconds)
+            candidateId: session.subject, examId: plan.examId, answers, at: now,
+            window: AnswerWindow(graceSeconds: configuration.answerGraceSeconds), final: final
         )
+        if final {
+            switch outcome {
+            case .savedLate(_, let end), .refused(let end): metrics.saved(after: end)
+            case .saved: break
+            }
+        }
         switch outcome {
         case .saved(let at):
             return JSONResponse(value: AnswerSaveView(saved: answers.count, savedAt: at.iso8601, late: false))
@@ -70,9 +93,37 @@ struct BrowserController<Context: RequestContext>: Sendable {
         case .refused(let end):
             throw ExamBellError.conflict(
                 code: "exam_ended",
-                "Exam \(plan.examId) ended at \(end.iso8601); answers are no longer taken (grace window \(configuration.answerGraceSeconds) s)."
+                "Exam \(plan.examId) ended at \(end.iso8601) for you; answers are no longer taken (grace window \(configuration.answerGraceSeconds) s). These were kept as a late submission for the operator to decide on."
             )
         }
+    }
+
+    /// The candidate hands in: its answers were saved just before (the page saves first);
+    /// it ends alone now, its page locks, the roster shows it.
+    @Sendable func handIn(_ request: Request, context: Context) async throws -> JSONResponse<CandidateEndView> {
+        let session = try await candidateSession(request)
+        let outcome = try await examDay.endCandidate(
+            examId: session.examId, candidateId: session.subject, actor: session.subject, reason: "handed in"
+        )
+        return JSONResponse(value: CandidateEndView(outcome, examId: session.examId))
+    }
+
+    /// The announcements meant for this candidate (all of the exam's for a proctor), oldest first.
+    @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
+        let session = try await sessions.verify(request.bearerToken)
+        let list = try await backends.store.announcements(
+            examId: session.examId, for: session.role == .candidate ? session.subject : nil
+        )
+        return JSONResponse(
+            value: AnnouncementsView(
+                announcements: list.map {
+                    AnnouncementView(
+                        announcementId: $0.announcementId, message: $0.message, timestamp: $0.timestamp.iso8601,
+                        candidateIds: session.role == .candidate ? nil : $0.candidateIds, seen: nil
+                    )
+                }
+            )
+        )
     }
 
     private func candidateSession(_ request: Request) async throws -> Session {

@@ -112,14 +112,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func end(_ request: Request, context: Context) async throws -> JSONResponse<EndView> {
         try auth.require(request)
         let examId = try examId(context)
-        let body = try await request.decodeOptionalJSON(EndExamBody.self, limit: configuration.maxBodySize)
-        let reason = body?.reason?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (reason?.count ?? 0) <= 500 else {
-            throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters.")
-        }
-        let outcome = try await endService.end(
-            examId: examId, actor: "admin", reason: reason?.isEmpty == true ? nil : reason, requestLogger: context.logger
-        )
+        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
+        let reason = try Reason.validate(body?.reason, required: false)
+        let outcome = try await endService.end(examId: examId, actor: "admin", reason: reason, requestLogger: context.logger)
         return JSONResponse(
             value: EndView(
                 examId: examId, status: outcome.plan.status.rawValue,

@@ -1,41 +1,121 @@
 import ExamBellCore
 
 /// The roster of an exam as proctors and the operator see it: every candidate with status,
-/// last activity, answered count, connection and ack, from the DB and the state store.
+/// last activity, answered count, connection and ack, planned end, the end's receipts (told,
+/// locked, saved) and the announcements seen, from the DB and the state store.
 ///
-/// One builder serves `GET /api/exams/{id}/roster` (web node) and the live roster frames a
-/// socket node pushes to its proctors (`RosterPublisher`).
+/// One builder serves `GET /api/exams/{id}/roster` and `/delivery` (web node) and the live
+/// roster frames a socket node pushes to its proctors (`RosterPublisher`).
 struct RosterBuilder: Sendable {
     let backends: ExamBellBackends
 
     /// Presence older than this is from a node that stopped without saying so.
     static func presenceCutoff() -> Timestamp { Timestamp.now().adding(seconds: -15) }
 
+    /// One candidate's receipts of its end: the DB's copy (final sync), else the state store's live one.
+    struct Receipts {
+        var told: Timestamp?
+        var locked: Timestamp?
+        var saved: Timestamp?
+        var savedItems: Int?
+    }
+
+    /// The candidates of an exam with their receipts.
+    func receipts(examId: String) async throws -> [(Candidate, Receipts)] {
+        async let candidatesRead = backends.store.candidates(examId: examId)
+        async let acksRead = backends.state.acknowledgements(examId: examId)
+        async let locksRead = backends.state.locks(examId: examId)
+        let (candidates, acks, locks) = try await (candidatesRead, acksRead, locksRead)
+        return candidates.map { candidate in
+            let id = candidate.candidateId
+            return (
+                candidate,
+                Receipts(
+                    told: candidate.acknowledgedAt ?? acks[id], locked: candidate.lockedAt ?? locks[id], saved: candidate.finalSavedAt,
+                    savedItems: candidate.finalSavedItems
+                )
+            )
+        }
+    }
+
+    func delivery(of plan: ExamPlan) async throws -> DeliveryView {
+        let rows = try await receipts(examId: plan.examId)
+        var missing: [String: [String]] = ["told": [], "locked": [], "saved": []]
+        for (candidate, receipt) in rows where candidate.status == .completed {
+            if receipt.told == nil { missing["told"]?.append(candidate.candidateId) }
+            if receipt.locked == nil { missing["locked"]?.append(candidate.candidateId) }
+            if receipt.saved == nil { missing["saved"]?.append(candidate.candidateId) }
+        }
+        return DeliveryView(
+            examId: plan.examId, counts: Self.counts(rows.map(\.1), candidates: rows.count),
+            candidates: rows.map { candidate, receipt in
+                .init(
+                    candidateId: candidate.candidateId, told: receipt.told?.iso8601, locked: receipt.locked?.iso8601,
+                    saved: receipt.saved?.iso8601, savedItems: receipt.savedItems
+                )
+            },
+            missing: missing
+        )
+    }
+
+    static func counts(_ receipts: [Receipts], candidates: Int) -> DeliveryView.Counts {
+        DeliveryView.Counts(
+            candidates: candidates, told: receipts.count { $0.told != nil }, locked: receipts.count { $0.locked != nil },
+            saved: receipts.count { $0.saved != nil }
+        )
+    }
+
+    /// The announcements of an exam with how many candidates saw each.
+    func announcements(examId: String) async throws -> [AnnouncementView] {
+        async let listRead = backends.store.announcements(examId: examId, for: nil)
+        async let seenRead = backends.state.announcementsSeen(examId: examId)
+        let (list, seen) = try await (listRead, seenRead)
+        return list.map {
+            AnnouncementView(
+                announcementId: $0.announcementId, message: $0.message, timestamp: $0.timestamp.iso8601, candidateIds: $0.candidateIds,
+                seen: seen[$0.announcementId]?.count ?? 0
+            )
+        }
+    }
+
     func roster(of plan: ExamPlan) async throws -> RosterView {
         let examId = plan.examId
-        async let candidatesRead = backends.store.candidates(examId: examId)
+        async let rowsRead = receipts(examId: examId)
         async let answeredRead = backends.store.answeredCounts(examId: examId)
         async let presenceRead = backends.state.presence(examId: examId, freshAfter: Self.presenceCutoff())
-        async let acknowledgedRead = backends.state.acknowledged(examId: examId)
-        let (candidates, answered) = try await (candidatesRead, answeredRead)
-        let (presence, acknowledged) = try await (presenceRead, acknowledgedRead)
-        let cached = try await backends.state.candidates(candidates.map(\.candidateId))
+        async let timeAcksRead = backends.state.timeAcks(examId: examId)
+        async let announcementsRead = announcements(examId: examId)
+        async let seenRead = backends.state.announcementsSeen(examId: examId)
+        let (rows, answered) = try await (rowsRead, answeredRead)
+        let (presence, timeAcks, announcements, seen) = try await (presenceRead, timeAcksRead, announcementsRead, seenRead)
+        let cached = try await backends.state.candidates(rows.map(\.0.candidateId))
+        var seenBy: [String: [String]] = [:]
+        for (announcementId, ids) in seen {
+            for id in ids { seenBy[id, default: []].append(announcementId) }
+        }
         return RosterView(
             examId: examId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601, itemCount: plan.items.count,
-            candidates: candidates.map { candidate in
+            candidates: rows.map { candidate, receipt in
                 let live = cached[candidate.candidateId]
                 // The later activity of the two: answers saved go to the DB, final sync may lag.
                 let lastActive = [live?.lastActiveTime, candidate.lastActiveTime].compactMap { $0 }.max()
                 let status = [live?.status, candidate.status].compactMap { $0 }.max { $0.rank < $1.rank } ?? candidate.status
+                let plannedEnd = candidate.plannedEnd(in: plan)
+                let acked = timeAcks[candidate.candidateId]
                 return .init(
                     candidateId: candidate.candidateId, name: candidate.name, status: status.rawValue,
                     lastActiveTime: lastActive?.iso8601,
                     connected: presence.candidates.contains(candidate.candidateId),
-                    acknowledged: acknowledged.contains(candidate.candidateId),
-                    answered: answered[candidate.candidateId] ?? 0
+                    acknowledged: receipt.told != nil,
+                    answered: answered[candidate.candidateId] ?? 0,
+                    scheduledEndDatetime: plannedEnd?.iso8601,
+                    hasNewTime: acked.map { $0 == plannedEnd },
+                    told: receipt.told?.iso8601, locked: receipt.locked?.iso8601, saved: receipt.saved?.iso8601,
+                    savedItems: receipt.savedItems, announcementsSeen: (seenBy[candidate.candidateId] ?? []).sorted()
                 )
             },
-            proctorsConnected: presence.proctors.count
+            proctorsConnected: presence.proctors.count, scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601,
+            delivery: Self.counts(rows.map(\.1), candidates: rows.count), announcements: announcements
         )
     }
 }

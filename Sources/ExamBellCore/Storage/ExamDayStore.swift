@@ -1,0 +1,120 @@
+/// The DB's role of the exam day: planned ends moved, candidates ended alone, announcements,
+/// and the receipts that prove each screen locked and each answer arrived.
+///
+/// Changes that browsers must learn write, in the same transaction, an outbox row for
+/// `queue:exam_events` (the relay publishes it after the commit, like `exam_end`).
+public protocol ExamDayStore: Sendable {
+    /// Moves the planned end of a running exam, for everyone or for the listed candidates,
+    /// with its outbox row and audit row; with `preview`, computes the same and changes
+    /// nothing. 409 for an exam not running or a listed candidate already ended; 400 for a
+    /// time not after `at`, or minutes with no planned end to add them to.
+    func changeTime(
+        examId: String, _ change: TimeChange, actor: String, reason: String, at: Timestamp, preview: Bool, leaseUntil: Timestamp
+    ) async throws -> TimeChangeResult
+
+    /// Ends candidates of a running exam alone at `at`, with the outbox row (`candidate_end`)
+    /// and one audit row each. Candidates ended before are reported with their own time.
+    /// 404 for an id not of the exam; 409 for a scheduled exam.
+    func endCandidates(
+        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> CandidateEndResult
+
+    /// Running candidates of running exams whose planned end (their own, else the exam's) is
+    /// at or before `time`, by exam.
+    func candidatesDueToEnd(at time: Timestamp) async throws -> [String: [String]]
+
+    /// Stores an announcement with its outbox row and audit row.
+    func announce(examId: String, message: String, candidateIds: [String]?, actor: String, at: Timestamp, leaseUntil: Timestamp)
+        async throws -> (AnnouncementEvent, OutboxEntry)
+
+    /// The announcements of an exam, oldest first; with `candidateId`, those meant for it.
+    func announcements(examId: String, for candidateId: String?) async throws -> [AnnouncementEvent]
+
+    /// Copies when candidates' pages reported their lock (final sync, state store → DB);
+    /// a time already recorded stays. Returns rows changed.
+    func recordLocks(_ times: [String: Timestamp]) async throws -> Int
+
+    /// The late submissions of an exam (saves that arrived after the grace window), oldest first.
+    func lateSubmissions(examId: String) async throws -> [LateSubmission]
+}
+
+/// A move of the planned end.
+public struct TimeChange: Sendable, Hashable {
+    public enum Amount: Sendable, Hashable {
+        /// To this time.
+        case to(Timestamp)
+        /// By this many minutes (negative shortens) from each one's current planned end.
+        case minutes(Int)
+    }
+
+    public var amount: Amount
+    /// Only these candidates; nil: everyone (accommodated candidates move by the same amount).
+    public var candidateIds: [String]?
+
+    public init(amount: Amount, candidateIds: [String]?) {
+        self.amount = amount
+        self.candidateIds = candidateIds
+    }
+}
+
+/// What a time change did (or would do, for a preview).
+public struct TimeChangeResult: Sendable, Hashable {
+    /// The exam's planned end afterwards.
+    public var scheduledEndDatetime: Timestamp
+    /// The listed candidates' own ends afterwards (empty for a change for everyone).
+    public var listed: [String: Timestamp]
+    /// Every running candidate whose planned end changes, with the new end.
+    public var affected: [String: Timestamp]
+    /// The event the browsers learn it from.
+    public var event: ExamTimeEvent
+    /// Its outbox row, leased to the caller (nil for a preview).
+    public var outbox: OutboxEntry?
+
+    public init(
+        scheduledEndDatetime: Timestamp, listed: [String: Timestamp], affected: [String: Timestamp], event: ExamTimeEvent,
+        outbox: OutboxEntry?
+    ) {
+        self.scheduledEndDatetime = scheduledEndDatetime
+        self.listed = listed
+        self.affected = affected
+        self.event = event
+        self.outbox = outbox
+    }
+}
+
+/// What ending candidates alone did.
+public struct CandidateEndResult: Sendable, Hashable {
+    /// Ended by this call, at its time.
+    public var ended: [String]
+    /// Ended before (alone or with the exam), with their end time.
+    public var alreadyCompleted: [String: Timestamp]
+    /// The outbox row of the `candidate_end` event, leased to the caller (nil when none ended).
+    public var outbox: OutboxEntry?
+
+    public init(ended: [String], alreadyCompleted: [String: Timestamp], outbox: OutboxEntry?) {
+        self.ended = ended
+        self.alreadyCompleted = alreadyCompleted
+        self.outbox = outbox
+    }
+}
+
+/// Answers that reached the server after the grace window: kept, with their content and
+/// arrival time, for the operator to decide on; never dropped silently.
+public struct LateSubmission: Sendable, Hashable, Codable {
+    public var id: Int64
+    public var examId: String
+    public var candidateId: String
+    public var answers: [String: String]
+    public var arrivedAt: Timestamp
+    /// How long after the candidate's end it arrived, in seconds.
+    public var secondsAfterEnd: Int64
+
+    public init(id: Int64, examId: String, candidateId: String, answers: [String: String], arrivedAt: Timestamp, secondsAfterEnd: Int64) {
+        self.id = id
+        self.examId = examId
+        self.candidateId = candidateId
+        self.answers = answers
+        self.arrivedAt = arrivedAt
+        self.secondsAfterEnd = secondsAfterEnd
+    }
+}

@@ -1,0 +1,281 @@
+import ExamBellCore
+import Foundation
+import SQLKit
+
+/// `ExamDayStore`: planned ends moved, candidates ended alone, announcements, lock receipts.
+///
+/// A change that concerns a running exam first takes the plan's row with a conditional
+/// update (a row lock on PostgreSQL; SQLite serialises writers anyway), so it cannot cross
+/// the exam's end: it sees the exam either running or ended.
+extension SQLExamStore {
+    public func changeTime(
+        examId: String, _ change: TimeChange, actor: String, reason: String, at: Timestamp, preview: Bool, leaseUntil: Timestamp
+    ) async throws -> TimeChangeResult {
+        try await transaction { db in
+            let plan = try await Self.runningPlan(examId, action: "change its time", db)
+            let running = try await db.raw(
+                """
+                SELECT * FROM exam_candidate WHERE plan_id = \(bind: examId) AND status = \(bind: CandidateStatus.inProgress.rawValue)
+                """
+            ).all().map(Self.candidate(from:))
+            let byId = Dictionary(uniqueKeysWithValues: running.map { ($0.candidateId, $0) })
+            func moved(_ current: Timestamp?) throws -> Timestamp {
+                switch change.amount {
+                case .to(let time): return time
+                case .minutes(let minutes):
+                    guard let current else {
+                        throw ExamBellError.badRequest(
+                            code: "no_scheduled_end", "Exam \(examId) has no planned end to add minutes to; give scheduledEndDatetime."
+                        )
+                    }
+                    return current.adding(seconds: Int64(minutes) * 60)
+                }
+            }
+            func future(_ time: Timestamp, _ whose: String) throws {
+                guard time > at else {
+                    throw ExamBellError.badRequest(
+                        code: "invalid_time", "The new end of \(whose) (\(time.iso8601)) is not in the future (now \(at.iso8601))."
+                    )
+                }
+            }
+            var examEnd = plan.scheduledEndDatetime
+            var listed: [String: Timestamp] = [:]
+            var affected: [String: Timestamp] = [:]
+            var own: [String: Timestamp] = [:]
+            if let ids = change.candidateIds {
+                let all = try await Self.candidateRows(examId: examId, ids: ids, db)
+                for id in ids {
+                    guard let candidate = all[id] else {
+                        throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
+                    }
+                    guard candidate.status == .inProgress else {
+                        throw StoreError.conflict(code: "candidate_ended", message: "Candidate \(id) has ended; its time cannot change.")
+                    }
+                    let time = try moved(candidate.plannedEnd(in: plan))
+                    try future(time, id)
+                    listed[id] = time
+                }
+                affected = listed
+                own = listed
+            } else {
+                let newEnd = try moved(plan.scheduledEndDatetime)
+                try future(newEnd, "exam \(examId)")
+                // Accommodations keep their extra time: own ends move by the same amount.
+                let shift = plan.scheduledEndDatetime.map { newEnd.secondsSince1970 - $0.secondsSince1970 } ?? 0
+                for candidate in running {
+                    if let mine = candidate.scheduledEndDatetime {
+                        own[candidate.candidateId] = mine.adding(seconds: shift)
+                        affected[candidate.candidateId] = own[candidate.candidateId]
+                    } else {
+                        affected[candidate.candidateId] = newEnd
+                    }
+                }
+                examEnd = newEnd
+            }
+            guard let examEnd else {
+                // Listed candidates of an exam with no planned end: they still need a time.
+                throw ExamBellError.badRequest(code: "no_scheduled_end", "Exam \(examId) has no planned end; set one for everyone first.")
+            }
+            let event = ExamTimeEvent(examId: examId, scheduledEndDatetime: examEnd, everyone: change.candidateIds == nil, candidates: own)
+            guard !preview else {
+                return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: nil)
+            }
+            if change.candidateIds == nil {
+                try await db.raw(
+                    "UPDATE exam_plan SET scheduled_end_datetime = \(bind: examEnd.iso8601) WHERE plan_id = \(bind: examId)"
+                ).run()
+            }
+            for (id, time) in own.sorted(by: { $0.key < $1.key }) where byId[id] != nil {
+                try await db.raw(
+                    "UPDATE exam_candidate SET scheduled_end_datetime = \(bind: time.iso8601) WHERE candidate_id = \(bind: id)"
+                ).run()
+            }
+            let outbox = try await Self.insertOutbox(.event(.time(event)), examId: examId, at: at, leaseUntil: leaseUntil, db)
+            let detail =
+                change.candidateIds == nil
+                ? "everyone: planned end \(plan.scheduledEndDatetime?.iso8601 ?? "none") → \(examEnd.iso8601)"
+                : listed.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.iso8601)" }.joined(separator: ", ")
+            try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "change_time", reason: reason, detail: detail, at: at), db)
+            return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: outbox)
+        }
+    }
+
+    public func endCandidates(
+        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> CandidateEndResult {
+        try await transaction { db in
+            let plan = try await Self.existingPlan(examId, db)
+            let all = try await Self.candidateRows(examId: examId, ids: candidateIds, db)
+            for id in candidateIds where all[id] == nil {
+                throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
+            }
+            switch plan.status {
+            case .scheduled:
+                throw StoreError.wrongState(examId, is: plan.status, action: "end a candidate")
+            case .completed:
+                return CandidateEndResult(
+                    ended: [], alreadyCompleted: all.compactMapValues { $0.endTime(in: plan) ?? plan.endDatetime }, outbox: nil
+                )
+            case .inProgress:
+                break
+            }
+            // Take the plan's row: an exam end running at the same time waits, or has won.
+            guard try await Self.lockRunningPlan(examId, db) else {
+                let now = try await Self.existingPlan(examId, db)
+                return CandidateEndResult(ended: [], alreadyCompleted: all.compactMapValues { $0.endTime(in: now) }, outbox: nil)
+            }
+            var ended: [String] = []
+            for chunk in candidateIds.chunked(Self.chunkSize) {
+                ended += try await db.raw(
+                    """
+                    UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue), last_active_time = \(bind: at.iso8601)
+                    WHERE plan_id = \(bind: examId) AND candidate_id IN (\(binds: Array(chunk)))
+                        AND status <> \(bind: CandidateStatus.completed.rawValue)
+                    RETURNING candidate_id
+                    """
+                ).all().map { try $0.decode(column: "candidate_id", as: String.self) }
+            }
+            ended.sort()
+            let endedSet = Set(ended)
+            let before = all.filter { !endedSet.contains($0.key) }.compactMapValues { $0.lastActiveTime ?? at }
+            guard !ended.isEmpty else { return CandidateEndResult(ended: [], alreadyCompleted: before, outbox: nil) }
+            let outbox = try await Self.insertOutbox(
+                .event(.candidateEnd(CandidateEndEvent(examId: examId, candidateIds: ended, timestamp: at))), examId: examId, at: at,
+                leaseUntil: leaseUntil, db
+            )
+            for chunk in ended.chunked(Self.chunkSize) {
+                let rows: [SQLQueryString] = chunk.map { id in
+                    "(\(bind: examId), \(bind: actor), 'end_candidate', \(bind: reason), \(bind: id), \(bind: at.iso8601))"
+                }
+                try await db.raw(
+                    "INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at) VALUES " + rows.joined(separator: ", ")
+                ).run()
+            }
+            return CandidateEndResult(ended: ended, alreadyCompleted: before, outbox: outbox)
+        }
+    }
+
+    public func candidatesDueToEnd(at time: Timestamp) async throws -> [String: [String]] {
+        try await connection { db in
+            let rows = try await db.raw(
+                """
+                SELECT c.plan_id, c.candidate_id FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
+                WHERE p.status = \(bind: ExamStatus.inProgress.rawValue) AND c.status = \(bind: CandidateStatus.inProgress.rawValue)
+                    AND COALESCE(c.scheduled_end_datetime, p.scheduled_end_datetime) <= \(bind: time.iso8601)
+                ORDER BY c.plan_id, c.candidate_id
+                """
+            ).all()
+            var due: [String: [String]] = [:]
+            for row in rows {
+                due[try row.decode(column: "plan_id", as: String.self), default: []].append(
+                    try row.decode(column: "candidate_id", as: String.self)
+                )
+            }
+            return due
+        }
+    }
+
+    public func announce(
+        examId: String, message: String, candidateIds: [String]?, actor: String, at: Timestamp, leaseUntil: Timestamp
+    ) async throws -> (AnnouncementEvent, OutboxEntry) {
+        try await transaction { db in
+            _ = try await Self.runningPlan(examId, action: "take announcements", db)
+            if let candidateIds {
+                let all = try await Self.candidateRows(examId: examId, ids: candidateIds, db)
+                for id in candidateIds where all[id] == nil {
+                    throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
+                }
+            }
+            let row = try await db.raw(
+                """
+                INSERT INTO exam_announcement (plan_id, message, candidate_ids, actor, created_at)
+                VALUES (\(bind: examId), \(bind: message), \(bind: candidateIds.map(JSONText.array)), \(bind: actor), \(bind: at.iso8601))
+                RETURNING id
+                """
+            ).first()
+            guard let id = try row?.decode(column: "id", as: Int64.self) else {
+                throw StoreError.unavailable("The database did not return the announcement row.")
+            }
+            let event = AnnouncementEvent(
+                examId: examId, announcementId: "a\(id)", message: message, timestamp: at, candidateIds: candidateIds
+            )
+            let outbox = try await Self.insertOutbox(.event(.announcement(event)), examId: examId, at: at, leaseUntil: leaseUntil, db)
+            try await Self.audit(
+                AuditEntry(
+                    examId: examId, actor: actor, action: "announce", reason: nil,
+                    detail: "\(event.announcementId) to \(candidateIds.map { "\($0.count) candidate(s)" } ?? "everyone"): \(message)", at: at
+                ), db
+            )
+            return (event, outbox)
+        }
+    }
+
+    public func announcements(examId: String, for candidateId: String?) async throws -> [AnnouncementEvent] {
+        try await connection { db in
+            try await db.raw("SELECT * FROM exam_announcement WHERE plan_id = \(bind: examId) ORDER BY id").all().map { row in
+                let ids = try row.decode(column: "candidate_ids", as: String?.self).flatMap {
+                    try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+                }
+                return AnnouncementEvent(
+                    examId: examId, announcementId: "a\(try row.decode(column: "id", as: Int64.self))",
+                    message: try row.decode(column: "message", as: String.self),
+                    timestamp: try Self.timestamp(row, "created_at") ?? Timestamp(secondsSince1970: 0), candidateIds: ids
+                )
+            }.filter { event in candidateId.map(event.concerns) ?? true }
+        }
+    }
+
+    public func recordLocks(_ times: [String: Timestamp]) async throws -> Int {
+        guard !times.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (id, time) in times.sorted(by: { $0.key < $1.key }) {
+                let updated = try await db.raw(
+                    """
+                    UPDATE exam_candidate SET locked_at = \(bind: time.iso8601)
+                    WHERE candidate_id = \(bind: id) AND locked_at IS NULL
+                    RETURNING candidate_id
+                    """
+                ).first()
+                if updated != nil { changed += 1 }
+            }
+            return changed
+        }
+    }
+
+    // MARK: Helpers
+
+    /// The plan, which must be running (404 / 409 otherwise).
+    static func runningPlan(_ examId: String, action: String, _ db: any SQLDatabase) async throws -> ExamPlan {
+        let plan = try await existingPlan(examId, db)
+        guard plan.status == .inProgress, try await lockRunningPlan(examId, db) else {
+            throw StoreError.wrongState(examId, is: try await existingPlan(examId, db).status, action: action)
+        }
+        return plan
+    }
+
+    /// Takes the plan's row for this transaction if it is still running; false once it ended.
+    static func lockRunningPlan(_ examId: String, _ db: any SQLDatabase) async throws -> Bool {
+        try await db.raw(
+            """
+            UPDATE exam_plan SET status = status
+            WHERE plan_id = \(bind: examId) AND status = \(bind: ExamStatus.inProgress.rawValue)
+            RETURNING plan_id
+            """
+        ).first() != nil
+    }
+
+    /// The candidates of the exam among `ids`, by id.
+    static func candidateRows(examId: String, ids: [String], _ db: any SQLDatabase) async throws -> [String: Candidate] {
+        var result: [String: Candidate] = [:]
+        for chunk in ids.chunked(chunkSize) {
+            for row in try await db.raw(
+                "SELECT * FROM exam_candidate WHERE plan_id = \(bind: examId) AND candidate_id IN (\(binds: Array(chunk)))"
+            ).all() {
+                let candidate = try candidate(from: row)
+                result[candidate.candidateId] = candidate
+            }
+        }
+        return result
+    }
+}

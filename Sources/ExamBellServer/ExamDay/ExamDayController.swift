@@ -1,0 +1,160 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+
+/// The exam day's admin calls (DESIGN "Exam day"): move the planned end, end one candidate,
+/// announce; and what proves the end reached everyone: delivery receipts, late submissions.
+struct ExamDayController<Context: RequestContext>: Sendable {
+    let backends: ExamBellBackends
+    let configuration: ExamBellConfiguration
+    let auth: AdminAuth
+    let sessions: SessionTokens
+    let examDay: ExamDayService
+
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.post("exams/:examId/time", use: changeTime)
+        routes.post("exams/:examId/candidates/:candidateId/end", use: endCandidate)
+        routes.post("exams/:examId/announcements", use: announce)
+        routes.get("exams/:examId/announcements", use: announcements)
+        routes.get("exams/:examId/delivery", use: delivery)
+        routes.get("exams/:examId/late-submissions", use: lateSubmissions)
+        return routes
+    }
+
+    /// Most ids a time change or announcement may list.
+    var maxListed: Int { configuration.maxBatch }
+
+    @Sendable func changeTime(_ request: Request, context: Context) async throws -> JSONResponse<TimeChangeView> {
+        try auth.require(request)
+        let examId = try Self.id(context, "examId")
+        let body = try await request.decodeJSON(TimeChangeBody.self, limit: configuration.maxBodySize)
+        let reason = try Reason.validate(body.reason, required: true) ?? ""
+        let amount: TimeChange.Amount
+        switch (body.scheduledEndDatetime, body.addMinutes) {
+        case (let text?, nil):
+            guard let time = Timestamp(iso8601: text) else {
+                throw ExamBellError.badRequest(code: "invalid_time", "scheduledEndDatetime must be a UTC time like 2030-01-16T18:10:00Z.")
+            }
+            amount = .to(time)
+        case (nil, let minutes?):
+            guard minutes != 0, abs(minutes) <= 24 * 60 else {
+                throw ExamBellError.badRequest(code: "invalid_minutes", "addMinutes must be a non-zero number of minutes within a day (negative shortens).")
+            }
+            amount = .minutes(minutes)
+        default:
+            throw ExamBellError.badRequest(code: "invalid_time", "Give either scheduledEndDatetime or addMinutes.")
+        }
+        let ids = try body.candidateIds.map { try validateIds($0) }
+        let result = try await examDay.changeTime(
+            examId: examId, TimeChange(amount: amount, candidateIds: ids), actor: "admin", reason: reason, preview: body.preview ?? false
+        )
+        func entries(_ times: [String: Timestamp]) -> [TimeChangeView.Entry] {
+            times.sorted { $0.key < $1.key }.map { .init(candidateId: $0.key, scheduledEndDatetime: $0.value.iso8601) }
+        }
+        return JSONResponse(
+            value: TimeChangeView(
+                examId: examId, scheduledEndDatetime: result.scheduledEndDatetime.iso8601, candidates: entries(result.listed),
+                affected: body.preview == true ? entries(result.affected) : nil, preview: body.preview == true ? true : nil
+            )
+        )
+    }
+
+    @Sendable func endCandidate(_ request: Request, context: Context) async throws -> JSONResponse<CandidateEndView> {
+        try auth.require(request)
+        let examId = try Self.id(context, "examId")
+        let candidateId = try Self.id(context, "candidateId")
+        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
+        let reason = try Reason.validate(body?.reason, required: false)
+        let outcome = try await examDay.endCandidate(examId: examId, candidateId: candidateId, actor: "admin", reason: reason)
+        return JSONResponse(value: CandidateEndView(outcome, examId: examId))
+    }
+
+    @Sendable func announce(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementIdView> {
+        let examId = try Self.id(context, "examId")
+        let actor = try await adminOrProctor(request, examId: examId)
+        let body = try await request.decodeJSON(AnnouncementBody.self, limit: configuration.maxBodySize)
+        let message = body.message.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !message.isEmpty, message.count <= 500 else {
+            throw ExamBellError.badRequest(code: "invalid_message", "message must be 1 to 500 characters.")
+        }
+        let ids = try body.candidateIds.map { try validateIds($0) }
+        let event = try await examDay.announce(examId: examId, message: message, candidateIds: ids, actor: actor)
+        return JSONResponse(value: AnnouncementIdView(announcementId: event.announcementId))
+    }
+
+    @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
+        let examId = try Self.id(context, "examId")
+        _ = try await adminOrProctor(request, examId: examId)
+        _ = try await backends.store.existingExam(examId)
+        return JSONResponse(value: AnnouncementsView(announcements: try await RosterBuilder(backends: backends).announcements(examId: examId)))
+    }
+
+    @Sendable func delivery(_ request: Request, context: Context) async throws -> JSONResponse<DeliveryView> {
+        let examId = try Self.id(context, "examId")
+        _ = try await adminOrProctor(request, examId: examId)
+        let plan = try await backends.store.existingExam(examId)
+        return JSONResponse(value: try await RosterBuilder(backends: backends).delivery(of: plan))
+    }
+
+    @Sendable func lateSubmissions(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmissionsView> {
+        try auth.require(request)
+        let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
+        return JSONResponse(value: LateSubmissionsView(lateSubmissions: try await backends.store.lateSubmissions(examId: plan.examId)))
+    }
+
+    // MARK: Helpers
+
+    /// `admin` for the admin token, `proctor:{id}` for a proctor of this exam; 401/403 otherwise.
+    private func adminOrProctor(_ request: Request, examId: String) async throws -> String {
+        if auth.accepts(request) { return "admin" }
+        let session = try await sessions.verify(request.bearerToken)
+        guard session.role == .proctor, session.examId == examId else {
+            throw ExamBellError.forbidden("Only the admin and this exam's proctors may do this.")
+        }
+        return "proctor:\(session.subject)"
+    }
+
+    private static func id(_ context: Context, _ name: String) throws -> String {
+        let id = try context.parameters.require(name)
+        try Identifier.validate(id, field: name)
+        return id
+    }
+
+    private func validateIds(_ ids: [String]) throws -> [String] {
+        guard !ids.isEmpty, ids.count <= maxListed else {
+            throw ExamBellError.badRequest(code: "invalid_batch", "candidateIds must hold 1 to \(maxListed) ids (leave it out for everyone).")
+        }
+        for id in ids { try Identifier.validate(id, field: "candidateIds[]") }
+        guard Set(ids).count == ids.count else {
+            throw ExamBellError.badRequest(code: "duplicate_id", "candidateIds lists an id twice.")
+        }
+        return ids
+    }
+}
+
+extension CandidateEndView {
+    init(_ outcome: ExamDayService.CandidateOutcome, examId: String) {
+        self.init(
+            examId: examId, candidateId: outcome.candidateId, status: "completed", endDatetime: outcome.endDatetime.iso8601,
+            result: outcome.ended ? "completed" : "already_completed"
+        )
+    }
+}
+
+/// The reason an operator gives for an action.
+enum Reason {
+    /// The trimmed reason (nil when empty); 400 when longer than 500 characters, or missing
+    /// while `required`.
+    static func validate(_ text: String?, required: Bool) throws -> String? {
+        let reason = text?.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard (reason?.count ?? 0) <= 500 else {
+            throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters.")
+        }
+        guard let reason, !reason.isEmpty else {
+            if required { throw ExamBellError.badRequest(code: "reason_required", "A reason is required (at most 500 characters).") }
+            return nil
+        }
+        return reason
+    }
+}
