@@ -240,6 +240,153 @@ public enum ExamStoreConformance {
             #expect(audit.map(\.action) == ["answers_saved", "answers_saved", "answers_saved_late", "answers_refused"])
             #expect(audit.last?.detail?.contains("items 4") == true)
         },
+        Case(name: "time changes: for everyone (accommodations keep their extra), for listed candidates, refusals, preview") { store in
+            let planned = t0.adding(seconds: 3600)
+            _ = try await store.createExam(examId: "e1", title: "A", items: .standard, scheduledEnd: planned, actor: "admin", at: t0)
+            _ = try await store.registerCandidates(
+                examId: "e1", (1...3).map { Registrant(id: "e1-c\($0)", name: "C\($0)") }, actor: "admin", at: t0
+            )
+            let now = t0.adding(seconds: 60)
+            await #expect(throws: StoreError.self, "a scheduled exam's time does not move") {
+                _ = try await store.changeTime(
+                    examId: "e1", TimeChange(amount: .minutes(5), candidateIds: nil), actor: "admin", reason: "r", at: now,
+                    preview: false, leaseUntil: now
+                )
+            }
+            _ = try await store.startExam(examId: "e1", actor: "admin", at: t0)
+            let listed = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .minutes(10), candidateIds: ["e1-c3"]), actor: "admin", reason: "accommodation",
+                at: now, preview: false, leaseUntil: now
+            )
+            #expect(listed.listed == ["e1-c3": planned.adding(seconds: 600)])
+            #expect(listed.event == ExamTimeEvent(examId: "e1", scheduledEndDatetime: planned, everyone: false, candidates: listed.listed))
+            #expect(listed.outbox?.topic == QueueStream.events)
+            let preview = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .minutes(5), candidateIds: nil), actor: "admin", reason: "power cut", at: now,
+                preview: true, leaseUntil: now
+            )
+            #expect(preview.outbox == nil)
+            #expect(preview.affected["e1-c1"] == planned.adding(seconds: 300))
+            #expect(preview.affected["e1-c3"] == planned.adding(seconds: 900))
+            #expect(try await store.exam("e1")?.scheduledEndDatetime == planned, "a preview changes nothing")
+            let everyone = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .minutes(5), candidateIds: nil), actor: "admin", reason: "power cut", at: now,
+                preview: false, leaseUntil: now
+            )
+            #expect(everyone.scheduledEndDatetime == planned.adding(seconds: 300))
+            #expect(everyone.event.candidates == ["e1-c3": planned.adding(seconds: 900)], "the accommodation keeps its extra 10 minutes")
+            #expect(try await store.exam("e1")?.scheduledEndDatetime == planned.adding(seconds: 300))
+            let rows = try await store.candidates(examId: "e1")
+            #expect(rows.map(\.scheduledEndDatetime) == [nil, nil, planned.adding(seconds: 900)])
+            let past = await #expect(throws: ExamBellError.self) {
+                _ = try await store.changeTime(
+                    examId: "e1", TimeChange(amount: .to(now), candidateIds: nil), actor: "admin", reason: "r", at: now, preview: false,
+                    leaseUntil: now
+                )
+            }
+            #expect(past?.status == 400)
+            let unknown = await #expect(throws: StoreError.self) {
+                _ = try await store.changeTime(
+                    examId: "e1", TimeChange(amount: .minutes(1), candidateIds: ["nobody"]), actor: "admin", reason: "r", at: now,
+                    preview: false, leaseUntil: now
+                )
+            }
+            #expect(unknown.map { ExamBellError($0).status } == 404)
+            _ = try await store.endCandidates(examId: "e1", candidateIds: ["e1-c2"], at: now, actor: "admin", reason: nil, leaseUntil: now)
+            let ended = await #expect(throws: StoreError.self) {
+                _ = try await store.changeTime(
+                    examId: "e1", TimeChange(amount: .minutes(1), candidateIds: ["e1-c2"]), actor: "admin", reason: "r", at: now,
+                    preview: false, leaseUntil: now
+                )
+            }
+            #expect(ended?.code == "candidate_ended")
+            let audit = try await store.auditLog(examId: "e1").filter { $0.action == "change_time" }
+            #expect(audit.map(\.reason) == ["accommodation", "power cut"], "each change audited with its reason, previews not")
+        },
+        Case(name: "a candidate ends alone once, with its own time; the exam's end ends the rest at the exam's time") { store in
+            try await startedExam(store, id: "e1", candidates: 3)
+            let alone = t0.adding(seconds: 100)
+            let first = try await store.endCandidates(
+                examId: "e1", candidateIds: ["e1-c1"], at: alone, actor: "e1-c1", reason: "handed in", leaseUntil: alone
+            )
+            #expect(first.ended == ["e1-c1"])
+            #expect(first.outbox?.content == .event(.candidateEnd(CandidateEndEvent(examId: "e1", candidateIds: ["e1-c1"], timestamp: alone))))
+            let again = try await store.endCandidates(
+                examId: "e1", candidateIds: ["e1-c1"], at: alone.adding(seconds: 5), actor: "admin", reason: nil, leaseUntil: alone
+            )
+            #expect(again.ended.isEmpty && again.outbox == nil)
+            #expect(again.alreadyCompleted == ["e1-c1": alone])
+            let unknown = await #expect(throws: StoreError.self) {
+                _ = try await store.endCandidates(examId: "e1", candidateIds: ["e2-c1"], at: alone, actor: "admin", reason: nil, leaseUntil: alone)
+            }
+            #expect(unknown?.code == "candidate_not_found")
+            _ = try await store.endExam(examId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            try await store.completeCandidates(examId: "e1", at: end)
+            let rows = try await store.candidates(examId: "e1")
+            #expect(rows.map(\.status) == [.completed, .completed, .completed])
+            #expect(rows.map(\.lastActiveTime) == [alone, end, end], "the one who ended alone keeps its time")
+            let late = try await store.endCandidates(examId: "e1", candidateIds: ["e1-c2"], at: end.adding(seconds: 9), actor: "a", reason: nil, leaseUntil: end)
+            #expect(late.alreadyCompleted == ["e1-c2": end])
+            // Its answers stop at its own end (plus the grace window), not the exam's.
+            let window = AnswerWindow(graceSeconds: 10)
+            #expect(
+                try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "1"], at: alone.adding(seconds: 10), window: window, final: true)
+                    == .savedLate(at: alone.adding(seconds: 10), endDatetime: alone))
+            #expect(
+                try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [2: "3"], at: alone.adding(seconds: 11), window: window)
+                    == .refused(endDatetime: alone))
+            let kept = try await store.lateSubmissions(examId: "e1")
+            #expect(kept.map(\.answers) == [["2": "3"]], "a refused save is kept with its content")
+            #expect(kept.first?.secondsAfterEnd == 11)
+            let c1 = try await store.candidates(ids: ["e1-c1"]).first
+            #expect(c1?.finalSavedAt == alone.adding(seconds: 10))
+            #expect(c1?.finalSavedItems == 1)
+            #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.map(\.actor) == ["e1-c1"])
+        },
+        Case(name: "due ends: candidates past their own end end alone; an exam waits for a later accommodation") { store in
+            let planned = t0.adding(seconds: 3600)
+            _ = try await store.createExam(examId: "e1", title: "A", items: .standard, scheduledEnd: planned, actor: "admin", at: t0)
+            _ = try await store.registerCandidates(
+                examId: "e1", (1...3).map { Registrant(id: "e1-c\($0)", name: "C\($0)") }, actor: "admin", at: t0
+            )
+            _ = try await store.startExam(examId: "e1", actor: "admin", at: t0)
+            _ = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .to(t0.adding(seconds: 600)), candidateIds: ["e1-c1"]), actor: "admin", reason: "early",
+                at: t0, preview: false, leaseUntil: t0
+            )
+            _ = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .minutes(30), candidateIds: ["e1-c3"]), actor: "admin", reason: "extra", at: t0,
+                preview: false, leaseUntil: t0
+            )
+            #expect(try await store.candidatesDueToEnd(at: t0.adding(seconds: 599)).isEmpty)
+            #expect(try await store.candidatesDueToEnd(at: t0.adding(seconds: 600)) == ["e1": ["e1-c1"]])
+            #expect(try await store.examsDueToEnd(at: planned).isEmpty, "c3 still has 30 minutes")
+            #expect(try await store.candidatesDueToEnd(at: planned) == ["e1": ["e1-c1", "e1-c2"]])
+            #expect(try await store.examsDueToEnd(at: planned.adding(seconds: 1800)) == ["e1"])
+        },
+        Case(name: "announcements are kept in order, for everyone or listed candidates; lock receipts are recorded once") { store in
+            try await startedExam(store, id: "e1", candidates: 2)
+            let (all, entry) = try await store.announce(
+                examId: "e1", message: "10분 남았습니다", candidateIds: nil, actor: "admin", at: t0, leaseUntil: t0
+            )
+            #expect(entry.content == .event(.announcement(all)))
+            let (one, _) = try await store.announce(
+                examId: "e1", message: "Room 2", candidateIds: ["e1-c2"], actor: "proctor:p1", at: t0, leaseUntil: t0
+            )
+            #expect(all.announcementId != one.announcementId)
+            #expect(try await store.announcements(examId: "e1", for: "e1-c1").map(\.message) == ["10분 남았습니다"])
+            #expect(try await store.announcements(examId: "e1", for: "e1-c2").map(\.message) == ["10분 남았습니다", "Room 2"])
+            #expect(try await store.announcements(examId: "e1", for: nil).map(\.candidateIds) == [nil, ["e1-c2"]])
+            await #expect(throws: StoreError.self) {
+                _ = try await store.announce(examId: "e1", message: "x", candidateIds: ["zz"], actor: "admin", at: t0, leaseUntil: t0)
+            }
+            #expect(try await store.recordLocks(["e1-c1": end, "nobody": end]) == 1)
+            #expect(try await store.recordLocks(["e1-c1": end.adding(seconds: 5)]) == 0, "the first lock stays")
+            #expect(try await store.candidates(ids: ["e1-c1"]).first?.lockedAt == end)
+            // An outbox row of each topic is claimed with its content.
+            let claimed = try await store.claimOutbox(now: t0.adding(seconds: 1), leaseUntil: t0.adding(seconds: 60), limit: 10)
+            #expect(claimed.map(\.topic) == [QueueStream.events, QueueStream.events])
+        },
         Case(name: "a candidate saves only into their own exam") { store in
             try await startedExam(store, id: "e1", candidates: 1)
             try await startedExam(store, id: "e2", candidates: 1)
