@@ -184,7 +184,16 @@ extension SQLExamStore {
 
     public func candidateIds(examId: String) async throws -> [String] {
         try await connection { db in
-            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE plan_id = \(bind: examId) ORDER BY candidate_id").all()
+            try await db.raw(
+                """
+                SELECT c.candidate_id FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
+                WHERE c.plan_id = \(bind: examId) AND NOT (
+                    c.status = \(bind: CandidateStatus.completed.rawValue)
+                    AND c.last_active_time < COALESCE(p.end_datetime, '9999-12-31T23:59:59Z')
+                )
+                ORDER BY c.candidate_id
+                """
+            ).all()
                 .map { try $0.decode(column: "candidate_id", as: String.self) }
         }
     }

@@ -96,6 +96,15 @@ extension TestClientProtocol {
     func makeExam(_ examId: String, candidates: Int, proctors: Int = 0, start: Bool = true) async throws -> [String] {
         let created = try await call(.post, "/api/exams", json: #"{"examId":"\#(examId)","title":"Test \#(examId)"}"#)
         #expect(created.status == .created)
+        let ids = try await makeExamPeople(examId, candidates: candidates, proctors: proctors)
+        if start {
+            #expect(try await call(.post, "/api/exams/\(examId)/start").status == .ok)
+        }
+        return ids
+    }
+
+    /// Registers candidates c1…cN and proctors p1…pM to an exam made already.
+    func makeExamPeople(_ examId: String, candidates: Int, proctors: Int = 1) async throws -> [String] {
         let ids = (1...max(candidates, 1)).map { "\(examId)-c\($0)" }.prefix(candidates)
         if !ids.isEmpty {
             let people = ids.map { #"{"candidateId":"\#($0)","name":"\#($0)"}"# }.joined(separator: ",")
@@ -105,9 +114,6 @@ extension TestClientProtocol {
         if proctors > 0 {
             let people = (1...proctors).map { #"{"proctorId":"\#(examId)-p\#($0)","name":"P\#($0)"}"# }.joined(separator: ",")
             #expect(try await call(.post, "/api/exams/\(examId)/proctors", json: #"{"proctors":[\#(people)]}"#).status == .ok)
-        }
-        if start {
-            #expect(try await call(.post, "/api/exams/\(examId)/start").status == .ok)
         }
         return Array(ids)
     }
@@ -174,11 +180,15 @@ final class TestBrowser: Sendable {
         var rosters: [String] { frames.withLock { $0.rosters } }
 
         /// Records every text frame of a connection; answers `exam_end` with an ack like the
-        /// candidate page does, when asked to.
-        func read(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, ackExamEnd: Bool) async throws {
+        /// candidate page does, when asked to, and sends what `reply` makes of each frame.
+        func read(
+            _ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, ackExamEnd: Bool,
+            reply: (@Sendable (String) -> [String])? = nil
+        ) async throws {
             for try await message in inbound.messages(maxSize: 1 << 16) {
                 guard case .text(let text) = message else { continue }
                 append(text)
+                for answer in reply?(text) ?? [] { try await outbound.write(.text(answer)) }
                 if ackExamEnd, text.contains(#""type":"exam_end""#),
                     let examId = text.split(separator: "\"").dropFirst().drop(while: { $0 != "examId" }).dropFirst(2).first
                 {
@@ -200,15 +210,16 @@ final class TestBrowser: Sendable {
     let received = FrameLog()
     private let task: Task<Void, any Error>
 
-    /// Connects with `token`; when `ackExamEnd`, answers `exam_end` with an ack like the page does.
-    init(port: Int, token: String, ackExamEnd: Bool = false) {
+    /// Connects with `token`; when `ackExamEnd`, answers `exam_end` with an ack like the page
+    /// does; `reply` says what else to send back for a frame.
+    init(port: Int, token: String, ackExamEnd: Bool = false, reply: (@Sendable (String) -> [String])? = nil) {
         let received = self.received
         task = Task {
             var logger = Logger(label: "browser")
             logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
             try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?token=\(token)", logger: logger) {
                 inbound, outbound, _ in
-                try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
+                try await received.read(inbound, outbound, ackExamEnd: ackExamEnd, reply: reply)
             }
         }
     }

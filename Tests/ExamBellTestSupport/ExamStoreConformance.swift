@@ -316,6 +316,7 @@ public enum ExamStoreConformance {
             )
             #expect(again.ended.isEmpty && again.outbox == nil)
             #expect(again.alreadyCompleted == ["e1-c1": alone])
+            #expect(try await store.candidateIds(examId: "e1") == ["e1-c2", "e1-c3"], "the exam's end no longer concerns c1")
             let unknown = await #expect(throws: StoreError.self) {
                 _ = try await store.endCandidates(examId: "e1", candidateIds: ["e2-c1"], at: alone, actor: "admin", reason: nil, leaseUntil: alone)
             }
@@ -325,6 +326,7 @@ public enum ExamStoreConformance {
             let rows = try await store.candidates(examId: "e1")
             #expect(rows.map(\.status) == [.completed, .completed, .completed])
             #expect(rows.map(\.lastActiveTime) == [alone, end, end], "the one who ended alone keeps its time")
+            #expect(try await store.candidateIds(examId: "e1") == ["e1-c2", "e1-c3"])
             let late = try await store.endCandidates(examId: "e1", candidateIds: ["e1-c2"], at: end.adding(seconds: 9), actor: "a", reason: nil, leaseUntil: end)
             #expect(late.alreadyCompleted == ["e1-c2": end])
             // Its answers stop at its own end (plus the grace window), not the exam's.

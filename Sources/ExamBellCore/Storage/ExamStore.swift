@@ -66,7 +66,8 @@ public protocol PeopleStore: Sendable {
     /// The candidates with these ids (any exam); unknown ids are absent.
     func candidates(ids: [String]) async throws -> [Candidate]
 
-    /// The ids of a plan's candidates (cheaper than `candidates(examId:)`).
+    /// The ids of a plan's candidates the exam's end concerns (cheaper than
+    /// `candidates(examId:)`): every one but those who ended alone before it.
     func candidateIds(examId: String) async throws -> [String]
 
     /// The proctors of a plan, by id.
