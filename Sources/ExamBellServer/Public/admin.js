@@ -1,6 +1,9 @@
 // The admin console (관리 서버 UI): every action is a call of the web server's JSON API
 // with the admin token, kept in this tab's sessionStorage only. The list and the open exam
-// (delivery progress, audit log) refresh every two seconds.
+// (delivery progress, audit log) refresh every two seconds. A running exam's panel moves
+// its planned end (everyone or listed candidates, previewed before it is confirmed, reason
+// required), ends one candidate, and sends announcements; the receipts of the end (told,
+// locked, saved, who is missing at which step) and late submissions show as they come.
 import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
 import { fetchJSON } from "/static/socket.js";
 
@@ -111,6 +114,7 @@ function renderDetail(force = false) {
       return li;
     }));
   }
+  renderExamDay(exam, roster);
   document.getElementById("audit").replaceChildren(...(audit || []).slice().reverse().map((entry) => {
     const tr = document.createElement("tr");
     tr.dataset.action = entry.action;
@@ -126,8 +130,10 @@ async function refresh() {
     if (selected) {
       const exam = exams.find((e) => e.examId === selected);
       if (exam) {
-        const [roster, { entries }] = await Promise.all([api("GET", `exams/${selected}/roster`), api("GET", `exams/${selected}/audit`)]);
-        detail = { exam, roster, audit: entries };
+        const [roster, { entries }, late] = await Promise.all([
+          api("GET", `exams/${selected}/roster`), api("GET", `exams/${selected}/audit`), api("GET", `exams/${selected}/late-submissions`),
+        ]);
+        detail = { exam, roster, audit: entries, late: late.lateSubmissions };
       } else {
         selected = null; detail = null;
       }
@@ -265,6 +271,113 @@ document.getElementById("make-links").addEventListener("click", () => act(async 
     return tr;
   }));
 }));
+
+// MARK: the exam day
+
+function ids(text) {
+  return text.split(/[\s,]+/).map((id) => id.trim()).filter(Boolean);
+}
+
+function renderExamDay(exam, roster) {
+  document.getElementById("exam-day").hidden = exam.status !== "in_progress";
+  const ended = roster ? roster.candidates.filter((c) => c.status === "completed") : [];
+  document.getElementById("receipts").hidden = ended.length === 0 && !(detail.late || []).length;
+  if (roster) {
+    document.getElementById("receipt-counts").textContent = t("delivery.counts", roster.delivery);
+    const missing = (key) => ended.filter((c) => !c[key]).map((c) => c.candidateId);
+    document.getElementById("receipt-missing").textContent =
+      ["told", "locked", "saved"].map((key) => t(`delivery.missing.${key}`, { ids: missing(key).join(", ") || "-" })).join(" · ");
+    document.getElementById("announcement-list").replaceChildren(...(roster.announcements || []).map((a) => {
+      const li = document.createElement("li");
+      li.dataset.announcement = a.announcementId;
+      li.textContent = `${formatTime(a.timestamp)} – ${a.message} (${t("proctor.seen", { seen: a.seen })})`;
+      return li;
+    }));
+  }
+  const late = detail.late || [];
+  document.getElementById("late-block").hidden = late.length === 0;
+  document.getElementById("late-rows").replaceChildren(...late.map((row) => {
+    const tr = document.createElement("tr");
+    tr.dataset.candidate = row.candidateId;
+    tr.append(cell(row.candidateId), cell(t("late.after", { time: formatTime(row.arrivedAt), seconds: row.secondsAfterEnd })),
+      cell(Object.entries(row.answers).map(([item, answer]) => `${item}: ${answer}`).join(", "), "wrap"));
+    return tr;
+  }));
+}
+
+let pendingTime = null; // the body of a previewed time change, sent on confirmation
+
+function timeBody() {
+  const body = { reason: document.getElementById("time-reason").value.trim() };
+  if (document.querySelector('input[name="time-scope"]:checked').value === "candidates") {
+    body.candidateIds = ids(document.getElementById("time-ids").value);
+  }
+  if (document.querySelector('input[name="time-mode"]:checked').value === "minutes") {
+    body.addMinutes = Number(document.getElementById("time-minutes").value);
+  } else {
+    const at = document.getElementById("time-at").value;
+    body.scheduledEndDatetime = at ? new Date(at).toISOString().replace(/\.\d{3}Z$/, "Z") : "";
+  }
+  return body;
+}
+
+document.getElementById("time-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const body = timeBody();
+  if (!body.reason) { errorBox.textContent = t("time.reasonRequired"); document.getElementById("time-reason").focus(); return; }
+  act(async () => {
+    const preview = await api("POST", `exams/${selected}/time`, { ...body, preview: true });
+    pendingTime = body;
+    document.getElementById("time-preview-summary").textContent = t("time.previewSummary", {
+      count: preview.affected.length, time: formatTime(preview.scheduledEndDatetime),
+    });
+    document.getElementById("time-preview-rows").replaceChildren(...preview.affected.map((row) => {
+      const tr = document.createElement("tr");
+      tr.dataset.candidate = row.candidateId;
+      tr.append(cell(row.candidateId), cell(formatTime(row.scheduledEndDatetime)));
+      return tr;
+    }));
+    document.getElementById("time-preview").hidden = false;
+  });
+});
+
+document.getElementById("time-cancel").addEventListener("click", () => {
+  pendingTime = null;
+  document.getElementById("time-preview").hidden = true;
+});
+
+document.getElementById("time-confirm").addEventListener("click", () => {
+  const body = pendingTime;
+  if (!body) return;
+  pendingTime = null;
+  document.getElementById("time-preview").hidden = true;
+  act(async () => {
+    const result = await api("POST", `exams/${selected}/time`, body);
+    info("time.changed", { time: formatTime(result.scheduledEndDatetime), count: result.candidates.length });
+  });
+});
+
+document.getElementById("candidate-end-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const candidateId = document.getElementById("candidate-end-id").value.trim();
+  const reason = document.getElementById("candidate-end-reason").value.trim();
+  act(async () => {
+    const result = await api("POST", `exams/${selected}/candidates/${encodeURIComponent(candidateId)}/end`, { reason });
+    event.target.reset();
+    info(result.result === "completed" ? "candidateEnd.done" : "candidateEnd.already", { candidateId, time: formatTime(result.endDatetime) });
+  });
+});
+
+document.getElementById("announce-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const message = document.getElementById("announce-text").value.trim();
+  const listed = ids(document.getElementById("announce-ids").value);
+  act(async () => {
+    await api("POST", `exams/${selected}/announcements`, listed.length ? { message, candidateIds: listed } : { message });
+    event.target.reset();
+    info("announce.sent");
+  });
+});
 
 function logout(message) {
   token = "";

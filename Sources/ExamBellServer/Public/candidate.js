@@ -4,8 +4,16 @@
 // Saving: every change marks its item dirty and schedules a save (debounced); a save sends
 // the dirty items, and a failed one is retried with backoff. Unsaved answers are also kept in
 // localStorage, so a reload before a save loses nothing. On `exam_end` the page collects the
-// sheet, disables every control, shows the notice, saves the dirty items one last time (the
-// server takes them within its grace window) and acknowledges the end.
+// sheet, disables every control, shows the notice, acknowledges the end, reports the lock
+// (`locked`), and sends its whole sheet once more as its final save (`"final":true`, the
+// `saved` step; the server takes it within its grace window, and keeps a later one as a late
+// submission).
+//
+// The exam day: `exam_time` moves the remaining time at once (acknowledged); announcements
+// show until dismissed (acknowledged); "제출" hands in after a confirmation. A page whose
+// connection is down still locks itself at its planned end by the server's clock, keeps its
+// answers, and sends them when it is back; after any reconnect it asks the server again
+// (`/api/session`, `/api/announcements`) for what it may have missed.
 import { connectSocket, sessionToken, openSession, fetchJSON, showConnection } from "/static/socket.js";
 import { t, installLanguageSwitch, formatTime, formatClock, formatDuration } from "/static/i18n.js";
 
@@ -23,6 +31,12 @@ let saveTimer = null;
 let saving = null;
 let retryDelay = 1000;
 let lastSave = null; // { key, vars } of the save indicator, redrawn on a language switch
+let socket = null;
+let lockedLocally = false; // locked by the page's own clock, not (yet) by the server
+let finalSent = false; // the final save reached the server
+let finalTimer = null;
+let finalDelay = 1000;
+let lastTimeNotice = null;
 
 function itemCount() { return session.choiceItems + session.shortItems; }
 function localKey() { return `exambell:${session.examId}:${session.id}:unsaved`; }
@@ -124,6 +138,7 @@ async function save() {
       if (error.status === 409 && error.code === "exam_ended") {
         showSave("candidate.saveRefused", { message: error.message });
         lock(endDatetime);
+        finalSave();
         return;
       }
       for (const item of items) dirty.add(item);
@@ -142,17 +157,146 @@ async function save() {
   await saving;
 }
 
-function lock(end) {
-  if (ended) return;
+function lock(end, { local = false } = {}) {
+  if (ended) { if (!local) lockedLocally = false; return; }
   ended = true;
+  lockedLocally = local;
   endDatetime = end || endDatetime;
   for (const control of form.querySelectorAll("input, textarea, select, button")) control.disabled = true;
   form.setAttribute("aria-disabled", "true");
+  document.getElementById("hand-in").disabled = true;
+  document.getElementById("hand-in-dialog").hidden = true;
   showEndTime();
   const notice = document.getElementById("end-notice");
   notice.hidden = false;
   document.body.dataset.ended = "true";
+  if (local) document.body.dataset.lockedLocally = "true";
   document.getElementById("review").focus();
+}
+
+// The server says the exam still runs for this page (its clock had run ahead, or the time
+// was extended while it was away): the page opens again.
+function unlock() {
+  ended = false;
+  lockedLocally = false;
+  finalSent = false;
+  clearTimeout(finalTimer);
+  for (const control of form.querySelectorAll("input, textarea, select, button")) control.disabled = false;
+  form.removeAttribute("aria-disabled");
+  document.getElementById("hand-in").disabled = false;
+  document.getElementById("end-notice").hidden = true;
+  delete document.body.dataset.ended;
+  delete document.body.dataset.lockedLocally;
+}
+
+// The page's last save after its lock: the whole sheet, marked final; retried until the
+// server has it (or refuses it for good).
+let finalSaving = null;
+
+async function finalSave() {
+  clearTimeout(finalTimer);
+  if (finalSent) return;
+  if (finalSaving) return finalSaving;
+  finalSaving = sendFinal().finally(() => { finalSaving = null; });
+  return finalSaving;
+}
+
+async function sendFinal() {
+  clearTimeout(saveTimer);
+  if (saving) await saving;
+  const answers = currentAnswers();
+  try {
+    await fetchJSON("/api/answers", token, { method: "PUT", body: { answers, final: true }, keepalive: true });
+    showSave("candidate.saved", { time: formatClock(Date.now() + session.clockOffsetMs) });
+  } catch (error) {
+    if (!(error.status >= 400 && error.status < 500) || error.status === 408 || error.status === 429) {
+      showSave("candidate.saveFailed", { message: error.message });
+      finalDelay = Math.min(30000, finalDelay * 2);
+      finalTimer = setTimeout(finalSave, finalDelay * (0.5 + Math.random()));
+      return;
+    }
+    // Refused after the grace window: the server kept it as a late submission for the operator.
+    showSave("candidate.saveLate", { message: error.message });
+  }
+  finalSent = true;
+  dirty.clear();
+  localStorage.removeItem(localKey());
+  document.body.dataset.finalSaved = "true";
+}
+
+// The server ended this page's exam (or this candidate): lock, say so, save the last time.
+function endedByServer(end) {
+  lock(end);
+  lockedLocally = false;
+  socket?.send({ type: "ack", examId: session.examId });
+  socket?.send({ type: "locked", examId: session.examId });
+  finalSave();
+}
+
+function showTimeNotice() {
+  const box = document.getElementById("time-notice");
+  box.hidden = !lastTimeNotice;
+  if (lastTimeNotice) box.textContent = t("candidate.timeChanged", { time: formatTime(lastTimeNotice) });
+}
+
+function setPlannedEnd(end) {
+  if (!end || end === session.scheduledEndDatetime) return;
+  session.scheduledEndDatetime = end;
+  lastTimeNotice = end;
+  showTimeNotice();
+  tickClock();
+}
+
+// Announcements: shown until dismissed; dismissed ones are remembered on this device.
+function dismissedKey() { return `exambell:${session.examId}:${session.id}:dismissed`; }
+const shownAnnouncements = new Map();
+
+function showAnnouncement(notice) {
+  const dismissed = JSON.parse(localStorage.getItem(dismissedKey()) || "[]");
+  if (dismissed.includes(notice.announcementId) || shownAnnouncements.has(notice.announcementId)) return;
+  const box = document.createElement("div");
+  box.className = "announcement";
+  box.setAttribute("role", "alert");
+  box.dataset.announcement = notice.announcementId;
+  const text = document.createElement("p");
+  text.textContent = notice.message;
+  const when = document.createElement("span");
+  when.className = "muted";
+  when.textContent = formatTime(notice.timestamp);
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "secondary";
+  close.dataset.i18n = "candidate.dismiss";
+  close.textContent = t("candidate.dismiss");
+  close.addEventListener("click", () => {
+    box.remove();
+    shownAnnouncements.delete(notice.announcementId);
+    localStorage.setItem(dismissedKey(), JSON.stringify([...dismissed, notice.announcementId]));
+    socket.send({ type: "ack", examId: session.examId, of: "announcement", announcementId: notice.announcementId });
+  });
+  box.append(text, when, close);
+  shownAnnouncements.set(notice.announcementId, box);
+  document.getElementById("announcements").append(box);
+}
+
+// After a reconnect: what may have happened while the page was away.
+async function resync() {
+  try {
+    const sent = Date.now();
+    const fresh = await fetchJSON("/api/session", token);
+    session.clockOffsetMs = fresh.serverTimeMs - (sent + Date.now()) / 2;
+    setPlannedEnd(fresh.scheduledEndDatetime);
+    if (fresh.status === "completed") {
+      finalDelay = 1000;
+      endedByServer(fresh.endDatetime);
+    } else if (lockedLocally) {
+      unlock();
+    }
+    const { announcements } = await fetchJSON("/api/announcements", token);
+    announcements.forEach(showAnnouncement);
+  } catch {
+    // Still away; the next reconnect tries again.
+  }
 }
 
 function showEndTime() {
@@ -164,16 +308,26 @@ function tickClock() {
   const now = Date.now() + session.clockOffsetMs;
   document.getElementById("clock").textContent = formatClock(now);
   const remaining = document.getElementById("remaining");
+  remaining.dataset.end = session.scheduledEndDatetime || "";
   if (ended) { remaining.textContent = t("status.completed"); return; }
   if (!session.scheduledEndDatetime) { remaining.textContent = t("candidate.noScheduledEnd"); return; }
   const left = Math.floor((Date.parse(session.scheduledEndDatetime) - now) / 1000);
-  if (left < 0) { remaining.textContent = t("candidate.overdue"); return; }
+  if (left < 0) {
+    remaining.textContent = t("candidate.overdue");
+    // Its planned end passed by the server's clock and the server has not said so: with the
+    // connection down the page locks itself and keeps its answers (sent once it is back).
+    if (session.status === "in_progress" && (connectionState !== "open" || !navigator.onLine)) {
+      lock(session.scheduledEndDatetime, { local: true });
+      finalSave();
+    }
+    return;
+  }
   remaining.textContent = formatDuration(left);
 }
 
 function redraw() {
   showConnection(connection, connectionState);
-  if (session) { labelItems(); showEndTime(); tickClock(); }
+  if (session) { labelItems(); showEndTime(); tickClock(); showTimeNotice(); }
   if (lastSave) showSave(lastSave.key, lastSave.vars);
 }
 
@@ -190,7 +344,7 @@ async function main() {
   if (dirty.size > 0) scheduleSave(0);
   tickClock();
   setInterval(tickClock, 1000);
-  if (session.status === "completed") lock(session.endDatetime);
+  if (session.status === "completed") { lock(session.endDatetime); finalSent = true; }
   if (session.status === "scheduled") {
     document.getElementById("not-started").hidden = false;
     for (const control of form.querySelectorAll("input")) control.disabled = true;
@@ -208,18 +362,55 @@ async function main() {
   document.getElementById("review").addEventListener("click", () => {
     document.getElementById("end-notice").classList.add("minimised");
   });
-  const socket = connectSocket({
+  // "제출": ask first; then save what is pending, hand in, lock.
+  document.getElementById("hand-in").addEventListener("click", () => {
+    document.getElementById("hand-in-dialog").hidden = false;
+    document.getElementById("hand-in-confirm").focus();
+  });
+  document.getElementById("hand-in-cancel").addEventListener("click", () => {
+    document.getElementById("hand-in-dialog").hidden = true;
+  });
+  document.getElementById("hand-in-confirm").addEventListener("click", async () => {
+    document.getElementById("hand-in-confirm").disabled = true;
+    try {
+      await save();
+      const result = await fetchJSON("/api/hand-in", token, { method: "POST" });
+      document.body.dataset.handedIn = "true";
+      endedByServer(result.endDatetime);
+    } catch (error) {
+      document.getElementById("hand-in-error").textContent = t("candidate.handInFailed", { message: error.message });
+    } finally {
+      document.getElementById("hand-in-confirm").disabled = false;
+    }
+  });
+  let opened = false;
+  socket = connectSocket({
     socketUrl: session.socketUrl,
     token,
-    onState: (state) => { connectionState = state; showConnection(connection, state); },
+    onState: (state) => {
+      connectionState = state;
+      showConnection(connection, state);
+      if (state === "open") {
+        if (opened) resync();
+        opened = true;
+      }
+    },
     onMessage: (message) => {
-      if (message.type !== "exam_end" || message.examId !== session.examId) return;
-      // Collect first: disabled controls still hold their values, and dirty items are known.
-      lock(message.timestamp);
-      socket.send({ type: "ack", examId: session.examId });
-      save();
+      if (message.examId !== session.examId) return;
+      if (message.type === "exam_end") {
+        // Collect first: disabled controls still hold their values, and dirty items are known.
+        endedByServer(message.timestamp);
+      } else if (message.type === "exam_time") {
+        setPlannedEnd(message.scheduledEndDatetime);
+        socket.send({ type: "ack", examId: session.examId, of: "exam_time" });
+      } else if (message.type === "announcement") {
+        showAnnouncement(message);
+      }
     },
   });
+  fetchJSON("/api/announcements", token).then(({ announcements }) => announcements.forEach(showAnnouncement)).catch(() => {});
+  // Back online: a final save waiting for its retry goes at once.
+  window.addEventListener("online", () => { if (ended && !finalSent) { finalDelay = 1000; finalSave(); } });
 }
 
 main();

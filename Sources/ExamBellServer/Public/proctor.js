@@ -1,8 +1,10 @@
 // The proctor page (감독관): the live roster pushed over the WebSocket once a second
 // (`{"type":"roster",…}`), counts at the top, the end notice, and after an end the
-// candidates whose browsers have not acknowledged it yet.
+// candidates whose browsers have not acknowledged it yet. Each candidate's planned end (and
+// whether its page has a new one), its end's receipts (told, locked, saved), who is missing
+// at which step, and announcements: the proctor may send one to the exam's candidates.
 import { connectSocket, sessionToken, fetchJSON, openSession, showConnection } from "/static/socket.js";
-import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
+import { t, installLanguageSwitch, formatTime, formatClock } from "/static/i18n.js";
 
 const token = sessionToken();
 const connection = document.getElementById("connection");
@@ -16,6 +18,12 @@ function cell(text, className) {
   td.textContent = text;
   if (className) td.className = className;
   return td;
+}
+
+// One receipt of the end: the time it was recorded, or a dash.
+function step(time, items) {
+  if (!time) return cell("-", "step");
+  return cell(items === undefined || items === null ? formatClock(Date.parse(time)) : `${formatClock(Date.parse(time))} (${items})`, "step ok");
 }
 
 function render() {
@@ -38,9 +46,29 @@ function render() {
       cell(t(c.connected ? "proctor.online" : "proctor.offline"), c.connected ? "ok" : "bad"),
       cell(formatTime(c.lastActiveTime)), cell(`${c.answered} / ${roster.itemCount}`),
       cell(completed ? t(c.acknowledged ? "proctor.acked" : "proctor.notAcked") : "-", completed ? (c.acknowledged ? "ok" : "bad") : ""),
+      cell(c.scheduledEndDatetime ? formatTime(c.scheduledEndDatetime) : "-"),
+      cell(c.hasNewTime === undefined || c.hasNewTime === null ? "-" : t(c.hasNewTime ? "proctor.newTimeOk" : "proctor.newTimePending"),
+        c.hasNewTime === false ? "bad" : ""),
+      step(c.told), step(c.locked), step(c.saved, c.savedItems),
     );
+    tr.dataset.told = String(Boolean(c.told));
+    tr.dataset.locked = String(Boolean(c.locked));
+    tr.dataset.saved = String(Boolean(c.saved));
+    tr.dataset.hasNewTime = String(c.hasNewTime);
     return tr;
   });
+  const d = roster.delivery;
+  document.getElementById("delivery-counts").textContent = t("delivery.counts", d);
+  const ended = candidates.filter((c) => c.status === "completed");
+  const missing = (key) => ended.filter((c) => !c[key]).map((c) => c.candidateId);
+  document.getElementById("missing").textContent = ended.length === 0 ? "" :
+    ["told", "locked", "saved"].map((key) => t(`delivery.missing.${key}`, { ids: missing(key).join(", ") || "-" })).join(" · ");
+  document.getElementById("announcement-list").replaceChildren(...(roster.announcements || []).map((a) => {
+    const li = document.createElement("li");
+    li.dataset.announcement = a.announcementId;
+    li.textContent = `${formatTime(a.timestamp)} – ${a.message} (${t("proctor.seen", { seen: a.seen })})`;
+    return li;
+  }));
   document.getElementById("roster").replaceChildren(...rows);
   const acknowledged = candidates.filter((c) => c.acknowledged).length;
   document.getElementById("count-total").textContent = String(candidates.length);
@@ -81,6 +109,19 @@ async function main() {
   fetchJSON(`/api/exams/${encodeURIComponent(session.examId)}/roster`, token).then(take).catch((error) => {
     document.getElementById("error").textContent = error.message;
   });
+  document.getElementById("announce-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = document.getElementById("announce-text");
+    try {
+      await fetchJSON(`/api/exams/${encodeURIComponent(session.examId)}/announcements`, token, {
+        method: "POST", body: { message: text.value.trim() },
+      });
+      text.value = "";
+      document.getElementById("error").textContent = "";
+    } catch (error) {
+      document.getElementById("error").textContent = error.message;
+    }
+  });
   connectSocket({
     socketUrl: session.socketUrl,
     token,
@@ -93,6 +134,8 @@ async function main() {
         render();
       } else if (message.type === "roster") {
         take(message);
+      } else if (message.type === "exam_time") {
+        document.getElementById("planned-end").textContent = t("proctor.plannedEnd", { time: formatTime(message.scheduledEndDatetime) });
       }
     },
   });

@@ -10,9 +10,18 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
   let attempt = 0;
   let socket = null;
   let stopped = false;
+  let retry = null;
+
+  // While the device says it is offline the connection counts as down (a WebSocket may not
+  // notice for minutes); it opens again the moment the device is back.
+  window.addEventListener("offline", () => { if (socket) socket.close(); });
+  window.addEventListener("online", () => {
+    if (!stopped && (!socket || socket.readyState === WebSocket.CLOSED)) { attempt = 0; clearTimeout(retry); open(); }
+  });
 
   function open() {
     if (stopped) return;
+    if (!navigator.onLine) { onState("closed"); return; }
     onState("connecting");
     const current = new WebSocket(`${socketUrl}?token=${encodeURIComponent(token)}`);
     socket = current;
@@ -31,13 +40,13 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
       if (stopped) return;
       if ((event.code === 1012 || event.code === 1001) && attempt === 0) {
         attempt = 1;
-        setTimeout(open, 1000 * Math.random());
+        retry = setTimeout(open, 1000 * Math.random());
         return;
       }
       // 0.5 s, 1 s, 2 s … up to 30 s, each spread by ±50 % so that many browsers do not return at once.
       const base = Math.min(30000, 500 * 2 ** attempt);
       attempt += 1;
-      setTimeout(open, base * (0.5 + Math.random()));
+      retry = setTimeout(open, base * (0.5 + Math.random()));
     });
   }
 
