@@ -156,6 +156,16 @@ struct DeliveryView: Codable, Sendable {
         var locked: String?
         var saved: String?
         var savedItems: Int?
+
+        /// A step not reached is `null` (DESIGN), not a missing key.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(candidateId, forKey: .candidateId)
+            try container.encode(told, forKey: .told)
+            try container.encode(locked, forKey: .locked)
+            try container.encode(saved, forKey: .saved)
+            try container.encode(savedItems, forKey: .savedItems)
+        }
     }
 
     var examId: String
