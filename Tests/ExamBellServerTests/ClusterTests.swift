@@ -369,6 +369,100 @@ struct ClusterTests {
         browsers.forEach { $0.close() }
     }
 
+    @Test(
+        "exam day across two web nodes and two socket nodes: time changes and single ends reach browsers on both nodes, announcements, receipts",
+        .timeLimit(.minutes(2))
+    )
+    func examDayAcrossNodes() async throws {
+        let cluster = try await Cluster.start(socketNodes: 2)
+        defer { cluster.stopAll() }
+        let secondPort = try RedisTestServer.freePort()
+        let second = try Cluster.node(
+            "web", port: secondPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory, nodeId: "web-2"
+        )
+        defer { second.stop() }
+        try await cluster.waitHealthy(secondPort)
+        let end = Timestamp.now().adding(seconds: 3600)
+        #expect(
+            try await cluster.api("POST", "/api/exams", #"{"examId":"d1","title":"Day","scheduledEndDatetime":"\#(end.iso8601)"}"#).0 == 201
+        )
+        let people = (1...4).map { #"{"candidateId":"d1-c\#($0)","name":"C"}"# }.joined(separator: ",")
+        #expect(try await cluster.api("POST", "/api/exams/d1/candidates", #"{"candidates":[\#(people)]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/d1/start").0 == 200)
+        let tokens = try await cluster.tokens("d1", role: "candidate", ids: ["d1-c1", "d1-c2", "d1-c3", "d1-c4"])
+        let (node1, node2) = (cluster.sockets[0].port, cluster.sockets[1].port)
+        let browsers = [
+            TestBrowser(port: node1, token: tokens[0], ackExamEnd: true, reply: ExamDayTests.page),
+            TestBrowser(port: node2, token: tokens[1], ackExamEnd: true, reply: ExamDayTests.page),
+            TestBrowser(port: node1, token: tokens[2], ackExamEnd: true, reply: ExamDayTests.page),
+            TestBrowser(port: node2, token: tokens[3], ackExamEnd: true, reply: ExamDayTests.page),
+        ]
+        try await eventually("browsers on both nodes counted") {
+            try await cluster.api("GET", "/api/exams/d1").1.contains(#""connected":{"candidates":4"#)
+        }
+
+        // Everyone gets 10 more minutes, asked of one web node; c1 (node 1) and c2 (node 2) 5 more, of the other.
+        let (everyone, _) = try await callOnOwnConnection(
+            port: cluster.webPort, "POST", "/api/exams/d1/time", json: #"{"addMinutes":10,"reason":"power cut"}"#,
+            token: ClusterTests.adminToken
+        )
+        #expect(everyone == 200)
+        let tenMore = end.adding(seconds: 600).iso8601
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1) == [#"{"type":"exam_time","examId":"d1","scheduledEndDatetime":"\#(tenMore)"}"#])
+        }
+        let (listed, _) = try await callOnOwnConnection(
+            port: secondPort, "POST", "/api/exams/d1/time", json: #"{"addMinutes":5,"candidateIds":["d1-c1","d1-c2"],"reason":"accommodation"}"#,
+            token: ClusterTests.adminToken
+        )
+        #expect(listed == 200)
+        let fifteenMore = end.adding(seconds: 900).iso8601
+        for browser in browsers.prefix(2) {
+            #expect(await browser.frames(atLeast: 2).last == #"{"type":"exam_time","examId":"d1","scheduledEndDatetime":"\#(fifteenMore)"}"#)
+        }
+        #expect(await browsers[2].frames(over: .milliseconds(300)).count == 1, "c3 keeps the exam's time")
+
+        // c1 (node 1) and c2 (node 2) end alone, through different web nodes: only their browsers are told.
+        var ownEnds: [String] = []
+        for (index, port) in [(0, cluster.webPort), (1, secondPort)] {
+            let (status, body) = try await callOnOwnConnection(
+                port: port, "POST", "/api/exams/d1/candidates/d1-c\(index + 1)/end", json: #"{"reason":"ill"}"#, token: ClusterTests.adminToken
+            )
+            #expect(status == 200)
+            let time = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])["endDatetime"] as? String
+            ownEnds.append(try #require(time))
+            #expect(await browsers[index].frames(atLeast: 3).last == frame("d1", ownEnds[index]))
+        }
+        #expect(await browsers[3].frames(over: .milliseconds(300)).count == 1, "c4 keeps working")
+        #expect(try cluster.redis.cli("GET", "exam_candidate:d1-c2:status") == [#"{"status":"completed","last_active_time":"\#(ownEnds[1])"}"#])
+
+        // An announcement reaches the candidates still working on both nodes.
+        #expect(try await cluster.api("POST", "/api/exams/d1/announcements", #"{"message":"10분 남았습니다."}"#).0 == 200)
+        for browser in browsers.suffix(2) {
+            #expect(await browser.frames(atLeast: 2).last?.contains(#""type":"announcement""#) == true)
+        }
+
+        // The exam's end tells the two left; every receipt is recorded; the DB holds each one's time.
+        let (status, body) = try await cluster.api("POST", "/api/exams/d1/end", #"{"reason":"done"}"#)
+        #expect(status == 200)
+        let examEnd = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8)).endDatetime
+        for browser in browsers.suffix(2) {
+            #expect(await browser.frames(atLeast: 3).last == frame("d1", examEnd))
+        }
+        try await eventually("told and locked by all four, over both socket nodes", within: .seconds(30)) {
+            try await cluster.api("GET", "/api/exams/d1/delivery").1.contains(#""counts":{"candidates":4,"locked":4,"saved":0,"told":4}"#)
+        }
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        let rows = try await store.candidates(examId: "d1")
+        #expect(rows.map { $0.lastActiveTime?.iso8601 } == [ownEnds[0], ownEnds[1], examEnd, examEnd])
+        try await eventually("final sync copied the locks into the DB", within: .seconds(30)) {
+            try await store.candidates(examId: "d1").allSatisfy { $0.lockedAt != nil }
+        }
+        try await store.shutdown()
+        #expect(try cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "the exam_end stream holds the exam's one end only")
+        browsers.forEach { $0.close() }
+    }
+
     @Test("a web node refuses to start without the admin token, naming it")
     func webNeedsAdminToken() async throws {
         let redis = try await RedisTestServer.start()
