@@ -44,7 +44,8 @@ enum Backends {
         }
         guard let redisURL = options.resolvedRedis else {
             return ExamBellBackends(
-                store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures, services: services, prepare: prepare
+                store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures,
+                services: services, prepare: prepare
             )
         }
         let redis: RedisConfiguration

@@ -77,9 +77,10 @@ struct ExamDayTests {
             // A preview for everyone changes nothing and lists each affected candidate's new end.
             let preview = try await client.call(.post, "/api/exams/t1/time", json: #"{"addMinutes":5,"reason":"power cut","preview":true}"#)
             let affected = Self.json(preview)["affected"] as? [[String: String]]
-            #expect(affected?.map { $0["scheduledEndDatetime"] } == [
-                planned.adding(seconds: 300).iso8601, planned.adding(seconds: 300).iso8601, planned.adding(seconds: 900).iso8601,
-            ])
+            #expect(
+                affected?.map { $0["scheduledEndDatetime"] } == [
+                    planned.adding(seconds: 300).iso8601, planned.adding(seconds: 300).iso8601, planned.adding(seconds: 900).iso8601,
+                ])
             #expect(Self.json(try await client.call(.get, "/api/exams/t1"))["scheduledEndDatetime"] as? String == planned.iso8601)
 
             // Everyone: 5 more minutes; the accommodation keeps its extra 10.
@@ -311,7 +312,9 @@ struct ExamDayTests {
             #expect(byProctor.status == .ok)
             let firstFrames = await first.frames(atLeast: 1)
             #expect(firstFrames.count == 1)
-            #expect(firstFrames.first?.hasPrefix(#"{"type":"announcement","examId":"a1","announcementId":"\#(allId)","message":"10분 남았습니다.","timestamp":""#) == true)
+            #expect(
+                firstFrames.first?.hasPrefix(
+                    #"{"type":"announcement","examId":"a1","announcementId":"\#(allId)","message":"10분 남았습니다.","timestamp":""#) == true)
             #expect(await second.frames(atLeast: 2).count == 2)
             #expect(await first.frames(over: .milliseconds(300)).count == 1, "the listed notice reached only its candidate")
 

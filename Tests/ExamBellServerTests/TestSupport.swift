@@ -53,10 +53,11 @@ struct TestNode {
             backends = ExamBellBackends(
                 store: store, state: RedisStateStore(client: client, failures: failures),
                 queue: RedisStreamsQueue(client: client, failures: failures),
-            events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures
+                events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures
             )
         } else {
-            backends = ExamBellBackends(store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures)
+            backends = ExamBellBackends(
+                store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures)
         }
         try await backends.queue.createGroup(observerGroup)
         var configuration = ExamBellConfiguration(

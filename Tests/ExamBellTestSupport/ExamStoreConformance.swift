@@ -327,7 +327,8 @@ public enum ExamStoreConformance {
             #expect(rows.map(\.status) == [.completed, .completed, .completed])
             #expect(rows.map(\.lastActiveTime) == [alone, end, end], "the one who ended alone keeps its time")
             #expect(try await store.candidateIds(examId: "e1") == ["e1-c2", "e1-c3"])
-            let late = try await store.endCandidates(examId: "e1", candidateIds: ["e1-c2"], at: end.adding(seconds: 9), actor: "a", reason: nil, leaseUntil: end)
+            let late = try await store.endCandidates(
+                examId: "e1", candidateIds: ["e1-c2"], at: end.adding(seconds: 9), actor: "a", reason: nil, leaseUntil: end)
             #expect(late.alreadyCompleted == ["e1-c2": end])
             // Its answers stop at its own end (plus the grace window), not the exam's.
             let window = AnswerWindow(graceSeconds: 10)

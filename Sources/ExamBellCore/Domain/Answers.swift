@@ -113,7 +113,8 @@ public struct AnswerWindow: Sendable, Hashable {
         case .refused(let end):
             return (
                 "answers_refused",
-                detail + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s); kept as a late submission"
+                detail
+                    + ", \(time.secondsSince1970 - end.secondsSince1970) s after the end (grace window \(graceSeconds) s); kept as a late submission"
             )
         }
     }

@@ -39,7 +39,8 @@ struct ExamDayController<Context: RequestContext>: Sendable {
             amount = .to(time)
         case (nil, let minutes?):
             guard minutes != 0, abs(minutes) <= 24 * 60 else {
-                throw ExamBellError.badRequest(code: "invalid_minutes", "addMinutes must be a non-zero number of minutes within a day (negative shortens).")
+                throw ExamBellError.badRequest(
+                    code: "invalid_minutes", "addMinutes must be a non-zero number of minutes within a day (negative shortens).")
             }
             amount = .minutes(minutes)
         default:
