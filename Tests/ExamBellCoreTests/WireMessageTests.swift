@@ -44,6 +44,52 @@ struct WireMessageTests {
         #expect(PlanStateValue(json: #"{"status":"completed","end_datetime":"2024-01-16T18:00:00Z"}"#)?.endDatetime == end)
         #expect(PlanStateValue(json: #"{"status":"corrupt"}"#) == nil)
     }
+
+    @Test("exam-day socket messages of DESIGN, byte for byte, and what browsers send back")
+    func examDayMessages() {
+        let time = ExamTimeSocketMessage(examId: "e123", scheduledEndDatetime: end)
+        #expect(time.json == #"{"type":"exam_time","examId":"e123","scheduledEndDatetime":"2024-01-16T18:00:00Z"}"#)
+        let notice = AnnouncementSocketMessage(
+            AnnouncementEvent(examId: "e123", announcementId: "a1", message: "10분 \"남음\"", timestamp: end, candidateIds: ["c1"])
+        )
+        #expect(
+            notice.json
+                == #"{"type":"announcement","examId":"e123","announcementId":"a1","message":"10분 \"남음\"","timestamp":"2024-01-16T18:00:00Z"}"#
+        )
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123"}"#, examId: "e123") == .endAcknowledged)
+        #expect(BrowserMessage(json: #"{"type":"locked","examId":"e123"}"#, examId: "e123") == .locked)
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"exam_time"}"#, examId: "e123") == .timeAcknowledged)
+        #expect(
+            BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"announcement","announcementId":"a1"}"#, examId: "e123")
+                == .announcementAcknowledged(announcementId: "a1")
+        )
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"other"}"#, examId: "e123") == nil, "another exam's")
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"announcement"}"#, examId: "e123") == nil)
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"nonsense"}"#, examId: "e123") == nil)
+        #expect(BrowserMessage(json: "not json", examId: "e123") == nil)
+    }
+
+    @Test("queue:exam_events entries read back as they were written")
+    func examEvents() throws {
+        let events: [ExamEvent] = [
+            .time(ExamTimeEvent(examId: "e1", scheduledEndDatetime: end, everyone: true, candidates: ["c7": end.adding(seconds: 600)])),
+            .time(ExamTimeEvent(examId: "e1", scheduledEndDatetime: end, everyone: false, candidates: [:])),
+            .candidateEnd(CandidateEndEvent(examId: "e1", candidateIds: ["c1", "c2"], timestamp: end)),
+            .announcement(AnnouncementEvent(examId: "e1", announcementId: "a3", message: "hi", timestamp: end, candidateIds: nil)),
+            .announcement(AnnouncementEvent(examId: "e1", announcementId: "a4", message: "줄\n바꿈", timestamp: end, candidateIds: ["c1"])),
+        ]
+        for event in events {
+            #expect(try ExamEvent(json: event.json) == event)
+        }
+        #expect(
+            events[2].json == #"{"type":"candidate_end","examId":"e1","candidateIds":["c1","c2"],"timestamp":"2024-01-16T18:00:00Z"}"#
+        )
+        #expect(throws: (any Error).self) { try ExamEvent(json: ExamEndQueueMessage(examId: "e1", timestamp: end).json) }
+        #expect(throws: (any Error).self) { try ExamEvent(json: #"{"type":"exam_time","examId":"e1"}"#) }
+        let change = ExamTimeEvent(examId: "e1", scheduledEndDatetime: end, everyone: false, candidates: ["c7": end.adding(seconds: 60)])
+        #expect(change.end(for: "c7") == end.adding(seconds: 60))
+        #expect(change.end(for: "c8") == nil, "a change for listed candidates leaves the others alone")
+    }
 }
 
 @Suite("Domain")
@@ -90,4 +136,5 @@ struct DomainTests {
         let now = Timestamp.now()
         #expect(Timestamp(iso8601: now.iso8601) == now)
     }
+
 }

@@ -29,6 +29,28 @@ struct RedisEngineTests {
         queue.shutdown()
     }
 
+    @Test("queue:exam_end and queue:exam_events on one client are separate streams with their own groups")
+    func twoStreams() async throws {
+        let server = try await RedisTestServer.start()
+        defer { server.stop() }
+        let client = try client(server)
+        let ends = RedisStreamsQueue(client: client)
+        let events = RedisStreamsQueue(client: client, stream: QueueStream.events)
+        try await ends.createGroup("node")
+        try await events.createGroup("node")
+        let time = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
+        try await events.publish(.candidateEnd(CandidateEndEvent(examId: "e1", candidateIds: ["c1"], timestamp: time)))
+        try await ends.publish(ExamEndQueueMessage(examId: "e1", timestamp: time))
+        let fromEvents = try await events.read(group: "node", limit: 10, timeout: .seconds(1))
+        let fromEnds = try await ends.read(group: "node", limit: 10, timeout: .seconds(1))
+        #expect(fromEvents.compactMap(\.event) == [.candidateEnd(CandidateEndEvent(examId: "e1", candidateIds: ["c1"], timestamp: time))])
+        #expect(fromEnds.compactMap(\.message) == [ExamEndQueueMessage(examId: "e1", timestamp: time)])
+        #expect(try server.cli("XLEN", "queue:exam_events") == ["1"])
+        #expect(try server.cli("XLEN", "queue:exam_end") == ["1"])
+        ends.shutdown()
+        events.shutdown()
+    }
+
     @Test("pipelining: 10,000 commands in one round trip, replies in order")
     func pipelining() async throws {
         let server = try await RedisTestServer.start()

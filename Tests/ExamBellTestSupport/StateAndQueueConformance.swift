@@ -28,6 +28,17 @@ public enum StateStoreConformance {
             try await state.deleteField("h", field: "n1")
             #expect(try await state.fields("h") == ["n2": "y"])
         },
+        Case(name: "the exam day's receipts: locks, acknowledged planned ends, announcements seen") { state in
+            try await state.recordLock(examId: "e1", candidateId: "c1", at: end)
+            try await state.recordTimeAck(examId: "e1", candidateId: "c1", end: end.adding(seconds: 600))
+            try await state.recordAnnouncementSeen(examId: "e1", announcementId: "a1", candidateId: "c1", at: end)
+            try await state.recordAnnouncementSeen(examId: "e1", announcementId: "a1", candidateId: "c2", at: end)
+            try await state.recordAnnouncementSeen(examId: "e1", announcementId: "a2", candidateId: "c2", at: end)
+            #expect(try await state.locks(examId: "e1") == ["c1": end])
+            #expect(try await state.locks(examId: "e2").isEmpty)
+            #expect(try await state.timeAcks(examId: "e1") == ["c1": end.adding(seconds: 600)])
+            #expect(try await state.announcementsSeen(examId: "e1") == ["a1": ["c1", "c2"], "a2": ["c2"]])
+        },
         Case(name: "an end writes the exact keys and JSON of DESIGN.md") { state in
             try await state.write(
                 plan: "e123", PlanStateValue(status: .completed, endDatetime: end),
