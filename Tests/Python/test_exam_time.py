@@ -200,6 +200,14 @@ def test_the_admin_console_previews_and_confirms_a_time_change_and_announces(ser
     css(admin, "#announce-text").send_keys("휴대폰을 꺼 주세요")
     css(admin, "#announce-form button[type=submit]").click()
     wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, "#announcement-list li"))
+    # One candidate ended from the console: its receipts row appears (not told: no page open).
+    first = exam["candidates"][0]
+    css(admin, "#candidate-end-id").send_keys(first)
+    css(admin, "#candidate-end-reason").send_keys("부정행위 의심")
+    css(admin, "#candidate-end-form button[type=submit]").click()
+    wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#receipt-rows tr[data-candidate="{first}"]'),
+         message="the ended candidate's receipts never showed")
+    assert "미전달" in css(admin, "#receipt-missing").text and first in css(admin, "#receipt-missing").text
     audit = [e["action"] for e in server.ok("GET", f"exams/{exam['examId']}/audit")["entries"]]
-    assert audit.count("change_time") == 1 and "announce" in audit
+    assert audit.count("change_time") == 1 and "announce" in audit and "end_candidate" in audit
     screenshot(admin, "admin-exam-day")

@@ -287,6 +287,13 @@ function renderExamDay(exam, roster) {
     const missing = (key) => ended.filter((c) => !c[key]).map((c) => c.candidateId);
     document.getElementById("receipt-missing").textContent =
       ["told", "locked", "saved"].map((key) => t(`delivery.missing.${key}`, { ids: missing(key).join(", ") || "-" })).join(" · ");
+    const step = (time, items) => cell(time ? formatTime(time) + (items === undefined || items === null ? "" : ` (${items})`) : "-", time ? "ok" : "bad");
+    document.getElementById("receipt-rows").replaceChildren(...ended.map((c) => {
+      const tr = document.createElement("tr");
+      tr.dataset.candidate = c.candidateId;
+      tr.append(cell(c.candidateId), cell(c.name), cell(t(`status.${c.status}`)), step(c.told), step(c.locked), step(c.saved, c.savedItems));
+      return tr;
+    }));
     document.getElementById("announcement-list").replaceChildren(...(roster.announcements || []).map((a) => {
       const li = document.createElement("li");
       li.dataset.announcement = a.announcementId;
