@@ -20,6 +20,10 @@ function cell(text, className) {
   return td;
 }
 
+function ackCell(ended, acknowledged) {
+  return cell(ended ? t(acknowledged ? "proctor.acked" : "proctor.notAcked") : "-", ended ? (acknowledged ? "ok" : "bad") : "");
+}
+
 // One receipt of the end: the time it was recorded, or a dash.
 function step(time, items) {
   if (!time) return cell("-", "step");
@@ -45,7 +49,8 @@ function render() {
       cell(c.candidateId), cell(c.name), cell(t(`status.${c.status}`)),
       cell(t(c.connected ? "proctor.online" : "proctor.offline"), c.connected ? "ok" : "bad"),
       cell(formatTime(c.lastActiveTime)), cell(`${c.answered} / ${roster.itemCount}`),
-      cell(completed ? t(c.acknowledged ? "proctor.acked" : "proctor.notAcked") : "-", completed ? (c.acknowledged ? "ok" : "bad") : ""),
+      // A candidate who ended alone (handed in, own end) shows its ack before the exam ends.
+      ackCell(completed || c.status === "completed", c.acknowledged),
       cell(c.scheduledEndDatetime ? formatTime(c.scheduledEndDatetime) : "-"),
       cell(c.hasNewTime === undefined || c.hasNewTime === null ? "-" : t(c.hasNewTime ? "proctor.newTimeOk" : "proctor.newTimePending"),
         c.hasNewTime === false ? "bad" : ""),
