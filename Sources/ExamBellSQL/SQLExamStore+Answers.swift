@@ -74,18 +74,72 @@ extension SQLExamStore {
 
     public func lateSubmissions(examId: String) async throws -> [LateSubmission] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_late_submission WHERE plan_id = \(bind: examId) ORDER BY id").all().map { row in
-                let arrived = try Self.timestamp(row, "arrived_at") ?? Timestamp(secondsSince1970: 0)
-                let end = try Self.timestamp(row, "end_datetime") ?? arrived
-                let text = try row.decode(column: "answers", as: String.self)
-                return LateSubmission(
-                    id: try row.decode(column: "id", as: Int64.self), examId: examId,
-                    candidateId: try row.decode(column: "candidate_id", as: String.self),
-                    answers: (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:], arrivedAt: arrived,
-                    secondsAfterEnd: arrived.secondsSince1970 - end.secondsSince1970
+            try await db.raw("SELECT * FROM exam_late_submission WHERE plan_id = \(bind: examId) ORDER BY id").all()
+                .map(Self.lateSubmission(from:))
+        }
+    }
+
+    public func decideLateSubmission(examId: String, id: Int64, accept: Bool, actor: String, reason: String?, at: Timestamp)
+        async throws -> LateSubmission
+    {
+        try await transaction { db in
+            let decision = accept ? "accepted" : "rejected"
+            let decided = try await db.raw(
+                """
+                UPDATE exam_late_submission SET decision = \(bind: decision), decided_by = \(bind: actor), decided_at = \(bind: at.iso8601)
+                WHERE id = \(bind: id) AND plan_id = \(bind: examId) AND decision IS NULL
+                RETURNING id
+                """
+            ).first()
+            let row = try await db.raw("SELECT * FROM exam_late_submission WHERE id = \(bind: id) AND plan_id = \(bind: examId)").first()
+            guard let submission = try row.map(Self.lateSubmission(from:)) else {
+                throw StoreError.notFound(code: "late_submission_not_found", message: "Exam \(examId) has no late submission \(id).")
+            }
+            guard decided != nil else {
+                throw StoreError.conflict(
+                    code: "already_decided", message: "Late submission \(id) was \(submission.decision ?? "decided") already."
                 )
             }
+            if accept {
+                // Into the sheet, as of its arrival: an answer the sheet got later stays.
+                for (key, answer) in submission.answers.sorted(by: { $0.key < $1.key }) {
+                    guard let item = Int(key) else { continue }
+                    try await db.raw(
+                        """
+                        INSERT INTO exam_answer (candidate_id, item_no, plan_id, answer, saved_at)
+                        VALUES (\(bind: submission.candidateId), \(bind: item), \(bind: examId), \(bind: answer), \(bind: submission.arrivedAt.iso8601))
+                        ON CONFLICT (candidate_id, item_no) DO UPDATE SET answer = excluded.answer, saved_at = excluded.saved_at
+                        WHERE exam_answer.saved_at <= excluded.saved_at
+                        """
+                    ).run()
+                }
+            }
+            try await Self.audit(
+                AuditEntry(
+                    examId: examId, actor: actor, action: "late_submission_\(decision)", reason: reason,
+                    detail: "\(id) of \(submission.candidateId): items \(submission.answers.keys.sorted().joined(separator: ", "))", at: at
+                ), db
+            )
+            var result = submission
+            result.decision = decision
+            result.decidedBy = actor
+            result.decidedAt = at
+            return result
         }
+    }
+
+    static func lateSubmission(from row: any SQLRow) throws -> LateSubmission {
+        let arrived = try timestamp(row, "arrived_at") ?? Timestamp(secondsSince1970: 0)
+        let end = try timestamp(row, "end_datetime") ?? arrived
+        let text = try row.decode(column: "answers", as: String.self)
+        return LateSubmission(
+            id: try row.decode(column: "id", as: Int64.self), examId: try row.decode(column: "plan_id", as: String.self),
+            candidateId: try row.decode(column: "candidate_id", as: String.self),
+            answers: (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:], arrivedAt: arrived,
+            secondsAfterEnd: arrived.secondsSince1970 - end.secondsSince1970,
+            decision: try row.decode(column: "decision", as: String?.self),
+            decidedBy: try row.decode(column: "decided_by", as: String?.self), decidedAt: try timestamp(row, "decided_at")
+        )
     }
 
     public func answers(candidateId: String) async throws -> [Int: String] {

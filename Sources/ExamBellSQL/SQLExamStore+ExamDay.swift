@@ -137,7 +137,10 @@ extension SQLExamStore {
             }
             ended.sort()
             let endedSet = Set(ended)
-            let before = all.filter { !endedSet.contains($0.key) }.compactMapValues { $0.lastActiveTime ?? at }
+            // Read again: a concurrent end that won the row lock committed its own time.
+            let others = candidateIds.filter { !endedSet.contains($0) }
+            let now = try await Self.candidateRows(examId: examId, ids: others, db)
+            let before = now.compactMapValues { $0.lastActiveTime ?? at }
             guard !ended.isEmpty else { return CandidateEndResult(ended: [], alreadyCompleted: before, outbox: nil) }
             let outbox = try await Self.insertOutbox(
                 .event(.candidateEnd(CandidateEndEvent(examId: examId, candidateIds: ended, timestamp: at))), examId: examId, at: at,
@@ -246,12 +249,12 @@ extension SQLExamStore {
     // MARK: Helpers
 
     /// The plan, which must be running (404 / 409 otherwise).
+    /// The row is taken first and read after, so two changes at once see each other's result.
     static func runningPlan(_ examId: String, action: String, _ db: any SQLDatabase) async throws -> ExamPlan {
-        let plan = try await existingPlan(examId, db)
-        guard plan.status == .inProgress, try await lockRunningPlan(examId, db) else {
+        guard try await lockRunningPlan(examId, db) else {
             throw StoreError.wrongState(examId, is: try await existingPlan(examId, db).status, action: action)
         }
-        return plan
+        return try await existingPlan(examId, db)
     }
 
     /// Takes the plan's row for this transaction if it is still running; false once it ended.

@@ -108,7 +108,10 @@ extension SQLExamStore {
                     candidate_id TEXT NOT NULL REFERENCES exam_candidate(candidate_id),
                     answers TEXT NOT NULL,
                     arrived_at TEXT NOT NULL,
-                    end_datetime TEXT NOT NULL
+                    end_datetime TEXT NOT NULL,
+                    decision TEXT,
+                    decided_by TEXT,
+                    decided_at TEXT
                 )
                 """,
                 "CREATE INDEX exam_late_submission_plan_id ON exam_late_submission(plan_id)",

@@ -254,6 +254,20 @@ struct ExamDayTests {
             #expect(kept?.count == 1)
             #expect(kept?.first?["answers"] as? [String: String] == ["2": "4"])
             #expect(kept?.first?["candidateId"] as? String == "h1-c1")
+            // The operator decides once, with a reason: accepted answers join the sheet.
+            let submission = try #require(kept?.first?["id"] as? Int)
+            let decide = "/api/exams/h1/late-submissions/\(submission)"
+            #expect(try await client.call(.post, decide, json: #"{"decision":"accept"}"#).status == .badRequest, "a reason is required")
+            #expect(try await client.call(.post, decide, json: #"{"decision":"maybe","reason":"r"}"#).status == .badRequest)
+            #expect(
+                try await client.call(.post, "/api/exams/h1/late-submissions/999", json: #"{"decision":"accept","reason":"r"}"#).status == .notFound)
+            #expect(
+                try await client.call(.post, "/api/exams/h1/late-submissions/x", json: #"{"decision":"accept","reason":"r"}"#).status == .badRequest)
+            let accepted = try await client.call(.post, decide, json: #"{"decision":"accept","reason":"network outage in room 2"}"#)
+            #expect(accepted.status == .ok)
+            #expect(Self.json(accepted)["decision"] as? String == "accepted")
+            #expect(try await test.backends.store.answers(candidateId: "h1-c1") == [1: "3", 2: "4"])
+            #expect(try await client.call(.post, decide, json: #"{"decision":"reject","reason":"r"}"#).status == .conflict)
             // The other candidate still works.
             let other: HTTPFields = [.authorization: "Bearer \(tokens[1])", .contentType: "application/json"]
             #expect(try await client.call(.put, "/api/answers", json: #"{"answers":{"1":"1"}}"#, headers: other).status == .ok)

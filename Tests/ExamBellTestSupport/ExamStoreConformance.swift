@@ -341,10 +341,44 @@ public enum ExamStoreConformance {
             let kept = try await store.lateSubmissions(examId: "e1")
             #expect(kept.map(\.answers) == [["2": "3"]], "a refused save is kept with its content")
             #expect(kept.first?.secondsAfterEnd == 11)
+            let keptId = try #require(kept.first?.id)
+            let accepted = try await store.decideLateSubmission(
+                examId: "e1", id: keptId, accept: true, actor: "admin", reason: "power cut in room 2", at: end
+            )
+            #expect(accepted.decision == "accepted")
+            #expect(try await store.answers(candidateId: "e1-c1")[2] == "3", "an accepted late submission joins the sheet")
+            let twice = await #expect(throws: StoreError.self) {
+                _ = try await store.decideLateSubmission(examId: "e1", id: keptId, accept: false, actor: "admin", reason: nil, at: end)
+            }
+            #expect(twice?.code == "already_decided")
+            let missing = await #expect(throws: StoreError.self) {
+                _ = try await store.decideLateSubmission(examId: "e2", id: keptId, accept: true, actor: "admin", reason: nil, at: end)
+            }
+            #expect(missing?.code == "late_submission_not_found")
             let c1 = try await store.candidates(ids: ["e1-c1"]).first
             #expect(c1?.finalSavedAt == alone.adding(seconds: 10))
             #expect(c1?.finalSavedItems == 1)
             #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.map(\.actor) == ["e1-c1"])
+        },
+        Case(name: "concurrent single ends of one candidate make exactly one end, one event, one audit row") { store in
+            try await startedExam(store, id: "e1", candidates: 2)
+            let results = try await withThrowingTaskGroup(of: CandidateEndResult.self) { group in
+                for attempt in 0..<20 {
+                    group.addTask {
+                        let at = t0.adding(seconds: Int64(100 + attempt))
+                        return try await store.endCandidates(
+                            examId: "e1", candidateIds: ["e1-c1"], at: at, actor: "node\(attempt % 2)", reason: nil, leaseUntil: at
+                        )
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let winners = results.filter { !$0.ended.isEmpty }
+            #expect(winners.count == 1)
+            #expect(results.filter { $0.outbox != nil }.count == 1)
+            let time = try #require(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime)
+            #expect(results.allSatisfy { $0.ended == ["e1-c1"] || $0.alreadyCompleted == ["e1-c1": time] }, "every caller learns the one time")
+            #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.count == 1)
         },
         Case(name: "due ends: candidates past their own end end alone; an exam waits for a later accommodation") { store in
             let planned = t0.adding(seconds: 3600)

@@ -172,6 +172,24 @@ def test_a_page_offline_at_its_end_locks_itself_and_its_answers_arrive_when_it_i
     wait(driver, lambda d: server.ok("GET", f"exams/{exam['examId']}/delivery")["counts"]["locked"] == 1,
          message="the lock was never reported after the page came back")
 
+    # A late submission is the operator's to decide: accepted from the console, it joins the sheet.
+    late = server.ok("GET", f"exams/{exam['examId']}/late-submissions")["lateSubmissions"]
+    if late:
+        from conftest import ADMIN_TOKEN
+        admin = new_browser()
+        admin.get(f"{server.url}/admin")
+        css(admin, "#token").send_keys(ADMIN_TOKEN)
+        css(admin, "#login-form button").click()
+        wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
+        click(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]')
+        wait(admin, lambda d: css(d, "#late-block").is_displayed())
+        screenshot(admin, "admin-late-submission")
+        css(admin, "#late-reason").send_keys("네트워크 장애 확인")
+        click(admin, '#late-rows tr button[data-action="accept"]')
+        wait(admin, lambda d: css(d, "#late-rows tr").get_attribute("data-decision") == "accepted")
+        token = exam["sessions"][candidate]["token"]
+        assert server.ok("GET", "answers", token=token)["answers"].get("2") == "3"
+
 
 def test_the_admin_console_previews_and_confirms_a_time_change_and_announces(server, new_browser):
     from conftest import ADMIN_TOKEN

@@ -36,6 +36,12 @@ public protocol ExamDayStore: Sendable {
 
     /// The late submissions of an exam (saves that arrived after the grace window), oldest first.
     func lateSubmissions(examId: String) async throws -> [LateSubmission]
+
+    /// The operator's decision on a late submission, once: accepted ones go into the
+    /// candidate's answer sheet (an item saved later in the sheet keeps the later answer);
+    /// audited with the reason. 404 for an id not of the exam; 409 once decided.
+    func decideLateSubmission(examId: String, id: Int64, accept: Bool, actor: String, reason: String?, at: Timestamp)
+        async throws -> LateSubmission
 }
 
 /// A move of the planned end.
@@ -108,13 +114,23 @@ public struct LateSubmission: Sendable, Hashable, Codable {
     public var arrivedAt: Timestamp
     /// How long after the candidate's end it arrived, in seconds.
     public var secondsAfterEnd: Int64
+    /// `accepted` or `rejected` once the operator decided; nil until then.
+    public var decision: String?
+    public var decidedBy: String?
+    public var decidedAt: Timestamp?
 
-    public init(id: Int64, examId: String, candidateId: String, answers: [String: String], arrivedAt: Timestamp, secondsAfterEnd: Int64) {
+    public init(
+        id: Int64, examId: String, candidateId: String, answers: [String: String], arrivedAt: Timestamp, secondsAfterEnd: Int64,
+        decision: String? = nil, decidedBy: String? = nil, decidedAt: Timestamp? = nil
+    ) {
         self.id = id
         self.examId = examId
         self.candidateId = candidateId
         self.answers = answers
         self.arrivedAt = arrivedAt
         self.secondsAfterEnd = secondsAfterEnd
+        self.decision = decision
+        self.decidedBy = decidedBy
+        self.decidedAt = decidedAt
     }
 }

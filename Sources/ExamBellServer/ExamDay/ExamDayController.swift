@@ -19,6 +19,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         routes.get("exams/:examId/announcements", use: announcements)
         routes.get("exams/:examId/delivery", use: delivery)
         routes.get("exams/:examId/late-submissions", use: lateSubmissions)
+        routes.post("exams/:examId/late-submissions/:submissionId", use: decideLateSubmission)
         return routes
     }
 
@@ -102,6 +103,24 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         try auth.require(request)
         let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
         return JSONResponse(value: LateSubmissionsView(lateSubmissions: try await backends.store.lateSubmissions(examId: plan.examId)))
+    }
+
+    /// The operator's decision on a late submission: `{"decision":"accept"|"reject","reason"}`.
+    @Sendable func decideLateSubmission(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmission> {
+        try auth.require(request)
+        let examId = try Self.id(context, "examId")
+        guard let id = Int64(try context.parameters.require("submissionId")), id > 0 else {
+            throw ExamBellError.badRequest(code: "invalid_id", "submissionId must be a late submission's number.")
+        }
+        let body = try await request.decodeJSON(LateSubmissionDecisionBody.self, limit: configuration.maxBodySize)
+        let reason = try Reason.validate(body.reason, required: true)
+        guard body.decision == "accept" || body.decision == "reject" else {
+            throw ExamBellError.badRequest(code: "invalid_decision", "decision must be accept or reject.")
+        }
+        let decided = try await backends.store.decideLateSubmission(
+            examId: examId, id: id, accept: body.decision == "accept", actor: "admin", reason: reason, at: .now()
+        )
+        return JSONResponse(value: decided)
     }
 
     // MARK: Helpers

@@ -308,8 +308,26 @@ function renderExamDay(exam, roster) {
     tr.dataset.candidate = row.candidateId;
     tr.append(cell(row.candidateId), cell(t("late.after", { time: formatTime(row.arrivedAt), seconds: row.secondsAfterEnd })),
       cell(Object.entries(row.answers).map(([item, answer]) => `${item}: ${answer}`).join(", "), "wrap"));
+    tr.dataset.decision = row.decision || "";
+    if (row.decision) {
+      tr.append(cell(t(`late.${row.decision}`, { actor: row.decidedBy || "" })));
+    } else {
+      const actions = document.createElement("td");
+      actions.append(button("late.accept", "secondary", () => decideLate(row.id, "accept")),
+        button("late.reject", "danger", () => decideLate(row.id, "reject")));
+      tr.append(actions);
+    }
     return tr;
   }));
+}
+
+function decideLate(id, decision) {
+  const reason = document.getElementById("late-reason").value.trim();
+  if (!reason) { errorBox.textContent = t("time.reasonRequired"); document.getElementById("late-reason").focus(); return; }
+  act(async () => {
+    await api("POST", `exams/${selected}/late-submissions/${id}`, { decision, reason });
+    document.getElementById("late-reason").value = "";
+  });
 }
 
 let pendingTime = null; // the body of a previewed time change, sent on confirmation

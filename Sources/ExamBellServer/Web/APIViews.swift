@@ -262,6 +262,11 @@ struct TimeChangeBody: Decodable {
     var preview: Bool?
 }
 
+struct LateSubmissionDecisionBody: Decodable {
+    var decision: String
+    var reason: String?
+}
+
 struct ReasonBody: Decodable {
     var reason: String?
 }
