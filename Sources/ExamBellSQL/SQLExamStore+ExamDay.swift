@@ -229,21 +229,7 @@ extension SQLExamStore {
     }
 
     public func recordLocks(_ times: [String: Timestamp]) async throws -> Int {
-        guard !times.isEmpty else { return 0 }
-        return try await transaction { db in
-            var changed = 0
-            for (id, time) in times.sorted(by: { $0.key < $1.key }) {
-                let updated = try await db.raw(
-                    """
-                    UPDATE exam_candidate SET locked_at = \(bind: time.iso8601)
-                    WHERE candidate_id = \(bind: id) AND locked_at IS NULL
-                    RETURNING candidate_id
-                    """
-                ).first()
-                if updated != nil { changed += 1 }
-            }
-            return changed
-        }
+        try await recordFirstTimes(column: "locked_at", times)
     }
 
     // MARK: Helpers

@@ -150,14 +150,20 @@ extension SQLExamStore {
     }
 
     public func recordAcknowledgements(_ times: [String: Timestamp]) async throws -> Int {
+        try await recordFirstTimes(column: "acknowledged_at", times)
+    }
+
+    /// Sets a receipt column of candidates (`acknowledged_at`, `locked_at`) where it is still
+    /// empty: the first time recorded stays. Returns rows changed.
+    func recordFirstTimes(column: String, _ times: [String: Timestamp]) async throws -> Int {
         guard !times.isEmpty else { return 0 }
         return try await transaction { db in
             var changed = 0
             for (id, time) in times.sorted(by: { $0.key < $1.key }) {
                 let updated = try await db.raw(
                     """
-                    UPDATE exam_candidate SET acknowledged_at = \(bind: time.iso8601)
-                    WHERE candidate_id = \(bind: id) AND acknowledged_at IS NULL
+                    UPDATE exam_candidate SET \(ident: column) = \(bind: time.iso8601)
+                    WHERE candidate_id = \(bind: id) AND \(ident: column) IS NULL
                     RETURNING candidate_id
                     """
                 ).first()

@@ -150,6 +150,16 @@ struct ClusterTests {
             return process
         }
 
+        /// One more web node on the cluster's PostgreSQL and Redis, started and healthy.
+        func addWebNode(_ nodeId: String, environment: [String: String] = [:]) async throws -> (TestProcess, Int) {
+            let port = try RedisTestServer.freePort()
+            let process = try Cluster.node(
+                "web", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: nodeId, extra: environment
+            )
+            try await waitHealthy(port)
+            return (process, port)
+        }
+
         func waitHealthy(_ port: Int) async throws {
             for _ in 0..<200 {
                 if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
@@ -256,13 +266,8 @@ struct ClusterTests {
     func webNodeDiesBeforePublish() async throws {
         let cluster = try await Cluster.start(socketNodes: 1, webEnvironment: ["EXAMBELL_TEST_FAULT": "after-commit"])
         defer { cluster.stopAll() }
-        let healthyPort = try RedisTestServer.freePort()
-        let healthy = try Cluster.node(
-            "web", port: healthyPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory,
-            nodeId: "web-2"
-        )
+        let (healthy, _) = try await cluster.addWebNode("web-2")
         defer { healthy.stop() }
-        try await cluster.waitHealthy(healthyPort)
         #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Fault"}"#).0 == 201)
         #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[{"candidateId":"e1-c1","name":"C"}]}"#).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)
@@ -324,12 +329,8 @@ struct ClusterTests {
     func concurrentEndsAcrossWebNodes() async throws {
         let cluster = try await Cluster.start(socketNodes: 1)
         defer { cluster.stopAll() }
-        let secondPort = try RedisTestServer.freePort()
-        let second = try Cluster.node(
-            "web", port: secondPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory, nodeId: "web-2"
-        )
+        let (second, secondPort) = try await cluster.addWebNode("web-2")
         defer { second.stop() }
-        try await cluster.waitHealthy(secondPort)
         #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Race"}"#).0 == 201)
         let people = (1...3).map { #"{"candidateId":"e1-c\#($0)","name":"C"}"# }.joined(separator: ",")
         #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[\#(people)]}"#).0 == 200)
@@ -376,12 +377,8 @@ struct ClusterTests {
     func examDayAcrossNodes() async throws {
         let cluster = try await Cluster.start(socketNodes: 2)
         defer { cluster.stopAll() }
-        let secondPort = try RedisTestServer.freePort()
-        let second = try Cluster.node(
-            "web", port: secondPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory, nodeId: "web-2"
-        )
+        let (second, secondPort) = try await cluster.addWebNode("web-2")
         defer { second.stop() }
-        try await cluster.waitHealthy(secondPort)
         let end = Timestamp.now().adding(seconds: 3600)
         #expect(
             try await cluster.api("POST", "/api/exams", #"{"examId":"d1","title":"Day","scheduledEndDatetime":"\#(end.iso8601)"}"#).0 == 201

@@ -20,6 +20,19 @@ def body(driver, name):
     return driver.find_element(By.TAG_NAME, "body").get_attribute(f"data-{name}")
 
 
+def open_console(server, new_browser, exam):
+    """The admin console logged in, with the exam open."""
+    from conftest import ADMIN_TOKEN
+    admin = new_browser()
+    admin.get(f"{server.url}/admin")
+    css(admin, "#token").send_keys(ADMIN_TOKEN)
+    css(admin, "#login-form button").click()
+    wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
+    click(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]')
+    wait(admin, lambda d: css(d, "#detail").get_attribute("data-exam") == exam["examId"])
+    return admin
+
+
 def planned_end(driver):
     return css(driver, "#remaining").get_attribute("data-end")
 
@@ -175,13 +188,7 @@ def test_a_page_offline_at_its_end_locks_itself_and_its_answers_arrive_when_it_i
     # A late submission is the operator's to decide: accepted from the console, it joins the sheet.
     late = server.ok("GET", f"exams/{exam['examId']}/late-submissions")["lateSubmissions"]
     if late:
-        from conftest import ADMIN_TOKEN
-        admin = new_browser()
-        admin.get(f"{server.url}/admin")
-        css(admin, "#token").send_keys(ADMIN_TOKEN)
-        css(admin, "#login-form button").click()
-        wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
-        click(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]')
+        admin = open_console(server, new_browser, exam)
         wait(admin, lambda d: css(d, "#late-block").is_displayed())
         screenshot(admin, "admin-late-submission")
         css(admin, "#late-reason").send_keys("네트워크 장애 확인")
@@ -192,14 +199,8 @@ def test_a_page_offline_at_its_end_locks_itself_and_its_answers_arrive_when_it_i
 
 
 def test_the_admin_console_previews_and_confirms_a_time_change_and_announces(server, new_browser):
-    from conftest import ADMIN_TOKEN
     exam = server.make_exam(candidates=2, proctors=0)
-    admin = new_browser()
-    admin.get(f"{server.url}/admin")
-    css(admin, "#token").send_keys(ADMIN_TOKEN)
-    css(admin, "#login-form button").click()
-    wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
-    click(admin, f'#exams tr[data-exam="{exam["examId"]}"] button[data-action="open"]')
+    admin = open_console(server, new_browser, exam)
     wait(admin, lambda d: css(d, "#exam-day").is_displayed())
     minutes = css(admin, "#time-minutes")
     minutes.clear()
