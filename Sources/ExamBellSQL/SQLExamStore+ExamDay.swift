@@ -158,6 +158,7 @@ extension SQLExamStore {
         }
     }
 
+    /// An exam due to end itself (`examsDueToEnd`) is left out: its end tells everyone at once.
     public func candidatesDueToEnd(at time: Timestamp) async throws -> [String: [String]] {
         try await connection { db in
             let rows = try await db.raw(
@@ -165,6 +166,14 @@ extension SQLExamStore {
                 SELECT c.plan_id, c.candidate_id FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
                 WHERE p.status = \(bind: ExamStatus.inProgress.rawValue) AND c.status = \(bind: CandidateStatus.inProgress.rawValue)
                     AND COALESCE(c.scheduled_end_datetime, p.scheduled_end_datetime) <= \(bind: time.iso8601)
+                    AND NOT (
+                        p.scheduled_end_datetime <= \(bind: time.iso8601)
+                        AND NOT EXISTS (
+                            SELECT 1 FROM exam_candidate later
+                            WHERE later.plan_id = p.plan_id AND later.status = \(bind: CandidateStatus.inProgress.rawValue)
+                                AND later.scheduled_end_datetime > \(bind: time.iso8601)
+                        )
+                    )
                 ORDER BY c.plan_id, c.candidate_id
                 """
             ).all()

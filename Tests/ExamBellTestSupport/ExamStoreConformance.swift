@@ -400,6 +400,14 @@ public enum ExamStoreConformance {
             #expect(try await store.examsDueToEnd(at: planned).isEmpty, "c3 still has 30 minutes")
             #expect(try await store.candidatesDueToEnd(at: planned) == ["e1": ["e1-c1", "e1-c2"]])
             #expect(try await store.examsDueToEnd(at: planned.adding(seconds: 1800)) == ["e1"])
+            #expect(try await store.candidatesDueToEnd(at: planned.adding(seconds: 1800)).isEmpty, "a due exam ends everyone at once")
+            try await startedExam(store, id: "e2", candidates: 2)
+            _ = try await store.changeTime(
+                examId: "e2", TimeChange(amount: .to(t0.adding(seconds: 60)), candidateIds: nil), actor: "admin", reason: "r", at: t0,
+                preview: false, leaseUntil: t0
+            )
+            #expect(try await store.examsDueToEnd(at: t0.adding(seconds: 60)) == ["e2"])
+            #expect(try await store.candidatesDueToEnd(at: t0.adding(seconds: 60))["e2"] == nil, "its candidates are not ended one by one")
         },
         Case(name: "announcements are kept in order, for everyone or listed candidates; lock receipts are recorded once") { store in
             try await startedExam(store, id: "e1", candidates: 2)
