@@ -141,9 +141,9 @@ struct ExamDayTests {
         defer { redis?.stop() }
         let test =
             if let redis {
-                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, answerGraceSeconds: 2)
+                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
             } else {
-                try await TestNode(answerGraceSeconds: 2)
+                try await TestNode()
             }
         try await test.node.application.test(.live) { client in
             let port = try #require(client.port)
@@ -279,15 +279,23 @@ struct ExamDayTests {
     func plannedEnds() async throws {
         let test = try await TestNode()
         try await test.node.application.test(.live) { client in
-            let (ids, planned) = try await Self.exam(client, "p1", candidates: 3, endsIn: 3)
+            // The accommodation first (10 more minutes for c3), then everyone's end brought to a
+            // few seconds from now: c3's own end moves with it and stays 10 minutes later.
+            let (ids, _) = try await Self.exam(client, "p1", candidates: 3)
             #expect(
                 try await client.call(
-                    .post, "/api/exams/p1/time", json: #"{"addMinutes":1,"candidateIds":["\#(ids[2])"],"reason":"accommodation"}"#
+                    .post, "/api/exams/p1/time", json: #"{"addMinutes":10,"candidateIds":["\#(ids[2])"],"reason":"accommodation"}"#
                 ).status == .ok
             )
-            try await eventually("c1 and c2 ended alone at the exam's planned end", within: .seconds(20)) {
+            let planned = Timestamp.now().adding(seconds: 5)
+            let moved = try await client.call(
+                .post, "/api/exams/p1/time", json: #"{"scheduledEndDatetime":"\#(planned.iso8601)","reason":"early end"}"#
+            )
+            #expect(moved.status == .ok)
+            try await eventually("c1 and c2 ended alone at the exam's planned end", within: .seconds(30)) {
                 try await test.backends.store.candidateCounts(examId: "p1") == [.completed: 2, .inProgress: 1]
             }
+            #expect(try await test.backends.store.candidates(ids: [ids[2]]).first?.scheduledEndDatetime == planned.adding(seconds: 600))
             let plan = try #require(try await test.backends.store.exam("p1"))
             #expect(plan.status == .inProgress, "the exam waits for the accommodated candidate")
             let rows = try await test.backends.store.candidates(examId: "p1")

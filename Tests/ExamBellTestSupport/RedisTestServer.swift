@@ -133,16 +133,22 @@ public final class RedisTestServer: Sendable {
     /// handed out once per test process, so parallel tests never get the same port.
     /// Each process starts at its own place in the range (spread by its pid), so that two test
     /// processes on one machine rarely walk the same ports (they had, with four places only).
-    static let nextPort = Atomic<Int>(20_000 + Int(getpid()) * 2_477 % 12_000)
+    /// `EXAMBELL_TEST_PORTS=FIRST-LAST` gives a test run a range of its own (another run on the
+    /// same machine then never meets it); by default 20000–31999.
+    static let portRange: ClosedRange<Int> = {
+        let parts = (ProcessInfo.processInfo.environment["EXAMBELL_TEST_PORTS"] ?? "").split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 2, 1024 <= parts[0], parts[0] < parts[1], parts[1] <= 65_535 else { return 20_000...31_999 }
+        return parts[0]...parts[1]
+    }()
+    static let nextPort = Atomic<Int>(Int(getpid()) * 2_477 % portRange.count)
 
     /// A port no other test of this process was given, and free a moment ago.
     public static func freePort() throws -> Int {
         for _ in 0..<3_000 {
-            let candidate = nextPort.wrappingAdd(1, ordering: .relaxed).oldValue
-            let port = 20_000 + (candidate - 20_000) % 12_000
+            let port = portRange.lowerBound + nextPort.wrappingAdd(1, ordering: .relaxed).oldValue % portRange.count
             if isFree(port) { return port }
         }
-        throw TestServerError("no free loopback port between 20000 and 31999")
+        throw TestServerError("no free loopback port in \(portRange)")
     }
 
     /// Whether a listening socket could bind 127.0.0.1:`port` now.
