@@ -295,8 +295,12 @@ final class ReconnectingBrowser: Sendable {
                 let openedBefore = events.opened.withLock { $0.count }
                 do {
                     let ports = events.ports.withLock { $0 }
+                    // Pings, as the browser's TCP stack would notice, find a node that died: the
+                    // test client allows half-closure and otherwise keeps a connection whose
+                    // server was SIGKILLed in CLOSE-WAIT for good, never reconnecting.
                     let close = try await WebSocketClient.connect(
-                        url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)", logger: logger
+                        url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)",
+                        configuration: .init(autoPing: .enabled(timePeriod: .seconds(10))), logger: logger
                     ) { inbound, outbound, _ in
                         events.opened.withLock { $0.append(.now) }
                         try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
