@@ -39,13 +39,14 @@ public final class SocketHub: Sendable {
         var dirty = true
     }
 
-    private struct State {
+    struct State {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
         var count = 0
     }
 
-    private let state = Mutex(State())
+    /// Every room, under one lock (`SocketHub+ExamDay.swift` reaches it too).
+    let state = Mutex(State())
     private let draining = Atomic<Bool>(false)
 
     public init() {}
@@ -125,101 +126,11 @@ public final class SocketHub: Sendable {
         return (frame, byLoop, told)
     }
 
-    // MARK: Exam day
-
-    /// Tells the browsers of candidates who ended alone (`exam_end` with their time); the
-    /// room remembers them for their later joins. Returns how many browsers were told.
-    @discardableResult
-    func endCandidates(_ event: CandidateEndEvent) -> Int {
-        let ids = Set(event.candidateIds)
-        return send(ExamEndSocketMessage(examId: event.examId, timestamp: event.timestamp).json, examId: event.examId) { room in
-            for id in ids { room.candidateEnds[id] = event.timestamp }
-        } pick: { member in
-            guard member.isCandidate, !member.endSent, ids.contains(member.session.subject) else { return false }
-            member.endSent = true
-            member.endTime = event.timestamp
-            return true
-        }
-    }
-
-    /// Sends `exam_time` to the browsers of the candidates concerned (each with its own new
-    /// end) and to the exam's proctors (the exam's planned end). Returns how many browsers.
-    @discardableResult
-    func changeTime(_ event: ExamTimeEvent) -> Int {
-        var told = 0
-        let times = Set(event.candidates.values).union(event.everyone ? [event.scheduledEndDatetime] : [])
-        for time in times.sorted() {
-            told += send(
-                ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: time).json, examId: event.examId,
-                pick: { member in
-                    guard member.isCandidate, !member.endSent, event.end(for: member.session.subject) == time else { return false }
-                    member.timeSent = time
-                    return true
-                }
-            )
-        }
-        told += send(
-            ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: event.scheduledEndDatetime).json, examId: event.examId,
-            pick: { !$0.isCandidate }
-        )
-        return told
-    }
-
-    /// Sends an announcement to the candidates it concerns and to the exam's proctors.
-    @discardableResult
-    func announce(_ event: AnnouncementEvent) -> Int {
-        send(
-            AnnouncementSocketMessage(event).json, examId: event.examId,
-            pick: { member in !member.isCandidate || event.concerns(member.session.subject) }
-        )
-    }
-
-    /// Records that a candidate's page locked; its end time the first time, else nil.
-    func markLocked(_ id: UInt64, examId: String) -> Timestamp? {
-        state.withLock { state in
-            guard let member = state.rooms[examId]?.members[id], member.endSent, !member.locked else { return nil }
-            state.rooms[examId]?.members[id]?.locked = true
-            return member.endTime
-        }
-    }
-
-    /// The planned end last sent to this browser, which it now acknowledges.
-    func timeSent(_ id: UInt64, examId: String) -> Timestamp? {
-        state.withLock { $0.rooms[examId]?.members[id]?.timeSent }
-    }
-
-    /// Writes `text` once encoded to every member of the exam's room that `pick` chooses
-    /// (and may update); `room` may update the room first. Returns how many.
-    private func send(
-        _ text: String, examId: String, room update: (inout Room) -> Void = { _ in }, pick: (inout Member) -> Bool
-    ) -> Int {
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
-        let (byLoop, count) = state.withLock { state -> ([ObjectIdentifier: (any EventLoop, [any Channel])], Int) in
-            var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
-            var count = 0
-            guard state.rooms[examId] != nil else {
-                var room = Room()
-                update(&room)
-                if !room.candidateEnds.isEmpty { state.rooms[examId] = room }
-                return (byLoop, 0)
-            }
-            update(&state.rooms[examId]!)
-            for index in state.rooms[examId]!.members.indices where pick(&state.rooms[examId]!.members.values[index]) {
-                let channel = state.rooms[examId]!.members.values[index].channel
-                byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel)
-                count += 1
-            }
-            return (byLoop, count)
-        }
-        for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
-        return count
-    }
-
     /// One job on `loop` writes `frame` to each channel; a channel that cannot take it is closed.
     ///
     /// The frame's bytes are encoded once here and written from the WebSocket encoder's place
     /// in each pipeline, so the per-browser work is only the write itself.
-    private static func write(_ frame: WebSocketFrame, to channels: [any Channel], on loop: any EventLoop) {
+    static func write(_ frame: WebSocketFrame, to channels: [any Channel], on loop: any EventLoop) {
         let bytes = encode(frame)
         loop.execute {
             for channel in channels {
