@@ -63,6 +63,11 @@ def test_extending_the_time_changes_the_remaining_time_without_a_reload(server, 
     # The roster shows who has the new time: the open page acknowledged it, the absent one not.
     wait(proctor, lambda d: row(d, first).get_attribute("data-has-new-time") == "true", message="the ack never showed")
     assert row(proctor, second).get_attribute("data-has-new-time") in ("null", "undefined", "false")
+    # A page opened after the change gets the new time from the server, and the roster says so.
+    late = new_browser()
+    open_page(late, exam["sessions"][second])
+    assert planned_end(late) == "2099-01-01T00:10:00Z"
+    wait(proctor, lambda d: row(d, second).get_attribute("data-has-new-time") == "true", message="the late page's time never showed")
     screenshot(proctor, "proctor-new-time")
 
 

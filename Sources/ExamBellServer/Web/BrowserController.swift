@@ -38,6 +38,10 @@ struct BrowserController<Context: RequestContext>: Sendable {
             }
         // A candidate sees its own planned end, and its own end once it ended alone.
         let ownEnd = candidate?.endTime(in: plan)
+        if let candidate, ownEnd == nil, let planned = candidate.plannedEnd(in: plan) {
+            // The page now has this planned end (as if told by `exam_time`): the roster shows it.
+            try? await backends.state.recordTimeAck(examId: plan.examId, candidateId: candidate.candidateId, end: planned)
+        }
         return JSONResponse(
             value: SessionInfoView(
                 id: session.subject, name: name ?? session.subject, role: session.role.rawValue, examId: plan.examId,
