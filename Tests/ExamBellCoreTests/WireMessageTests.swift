@@ -23,14 +23,6 @@ struct WireMessageTests {
         #expect(message.json == #"{"type":"exam_end","examId":"e123","message":"시험이 종료되었습니다.","timestamp":"2024-01-16T18:00:00Z"}"#)
     }
 
-    @Test("browser ack")
-    func ack() {
-        #expect(CandidateAckMessage(examId: "e123").json == #"{"type":"ack","examId":"e123"}"#)
-        #expect(CandidateAckMessage(json: #"{"type":"ack","examId":"e123"}"#)?.examId == "e123")
-        #expect(CandidateAckMessage(json: #"{"type":"hello","examId":"e123"}"#) == nil)
-        #expect(CandidateAckMessage(json: #"{"type":"ack","examId":"bad id!"}"#) == nil)
-    }
-
     @Test("state store values")
     func stateValues() {
         #expect(PlanStateValue.key("e123") == "exam_plan:e123")
@@ -67,6 +59,8 @@ struct WireMessageTests {
         #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"announcement"}"#, examId: "e123") == nil)
         #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"nonsense"}"#, examId: "e123") == nil)
         #expect(BrowserMessage(json: "not json", examId: "e123") == nil)
+        #expect(BrowserMessage(json: #"{"type":"hello","examId":"e123"}"#, examId: "e123") == nil)
+        #expect(BrowserMessage(json: #"{"type":"ack","examId":"bad id!"}"#, examId: "e123") == nil)
     }
 
     @Test("queue:exam_events entries read back as they were written")

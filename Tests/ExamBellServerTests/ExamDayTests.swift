@@ -134,85 +134,79 @@ struct ExamDayTests {
 
     @Test(
         "a candidate ended alone: only its browsers told with its time, DB and state store agree, the exam's end tells the rest",
-        arguments: ["SQLite + memory engine", "PostgreSQL + Redis"]
+        arguments: TestNode.engines
     )
     func candidateEndsAlone(_ engines: String) async throws {
-        let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
-        defer { redis?.stop() }
-        let test =
-            if let redis {
-                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
-            } else {
-                try await TestNode()
+        try await TestNode.on(engines) { test in
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let (ids, _) = try await Self.exam(client, "s1", candidates: 3)
+                let tokens = try await client.tokens("s1", role: "candidate", ids: ids)
+                let browsers = tokens.map { TestBrowser(port: port, token: $0, ackExamEnd: true, reply: Self.page) }
+                await eventually("3 browsers connected") { test.node.hub.connectionCount == 3 }
+
+                let response = try await client.call(.post, "/api/exams/s1/candidates/s1-c1/end", json: #"{"reason":"ill"}"#)
+                #expect(response.status == .ok)
+                let body = Self.json(response)
+                let time = try #require(body["endDatetime"] as? String)
+                #expect(body["result"] as? String == "completed")
+                #expect(body["status"] as? String == "completed")
+                let frame = #"{"type":"exam_end","examId":"s1","message":"시험이 종료되었습니다.","timestamp":"\#(time)"}"#
+                #expect(await browsers[0].frames(atLeast: 1) == [frame])
+                #expect(await browsers[1].frames(over: .milliseconds(300)).isEmpty, "the others keep working")
+
+                let again = Self.json(try await client.call(.post, "/api/exams/s1/candidates/s1-c1/end"))
+                #expect(again["result"] as? String == "already_completed")
+                #expect(again["endDatetime"] as? String == time)
+                #expect(try await client.call(.post, "/api/exams/s1/candidates/nobody/end").status == .notFound)
+
+                // The DB and the state store say completed at that one time; the exam still runs.
+                let candidate = try #require(try await test.backends.store.candidates(ids: ["s1-c1"]).first)
+                #expect(candidate.status == .completed)
+                #expect(candidate.lastActiveTime?.iso8601 == time)
+                let key = try await test.backends.state.candidates(["s1-c1"])["s1-c1"]
+                #expect(key == CandidateStateValue(status: .completed, lastActiveTime: Timestamp(iso8601: time)))
+                #expect(try await test.backends.store.exam("s1")?.status == .inProgress)
+
+                // A page of c1 opened again is told at once with its own time; its session says ended.
+                let reopened = TestBrowser(port: port, token: tokens[0])
+                #expect(await reopened.frames(atLeast: 1) == [frame])
+                let session = Self.json(try await client.call(.get, "/api/session", headers: [.authorization: "Bearer \(tokens[0])"]))
+                #expect(session["status"] as? String == "completed")
+                #expect(session["endDatetime"] as? String == time)
+
+                // The page's final save is its `saved` step; told and locked came over the socket.
+                let final = try await client.call(
+                    .put, "/api/answers", json: #"{"answers":{"1":"2"},"final":true}"#,
+                    headers: [.authorization: "Bearer \(tokens[0])", .contentType: "application/json"]
+                )
+                #expect(final.status == .ok)
+                try await eventually("c1 told, locked and saved") {
+                    let delivery = Self.json(try await client.call(.get, "/api/exams/s1/delivery"))
+                    let counts = delivery["counts"] as? [String: Int]
+                    return counts == ["candidates": 3, "told": 1, "locked": 1, "saved": 1]
+                }
+
+                // The exam's end tells the other two with the exam's time, and c1 not again.
+                let end = try await client.end("s1")
+                for browser in browsers.dropFirst() {
+                    let frames = await browser.frames(atLeast: 1)
+                    #expect(frames == [#"{"type":"exam_end","examId":"s1","message":"시험이 종료되었습니다.","timestamp":"\#(end.endDatetime)"}"#])
+                }
+                #expect(await browsers[0].frames(over: .milliseconds(300)) == [frame], "told once")
+                try await eventually("every candidate told and locked; two not saved yet") {
+                    let delivery = Self.json(try await client.call(.get, "/api/exams/s1/delivery"))
+                    let missing = delivery["missing"] as? [String: [String]]
+                    return (delivery["counts"] as? [String: Int]) == ["candidates": 3, "told": 3, "locked": 3, "saved": 1]
+                        && missing == ["told": [], "locked": [], "saved": ["s1-c2", "s1-c3"]]
+                }
+                let rows = try await test.backends.store.candidates(examId: "s1")
+                #expect(rows.map { $0.lastActiveTime?.iso8601 } == [time, end.endDatetime, end.endDatetime])
+                let metrics = String(buffer: try await client.call(.get, "/metrics").body)
+                #expect(metrics.contains("exambell_end_to_locked_seconds_count 3"))
+                #expect(metrics.contains("exambell_end_to_saved_seconds_count 1"))
+                (browsers + [reopened]).forEach { $0.close() }
             }
-        try await test.node.application.test(.live) { client in
-            let port = try #require(client.port)
-            let (ids, _) = try await Self.exam(client, "s1", candidates: 3)
-            let tokens = try await client.tokens("s1", role: "candidate", ids: ids)
-            let browsers = tokens.map { TestBrowser(port: port, token: $0, ackExamEnd: true, reply: Self.page) }
-            await eventually("3 browsers connected") { test.node.hub.connectionCount == 3 }
-
-            let response = try await client.call(.post, "/api/exams/s1/candidates/s1-c1/end", json: #"{"reason":"ill"}"#)
-            #expect(response.status == .ok)
-            let body = Self.json(response)
-            let time = try #require(body["endDatetime"] as? String)
-            #expect(body["result"] as? String == "completed")
-            #expect(body["status"] as? String == "completed")
-            let frame = #"{"type":"exam_end","examId":"s1","message":"시험이 종료되었습니다.","timestamp":"\#(time)"}"#
-            #expect(await browsers[0].frames(atLeast: 1) == [frame])
-            #expect(await browsers[1].frames(over: .milliseconds(300)).isEmpty, "the others keep working")
-
-            let again = Self.json(try await client.call(.post, "/api/exams/s1/candidates/s1-c1/end"))
-            #expect(again["result"] as? String == "already_completed")
-            #expect(again["endDatetime"] as? String == time)
-            #expect(try await client.call(.post, "/api/exams/s1/candidates/nobody/end").status == .notFound)
-
-            // The DB and the state store say completed at that one time; the exam still runs.
-            let candidate = try #require(try await test.backends.store.candidates(ids: ["s1-c1"]).first)
-            #expect(candidate.status == .completed)
-            #expect(candidate.lastActiveTime?.iso8601 == time)
-            let key = try await test.backends.state.candidates(["s1-c1"])["s1-c1"]
-            #expect(key == CandidateStateValue(status: .completed, lastActiveTime: Timestamp(iso8601: time)))
-            #expect(try await test.backends.store.exam("s1")?.status == .inProgress)
-
-            // A page of c1 opened again is told at once with its own time; its session says ended.
-            let reopened = TestBrowser(port: port, token: tokens[0])
-            #expect(await reopened.frames(atLeast: 1) == [frame])
-            let session = Self.json(try await client.call(.get, "/api/session", headers: [.authorization: "Bearer \(tokens[0])"]))
-            #expect(session["status"] as? String == "completed")
-            #expect(session["endDatetime"] as? String == time)
-
-            // The page's final save is its `saved` step; told and locked came over the socket.
-            let final = try await client.call(
-                .put, "/api/answers", json: #"{"answers":{"1":"2"},"final":true}"#,
-                headers: [.authorization: "Bearer \(tokens[0])", .contentType: "application/json"]
-            )
-            #expect(final.status == .ok)
-            try await eventually("c1 told, locked and saved") {
-                let delivery = Self.json(try await client.call(.get, "/api/exams/s1/delivery"))
-                let counts = delivery["counts"] as? [String: Int]
-                return counts == ["candidates": 3, "told": 1, "locked": 1, "saved": 1]
-            }
-
-            // The exam's end tells the other two with the exam's time, and c1 not again.
-            let end = try await client.end("s1")
-            for browser in browsers.dropFirst() {
-                let frames = await browser.frames(atLeast: 1)
-                #expect(frames == [#"{"type":"exam_end","examId":"s1","message":"시험이 종료되었습니다.","timestamp":"\#(end.endDatetime)"}"#])
-            }
-            #expect(await browsers[0].frames(over: .milliseconds(300)) == [frame], "told once")
-            try await eventually("every candidate told and locked; two not saved yet") {
-                let delivery = Self.json(try await client.call(.get, "/api/exams/s1/delivery"))
-                let missing = delivery["missing"] as? [String: [String]]
-                return (delivery["counts"] as? [String: Int]) == ["candidates": 3, "told": 3, "locked": 3, "saved": 1]
-                    && missing == ["told": [], "locked": [], "saved": ["s1-c2", "s1-c3"]]
-            }
-            let rows = try await test.backends.store.candidates(examId: "s1")
-            #expect(rows.map { $0.lastActiveTime?.iso8601 } == [time, end.endDatetime, end.endDatetime])
-            let metrics = String(buffer: try await client.call(.get, "/metrics").body)
-            #expect(metrics.contains("exambell_end_to_locked_seconds_count 3"))
-            #expect(metrics.contains("exambell_end_to_saved_seconds_count 1"))
-            (browsers + [reopened]).forEach { $0.close() }
         }
     }
 

@@ -49,46 +49,40 @@ struct SocketEndToEndTests {
 
     @Test(
         "100 concurrent ends make one transition, one queue entry, one audit row and one broadcast",
-        arguments: ["SQLite + memory engine", "PostgreSQL + Redis"]
+        arguments: TestNode.engines
     )
     func concurrentEnds(_ engines: String) async throws {
-        let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
-        defer { redis?.stop() }
-        let test =
-            if let redis {
-                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
-            } else {
-                try await TestNode()
-            }
-        try await test.node.application.test(.live) { client in
-            let port = try #require(client.port)
-            let ids = try await client.makeExam("e1", candidates: 3)
-            let browser = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: [ids[0]])[0])
-            await eventually("connected") { test.node.hub.connectionCount == 1 }
-            // Each request on a connection of its own, so that they really race.
-            let results = try await withThrowingTaskGroup(of: EndBody.self) { group in
-                for _ in 0..<100 {
-                    group.addTask {
-                        let (status, body) = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/end", json: #"{"reason":"race"}"#)
-                        #expect(status == 200)
-                        return try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        try await TestNode.on(engines) { test in
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 3)
+                let browser = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: [ids[0]])[0])
+                await eventually("connected") { test.node.hub.connectionCount == 1 }
+                // Each request on a connection of its own, so that they really race.
+                let results = try await withThrowingTaskGroup(of: EndBody.self) { group in
+                    for _ in 0..<100 {
+                        group.addTask {
+                            let (status, body) = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/end", json: #"{"reason":"race"}"#)
+                            #expect(status == 200)
+                            return try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+                        }
                     }
+                    return try await group.reduce(into: []) { $0.append($1) }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                #expect(results.filter { $0.result == "completed" }.count == 1)
+                #expect(results.filter { $0.result == "already_completed" }.count == 99)
+                #expect(Set(results.map(\.endDatetime)).count == 1, "every answer carries the one end time")
+                #expect(try await test.publishedEntries().count == 1)
+                #expect(try await test.backends.store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1)
+                let end = try #require(Timestamp(iso8601: results[0].endDatetime))
+                #expect(try await test.backends.state.plan("e1")?.endDatetime == end, "the state store holds the winner's time")
+                let candidates = try await test.backends.state.candidates(ids)
+                #expect(candidates.count == 3 && candidates.values.allSatisfy { $0.status == .completed }, "DB and state store agree")
+                let frames = await browser.frames(atLeast: 1)
+                #expect(frames == [expectedFrame("e1", results[0].endDatetime)])
+                #expect(await browser.frames(over: .seconds(1)).count == 1, "told once over the whole window")
+                browser.close()
             }
-            #expect(results.filter { $0.result == "completed" }.count == 1)
-            #expect(results.filter { $0.result == "already_completed" }.count == 99)
-            #expect(Set(results.map(\.endDatetime)).count == 1, "every answer carries the one end time")
-            #expect(try await test.publishedEntries().count == 1)
-            #expect(try await test.backends.store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1)
-            let end = try #require(Timestamp(iso8601: results[0].endDatetime))
-            #expect(try await test.backends.state.plan("e1")?.endDatetime == end, "the state store holds the winner's time")
-            let candidates = try await test.backends.state.candidates(ids)
-            #expect(candidates.count == 3 && candidates.values.allSatisfy { $0.status == .completed }, "DB and state store agree")
-            let frames = await browser.frames(atLeast: 1)
-            #expect(frames == [expectedFrame("e1", results[0].endDatetime)])
-            #expect(await browser.frames(over: .seconds(1)).count == 1, "told once over the whole window")
-            browser.close()
         }
     }
 

@@ -3,6 +3,7 @@ import ExamBellMemory
 import ExamBellRedis
 import ExamBellSQL
 import ExamBellServer
+import ExamBellTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -76,6 +77,23 @@ struct TestNode {
         configuration.schedulerInterval = schedulerInterval
         configuration.pingInterval = pingInterval
         node = try await buildApplication(configuration: configuration, backends: backends, logger: logger)
+    }
+
+    /// The two ways ExamBell runs, as test arguments.
+    static let engines = ["SQLite + memory engine", "PostgreSQL + Redis"]
+
+    /// Runs `body` on a node of the named engines (one of `engines`): SQLite and the memory
+    /// engine, or a fresh PostgreSQL database and a Redis server of its own, stopped afterwards.
+    static func on(_ engines: String, _ body: (TestNode) async throws -> Void) async throws {
+        let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
+        defer { redis?.stop() }
+        let test =
+            if let redis {
+                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
+            } else {
+                try await TestNode()
+            }
+        try await body(test)
     }
 
     /// Every queue entry published since the node was made.

@@ -28,27 +28,3 @@ public struct ExamEndSocketMessage: Sendable, Hashable {
         ])
     }
 }
-
-/// What a candidate browser sends back after `exam_end`: `{"type":"ack","examId":"e123"}`.
-public struct CandidateAckMessage: Sendable, Hashable, Codable {
-    public var type: String
-    public var examId: String
-
-    public init(examId: String) {
-        self.type = "ack"
-        self.examId = examId
-    }
-
-    /// The exact frame text.
-    public var json: String {
-        JSONText.object(["type": JSONText.string("ack"), "examId": JSONText.string(examId)])
-    }
-
-    /// Reads a browser frame; nil when it is not an ack.
-    public init?(json: String) {
-        guard let message = try? JSONText.decode(CandidateAckMessage.self, from: json),
-            message.type == "ack", Identifier.isValid(message.examId)
-        else { return nil }
-        self = message
-    }
-}

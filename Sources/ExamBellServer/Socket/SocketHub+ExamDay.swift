@@ -26,23 +26,17 @@ extension SocketHub {
     /// end) and to the exam's proctors (the exam's planned end). Returns how many browsers.
     @discardableResult
     func changeTime(_ event: ExamTimeEvent) -> Int {
-        var told = 0
         let times = Set(event.candidates.values).union(event.everyone ? [event.scheduledEndDatetime] : [])
-        for time in times.sorted() {
-            told += send(
-                ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: time).json, examId: event.examId,
-                pick: { member in
-                    guard member.isCandidate, !member.endSent, event.end(for: member.session.subject) == time else { return false }
-                    member.timeSent = time
-                    return true
-                }
-            )
+        var texts: [Timestamp: String] = [:]
+        for time in times { texts[time] = ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: time).json }
+        let proctors = ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: event.scheduledEndDatetime).json
+        // One pass over the room, whatever the number of distinct new ends.
+        return send(examId: event.examId) { member in
+            guard member.isCandidate else { return proctors }
+            guard !member.endSent, let time = event.end(for: member.session.subject), let text = texts[time] else { return nil }
+            member.timeSent = time
+            return text
         }
-        told += send(
-            ExamTimeSocketMessage(examId: event.examId, scheduledEndDatetime: event.scheduledEndDatetime).json, examId: event.examId,
-            pick: { !$0.isCandidate }
-        )
-        return told
     }
 
     /// Sends an announcement to the candidates it concerns and to the exam's proctors.
@@ -68,30 +62,42 @@ extension SocketHub {
         state.withLock { $0.rooms[examId]?.members[id]?.timeSent }
     }
 
-    /// Writes `text` once encoded to every member of the exam's room that `pick` chooses
-    /// (and may update); `room` may update the room first. Returns how many.
+    /// Sends `text` to the members `pick` chooses (it may update them), after `update` ran on
+    /// the room (a room is made for an exam without browsers only to remember candidate ends).
+    @discardableResult
     func send(
         _ text: String, examId: String, room update: (inout Room) -> Void = { _ in }, pick: (inout Member) -> Bool
     ) -> Int {
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
-        let (byLoop, count) = state.withLock { state -> ([ObjectIdentifier: (any EventLoop, [any Channel])], Int) in
-            var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
+        send(examId: examId, room: update) { member in pick(&member) ? text : nil }
+    }
+
+    /// Sends each member the text `frame` gives it (nil: nothing), in one pass over the room:
+    /// each distinct text is encoded once and written on each browser's event loop.
+    @discardableResult
+    func send(examId: String, room update: (inout Room) -> Void = { _ in }, frame: (inout Member) -> String?) -> Int {
+        typealias ByLoop = [ObjectIdentifier: (any EventLoop, [any Channel])]
+        let (byText, count) = state.withLock { state -> ([String: ByLoop], Int) in
+            var byText: [String: ByLoop] = [:]
             var count = 0
             guard state.rooms[examId] != nil else {
                 var room = Room()
                 update(&room)
                 if !room.candidateEnds.isEmpty { state.rooms[examId] = room }
-                return (byLoop, 0)
+                return (byText, 0)
             }
             update(&state.rooms[examId]!)
-            for index in state.rooms[examId]!.members.indices where pick(&state.rooms[examId]!.members.values[index]) {
+            for index in state.rooms[examId]!.members.indices {
+                guard let text = frame(&state.rooms[examId]!.members.values[index]) else { continue }
                 let channel = state.rooms[examId]!.members.values[index].channel
-                byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel)
+                byText[text, default: [:]][ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel)
                 count += 1
             }
-            return (byLoop, count)
+            return (byText, count)
         }
-        for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+        for (text, byLoop) in byText {
+            let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
+            for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+        }
         return count
     }
 }
