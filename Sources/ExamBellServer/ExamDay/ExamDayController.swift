@@ -99,10 +99,14 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         return JSONResponse(value: try await RosterBuilder(backends: backends).delivery(of: plan))
     }
 
+    /// `@_optimize(none)`: the release compiler (Swift 6.3.1) crashed with signal 11 while
+    /// splitting this coroutine; nothing here is hot.
+    @_optimize(none)
     @Sendable func lateSubmissions(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmissionsView> {
         try auth.require(request)
         let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
-        return JSONResponse(value: LateSubmissionsView(lateSubmissions: try await backends.store.lateSubmissions(examId: plan.examId)))
+        let submissions = try await backends.store.lateSubmissions(examId: plan.examId)
+        return JSONResponse(value: LateSubmissionsView(lateSubmissions: submissions))
     }
 
     /// The operator's decision on a late submission: `{"decision":"accept"|"reject","reason"}`.
