@@ -19,6 +19,20 @@ def css(driver, selector):
     return driver.find_element(By.CSS_SELECTOR, selector)
 
 
+def read(driver, selector, attribute=None):
+    """An element's attribute (or its text) read in one step inside the page, so a live redraw
+    between finding the element and reading it cannot leave a stale reference; None when nothing
+    matches."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]);"
+        "if (!e) return null;"
+        "return arguments[1] === null ? e.innerText : e.getAttribute(arguments[1]);", selector, attribute)
+
+
+def roster_row(candidate):
+    return f'#roster tr[data-candidate="{candidate}"]'
+
+
 def open_page(driver, session):
     driver.get(session["pageUrl"])
     wait(driver, lambda d: css(d, "#connection").get_attribute("data-state") == "open", message="socket never opened")
@@ -125,12 +139,12 @@ def test_proctor_roster_shows_connections_answers_and_acks(server, new_browser):
         open_page(driver, exam["sessions"][candidate])
     choose(candidates[0], 1, 2)
 
-    def row(d, candidate):
-        return d.find_element(By.CSS_SELECTOR, f'#roster tr[data-candidate="{candidate}"]')
+    def row(d, candidate, attribute):
+        return read(d, roster_row(candidate), attribute)
 
-    wait(proctor, lambda d: row(d, first).get_attribute("data-connected") == "true"
-         and row(d, second).get_attribute("data-connected") == "true", message="roster never showed both connected")
-    wait(proctor, lambda d: row(d, absent).get_attribute("data-connected") == "false")
+    wait(proctor, lambda d: row(d, first, "data-connected") == "true"
+         and row(d, second, "data-connected") == "true", message="roster never showed both connected")
+    wait(proctor, lambda d: row(d, absent, "data-connected") == "false")
     wait(proctor, lambda d: "1 / 5" in row(d, first).text, message="answered count never showed")
     wait(proctor, lambda d: css(d, "#count-connected").text == "2" and css(d, "#count-total").text == "3")
     screenshot(proctor, "proctor-roster-live")
@@ -138,8 +152,8 @@ def test_proctor_roster_shows_connections_answers_and_acks(server, new_browser):
     server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "proctor test"})
     wait(proctor, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended") == "true", timeout=2)
     assert "시험이 종료되었습니다." in css(proctor, "#end-banner").text
-    wait(proctor, lambda d: row(d, first).get_attribute("data-acknowledged") == "true"
-         and row(d, second).get_attribute("data-acknowledged") == "true", message="acks never showed")
+    wait(proctor, lambda d: row(d, first, "data-acknowledged") == "true"
+         and row(d, second, "data-acknowledged") == "true", message="acks never showed")
     wait(proctor, lambda d: css(d, "#count-acknowledged").text == "2 / 3")
     wait(proctor, lambda d: [li.get_attribute("data-candidate") for li in d.find_elements(By.CSS_SELECTOR, "#pending li")] == [absent],
          message="the not-yet-acknowledged list is not just the absent candidate")

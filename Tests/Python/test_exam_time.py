@@ -8,7 +8,7 @@ import uuid
 from selenium.webdriver.common.by import By
 
 from conftest import GRACE_SECONDS, screenshot
-from test_exam_day import choose, click, css, open_page, wait
+from test_exam_day import choose, click, css, open_page, read, roster_row, wait
 
 
 def iso(seconds_from_now):
@@ -57,17 +57,17 @@ def test_extending_the_time_changes_the_remaining_time_without_a_reload(server, 
     wait(driver, lambda d: css(d, "#remaining").text != remaining_before)
     screenshot(driver, "candidate-time-extended")
 
-    def row(d, candidate):
-        return d.find_element(By.CSS_SELECTOR, f'#roster tr[data-candidate="{candidate}"]')
+    def has_new_time(d, candidate):
+        return read(d, roster_row(candidate), "data-has-new-time")
 
     # The roster shows who has the new time: the open page acknowledged it, the absent one not.
-    wait(proctor, lambda d: row(d, first).get_attribute("data-has-new-time") == "true", message="the ack never showed")
-    assert row(proctor, second).get_attribute("data-has-new-time") in ("null", "undefined", "false")
+    wait(proctor, lambda d: has_new_time(d, first) == "true", message="the ack never showed")
+    assert has_new_time(proctor, second) in (None, "null", "undefined", "false")
     # A page opened after the change gets the new time from the server, and the roster says so.
     late = new_browser()
     open_page(late, exam["sessions"][second])
     assert planned_end(late) == "2099-01-01T00:10:00Z"
-    wait(proctor, lambda d: row(d, second).get_attribute("data-has-new-time") == "true", message="the late page's time never showed")
+    wait(proctor, lambda d: has_new_time(d, second) == "true", message="the late page's time never showed")
     screenshot(proctor, "proctor-new-time")
 
 
@@ -117,12 +117,12 @@ def test_the_hand_in_button_asks_then_locks_and_the_roster_shows_it(server, new_
     token = exam["sessions"][candidate]["token"]
     assert server.ok("GET", "answers", token=token)["answers"] == {"1": "4", "5": "부산"}
 
-    def row(d):
-        return d.find_element(By.CSS_SELECTOR, f'#roster tr[data-candidate="{candidate}"]')
+    def step(d, name):
+        return read(d, roster_row(candidate), f"data-{name}")
 
-    wait(proctor, lambda d: row(d).get_attribute("data-told") == "true" and row(d).get_attribute("data-locked") == "true"
-         and row(d).get_attribute("data-saved") == "true", message="told / locked / saved never showed on the roster")
-    assert "종료" in row(proctor).text
+    wait(proctor, lambda d: step(d, "told") == "true" and step(d, "locked") == "true"
+         and step(d, "saved") == "true", message="told / locked / saved never showed on the roster")
+    assert "종료" in read(proctor, roster_row(candidate))
     wait(proctor, lambda d: "잠금 1 / 2" in css(d, "#delivery-counts").text)
     screenshot(proctor, "proctor-receipts")
     delivery = server.ok("GET", f"exams/{exam['examId']}/delivery")
@@ -215,8 +215,9 @@ def test_the_admin_console_previews_and_confirms_a_time_change_and_announces(ser
     css(admin, "#time-reason").send_keys("시스템 점검")
     css(admin, "#time-form button[type=submit]").click()
     wait(admin, lambda d: css(d, "#time-preview").is_displayed())
-    rows = admin.find_elements(By.CSS_SELECTOR, "#time-preview-rows tr")
-    assert [r.get_attribute("data-candidate") for r in rows] == exam["candidates"]
+    previewed = admin.execute_script(
+        "return [...document.querySelectorAll('#time-preview-rows tr')].map(r => r.dataset.candidate)")
+    assert previewed == exam["candidates"]
     assert server.ok("GET", f"exams/{exam['examId']}")["scheduledEndDatetime"] == "2099-01-01T00:00:00Z", "a preview changes nothing"
     screenshot(admin, "admin-time-preview")
     css(admin, "#time-confirm").click()
@@ -231,7 +232,8 @@ def test_the_admin_console_previews_and_confirms_a_time_change_and_announces(ser
     css(admin, "#candidate-end-form button[type=submit]").click()
     wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#receipt-rows tr[data-candidate="{first}"]'),
          message="the ended candidate's receipts never showed")
-    assert "미전달" in css(admin, "#receipt-missing").text and first in css(admin, "#receipt-missing").text
+    missing = read(admin, "#receipt-missing")
+    assert "미전달" in missing and first in missing
     audit = [e["action"] for e in server.ok("GET", f"exams/{exam['examId']}/audit")["entries"]]
     assert audit.count("change_time") == 1 and "announce" in audit and "end_candidate" in audit
     screenshot(admin, "admin-exam-day")
