@@ -139,13 +139,13 @@ def test_proctor_roster_shows_connections_answers_and_acks(server, new_browser):
         open_page(driver, exam["sessions"][candidate])
     choose(candidates[0], 1, 2)
 
-    def row(d, candidate, attribute):
-        return read(d, roster_row(candidate), attribute)
+    def row(d, candidate, attribute=None):  # no attribute: the row's text
+        return read(d, roster_row(candidate), attribute) or ""
 
     wait(proctor, lambda d: row(d, first, "data-connected") == "true"
          and row(d, second, "data-connected") == "true", message="roster never showed both connected")
     wait(proctor, lambda d: row(d, absent, "data-connected") == "false")
-    wait(proctor, lambda d: "1 / 5" in row(d, first).text, message="answered count never showed")
+    wait(proctor, lambda d: "1 / 5" in row(d, first), message="answered count never showed")
     wait(proctor, lambda d: css(d, "#count-connected").text == "2" and css(d, "#count-total").text == "3")
     screenshot(proctor, "proctor-roster-live")
 
