@@ -48,7 +48,7 @@ public struct ExamBellNode: Sendable {
         )
         let sync = FinalSync(
             backends: backends, interval: configuration.syncInterval, nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
-            logger: logger
+            logger: logger, faults: configuration.faults
         )
         let endService = EndExamService(
             backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,

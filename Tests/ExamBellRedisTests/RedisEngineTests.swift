@@ -45,8 +45,8 @@ struct RedisEngineTests {
         let fromEnds = try await ends.read(group: "node", limit: 10, timeout: .seconds(1))
         #expect(fromEvents.compactMap(\.event) == [.candidateEnd(CandidateEndEvent(examId: "e1", candidateIds: ["c1"], timestamp: time))])
         #expect(fromEnds.compactMap(\.message) == [ExamEndQueueMessage(examId: "e1", timestamp: time)])
-        #expect(try server.cli("XLEN", "queue:exam_events") == ["1"])
-        #expect(try server.cli("XLEN", "queue:exam_end") == ["1"])
+        #expect(try await server.cli("XLEN", "queue:exam_events") == ["1"])
+        #expect(try await server.cli("XLEN", "queue:exam_end") == ["1"])
         ends.shutdown()
         events.shutdown()
     }

@@ -244,7 +244,7 @@ struct ClusterTests {
         let store = try await PostgresExamStore.open(url: cluster.databaseURL)
         #expect(try await store.exam("e1")?.endDatetime?.iso8601 == end.endDatetime)
         try await store.shutdown()
-        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+        #expect(try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
 
         // Node 2 comes back; its browsers reconnect and are told.
         try cluster.sockets[1].process.start()
@@ -255,9 +255,9 @@ struct ClusterTests {
         }
 
         // A deleted key comes back from the DB (sync every second here; 30 s by default).
-        _ = try cluster.redis.cli("DEL", "exam_plan:e1")
+        _ = try await cluster.redis.cli("DEL", "exam_plan:e1")
         try await eventually("exam_plan:e1 rewritten by final sync", within: .seconds(60)) {
-            try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
+            try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
         }
         (onNode1 + onNode2 + reconnected + [throughLoadBalancer]).forEach { $0.close() }
     }
@@ -305,7 +305,7 @@ struct ClusterTests {
         try await eventually("browsers on both nodes counted") {
             try await cluster.api("GET", "/api/exams/e1").1.contains(#""connected":{"candidates":2"#)
         }
-        let groups = try cluster.redis.cli("XINFO", "GROUPS", "queue:exam_end")
+        let groups = try await cluster.redis.cli("XINFO", "GROUPS", "queue:exam_end")
         let names = zip(groups, groups.dropFirst()).filter { $0.0 == "name" }.map(\.1)
         #expect(names.count == 2 && Set(names).count == 2, "a consumer group of its own per node: \(names)")
         #expect(names.allSatisfy { $0.hasPrefix("socket-") })
@@ -358,8 +358,8 @@ struct ClusterTests {
         let ends = Set(results.map(\.endDatetime))
         #expect(ends.count == 1, "every answer carries the one end time")
         let end = try #require(ends.first)
-        #expect(try cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
-        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end)"}"#])
+        #expect(try await cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
+        #expect(try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end)"}"#])
         let store = try await PostgresExamStore.open(url: cluster.databaseURL)
         #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1, "one audit row")
         try await store.shutdown()
@@ -431,7 +431,7 @@ struct ClusterTests {
             #expect(await browsers[index].frames(atLeast: 3).last == frame("d1", ownEnds[index]))
         }
         #expect(await browsers[3].frames(over: .milliseconds(300)).count == 1, "c4 keeps working")
-        #expect(try cluster.redis.cli("GET", "exam_candidate:d1-c2:status") == [#"{"status":"completed","last_active_time":"\#(ownEnds[1])"}"#])
+        #expect(try await cluster.redis.cli("GET", "exam_candidate:d1-c2:status") == [#"{"status":"completed","last_active_time":"\#(ownEnds[1])"}"#])
 
         // An announcement reaches the candidates still working on both nodes.
         #expect(try await cluster.api("POST", "/api/exams/d1/announcements", #"{"message":"10분 남았습니다."}"#).0 == 200)
@@ -456,7 +456,7 @@ struct ClusterTests {
             try await store.candidates(examId: "d1").allSatisfy { $0.lockedAt != nil }
         }
         try await store.shutdown()
-        #expect(try cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "the exam_end stream holds the exam's one end only")
+        #expect(try await cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "the exam_end stream holds the exam's one end only")
         browsers.forEach { $0.close() }
     }
 
@@ -521,7 +521,7 @@ struct PostgresOutageTests {
                 let started = ContinuousClock.now
                 let inFlight = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"db dies"}"#) }
                 try await eventually("the end waits on the row inside its transaction") { try await PlanRowLock.waiters(monitor) > 0 }
-                postgres.crash()
+                await postgres.crash()
                 let refused = try await inFlight.value
                 #expect(refused.status == .serviceUnavailable)
                 #expect(try decode(ErrorBody.self, refused).error.code == "service_unavailable")
@@ -555,7 +555,7 @@ struct PostgresOutageTests {
                 browser.close()
 
                 // 4. Down again for the node's graceful shutdown (bounded above).
-                postgres.crash()
+                await postgres.crash()
             }
         }
         try? await monitor.shutdown()

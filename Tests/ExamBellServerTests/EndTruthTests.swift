@@ -157,11 +157,11 @@ struct EndTruthTests {
                 #expect(try decode(ErrorBody.self, response).error.message.contains("locked"))
                 #expect(ContinuousClock.now - started < Self.shortLockWait.callBound, "answered within the stated bound")
                 #expect(try await store.exam("e1")?.status == .inProgress, "the DB did not end it")
-                #expect(try redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
+                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
                 for id in ids {
-                    #expect(try redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == false)
+                    #expect(try await redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == false)
                 }
-                #expect(try redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
+                #expect(try await redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
                 for browser in [early, joiner, proctor] {
                     #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB refused")
                 }
@@ -176,7 +176,7 @@ struct EndTruthTests {
                 for browser in [early, joiner, proctor] {
                     #expect(await browser.frames(over: .milliseconds(500)).count == 1, "told exactly once")
                 }
-                #expect(try redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
                 [early, joiner, proctor].forEach { $0.close() }
             }
         }
@@ -202,7 +202,7 @@ struct EndTruthTests {
                 await eventually("connected") { test.node.hub.connectionCount == 3 }
                 let end = try await client.end("e1")
                 let endTime = try #require(Timestamp(iso8601: end.endDatetime))
-                try await eventually("acks recorded") { try redis.cli("HLEN", "exam_ack:e1") == ["3"] }
+                try await eventually("acks recorded") { try await redis.cli("HLEN", "exam_ack:e1") == ["3"] }
                 try await eventually("ack times reached the DB") {
                     try await store.candidates(examId: "e1").allSatisfy { $0.acknowledgedAt != nil }
                 }
@@ -212,7 +212,7 @@ struct EndTruthTests {
                 }
                 for id in ids {
                     #expect(
-                        try redis.cli("GET", "exam_candidate:\(id):status") == [
+                        try await redis.cli("GET", "exam_candidate:\(id):status") == [
                             #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
                         ])
                 }

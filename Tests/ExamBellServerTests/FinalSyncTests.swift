@@ -5,6 +5,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// Final sync (seed §4.3.2) on both state-store engines: the DB is the truth for what is
@@ -17,17 +18,44 @@ struct FinalSyncTests {
     }
 
     /// A node whose only syncs are the ones the test calls (`periodic` keeps the 1 s pass on).
-    func withNode(_ engine: Engine, periodic: Bool = false, _ body: @escaping @Sendable (TestNode) async throws -> Void)
-        async throws
-    {
+    func withNode(
+        _ engine: Engine, periodic: Bool = false, faults: FaultPoints = .none, _ body: @escaping @Sendable (TestNode) async throws -> Void
+    ) async throws {
         let interval: Duration = periodic ? .seconds(1) : .zero
         switch engine {
         case .memory:
-            try await body(try await TestNode(syncAfterEnd: nil, syncInterval: interval))
+            try await body(try await TestNode(syncAfterEnd: nil, syncInterval: interval, faults: faults))
         case .redis:
             let redis = try await RedisTestServer.start()
             defer { redis.stop() }
-            try await body(try await TestNode(redisURL: redis.url, syncAfterEnd: nil, syncInterval: interval))
+            try await body(try await TestNode(redisURL: redis.url, syncAfterEnd: nil, syncInterval: interval, faults: faults))
+        }
+    }
+
+    @Test(
+        "a candidate ended alone while a sync is between its DB read and its state-store read keeps its completed key",
+        arguments: Engine.allCases
+    )
+    func candidateEndDuringSync(_ engine: Engine) async throws {
+        let held = HeldPoint(.syncAfterRowsRead)
+        try await withNode(engine, faults: FaultPoints(held.hook)) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("e1", candidates: 2)
+                held.arm()
+                defer { held.release() }  // a failed step below must not leave the sync held
+                let sync = Task { await test.node.finalSync.reconcile(examId: "e1") }
+                try await bounded("the sync read the candidates' rows", within: .seconds(10)) { await held.reached() }
+                #expect(try await client.call(.post, "/api/exams/e1/candidates/e1-c1/end", json: #"{"reason":"ill"}"#).status == .ok)
+                try await eventually("e1-c1's key says completed") {
+                    try await test.backends.state.candidates(["e1-c1"])["e1-c1"]?.status == .completed
+                }
+                held.release()
+                _ = await sync.value
+                #expect(
+                    try await test.backends.state.candidates(["e1-c1"])["e1-c1"]?.status == .completed,
+                    "the sync read c1's row again rather than put its key back to in_progress")
+                #expect(try await test.backends.state.candidates(["e1-c2"])["e1-c2"]?.status == .inProgress)
+            }
         }
     }
 
@@ -113,5 +141,65 @@ struct FinalSyncTests {
                 }
             }
         }
+    }
+}
+
+/// Holds the first pass through a fault point after `arm()` until `release()`.
+final class HeldPoint: Sendable {
+    private struct State {
+        var armed = false
+        var arrived = false
+        var released = false
+        var holding: CheckedContinuation<Void, Never>?
+        var waitingForArrival: CheckedContinuation<Void, Never>?
+    }
+
+    let point: FaultPoints.Point
+    private let state = Mutex(State())
+
+    init(_ point: FaultPoints.Point) { self.point = point }
+
+    func arm() { state.withLock { $0.armed = true } }
+
+    /// The node's hook: holds the armed pass until released.
+    @Sendable func hook(_ reached: FaultPoints.Point) async {
+        guard reached == point else { return }
+        let hold = state.withLock { state in
+            guard state.armed, !state.arrived else { return false }
+            state.arrived = true
+            state.waitingForArrival?.resume()
+            state.waitingForArrival = nil
+            return true
+        }
+        guard hold else { return }
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                if state.released { return true }
+                state.holding = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Returns once the armed pass has arrived.
+    func reached() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state in
+                if state.arrived { return true }
+                state.waitingForArrival = continuation
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let holding = state.withLock { state in
+            state.released = true
+            defer { state.holding = nil }
+            return state.holding
+        }
+        holding?.resume()
     }
 }

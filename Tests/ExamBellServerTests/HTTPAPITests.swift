@@ -209,26 +209,26 @@ struct EndCommandTests {
             let port = try #require(client.port)
             _ = try await client.makeExam("e1", candidates: 1)
             let directory = FileManager.default.temporaryDirectory.path
-            func run(_ arguments: [String]) throws -> (Bool, String) {
+            func run(_ arguments: [String]) async throws -> (Bool, String) {
                 let process = TestProcess(
                     arguments: [try TestProcess.exambellBinary(), "end"] + arguments, environment: [:],
                     logPath: "\(directory)/exambell-end-\(UUID().uuidString).log"
                 )
                 try process.start()
-                let succeeded = (try? process.wait()) != nil
+                let succeeded = (try? await process.wait(within: .seconds(60))) != nil
                 return (succeeded, process.log)
             }
             let web = ["--web-url", "http://127.0.0.1:\(port)"]
-            let ended = try run(["e1", "--admin-token", TestNode.adminToken, "--reason", "from the CLI"] + web)
+            let ended = try await run(["e1", "--admin-token", TestNode.adminToken, "--reason", "from the CLI"] + web)
             #expect(ended.0)
             #expect(ended.1.contains("Exam e1 ended now: status completed"))
             #expect(try await test.backends.store.exam("e1")?.endReason == "from the CLI")
-            let again = try run(["e1", "--admin-token", TestNode.adminToken] + web)
+            let again = try await run(["e1", "--admin-token", TestNode.adminToken] + web)
             #expect(again.1.contains("had already ended"))
-            let wrongToken = try run(["e1", "--admin-token", "nope"] + web)
+            let wrongToken = try await run(["e1", "--admin-token", "nope"] + web)
             #expect(!wrongToken.0)
             #expect(wrongToken.1.contains("401 unauthorized"))
-            let unknown = try run(["zz", "--admin-token", TestNode.adminToken] + web)
+            let unknown = try await run(["zz", "--admin-token", TestNode.adminToken] + web)
             #expect(!unknown.0)
             #expect(unknown.1.contains("404 exam_not_found"))
         }

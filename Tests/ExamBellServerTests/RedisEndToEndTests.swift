@@ -31,11 +31,11 @@ struct RedisEndToEndTests {
             for browser in browsers {
                 #expect(await browser.frames(atLeast: 1) == [expectedFrame("e123", end.endDatetime)])
             }
-            #expect(try redis.cli("GET", "exam_plan:e123") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
-            let candidateKey = try redis.cli("GET", "exam_candidate:e123-c1:status")
+            #expect(try await redis.cli("GET", "exam_plan:e123") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+            let candidateKey = try await redis.cli("GET", "exam_candidate:e123-c1:status")
             #expect(candidateKey.count == 1)
             #expect(candidateKey.first?.hasPrefix(#"{"status":"completed","last_active_time":""#) == true)
-            let entries = try redis.cli("XRANGE", "queue:exam_end", "-", "+")
+            let entries = try await redis.cli("XRANGE", "queue:exam_end", "-", "+")
             #expect(entries.count == 3, "one entry: id, field, value")
             #expect(entries.dropFirst().first == "payload")
             #expect(entries.last == #"{"type":"exam_end","examId":"e123","status":"completed","timestamp":"\#(end.endDatetime)"}"#)
@@ -73,7 +73,7 @@ struct RedisEndToEndTests {
                 #expect(await browser.frames(atLeast: 1, within: .seconds(30)) == [expectedFrame("e1", end.endDatetime)])
             }
             try await eventually("state keys written from the outbox", within: .seconds(30)) {
-                try redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
+                try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
             }
             try await eventually("outbox drained", within: .seconds(30)) { try await test.backends.store.outboxBacklog() == 0 }
             browsers.forEach { $0.close() }

@@ -55,7 +55,7 @@ struct ScheduledEndTests {
                 let audit = String(buffer: try await a.call(.get, "/api/exams/e1/audit").body)
                 #expect(audit.components(separatedBy: #""action":"end""#).count - 1 == 1, "one end row")
                 #expect(audit.contains(#""actor":"scheduler""#))
-                #expect(try redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
+                #expect(try await redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
                 onA.close()
                 onB.close()
             }

@@ -78,7 +78,7 @@ struct ShutdownTests {
         let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
         #expect(await cluster.sockets[0].process.exitStatus(within: .seconds(15)) == 128 + SIGKILL, "the node died mid-broadcast")
         #expect(FileManager.default.fileExists(atPath: marker))
-        #expect(try cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "1", "the entry was read and never acknowledged")
+        #expect(try await cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "1", "the entry was read and never acknowledged")
         // The node comes back under the same name (its consumer group) on a fresh port: its old
         // port may have been taken meanwhile by another test's server.
         let newPort = try RedisTestServer.freePort()
@@ -102,7 +102,7 @@ struct ShutdownTests {
             "\(untold.count) untold; connections opened: \(untold.map(\.connections)); close codes: \(closes); first frames: \(firsts)"
         )
         try await eventually("the replayed entry is acknowledged") {
-            try cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "0"
+            try await cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "0"
         }
         browsers.forEach { $0.close() }
     }
@@ -167,7 +167,7 @@ struct ShutdownTests {
         await eventually("all 1,000 told", within: .seconds(60)) {
             browsers.allSatisfy { $0.received.all.first?.contains(end.endDatetime) == true }
         }
-        #expect(try cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+        #expect(try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
         browsers.forEach { $0.close() }
     }
 }
@@ -223,7 +223,7 @@ struct InProcessShutdownTests {
             defer { browser.close() }
             try await eventually("the browser connected") { node.hub.connectionCount == 1 }
             #expect(try await Self.connections(monitor, database: database) > 0, "the node holds PostgreSQL connections while it runs")
-            #expect(try redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
+            #expect(try await redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
 
             await group.triggerGracefulShutdown()
             try await running.value
@@ -234,7 +234,7 @@ struct InProcessShutdownTests {
                 try await Self.connections(monitor, database: database) == 0
             }
             try await eventually("Redis holds no connection of the node (only this check's own)") {
-                try redis.cli("CLIENT", "LIST").count == 1
+                try await redis.cli("CLIENT", "LIST").count == 1
             }
         }
         try await monitor.shutdown()

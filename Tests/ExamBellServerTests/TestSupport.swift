@@ -37,7 +37,7 @@ struct TestNode {
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
         syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
         nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30),
-        outboxLease: Duration = .seconds(5)
+        outboxLease: Duration = .seconds(5), faults: FaultPoints = .none
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -76,6 +76,7 @@ struct TestNode {
         configuration.nodeId = nodeId
         configuration.schedulerInterval = schedulerInterval
         configuration.pingInterval = pingInterval
+        configuration.faults = faults
         node = try await buildApplication(configuration: configuration, backends: backends, logger: logger)
     }
 

@@ -28,7 +28,7 @@ public final class PostgresTestServer: Sendable {
             environment: [:], logPath: "\(directory)/initdb.log"
         )
         try initdb.start()
-        try initdb.wait()
+        try await initdb.wait()
         let port = try RedisTestServer.freePort()
         let process = TestProcess(
             arguments: try asPostgres([
@@ -60,14 +60,14 @@ public final class PostgresTestServer: Sendable {
     }
 
     /// Crashes the server (SIGKILL to the postmaster; its backends follow it).
-    public func crash() {
+    public func crash() async {
         process.stop(SIGKILL)
         // Backends notice the postmaster's death; wait until nothing listens any more.
-        for _ in 0..<100 where RedisTestServer.accepts(port: port) { usleep(50_000) }
+        for _ in 0..<100 where RedisTestServer.accepts(port: port) { try? await Task.sleep(for: .milliseconds(50)) }
     }
 
     deinit {
-        crash()
+        process.stop(SIGKILL)
     }
 
     /// `arguments` run as the postgres user (setpriv execs, so the pid is the program's).

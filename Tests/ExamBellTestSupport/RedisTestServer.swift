@@ -73,15 +73,37 @@ public final class RedisTestServer: Sendable {
 
     /// Runs `redis-cli --raw` against this server and returns its non-empty output lines:
     /// a plain Redis client, to check shapes independently of ExamBell's own client.
-    public func cli(_ arguments: String...) throws -> [String] {
+    public func cli(_ arguments: String...) async throws -> [String] {
         let cli = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("redis-cli").path
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("redis-cli-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: output) }
         let child = try Self.spawn([cli, "-p", String(port), "--raw"] + arguments, stdout: output)
-        var status: Int32 = 0
-        waitpid(child, &status, 0)
+        guard await Self.reap(child, within: .seconds(10)) != nil else {
+            kill(child, SIGKILL)
+            _ = await Self.reap(child, within: .seconds(5))
+            throw TestServerError("redis-cli \(arguments.joined(separator: " ")) did not finish within 10 s")
+        }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Waits for `child` to exit and reaps it, polling without holding a thread: a test that
+    /// blocks in `waitpid` holds one of the few cooperative threads (two on two cores), and
+    /// every other test of the process (a transaction holding a row lock, a connect with its
+    /// time bound) stalls behind it. Returns the wait status, or nil if it still runs at `limit`.
+    static func reap(_ child: pid_t, within limit: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + limit
+        var delay = Duration.milliseconds(1)
+        while true {
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                forget(child)
+                return status
+            }
+            if ContinuousClock.now >= deadline { return nil }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .milliseconds(20))
+        }
     }
 
     /// Starts a program with posix_spawn (Foundation's Process cannot be waited for from

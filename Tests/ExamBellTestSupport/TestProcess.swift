@@ -53,17 +53,12 @@ public final class TestProcess: Sendable {
         RedisTestServer.forget(child)
     }
 
-    /// Waits for the process to exit by itself; throws when it failed.
-    public func wait() throws {
-        guard
-            let child = pid.withLock({ pid in
-                defer { pid = nil }
-                return pid
-            })
-        else { return }
-        var status: Int32 = 0
-        waitpid(child, &status, 0)
-        RedisTestServer.forget(child)
+    /// Waits (polling, without blocking a thread) for the process to exit by itself; throws
+    /// when it failed or still runs after `limit`.
+    public func wait(within limit: Duration = .seconds(120)) async throws {
+        guard let status = await exitStatus(within: limit) else {
+            throw TestServerError("\(arguments.joined(separator: " ")) still runs after \(limit)")
+        }
         guard status == 0 else { throw TestServerError("\(arguments.joined(separator: " ")) failed: \(log)") }
     }
 
@@ -78,18 +73,9 @@ public final class TestProcess: Sendable {
     /// Waits (polling, without blocking a thread) for the process to exit by itself; returns
     /// its exit status, or nil when it still runs after `limit`.
     public func exitStatus(within limit: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            guard let child = pid.withLock({ $0 }) else { return nil }
-            var status: Int32 = 0
-            if waitpid(child, &status, WNOHANG) == child {
-                pid.withLock { $0 = nil }
-                RedisTestServer.forget(child)
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return nil
+        guard let child = pid.withLock({ $0 }), let status = await RedisTestServer.reap(child, within: limit) else { return nil }
+        pid.withLock { $0 = nil }
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     /// What the process wrote.

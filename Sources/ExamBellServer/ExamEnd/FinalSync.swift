@@ -24,15 +24,17 @@ public struct FinalSync: Service {
     /// This node's name, as the owner of the sync locks it takes.
     let nodeId: String
     let logger: Logger
+    let faults: FaultPoints
     /// Syncs asked for after ends, in the order they are due (one delay for all).
     private let requests: AsyncStream<(examId: String, due: ContinuousClock.Instant)>
     private let requested: AsyncStream<(examId: String, due: ContinuousClock.Instant)>.Continuation
 
-    init(backends: ExamBellBackends, interval: Duration, nodeId: String, logger: Logger) {
+    init(backends: ExamBellBackends, interval: Duration, nodeId: String, logger: Logger, faults: FaultPoints = .none) {
         self.backends = backends
         self.interval = interval
         self.nodeId = nodeId
         self.logger = logger
+        self.faults = faults
         // Bounded: a node that cannot keep up drops the oldest asks (the periodic pass covers them).
         (requests, requested) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
     }
@@ -81,12 +83,25 @@ public struct FinalSync: Service {
             candidates = try await backends.store.candidates(examId: examId)
             report.candidatesUpdatedInDB += before - candidates.filter { $0.status != .completed }.count
         }
+        await faults.reach(.syncAfterRowsRead)
         let ids = candidates.map(\.candidateId)
         let raw = try await backends.state.rawCandidates(ids)
         let planCached = try await backends.state.get([PlanStateValue.key(examId)])[0].flatMap(PlanStateValue.init(json:))
         // The state store says "completed" only after the DB committed it, so the DB read
         // *after* the state store is the truth for both: a key ahead of it is wrong, not early.
         guard let fresh = try await backends.store.exam(examId) else { return report }
+        // The same holds for one candidate ended alone: its row was read before the state
+        // store, so a key that says completed where that row does not is checked against the
+        // row read now (the end committed before its key was written), never taken as wrong.
+        let claimed = candidates.filter {
+            $0.status != .completed && raw[$0.candidateId].flatMap(CandidateStateValue.init(json:))?.status == .completed
+        }
+        if !claimed.isEmpty {
+            let now = Dictionary(
+                uniqueKeysWithValues: try await backends.store.candidates(ids: claimed.map(\.candidateId)).map { ($0.candidateId, $0) }
+            )
+            candidates = candidates.map { now[$0.candidateId] ?? $0 }
+        }
 
         // Redis → DB: later activity and forward status moves (to completed only for an exam
         // the DB has ended).

@@ -10,6 +10,8 @@ public struct FaultPoints: Sendable {
         case afterEndCommit = "after-commit"
         /// A socket node read a queue entry and has neither broadcast nor acknowledged it.
         case socketAfterRead = "socket-after-read"
+        /// Final sync read an exam's candidate rows and has not read the state store yet.
+        case syncAfterRowsRead = "sync-after-rows-read"
     }
 
     private let hook: (@Sendable (Point) async -> Void)?
