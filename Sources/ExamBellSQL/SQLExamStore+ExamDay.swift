@@ -119,13 +119,17 @@ extension SQLExamStore {
             case .inProgress:
                 break
             }
-            // Take the plan's row: an exam end running at the same time waits, or has won.
-            guard try await Self.lockRunningPlan(examId, db) else {
+            // Take the plan's row, shared: an exam end or a time change running at the same
+            // time waits, or has won; ends of other candidates go on alongside, and ends of
+            // the same candidate meet at its row below.
+            guard try await Self.lockRunningPlan(examId, shared: true, db) else {
                 let now = try await Self.existingPlan(examId, db)
                 return CandidateEndResult(ended: [], alreadyCompleted: all.compactMapValues { $0.endTime(in: now) }, outbox: nil)
             }
             var ended: [String] = []
-            for chunk in candidateIds.chunked(Self.chunkSize) {
+            // In id order: two ends of overlapping candidates at once take their rows in the
+            // same order, so one waits for the other instead of both deadlocking.
+            for chunk in candidateIds.sorted().chunked(Self.chunkSize) {
                 ended += try await db.raw(
                     """
                     UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue), last_active_time = \(bind: at.iso8601)
@@ -253,8 +257,20 @@ extension SQLExamStore {
     }
 
     /// Takes the plan's row for this transaction if it is still running; false once it ended.
-    static func lockRunningPlan(_ examId: String, _ db: any SQLDatabase) async throws -> Bool {
-        try await db.raw(
+    /// `shared`: other shared takers hold it at the same time, and a taker of the whole row
+    /// (the exam's end, a time change) waits for them all (PostgreSQL's `FOR SHARE`, which
+    /// writes nothing; SQLite's write transactions exclude each other anyway).
+    static func lockRunningPlan(_ examId: String, shared: Bool = false, _ db: any SQLDatabase) async throws -> Bool {
+        if shared, db.dialect.name == "postgresql" {
+            return try await db.raw(
+                """
+                SELECT plan_id FROM exam_plan
+                WHERE plan_id = \(bind: examId) AND status = \(bind: ExamStatus.inProgress.rawValue)
+                FOR SHARE
+                """
+            ).first() != nil
+        }
+        return try await db.raw(
             """
             UPDATE exam_plan SET status = status
             WHERE plan_id = \(bind: examId) AND status = \(bind: ExamStatus.inProgress.rawValue)

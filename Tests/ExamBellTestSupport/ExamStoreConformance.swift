@@ -380,6 +380,31 @@ public enum ExamStoreConformance {
             #expect(results.allSatisfy { $0.ended == ["e1-c1"] || $0.alreadyCompleted == ["e1-c1": time] }, "every caller learns the one time")
             #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.count == 1)
         },
+        Case(name: "ends of overlapping candidates at once, in different orders: each candidate ends once, nobody fails") { store in
+            try await startedExam(store, id: "e1", candidates: 1201)
+            let ids = (1...1200).map { "e1-c\($0)" }
+            // Batches over the 500-row chunk size, overlapping, each in its own order.
+            let batches = (0..<8).map { index in
+                let batch = Array(ids[(index * 100)..<min(ids.count, index * 100 + 700)])
+                return index.isMultiple(of: 2) ? batch : batch.reversed()
+            }
+            let results = try await withThrowingTaskGroup(of: CandidateEndResult.self) { group in
+                for (index, batch) in batches.enumerated() {
+                    group.addTask {
+                        let at = t0.adding(seconds: Int64(100 + index))
+                        return try await store.endCandidates(
+                            examId: "e1", candidateIds: batch, at: at, actor: "node\(index)", reason: nil, leaseUntil: at
+                        )
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let ended = results.flatMap(\.ended)
+            #expect(ended.count == Set(ended).count, "no candidate ended twice")
+            #expect(Set(ended) == Set(batches.joined()), "every listed candidate ended")
+            #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.count == Set(ended).count)
+            #expect(try await store.candidates(ids: ["e1-c1201"]).first?.status == .inProgress, "an unlisted candidate is untouched")
+        },
         Case(name: "due ends: candidates past their own end end alone; an exam waits for a later accommodation") { store in
             let planned = t0.adding(seconds: 3600)
             _ = try await store.createExam(examId: "e1", title: "A", items: .standard, scheduledEnd: planned, actor: "admin", at: t0)
