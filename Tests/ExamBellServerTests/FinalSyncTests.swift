@@ -146,16 +146,11 @@ struct FinalSyncTests {
 
 /// Holds the first pass through a fault point after `arm()` until `release()`.
 final class HeldPoint: Sendable {
-    private struct State {
-        var armed = false
-        var arrived = false
-        var released = false
-        var holding: CheckedContinuation<Void, Never>?
-        var waitingForArrival: CheckedContinuation<Void, Never>?
-    }
-
     let point: FaultPoints.Point
-    private let state = Mutex(State())
+    /// (armed, arrived): only the first pass after `arm()` is held.
+    private let state = Mutex((armed: false, arrived: false))
+    private let arrival = Latch()
+    private let releasing = Latch()
 
     init(_ point: FaultPoints.Point) { self.point = point }
 
@@ -167,39 +162,40 @@ final class HeldPoint: Sendable {
         let hold = state.withLock { state in
             guard state.armed, !state.arrived else { return false }
             state.arrived = true
-            state.waitingForArrival?.resume()
-            state.waitingForArrival = nil
             return true
         }
         guard hold else { return }
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { state in
-                if state.released { return true }
-                state.holding = continuation
-                return false
-            }
-            if now { continuation.resume() }
-        }
+        arrival.open()
+        await releasing.wait()
     }
 
     /// Returns once the armed pass has arrived.
-    func reached() async {
+    func reached() async { await arrival.wait() }
+
+    func release() { releasing.open() }
+}
+
+/// A one-shot signal: `wait()` returns once `open()` has been called, at once if it already was.
+final class Latch: Sendable {
+    private let state = Mutex((isOpen: false, waiting: [CheckedContinuation<Void, Never>]()))
+
+    func open() {
+        let waiting = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
+    func wait() async {
         await withCheckedContinuation { continuation in
             let now = state.withLock { state in
-                if state.arrived { return true }
-                state.waitingForArrival = continuation
+                if state.isOpen { return true }
+                state.waiting.append(continuation)
                 return false
             }
             if now { continuation.resume() }
         }
-    }
-
-    func release() {
-        let holding = state.withLock { state in
-            state.released = true
-            defer { state.holding = nil }
-            return state.holding
-        }
-        holding?.resume()
     }
 }
