@@ -289,6 +289,10 @@ final class ReconnectingBrowser: Sendable {
         let closeCodes = Mutex<[WebSocketErrorCode?]>([])
         /// When each connection opened.
         let opened = Mutex<[ContinuousClock.Instant]>([])
+        /// The port of the node that holds the open connection (nil between connections).
+        let livePort = Mutex<Int?>(nil)
+        /// Each try's opening and ending, with when: for a failing expectation's message.
+        let history = Mutex<[(ContinuousClock.Instant, String)]>([])
         /// The socket nodes to try, in turn (a load balancer's backends).
         let ports: Mutex<[Int]>
 
@@ -314,17 +318,22 @@ final class ReconnectingBrowser: Sendable {
                 let openedBefore = events.opened.withLock { $0.count }
                 do {
                     let ports = events.ports.withLock { $0 }
+                    let port = ports[index % ports.count]
                     // Pings, as the browser's TCP stack would notice, find a node that died: the
                     // test client allows half-closure and otherwise keeps a connection whose
                     // server was SIGKILLed in CLOSE-WAIT for good, never reconnecting.
                     let close = try await WebSocketClient.connect(
-                        url: "ws://127.0.0.1:\(ports[index % ports.count])/ws?token=\(token)",
+                        url: "ws://127.0.0.1:\(port)/ws?token=\(token)",
                         configuration: .init(autoPing: .enabled(timePeriod: .seconds(10))), logger: logger
                     ) { inbound, outbound, _ in
                         events.opened.withLock { $0.append(.now) }
+                        events.livePort.withLock { $0 = port }
+                        events.history.withLock { $0.append((.now, "opened on \(port)")) }
                         try await received.read(inbound, outbound, ackExamEnd: ackExamEnd)
                     }
                     events.closeCodes.withLock { $0.append(close?.closeCode) }
+                    events.livePort.withLock { $0 = nil }
+                    events.history.withLock { $0.append((.now, close.map { "closed with \($0.closeCode)" } ?? "ended without a close frame")) }
                     if events.opened.withLock({ $0.count }) > openedBefore { attempt = 0 }
                     if close?.closeCode == SocketCloseCodes.restart {
                         index += 1
@@ -335,6 +344,8 @@ final class ReconnectingBrowser: Sendable {
                         attempt += 1
                     }
                 } catch {
+                    events.livePort.withLock { $0 = nil }
+                    events.history.withLock { $0.append((.now, "failed: \(error)")) }
                     // Refused (or cut): the next try goes to the next node, as a load balancer's would.
                     if events.opened.withLock({ $0.count }) > openedBefore { attempt = 0 }
                     index += 1
@@ -353,6 +364,14 @@ final class ReconnectingBrowser: Sendable {
     }
 
     var connections: Int { events.opened.withLock { $0.count } }
+
+    /// The port of the node that holds this browser now (nil while it is not connected).
+    var livePort: Int? { events.livePort.withLock { $0 } }
+
+    /// What happened to each try, in ms relative to `origin`: for a failing expectation's message.
+    func history(since origin: ContinuousClock.Instant) -> String {
+        events.history.withLock { $0 }.map { "\(Int(($0.0 - origin) / .milliseconds(1))) ms \($0.1)" }.joined(separator: ", ")
+    }
 
     /// The nodes to try from now on, as a load balancer whose health check dropped a dead node
     /// and added its replacement.
