@@ -106,14 +106,21 @@ public final class PostgresExecutor: SQLExecutor {
     ) async throws -> R {
         try await bounded(callLimit: callLimit) { connection, gate in
             let db = LiveConnectionDatabase(connection)
-            try await db.raw("BEGIN").run()
-            for statement in setup { try await db.raw(SQLQueryString(statement)).run() }
-            let result: R
-            do {
-                result = try await body(db)
-            } catch {
-                try? await db.raw("ROLLBACK").run()
-                throw error
+            var attempt = 1
+            var result: R
+            while true {
+                try await db.raw("BEGIN").run()
+                for statement in setup { try await db.raw(SQLQueryString(statement)).run() }
+                do {
+                    result = try await body(db)
+                    break
+                } catch {
+                    try? await db.raw("ROLLBACK").run()
+                    // PostgreSQL aborted the transaction to break a deadlock (or a serialization
+                    // conflict): nothing of it applied, so it runs again, within the same call bound.
+                    guard attempt < Self.retriedConflicts, Self.isRetriableConflict(error) else { throw error }
+                    attempt += 1
+                }
             }
             // Past its time the call has already been answered with an error: never commit then.
             guard gate.beginCommit() else { throw CallTimedOut() }
@@ -185,6 +192,18 @@ public final class PostgresExecutor: SQLExecutor {
                         code: "database_outcome_unknown",
                         message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
         }
+    }
+
+    /// How many times a transaction runs when PostgreSQL aborts it for a deadlock or a
+    /// serialization conflict.
+    static let retriedConflicts = 3
+
+    /// Whether PostgreSQL aborted a transaction only to break a deadlock (40P01) or a
+    /// serialization conflict (40001): running it again is safe.
+    static func isRetriableConflict(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError, error.code == .server else { return false }
+        let state = error.serverInfo?[.sqlState] ?? ""
+        return state == "40P01" || state == "40001"
     }
 
     /// What a backend failure means to a caller: the DB is unavailable (503), or the error as it is.
