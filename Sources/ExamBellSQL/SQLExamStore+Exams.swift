@@ -47,6 +47,19 @@ extension SQLExamStore {
         }
     }
 
+    public func examsToSync(endedSince: Timestamp) async throws -> [String] {
+        try await connection { db in
+            try await db.raw(
+                """
+                SELECT plan_id FROM exam_plan
+                WHERE status = \(bind: ExamStatus.inProgress.rawValue)
+                    OR (status = \(bind: ExamStatus.completed.rawValue) AND end_datetime >= \(bind: endedSince.iso8601))
+                ORDER BY plan_id
+                """
+            ).all().map { try $0.decode(column: "plan_id", as: String.self) }
+        }
+    }
+
     public func examsDueToEnd(at time: Timestamp) async throws -> [String] {
         try await connection { db in
             // An exam whose running candidates include one with a later end of its own (an

@@ -46,6 +46,9 @@ public struct ExamBellConfiguration: Sendable {
     public var schedulerInterval: Duration = .seconds(1)
     /// How often final sync reconciles Redis and the DB.
     public var syncInterval: Duration = .seconds(30)
+    /// How long after its end an exam stays in final sync's periodic pass (older ones only
+    /// when a sync of theirs failed or found drift).
+    public var syncWindow: Duration = .seconds(600)
     /// How long after an end's broadcast its exam is reconciled (time for the browsers' acks
     /// to arrive); nil for no sync of its own beyond the periodic one.
     public var syncAfterEnd: Duration? = .seconds(5)

@@ -43,6 +43,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Seconds between final-sync passes (EXAMBELL_SYNC_INTERVAL; default 30).")
     var syncInterval: Int?
 
+    @Option(help: "Seconds after its end an exam stays in final sync's periodic pass (EXAMBELL_SYNC_WINDOW; default 600).")
+    var syncWindow: Int?
+
     @Option(help: "Seconds between WebSocket pings; a browser missing a pong is dropped (EXAMBELL_PING_INTERVAL; default 30).")
     var pingInterval: Int?
 

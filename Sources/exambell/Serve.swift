@@ -86,6 +86,7 @@ enum NodeRunner {
             logger.info("socket node id (its consumer group)", metadata: ["nodeId": "\(configuration.nodeId)"])
         }
         configuration.syncInterval = try options.seconds(options.syncInterval, env: "EXAMBELL_SYNC_INTERVAL", default: 30)
+        configuration.syncWindow = try options.seconds(options.syncWindow, env: "EXAMBELL_SYNC_WINDOW", default: 600)
         configuration.maxConnections = options.maxConnections ?? environment("EXAMBELL_MAX_CONNECTIONS").flatMap(Int.init) ?? 19_000
         guard configuration.maxConnections > 0 else { throw ValidationError("--max-connections must be positive.") }
         let grace = options.answerGrace ?? environment("EXAMBELL_ANSWER_GRACE").flatMap(Int.init) ?? 10

@@ -59,6 +59,38 @@ struct FinalSyncTests {
         }
     }
 
+    @Test(
+        "the periodic pass looks at running exams and recent ends only; an old end comes back when a sync of it found drift",
+        arguments: Engine.allCases
+    )
+    func periodicPassIsLive(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("old", candidates: 2)
+                _ = try await client.makeExam("running", candidates: 2)
+                _ = try await client.makeExam("later", candidates: 2, start: false)
+                // Ended an hour ago, straight through the store (the API ends at now).
+                let store = test.backends.store
+                let hourAgo = Timestamp.now().adding(seconds: -3600)
+                _ = try await store.endExam(examId: "old", at: hourAgo, actor: "admin", reason: nil, leaseUntil: hourAgo)
+                try await store.completeCandidates(examId: "old", at: hourAgo)
+                let state = test.backends.state
+                try await eventually("the outbox relay wrote the old end's keys") { try await state.plan("old")?.status == .completed }
+                #expect(await test.node.finalSync.reconcileAll() == ["running"])
+                try await state.delete([PlanStateValue.key("old")])
+                #expect(await test.node.finalSync.reconcileAll() == ["running"])
+                #expect(try await state.plan("old") == nil, "an exam ended before the window is left alone by the periodic pass")
+                // Asked for by name (as after an end), it is reconciled; the drift marks it dirty.
+                #expect(await test.node.finalSync.reconcile(examId: "old").keysRewritten == 1)
+                #expect(try await state.plan("old") == PlanStateValue(status: .completed, endDatetime: hourAgo))
+                #expect(test.node.finalSync.dirtyExams == ["old"])
+                #expect(await test.node.finalSync.reconcileAll() == ["running", "old"])
+                #expect(test.node.finalSync.dirtyExams.isEmpty, "a pass that found nothing wrong clears the mark")
+                #expect(await test.node.finalSync.reconcileAll() == ["running"])
+            }
+        }
+    }
+
     @Test("deleted and corrupted keys are rewritten from the DB; later activity flows into the DB", arguments: Engine.allCases)
     func repair(_ engine: Engine) async throws {
         try await withNode(engine) { test in

@@ -35,7 +35,7 @@ struct TestNode {
     init(
         databasePath: String = ":memory:", store given: (any ExamStore)? = nil, redisURL: String? = nil,
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
-        syncInterval: Duration = .seconds(1), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
+        syncInterval: Duration = .seconds(1), syncWindow: Duration = .seconds(600), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
         nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30),
         outboxLease: Duration = .seconds(5), faults: FaultPoints = .none
     ) async throws {
@@ -70,6 +70,7 @@ struct TestNode {
         configuration.outboxLease = outboxLease
         configuration.presenceInterval = .milliseconds(100)
         configuration.syncInterval = syncInterval
+        configuration.syncWindow = syncWindow
         configuration.maxConnections = maxConnections
         configuration.syncAfterEnd = syncAfterEnd
         configuration.answerGraceSeconds = answerGraceSeconds

@@ -25,6 +25,15 @@ public enum ExamStoreConformance {
     }
 
     public static let cases: [Case] = [
+        Case(name: "exams to sync: running ones and those ended within the window, not scheduled or older ends") { store in
+            for id in ["old", "recent", "running"] { try await startedExam(store, id: id, candidates: 1) }
+            _ = try await store.createExam(examId: "later", title: "Not started", actor: "admin", at: t0)
+            _ = try await store.endExam(examId: "old", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            _ = try await store.endExam(examId: "recent", at: end.adding(seconds: 3600), actor: "admin", reason: nil, leaseUntil: end)
+            #expect(try await store.examsToSync(endedSince: end.adding(seconds: 1)) == ["recent", "running"])
+            #expect(try await store.examsToSync(endedSince: end) == ["old", "recent", "running"], "an end at the window's edge is in")
+            #expect(try await store.examsToSync(endedSince: end.adding(seconds: 3601)) == ["running"])
+        },
         Case(name: "create, read and list exams") { store in
             let plan = try await store.createExam(examId: "e1", title: "수학", actor: "admin", at: t0)
             #expect(plan.status == .scheduled)

@@ -29,6 +29,11 @@ public protocol ExamPlanStore: Sendable {
     /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
     func startExam(examId: String, actor: String, at: Timestamp) async throws -> ExamPlan
 
+    /// The ids of the plans final sync's periodic pass looks at: every `in_progress` plan and
+    /// every `completed` plan that ended at or after `endedSince`. An exam that ended long
+    /// ago is left out, so the pass costs what is live, not what is history.
+    func examsToSync(endedSince: Timestamp) async throws -> [String]
+
     /// The ids of `in_progress` plans whose planned end is at or before `time`.
     func examsDueToEnd(at time: Timestamp) async throws -> [String]
 

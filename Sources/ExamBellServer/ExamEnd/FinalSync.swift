@@ -1,6 +1,7 @@
 import ExamBellCore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The final sync of seed §4.3.2: after each end, and periodically, Redis and the DB agree.
 ///
@@ -10,6 +11,11 @@ import ServiceLifecycle
 ///
 /// It runs as a service of the node: its periodic pass, and the syncs the end service asks
 /// for after each end (`scheduleSync`), which reach it through a stream it owns.
+///
+/// The periodic pass costs what is live, not what is history: it looks at running exams,
+/// exams that ended within `window`, and exams marked dirty (a reconcile that failed, or one
+/// that found drift, is looked at again on the next pass whatever its age). A node that has
+/// run a hundred exams idles like a fresh one.
 public struct FinalSync: Service {
     /// What one reconcile changed.
     public struct Report: Sendable, Hashable {
@@ -21,6 +27,10 @@ public struct FinalSync: Service {
 
     let backends: ExamBellBackends
     let interval: Duration
+    /// How long after its end an exam stays in the periodic pass.
+    let window: Duration
+    /// Exams to look at on the next pass whatever their age.
+    private let dirty = DirtyExams()
     /// This node's name, as the owner of the sync locks it takes.
     let nodeId: String
     let logger: Logger
@@ -29,9 +39,13 @@ public struct FinalSync: Service {
     private let requests: AsyncStream<(examId: String, due: ContinuousClock.Instant)>
     private let requested: AsyncStream<(examId: String, due: ContinuousClock.Instant)>.Continuation
 
-    init(backends: ExamBellBackends, interval: Duration, nodeId: String, logger: Logger, faults: FaultPoints = .none) {
+    init(
+        backends: ExamBellBackends, interval: Duration, window: Duration = .seconds(600), nodeId: String, logger: Logger,
+        faults: FaultPoints = .none
+    ) {
         self.backends = backends
         self.interval = interval
+        self.window = window
         self.nodeId = nodeId
         self.logger = logger
         self.faults = faults
@@ -45,18 +59,27 @@ public struct FinalSync: Service {
         requested.yield((examId, .now + delay))
     }
 
-    /// Reconciles one exam; errors are logged and leave the next pass to try again.
+    /// Reconciles one exam; errors are logged and leave the next pass to try again (the exam
+    /// is marked dirty, and so is one whose state store had drifted).
     @discardableResult
     public func reconcile(examId: String) async -> Report {
         do {
-            return try await reconcileOrThrow(examId: examId)
+            let report = try await reconcileOrThrow(examId: examId)
+            dirty.exams.withLock { dirty in
+                if report == Report() { dirty.remove(examId) } else { dirty.insert(examId) }
+            }
+            return report
         } catch is CancellationError {
             return Report()
         } catch {
+            dirty.exams.withLock { _ = $0.insert(examId) }
             logger.warning("final sync failed", metadata: ["examId": "\(examId)", "error": "\(error)"])
             return Report()
         }
     }
+
+    /// The exams the next periodic pass looks at whatever their age.
+    public var dirtyExams: Set<String> { dirty.exams.withLock { $0 } }
 
     func reconcileOrThrow(examId: String) async throws -> Report {
         // Only one node syncs a given exam at a time; a node that finds it taken leaves it.
@@ -160,17 +183,22 @@ public struct FinalSync: Service {
         return report
     }
 
-    /// Reconciles every exam that has started.
-    public func reconcileAll() async {
+    /// Reconciles every running exam, every exam that ended within the window, and every
+    /// exam marked dirty; returns the exams it looked at.
+    @discardableResult
+    public func reconcileAll() async -> [String] {
         do {
-            for plan in try await backends.store.exams() where plan.status != .scheduled {
-                await reconcile(examId: plan.examId)
-            }
+            let since = Timestamp.now().adding(seconds: -Int64(window.inSeconds.rounded(.up)))
+            let live = try await backends.store.examsToSync(endedSince: since)
+            let examIds = live + dirtyExams.subtracting(live).sorted()
+            for examId in examIds { await reconcile(examId: examId) }
+            return examIds
         } catch is CancellationError {
-            return
+            return []
         } catch {
             logger.warning("final sync pass failed", metadata: ["error": "\(error)"])
         }
+        return []
     }
 
     public func run() async throws {
@@ -197,4 +225,9 @@ public struct FinalSync: Service {
             try? await Task.sleep(for: interval)
         }
     }
+}
+
+/// The exams final sync looks at again on its next pass, shared by the copies of `FinalSync`.
+final class DirtyExams: Sendable {
+    let exams = Mutex<Set<String>>([])
 }
