@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import ExamBellCore
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -47,7 +47,8 @@ public struct ExamBellNode: Sendable {
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
         )
         let sync = FinalSync(
-            backends: backends, interval: configuration.syncInterval, nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
+            backends: backends, interval: configuration.syncInterval, window: configuration.syncWindow,
+            nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
             logger: logger, faults: configuration.faults
         )
         let endService = EndExamService(
@@ -59,7 +60,7 @@ public struct ExamBellNode: Sendable {
             configuration.roles.contains(.socket)
             ? SocketServer(
                 hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections,
-                metrics: metrics
+                metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
             ) : nil
         let router = try buildRouter(
             configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay,
@@ -74,11 +75,7 @@ public struct ExamBellNode: Sendable {
         if let socketServer {
             application = Application(
                 router: router,
-                server: .http1WebSocketUpgrade(
-                    configuration: .init(
-                        ws: .init(maxFrameSize: SocketServer.maxInboundSize, autoPing: .enabled(timePeriod: configuration.pingInterval))
-                    )
-                ) { request, channel, _ in await socketServer.shouldUpgrade(request, channel: channel) },
+                server: HTTPServerBuilder { responder in BrowserChannel(responder: responder, server: socketServer, http1: .init()) },
                 configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger

@@ -44,6 +44,42 @@ struct LimitsTests {
         }
     }
 
+    @Test(
+        "the socket node's own WebSocket pipeline: a fragmented ack is assembled, the close handshake is answered, a fragmented message over 4 KiB gets 1009, a refused handshake gets its JSON reason"
+    )
+    func protocolOnOwnPipeline() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 3)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+            _ = try await client.end("e1")
+            // Told of the end on joining; its ack comes in two fragments.
+            let acking = try await RawWebSocket(port: port, token: tokens[0])
+            defer { acking.close() }
+            try acking.sendFrame(opcode: 0x1, fin: false, Array(#"{"type":"ack","#.utf8))
+            try acking.sendFrame(opcode: 0x0, fin: true, Array(#""examId":"e1"}"#.utf8))
+            try await eventually("the fragmented ack was recorded") {
+                try await test.backends.state.acknowledged(examId: "e1") == ["e1-c1"]
+            }
+            // The browser closes: the node answers with the same code and lets it go.
+            try acking.sendFrame(opcode: 0x8, fin: true, [0x03, 0xE8])
+            #expect(await acking.closeCode(within: .seconds(10)) == .some(1000))
+            #expect(await acking.ended(within: .seconds(10)))
+            // Frames under the 4 KiB frame limit that add up to a message over it.
+            let big = try await RawWebSocket(port: port, token: tokens[1])
+            defer { big.close() }
+            try big.sendFrame(opcode: 0x1, fin: false, Array(repeating: UInt8(ascii: "x"), count: 3000))
+            try big.sendFrame(opcode: 0x0, fin: true, Array(repeating: UInt8(ascii: "x"), count: 3000))
+            #expect(await big.closeCode(within: .seconds(10)) == .some(1009))
+            await eventually("the node holds no browser") { test.node.hub.connectionCount == 0 }
+            // A refused handshake is answered like the API: status and JSON reason, then closed.
+            let refused = try await RawWebSocket.refusal(port: port, token: "forged")
+            #expect(refused.head.hasPrefix("HTTP/1.1 401"), "\(refused.head)")
+            #expect(refused.body.contains(#""code":"unauthorized""#), "\(refused.body)")
+        }
+    }
+
     @Test("a browser flooding messages is closed with 1008; a well-behaved one is not")
     func flood() async throws {
         let test = try await TestNode()

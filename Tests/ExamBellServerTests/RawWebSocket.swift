@@ -16,7 +16,34 @@ final class RawWebSocket: @unchecked Sendable {
     private var pending: [UInt8] = []
 
     init(port: Int, token: String) async throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, head, rest) = try await Self.handshake(port: port, token: token)
+        self.fd = fd
+        pending = rest
+        guard head.hasPrefix("HTTP/1.1 101") else {
+            Glibc.close(fd)
+            throw TestFailure("upgrade refused: \(head)")
+        }
+    }
+
+    /// The answer to a handshake the server refuses: its head, and its body once the server
+    /// closed the connection (within 10 s).
+    static func refusal(port: Int, token: String) async throws -> (head: String, body: String) {
+        let (fd, head, rest) = try await handshake(port: port, token: token)
+        let socket = RawWebSocket(fd: fd, pending: rest)
+        defer { socket.close() }
+        guard await socket.ended(within: .seconds(10)) else { throw TestFailure("the refused connection stayed open") }
+        return (head, String(decoding: socket.pending, as: UTF8.self))
+    }
+
+    private init(fd: Int32, pending: [UInt8]) {
+        self.fd = fd
+        self.pending = pending
+    }
+
+    /// Connects and sends a WebSocket handshake; returns the socket, the answer's head and
+    /// what came after it.
+    private static func handshake(port: Int, token: String) async throws -> (Int32, String, [UInt8]) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket() failed") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -27,22 +54,22 @@ final class RawWebSocket: @unchecked Sendable {
         }
         guard connected == 0 else { throw TestFailure("connect() failed") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        try send(
+        let socket = RawWebSocket(fd: fd, pending: [])
+        try socket.send(
             Array(
                 ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
             ))
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            readAvailable()
-            if let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) {
-                let head = String(decoding: pending[..<end.lowerBound], as: UTF8.self)
-                pending.removeSubrange(..<end.upperBound)
-                guard head.hasPrefix("HTTP/1.1 101") else { throw TestFailure("upgrade refused: \(head)") }
-                return
+            socket.readAvailable()
+            if let end = socket.pending.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let head = String(decoding: socket.pending[..<end.lowerBound], as: UTF8.self)
+                return (fd, head, Array(socket.pending[end.upperBound...]))
             }
             try await Task.sleep(for: .milliseconds(10))
         }
+        Glibc.close(fd)
         throw TestFailure("no upgrade response")
     }
 
@@ -56,8 +83,12 @@ final class RawWebSocket: @unchecked Sendable {
 
     /// Sends one masked text frame, as browsers must.
     func sendText(_ text: String) throws {
-        let payload = Array(text.utf8)
-        var frame: [UInt8] = [0x81]
+        try sendFrame(opcode: 0x1, fin: true, Array(text.utf8))
+    }
+
+    /// Sends one masked frame: `opcode` 0x0 continuation, 0x1 text, 0x8 close, 0x9 ping.
+    func sendFrame(opcode: UInt8, fin: Bool, _ payload: [UInt8]) throws {
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         if payload.count < 126 {
             frame.append(0x80 | UInt8(payload.count))
         } else if payload.count < 65536 {
@@ -114,6 +145,16 @@ final class RawWebSocket: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return nil
+    }
+
+    /// Reads until the server ends the connection: true if it did within `limit`.
+    func ended(within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if !readAvailable() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 
     func close() { Glibc.close(fd) }

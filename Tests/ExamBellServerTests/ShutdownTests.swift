@@ -196,7 +196,9 @@ struct ShutdownTests {
 /// see what its graceful shutdown leaves behind.
 @Suite("Graceful shutdown in process", .timeLimit(.minutes(4)))
 struct InProcessShutdownTests {
-    @Test("graceful shutdown stops every part in order and closes every connection: browsers get 1012, PostgreSQL and Redis keep none of the node's")
+    @Test(
+        "graceful shutdown stops every part in order and closes every connection: browsers get 1012 (one that never reads or answers is not waited for), PostgreSQL and Redis keep none of the node's"
+    )
     func closesEveryConnection() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
@@ -234,14 +236,19 @@ struct InProcessShutdownTests {
             #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams", json: #"{"examId":"e1","title":"T"}"#).status == 201)
             #expect(
                 try await callOnOwnConnection(
-                    port: port, "POST", "/api/exams/e1/candidates", json: #"{"candidates":[{"candidateId":"c1","name":"N"}]}"#
+                    port: port, "POST", "/api/exams/e1/candidates",
+                    json: #"{"candidates":[{"candidateId":"c1","name":"N"},{"candidateId":"c2","name":"M"}]}"#
                 ).status == 200)
             #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/start").status == 200)
-            let sessions = try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1"]}"#)
-            let token = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions[0].token
-            let browser = ReconnectingBrowser(ports: [port], token: token)
+            let sessions = try await callOnOwnConnection(
+                port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1","c2"]}"#)
+            let tokens = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions.map(\.token)
+            let browser = ReconnectingBrowser(ports: [port], token: tokens[0])
             defer { browser.close() }
-            try await eventually("the browser connected") { node.hub.connectionCount == 1 }
+            // A browser that reads nothing and never answers the close.
+            let silent = try await RawWebSocket(port: port, token: tokens[1])
+            defer { silent.close() }
+            try await eventually("both browsers connected") { node.hub.connectionCount == 2 }
             #expect(try await Self.connections(monitor, database: database) > 0, "the node holds PostgreSQL connections while it runs")
             #expect(try await redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
 
@@ -250,6 +257,8 @@ struct InProcessShutdownTests {
             await eventually("the browser was told to reconnect elsewhere (1012)") {
                 browser.closeCodes.first == SocketCloseCodes.restart
             }
+            #expect(await silent.closeCode(within: .seconds(10)) == .some(1012), "the silent browser got 1012")
+            #expect(await silent.ended(within: .seconds(10)), "and its connection was closed without its answer")
             try await eventually("PostgreSQL holds no connection of the node") {
                 try await Self.connections(monitor, database: database) == 0
             }

@@ -75,7 +75,6 @@ extension SocketHub {
     /// each distinct text is encoded once and written on each browser's event loop.
     @discardableResult
     func send(examId: String, room update: (inout Room) -> Void = { _ in }, frame: (inout Member) -> String?) -> Int {
-        typealias ByLoop = [ObjectIdentifier: (any EventLoop, [any Channel])]
         let (byText, count) = state.withLock { state -> ([String: ByLoop], Int) in
             var byText: [String: ByLoop] = [:]
             var count = 0
@@ -88,15 +87,16 @@ extension SocketHub {
             update(&state.rooms[examId]!)
             for index in state.rooms[examId]!.members.indices {
                 guard let text = frame(&state.rooms[examId]!.members.values[index]) else { continue }
-                let channel = state.rooms[examId]!.members.values[index].channel
-                byText[text, default: [:]][ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel)
+                let browser = state.rooms[examId]!.members.values[index].browser
+                let loop = browser.channel.eventLoop
+                byText[text, default: [:]][ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
                 count += 1
             }
             return (byText, count)
         }
         for (text, byLoop) in byText {
-            let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
-            for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+            let bytes = Self.textFrame(text)
+            for (loop, browsers) in byLoop.values { Self.write(bytes, to: browsers, on: loop) }
         }
         return count
     }

@@ -5,17 +5,18 @@ import Synchronization
 
 /// The socket server's rooms: every connected browser, keyed by exam.
 ///
-/// A broadcast encodes the message once, then, under the lock, only collects the channels
-/// to tell, grouped by event loop; outside it, each event loop gets one job that writes the
-/// same frame to all of its channels. No task wakes up per browser and no browser is waited
-/// for: one whose channel is not writable (its client stopped reading and NIO's buffer
-/// passed its high-water mark) is closed instead, and it reconnects and is told at once.
-/// A room remembers its end, so a browser joining afterwards is told exactly once.
+/// A broadcast encodes its frame once (header and payload; the room keeps the bytes), then,
+/// under the lock, only collects the browsers to tell, grouped by event loop; outside it,
+/// each event loop gets one job that writes the same bytes to each of its browsers through
+/// its `BrowserHandler`. No task wakes up per browser and no browser is waited for: one whose
+/// channel is not writable (its client stopped reading and NIO's buffer passed its high-water
+/// mark) is cut instead, and it reconnects and is told at once. A room remembers its end, so
+/// a browser joining afterwards is told exactly once.
 public final class SocketHub: Sendable {
     /// One browser's connection as the hub sees it.
     struct Member {
         var session: Session
-        var channel: any Channel
+        var browser: BrowserLink
         var endSent = false
         var acknowledged = false
         /// The end time this browser was told (the exam's, or its candidate's own).
@@ -29,8 +30,8 @@ public final class SocketHub: Sendable {
 
     struct Room {
         var members: [UInt64: Member] = [:]
-        /// The `exam_end` frame once the exam has ended, and its time.
-        var end: WebSocketFrame?
+        /// The `exam_end` frame's wire bytes once the exam has ended, and its time.
+        var end: ByteBuffer?
         var endTime: Timestamp?
         /// Candidates who ended alone, with their time: a browser of theirs joining later is
         /// told with that time.
@@ -52,11 +53,11 @@ public final class SocketHub: Sendable {
     public init() {}
 
     /// Adds a browser; returns its id. A browser of an exam that ended is told at once.
-    func join(_ session: Session, channel: any Channel) -> UInt64 {
+    func join(_ session: Session, browser: BrowserLink) -> UInt64 {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
-            var member = Member(session: session, channel: channel)
+            var member = Member(session: session, browser: browser)
             let room = state.rooms[session.examId]
             var end = room?.end
             member.endTime = room?.endTime
@@ -69,12 +70,17 @@ public final class SocketHub: Sendable {
             state.rooms[session.examId]?.dirty = true
             return (state.nextId, end)
         }
-        if let end { Self.write(end, to: [channel], on: channel.eventLoop) }
+        if let end { Self.write(end, to: [browser], on: browser.channel.eventLoop) }
         return id
     }
 
-    static func endFrame(examId: String, at time: Timestamp) -> WebSocketFrame {
-        WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: ExamEndSocketMessage(examId: examId, timestamp: time).json))
+    static func endFrame(examId: String, at time: Timestamp) -> ByteBuffer {
+        textFrame(ExamEndSocketMessage(examId: examId, timestamp: time).json)
+    }
+
+    /// A text frame's wire bytes, encoded once for every browser it goes to.
+    static func textFrame(_ text: String) -> ByteBuffer {
+        encode(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
     }
 
     /// Removes a browser.
@@ -96,54 +102,42 @@ public final class SocketHub: Sendable {
     /// were handed the frame now. The frame is encoded once here.
     @discardableResult
     public func broadcast(_ message: ExamEndSocketMessage) -> Int {
-        let fresh = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: message.json))
+        let fresh = Self.textFrame(message.json)
         let (frame, byLoop, told) = state.withLock { state in
             Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh, time: message.timestamp)
         }
-        for (loop, channels) in byLoop.values { Self.write(frame, to: channels, on: loop) }
+        for (loop, browsers) in byLoop.values { Self.write(frame, to: browsers, on: loop) }
         return told
     }
 
+    /// Browsers grouped by their event loop.
+    typealias ByLoop = [ObjectIdentifier: (any EventLoop, [BrowserLink])]
+
     /// Marks the room ended and its untold members told (in place: no copy of the members);
     /// returns the frame and their channels by event loop.
-    private static func collect(_ room: inout Room, fresh: WebSocketFrame, time: Timestamp)
-        -> (WebSocketFrame, [ObjectIdentifier: (any EventLoop, [any Channel])], Int)
-    {
+    private static func collect(_ room: inout Room, fresh: ByteBuffer, time: Timestamp) -> (ByteBuffer, ByLoop, Int) {
         let frame = room.end ?? fresh
         room.end = frame
         room.endTime = room.endTime ?? time
         let endTime = room.endTime
-        var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
+        var byLoop: ByLoop = [:]
         var told = 0
         for index in room.members.indices where !room.members.values[index].endSent {
             room.members.values[index].endSent = true
             room.members.values[index].endTime = endTime
-            let channel = room.members.values[index].channel
-            let loop = channel.eventLoop
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(channel)
+            let browser = room.members.values[index].browser
+            let loop = browser.channel.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
             told += 1
         }
         return (frame, byLoop, told)
     }
 
-    /// One job on `loop` writes `frame` to each channel; a channel that cannot take it is closed.
-    ///
-    /// The frame's bytes are encoded once here and written from the WebSocket encoder's place
-    /// in each pipeline, so the per-browser work is only the write itself.
-    static func write(_ frame: WebSocketFrame, to channels: [any Channel], on loop: any EventLoop) {
-        let bytes = encode(frame)
+    /// One job on `loop` writes a frame's wire bytes to each browser (a browser that cannot
+    /// take them is cut): the per-browser work is only the write itself.
+    static func write(_ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop) {
         loop.execute {
-            for channel in channels {
-                guard channel.isWritable else {
-                    channel.close(promise: nil)
-                    continue
-                }
-                if let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
-                    encoder.writeAndFlush(NIOAny(bytes), promise: nil)
-                } else {
-                    channel.writeAndFlush(frame, promise: nil)
-                }
-            }
+            for browser in browsers { browser.handler.value.write(encoded: bytes) }
         }
     }
 
@@ -218,45 +212,36 @@ public final class SocketHub: Sendable {
     /// Writes one text frame to every proctor of the exam on this node; returns how many.
     @discardableResult
     func sendToProctors(_ examId: String, text: ByteBuffer) -> Int {
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: text)
-        let channels = state.withLock { state in
-            (state.rooms[examId]?.members.values ?? [:].values).filter { $0.session.role == .proctor }.map(\.channel)
+        let bytes = Self.encode(WebSocketFrame(fin: true, opcode: .text, data: text))
+        let browsers = state.withLock { state in
+            (state.rooms[examId]?.members.values ?? [:].values).filter { $0.session.role == .proctor }.map(\.browser)
         }
-        for channel in channels { Self.write(frame, to: [channel], on: channel.eventLoop) }
-        return channels.count
+        for browser in browsers { Self.write(bytes, to: [browser], on: browser.channel.eventLoop) }
+        return browsers.count
     }
 
     /// Whether the node is shutting down: it takes no new browsers and closes the ones it has.
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
     /// Starts the node's shutdown: sends every browser a close frame with `closeCode` and
-    /// closes its connection `grace` later whatever the browser does (a browser that stopped
-    /// reading is never waited for); returns how many browsers.
-    ///
-    /// The close frame is written on each channel's event loop like a broadcast, not through
-    /// the WebSocket handler from another task (under load such a close from outside was seen
-    /// to leave browsers connected after SIGTERM).
+    /// closes its connection when it answers or `BrowserHandler.closeGrace` later, whatever
+    /// the browser does (a browser that stopped reading is never waited for); returns how many
+    /// browsers. Each close runs on the browser's event loop, one job per loop.
     @discardableResult
-    func drain(closeCode: WebSocketErrorCode, reason: String, grace: TimeAmount = .seconds(1)) -> Int {
+    func drain(closeCode: WebSocketErrorCode, reason: String) -> Int {
         draining.store(true, ordering: .releasing)
-        let channels = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.channel) } }
-        var payload = ByteBufferAllocator().buffer(capacity: 2 + reason.utf8.count)
-        payload.write(webSocketErrorCode: closeCode)
-        payload.writeString(reason)
-        let bytes = Self.encode(WebSocketFrame(fin: true, opcode: .connectionClose, data: payload))
-        var byLoop: [ObjectIdentifier: (any EventLoop, [any Channel])] = [:]
-        for channel in channels { byLoop[ObjectIdentifier(channel.eventLoop), default: (channel.eventLoop, [])].1.append(channel) }
-        for (loop, channels) in byLoop.values {
+        let browsers = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.browser) } }
+        var byLoop: ByLoop = [:]
+        for browser in browsers {
+            let loop = browser.channel.eventLoop
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
+        }
+        for (loop, browsers) in byLoop.values {
             loop.execute {
-                for channel in channels {
-                    if channel.isWritable, let encoder = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self) {
-                        encoder.writeAndFlush(NIOAny(bytes), promise: nil)
-                    }
-                    loop.scheduleTask(in: grace) { channel.close(promise: nil) }
-                }
+                for browser in browsers { browser.handler.value.close(code: closeCode, reason: reason) }
             }
         }
-        return channels.count
+        return browsers.count
     }
 
     /// Browsers on this node by role.

@@ -2,13 +2,15 @@ import ExamBellCore
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOWebSocket
 
-/// `GET /ws?token=`: checks the session token (no DB round trip), joins the browser to its
-/// exam's room, tells a late joiner at once, and takes candidates' acks.
+/// `GET /ws?token=`: checks the session token (no DB round trip) and the node's limits; an
+/// admitted browser is served by its `BrowserHandler` on the node's own pipeline
+/// (`BrowserChannel`), which joins it to its exam's room, tells a late joiner at once, and
+/// takes candidates' acks and receipts (recorded here).
 struct SocketServer: Sendable {
     let hub: SocketHub
     let sessions: SessionTokens
@@ -16,6 +18,8 @@ struct SocketServer: Sendable {
     let logger: Logger
     let maxConnections: Int
     let metrics: NodeMetrics
+    /// How often browsers are pinged; one that has not answered the last ping is dropped.
+    let pingInterval: TimeAmount
     /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
     /// at once, spread over a second, and the load balancer sends them to another node.
     static let restartCloseCode = WebSocketErrorCode.unknown(1012)
@@ -45,19 +49,15 @@ struct SocketServer: Sendable {
         return nil
     }
 
-    /// The WebSocket upgrade of `GET /ws?token=`. A refused browser is not upgraded: its
-    /// request goes on to the HTTP route (`addRoutes`), which answers with the clear error.
-    /// The browser's NIO channel is kept so that broadcasts write to it directly.
-    func shouldUpgrade(_ request: HTTPRequest, channel: any Channel) async -> ShouldUpgradeResult<
-        WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>
-    > {
-        let uri = URI(request.path ?? "")
-        guard uri.path == "/ws", request.method == .get else { return .dontUpgrade }
+    /// The session of a `GET /ws?token=` WebSocket handshake this node admits now, or nil:
+    /// a refused browser is not upgraded, and its request goes on to the HTTP route
+    /// (`addRoutes`), which answers with the clear error.
+    func admit(uri: String, method: NIOHTTP1.HTTPMethod) async -> Session? {
+        let uri = URI(uri)
+        guard uri.path == "/ws", method == .GET else { return nil }
         let token = uri.queryParameters.get("token")
-        guard await refusal(token: token) == nil, let session = try? await sessions.verify(token) else { return .dontUpgrade }
-        return .upgrade([:]) { inbound, outbound, _ in
-            try await serve(session, channel: channel, inbound: inbound, outbound: outbound)
-        }
+        guard await refusal(token: token) == nil else { return nil }
+        return try? await sessions.verify(token)
     }
 
     /// `GET /ws` that was not upgraded: the reason, with its status (401, 503, or 400 for a
@@ -69,46 +69,9 @@ struct SocketServer: Sendable {
         }
     }
 
-    private func serve(
-        _ session: Session, channel: any Channel, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
-    ) async throws {
-        // One task per browser: this one, reading. Broadcasts write to the channel directly;
-        // a drain closes it from outside (`SocketHub.drain`).
-        let id = hub.join(session, channel: channel)
-        logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
-        defer {
-            hub.leave(id, examId: session.examId)
-            logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
-        }
-        if !hub.hasEnded(session.examId) {
-            await tellIfEnded(session)
-        }
-        var allowance = Self.inboundBurst
-        var last = ContinuousClock.now
-        for try await message in inbound.messages(maxSize: Self.maxInboundSize) {
-            let now = ContinuousClock.now
-            let elapsed = now - last
-            last = now
-            allowance = min(
-                Self.inboundBurst,
-                allowance + Self.inboundPerSecond * elapsed.inSeconds
-            )
-            guard allowance >= 1 else {
-                logger.notice("browser sent too many messages; closing it", metadata: ["examId": "\(session.examId)"])
-                try await outbound.close(.policyViolation, reason: "too many messages")
-                return
-            }
-            allowance -= 1
-            guard session.role == .candidate, case .text(let text) = message,
-                let received = BrowserMessage(json: text, examId: session.examId)
-            else { continue }
-            await record(received, from: id, session: session)
-        }
-    }
-
     /// Records what a candidate's page said: its receipts go to the state store (final sync
     /// copies the end's into the DB).
-    private func record(_ message: BrowserMessage, from id: UInt64, session: Session) async {
+    func record(_ message: BrowserMessage, from id: UInt64, session: Session) async {
         let examId = session.examId
         let candidateId = session.subject
         do {
@@ -133,7 +96,7 @@ struct SocketServer: Sendable {
 
     /// A browser that connects after the end (the exam's, or its candidate's own) learns it
     /// from the state store, in one round trip.
-    private func tellIfEnded(_ session: Session) async {
+    func tellIfEnded(_ session: Session) async {
         let examId = session.examId
         do {
             let keys = [PlanStateValue.key(examId)] + (session.role == .candidate ? [CandidateStateValue.key(session.subject)] : [])

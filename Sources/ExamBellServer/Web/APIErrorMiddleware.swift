@@ -43,11 +43,15 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     static func response(_ error: ExamBellError) -> Response {
-        let body = JSONText.object(["error": JSONText.object(["code": JSONText.string(error.code), "message": JSONText.string(error.message)])])
-        return Response(
+        Response(
             status: .init(code: error.status),
             headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(string: body))
+            body: .init(byteBuffer: ByteBuffer(string: body(error)))
         )
+    }
+
+    /// `{"error":{"code","message"}}`.
+    static func body(_ error: ExamBellError) -> String {
+        JSONText.object(["error": JSONText.object(["code": JSONText.string(error.code), "message": JSONText.string(error.message)])])
     }
 }

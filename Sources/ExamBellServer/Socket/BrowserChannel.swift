@@ -1,0 +1,133 @@
+import ExamBellCore
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The socket server's own pipeline: every connection of a node that serves browsers.
+///
+/// A connection starts as HTTP/1.1. A `GET /ws?token=` WebSocket handshake that the socket
+/// server admits (`SocketServer.admit`) is upgraded by swift-nio's own WebSocket upgrader and
+/// frame codec, and the browser is then served by one `BrowserHandler` on its channel's event
+/// loop: no task, no async stream, no buffer of its own per browser. Every other request goes
+/// to the router; a handshake the server refuses is answered here with its JSON reason (401,
+/// 503) and the connection closed (NIO's upgrader has consumed its request head, so the
+/// router never sees it). The pipeline of an admitted browser, head to tail:
+/// `WebSocketFrameEncoder`, `WebSocketFrameDecoder` (4 KiB frames at most), `BrowserHandler`.
+struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
+    /// What a connection became: a browser (served by its handler from now on) or HTTP.
+    enum Upgrade: Sendable {
+        case browser
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// A handshake the server did not admit, to `uri`.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, uri: String)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgrade: EventLoopFuture<Upgrade>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let server: SocketServer
+    let http1: HTTP1Channel.Configuration
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            // The session the handshake was admitted with, from `shouldUpgrade` to the handler.
+            let admitted = NIOLoopBoundBox<Session?>(nil, eventLoop: channel.eventLoop)
+            // The target of a handshake that was tried, for the answer to a refused one.
+            let attempted = NIOLoopBoundBox<String?>(nil, eventLoop: channel.eventLoop)
+            let server = self.server
+            let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
+                maxFrameSize: SocketServer.maxInboundSize,
+                // Protocol errors are the handler's: NIO's own error handler waits for its close
+                // frame's write before closing, which a browser that stopped reading never lets end.
+                enableAutomaticErrorHandling: false,
+                shouldUpgrade: { channel, head in
+                    attempted.value = head.uri
+                    let promise = channel.eventLoop.makePromise(of: Session?.self)
+                    promise.completeWithTask { await server.admit(uri: head.uri, method: head.method) }
+                    return promise.futureResult.map { session in
+                        admitted.value = session
+                        return session.map { _ in HTTPHeaders() }
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let session = admitted.value else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+                        try channel.pipeline.syncOperations.addHandler(BrowserHandler(session: session, server: server))
+                        return Upgrade.browser
+                    }
+                }
+            )
+            let http1 = self.http1
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<Upgrade>(
+                upgradeConfiguration: NIOTypedHTTPServerUpgradeConfiguration(
+                    upgraders: [upgrader],
+                    notUpgradingCompletionHandler: { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                            try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                            try channel.pipeline.syncOperations.addHandler(
+                                HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger)
+                            )
+                            let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
+                            )
+                            if let uri = attempted.value { return Upgrade.refused(http, uri: uri) }
+                            return Upgrade.http(http)
+                        }
+                    }
+                )
+            )
+            configuration.enablePipelining = false  // HTTP is pipelined by NIOAsyncChannel
+            configuration.enableErrorHandling = false  // Hummingbird answers HTTP parse errors
+            configuration.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
+            let future = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            return Value(upgrade: future, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgrade.get() {
+            case .browser:
+                return  // its handler serves it from here, on its event loop
+            case .http(let channel):
+                await handleHTTP(asyncChannel: channel, logger: logger)
+            case .refused(let channel, let uri):
+                try await refuse(channel, uri: uri)
+            }
+        } catch {
+            logger.trace("connection ended before its first request was read", metadata: ["error": "\(error)"])
+            value.channel.close(promise: nil)
+        }
+    }
+
+    /// Answers a handshake that was not admitted with the reason, as JSON, and closes.
+    private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, uri: String) async throws {
+        let target = URI(uri)
+        let error: ExamBellError
+        if target.path != "/ws" {
+            error = ExamBellError(status: 404, code: "not_found", message: "There is no WebSocket endpoint at \(target.path).")
+        } else if let refusal = await server.refusal(token: target.queryParameters.get("token")) {
+            error = refusal
+        } else {
+            error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")
+        }
+        let body = ByteBuffer(string: APIErrorMiddleware<BasicRequestContext>.body(error))
+        let head = HTTPResponse(
+            status: .init(code: error.status),
+            headerFields: [.contentType: "application/json; charset=utf-8", .contentLength: "\(body.readableBytes)", .connection: "close"]
+        )
+        try await channel.executeThenClose { _, outbound in
+            try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+        }
+    }
+}
