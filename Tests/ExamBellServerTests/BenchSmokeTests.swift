@@ -59,4 +59,37 @@ struct BenchSmokeTests {
         #expect(burst["exams"] as? Int == 10)
         #expect(burst["received"] as? Int == 200)
     }
+
+    @Test("the machine's floor (`exambell bench-floor`) is driven like another server: every subscriber gets the published frame")
+    func floor() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-floor-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let port = try RedisTestServer.freePort()
+        let floor = TestProcess(
+            arguments: [try TestProcess.exambellBinary(), "bench-floor", "--port", String(port)], environment: [:],
+            logPath: directory.appendingPathComponent("floor.log").path
+        )
+        try floor.start()
+        defer { floor.stop() }
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/pub")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data("ping".utf8)
+        var listening = false
+        for _ in 0..<200 where !listening {
+            if let (body, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
+                #expect(String(decoding: body, as: UTF8.self) == "published to 0\n")
+                listening = true
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(listening, "bench-floor did not start: \(floor.log)")
+        let run = try await bench(
+            directory,
+            ["--ws-url", "ws://127.0.0.1:\(port)/sub", "--publish-url", "http://127.0.0.1:\(port)/pub", "--browsers", "100"]
+        )
+        #expect(run["connected"] as? Int == 100)
+        #expect(run["received"] as? Int == 100)
+        #expect(run["missing"] as? Int == 0)
+    }
 }

@@ -177,6 +177,12 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)  // the browser went without a close frame
             return
         }
+        if event is ChannelShouldQuiesceEvent {
+            // The HTTP server stops, and waits for every connection to close: one that joined
+            // after the drain's pass (admitted just before it) is told to reconnect too.
+            close(code: SocketServer.restartCloseCode, reason: "node restarting; reconnect")
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
