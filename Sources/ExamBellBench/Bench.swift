@@ -53,6 +53,9 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "With --ws-url: the HTTP URL a POST to which publishes to every subscriber.")
     var publishUrl: String?
 
+    @Option(help: "First run N exams of --browsers candidates through the API (created, started, ended; no browser), as a node on exam day has.")
+    var history = 0
+
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
@@ -66,6 +69,9 @@ public struct Bench: AsyncParsableCommand {
         guard (wsUrl == nil) == (publishUrl == nil) else { throw ValidationError("--ws-url and --publish-url go together.") }
         guard wsUrl == nil || exams == 1 else { throw ValidationError("--exams needs the ExamBell API, not --ws-url.") }
         guard hold >= 0 else { throw ValidationError("--hold must not be negative.") }
+        guard (0...1000).contains(history), history == 0 || wsUrl == nil else {
+            throw ValidationError("--history must be 0 to 1,000, and needs the ExamBell API, not --ws-url.")
+        }
     }
 
     public func run() async throws {
@@ -207,6 +213,36 @@ public struct Bench: AsyncParsableCommand {
         }
     }
 
+    struct Ignored: Decodable {}
+
+    /// Creates and starts exam `examId` with `browsers` candidates; returns their ids.
+    private func startExam(_ examId: String, api: APIClient) async throws -> [String] {
+        let people = (0..<browsers).map { "\(examId)-c\($0)" }
+        _ = try await api.call("POST", "api/exams", body: ["examId": examId, "title": "Benchmark"], as: Ignored.self)
+        for chunk in stride(from: 0, to: people.count, by: 5000).map({ Array(people[$0..<min($0 + 5000, people.count)]) }) {
+            _ = try await api.call(
+                "POST", "api/exams/\(examId)/candidates", body: ["candidates": chunk.map { ["candidateId": $0, "name": $0] }],
+                as: Ignored.self
+            )
+        }
+        _ = try await api.call("POST", "api/exams/\(examId)/start", as: Ignored.self)
+        return people
+    }
+
+    /// The node's history before the measured run: exams run and ended with no browser.
+    private func makeHistory(http: HTTPClient, run: String) async throws {
+        var api = try client.client(http: http)
+        api.timeout = .seconds(60)
+        let bar = ProgressBar(total: history, enabled: !json)
+        for exam in 0..<history {
+            let examId = "\(run)-history-\(exam)"
+            _ = try await startExam(examId, api: api)
+            try await Ender.exams(api, [examId]).fire(0)
+            bar.show(exam + 1, note: "running earlier exams")
+        }
+        bar.finish("ran and ended \(history) earlier exam(s) of \(browsers) candidates")
+    }
+
     /// Creates the exams with their candidates through the API and takes session tokens.
     private func prepareExams(http: HTTPClient) async throws -> Plan {
         var api = try client.client(http: http)
@@ -215,23 +251,15 @@ public struct Bench: AsyncParsableCommand {
             struct Session: Decodable { var socketUrl: String }
             var sessions: [Session]
         }
-        struct Ignored: Decodable {}
         let run = "bench-\(Timestamp.now().iso8601.filter(\.isNumber))-\(Int.random(in: 1000...9999))"
+        if history > 0 { try await makeHistory(http: http, run: run) }
         let bar = ProgressBar(total: exams, enabled: !json)
         var urls: [String] = []
         var groups: [Range<Int>] = []
         var ids: [String] = []
         for exam in 0..<exams {
             let examId = exams == 1 ? run : "\(run)-\(exam)"
-            let people = (0..<browsers).map { "\(examId)-c\($0)" }
-            _ = try await api.call("POST", "api/exams", body: ["examId": examId, "title": "Benchmark"], as: Ignored.self)
-            for chunk in stride(from: 0, to: people.count, by: 5000).map({ Array(people[$0..<min($0 + 5000, people.count)]) }) {
-                _ = try await api.call(
-                    "POST", "api/exams/\(examId)/candidates", body: ["candidates": chunk.map { ["candidateId": $0, "name": $0] }],
-                    as: Ignored.self
-                )
-            }
-            _ = try await api.call("POST", "api/exams/\(examId)/start", as: Ignored.self)
+            let people = try await startExam(examId, api: api)
             var sessions: [Sessions.Session] = []
             for chunk in stride(from: 0, to: people.count, by: 5000).map({ Array(people[$0..<min($0 + 5000, people.count)]) }) {
                 sessions += try await api.call(

@@ -50,11 +50,16 @@ struct BenchSmokeTests {
         defer { server.stop() }
         let common = ["--web-url", "http://127.0.0.1:\(port)", "--admin-token", "smoke-token"]
         guard let pid = server.processId else { throw TestServerError("no pid") }
-        let one = try await bench(directory, common + ["--browsers", "200", "--server-pid", String(pid)])
+        let one = try await bench(directory, common + ["--browsers", "200", "--server-pid", String(pid), "--history", "2"])
         #expect(one["connected"] as? Int == 200)
         #expect(one["missing"] as? Int == 0)
         #expect((one["p99Ms"] as? Double).map { $0 > 0 && $0 >= (one["p50Ms"] as? Double ?? .infinity) } == true)
         #expect(one["serverKiBPerConnection"] is Double)
+        var list = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/exams")!)
+        list.setValue("Bearer smoke-token", forHTTPHeaderField: "Authorization")
+        let exams = String(decoding: try await URLSession.shared.data(for: list).0, as: UTF8.self)
+        #expect(exams.components(separatedBy: "-history-").count == 3, "--history 2 ran two earlier exams: \(exams.prefix(300))")
+        #expect(exams.components(separatedBy: #""status":"completed""#).count == 4, "the two earlier exams and the measured one ended")
         let burst = try await bench(directory, common + ["--exams", "10", "--browsers", "20"])
         #expect(burst["exams"] as? Int == 10)
         #expect(burst["received"] as? Int == 200)
