@@ -120,6 +120,7 @@ public struct Bench: AsyncParsableCommand {
 
         // The end: every exam's request at once; each browser is measured from its own exam's request.
         load.arm()
+        let cpuBefore = Self.processCPUSeconds()
         var starts = [UInt64](repeating: 0, count: plan.groups.count)
         let responses = try await withThrowingTaskGroup(of: (Int, UInt64, UInt64).self) { group in
             for index in plan.groups.indices {
@@ -141,6 +142,8 @@ public struct Bench: AsyncParsableCommand {
         while load.receipts.received < opened, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
+        // The client's own CPU over the fan-out: it shares the cores with the server measured.
+        let clientCPU = Self.processCPUSeconds() - cpuBefore
         let stamps = load.receipts.all
         await load.shutdown()
 
@@ -161,6 +164,7 @@ public struct Bench: AsyncParsableCommand {
             "connectSeconds": connectTime.inSeconds, "sourceAddresses": max(1, sourceList.count),
             "endResponseMsMax": Double(responses.max() ?? 0) / 1_000_000,
             "p50Ms": ms(50), "p90Ms": ms(90), "p99Ms": ms(99), "maxMs": received == 0 ? .nan : Double(histogram.max) / 1000,
+            "clientCpuMs": clientCPU * 1000, "clientCpuMicrosPerMessage": received == 0 ? .nan : clientCPU * 1e6 / Double(received),
         ]
         if let rssBefore, let rssAfter {
             result["serverRssBeforeKiB"] = rssBefore
@@ -285,6 +289,14 @@ public struct Bench: AsyncParsableCommand {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    /// This process's CPU time so far (user + system), in seconds.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
 }
 
 /// A one-line progress bar on standard error.

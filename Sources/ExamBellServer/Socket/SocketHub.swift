@@ -133,11 +133,18 @@ public final class SocketHub: Sendable {
         return (frame, byLoop, told)
     }
 
-    /// One job on `loop` writes a frame's wire bytes to each browser (a browser that cannot
-    /// take them is cut): the per-browser work is only the write itself.
-    static func write(_ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop) {
+    /// Browsers one job on an event loop writes to before it lets the loop's other work run.
+    static let writeChunk = 256
+
+    /// Jobs on `loop` write a frame's wire bytes to each browser (a browser that cannot take
+    /// them is cut): the per-browser work is only the write itself. Each job writes one chunk
+    /// and queues the next, so what else the loop has to do (the end request's own answer, a
+    /// handshake) waits for one chunk, not for the whole room.
+    static func write(_ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop, from start: Int = 0) {
         loop.execute {
-            for browser in browsers { browser.handler.value.write(encoded: bytes) }
+            let end = min(start + writeChunk, browsers.count)
+            for index in start..<end { browsers[index].handler.value.write(encoded: bytes) }
+            if end < browsers.count { write(bytes, to: browsers, on: loop, from: end) }
         }
     }
 
