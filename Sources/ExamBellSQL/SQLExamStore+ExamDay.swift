@@ -129,7 +129,9 @@ extension SQLExamStore {
             var ended: [String] = []
             // In id order: two ends of overlapping candidates at once take their rows in the
             // same order, so one waits for the other instead of both deadlocking.
-            for chunk in candidateIds.sorted().chunked(Self.chunkSize) {
+            let sorted = candidateIds.sorted()
+            try await Self.lockCandidateRows(examId: examId, sortedIds: sorted, db)
+            for chunk in sorted.chunked(Self.chunkSize) {
                 ended += try await db.raw(
                     """
                     UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue), last_active_time = \(bind: at.iso8601)
@@ -277,6 +279,28 @@ extension SQLExamStore {
             RETURNING plan_id
             """
         ).first() != nil
+    }
+
+    /// On PostgreSQL, takes the rows of these candidates for update in id order (byte order,
+    /// as `sortedIds` is), chunk after chunk, before they are updated: an `UPDATE … IN (…)`
+    /// takes its rows in its scan's order, so two overlapping ends could otherwise take them in
+    /// opposite orders and deadlock. Only rows still to end are taken: a row another end
+    /// completed meanwhile is left (PostgreSQL checks the condition again after the wait), so
+    /// the losers of one candidate's concurrent ends do not queue behind each other.
+    /// SQLite runs one write transaction at a time.
+    static func lockCandidateRows(examId: String, sortedIds: [String], _ db: any SQLDatabase) async throws {
+        guard db.dialect.name == "postgresql" else { return }
+        for chunk in sortedIds.chunked(chunkSize) {
+            _ = try await db.raw(
+                """
+                SELECT candidate_id FROM exam_candidate
+                WHERE plan_id = \(bind: examId) AND candidate_id IN (\(binds: Array(chunk)))
+                    AND status <> \(bind: CandidateStatus.completed.rawValue)
+                ORDER BY candidate_id COLLATE "C"
+                FOR UPDATE
+                """
+            ).all()
+        }
     }
 
     /// The candidates of the exam among `ids`, by id.
