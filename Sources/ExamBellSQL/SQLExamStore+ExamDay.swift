@@ -167,10 +167,13 @@ extension SQLExamStore {
     /// An exam due to end itself (`examsDueToEnd`) is left out: its end tells everyone at once.
     public func candidatesDueToEnd(at time: Timestamp) async throws -> [String: [String]] {
         try await connection { db in
+            // Plans first (CROSS JOIN keeps SQLite's loop order; PostgreSQL plans it freely):
+            // the scheduler asks every second, and a plain join had SQLite scan every candidate
+            // row of every exam ever held, so an idle node's CPU grew with its history.
             let rows = try await db.raw(
                 """
-                SELECT c.plan_id, c.candidate_id FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
-                WHERE p.status = \(bind: ExamStatus.inProgress.rawValue) AND c.status = \(bind: CandidateStatus.inProgress.rawValue)
+                SELECT c.plan_id, c.candidate_id FROM exam_plan p CROSS JOIN exam_candidate c
+                WHERE c.plan_id = p.plan_id AND p.status = \(bind: ExamStatus.inProgress.rawValue) AND c.status = \(bind: CandidateStatus.inProgress.rawValue)
                     AND COALESCE(c.scheduled_end_datetime, p.scheduled_end_datetime) <= \(bind: time.iso8601)
                     AND NOT (
                         p.scheduled_end_datetime <= \(bind: time.iso8601)
