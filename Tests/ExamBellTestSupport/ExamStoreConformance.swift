@@ -392,8 +392,10 @@ public enum ExamStoreConformance {
         Case(name: "ends of overlapping candidates at once, in different orders: each candidate ends once, nobody fails") { store in
             try await startedExam(store, id: "e1", candidates: 1201)
             let ids = (1...1200).map { "e1-c\($0)" }
-            // Batches over the 500-row chunk size, overlapping, each in its own order.
-            let batches = (0..<8).map { index in
+            // Batches over the 500-row chunk size, overlapping, each in its own order. Four: with
+            // rows taken in order they queue behind each other, and eight queued past the 5 s
+            // lock_timeout in a loaded full run (a refusal that changed nothing, not a deadlock).
+            let batches = (0..<4).map { index in
                 let batch = Array(ids[(index * 100)..<min(ids.count, index * 100 + 700)])
                 return index.isMultiple(of: 2) ? batch : batch.reversed()
             }
