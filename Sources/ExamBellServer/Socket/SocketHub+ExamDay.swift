@@ -87,9 +87,7 @@ extension SocketHub {
             update(&state.rooms[examId]!)
             for index in state.rooms[examId]!.members.indices {
                 guard let text = frame(&state.rooms[examId]!.members.values[index]) else { continue }
-                let browser = state.rooms[examId]!.members.values[index].browser
-                let loop = browser.channel.eventLoop
-                byText[text, default: [:]][ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
+                Self.group(state.rooms[examId]!.members.values[index].browser, into: &byText[text, default: [:]])
                 count += 1
             }
             return (byText, count)

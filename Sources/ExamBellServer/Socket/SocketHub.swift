@@ -113,6 +113,12 @@ public final class SocketHub: Sendable {
     /// Browsers grouped by their event loop.
     typealias ByLoop = [ObjectIdentifier: (any EventLoop, [BrowserLink])]
 
+    /// Adds a browser to its event loop's group.
+    static func group(_ browser: BrowserLink, into byLoop: inout ByLoop) {
+        let loop = browser.channel.eventLoop
+        byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
+    }
+
     /// Marks the room ended and its untold members told (in place: no copy of the members);
     /// returns the frame and their channels by event loop.
     private static func collect(_ room: inout Room, fresh: ByteBuffer, time: Timestamp) -> (ByteBuffer, ByLoop, Int) {
@@ -125,9 +131,7 @@ public final class SocketHub: Sendable {
         for index in room.members.indices where !room.members.values[index].endSent {
             room.members.values[index].endSent = true
             room.members.values[index].endTime = endTime
-            let browser = room.members.values[index].browser
-            let loop = browser.channel.eventLoop
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
+            group(room.members.values[index].browser, into: &byLoop)
             told += 1
         }
         return (frame, byLoop, told)
@@ -239,10 +243,7 @@ public final class SocketHub: Sendable {
         draining.store(true, ordering: .releasing)
         let browsers = state.withLock { state in state.rooms.values.flatMap { $0.members.values.map(\.browser) } }
         var byLoop: ByLoop = [:]
-        for browser in browsers {
-            let loop = browser.channel.eventLoop
-            byLoop[ObjectIdentifier(loop), default: (loop, [])].1.append(browser)
-        }
+        for browser in browsers { Self.group(browser, into: &byLoop) }
         for (loop, browsers) in byLoop.values {
             loop.execute {
                 for browser in browsers { browser.handler.value.close(code: closeCode, reason: reason) }
