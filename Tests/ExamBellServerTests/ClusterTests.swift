@@ -44,12 +44,7 @@ struct ClusterTests {
             socketEnvironment: [String: String] = [:]
         ) async throws -> Cluster {
             let redis = try await RedisTestServer.start()
-            let server = try PostgresTestDatabase.serverURL()
-            let maintenance = try await PostgresExamStore.openUnmigrated(url: server)
-            let name = PostgresTestDatabase.freshName()
-            try await maintenance.execute("CREATE DATABASE \(name)")
-            try await maintenance.shutdown()
-            let databaseURL = PostgresTestDatabase.url(server, database: name)
+            let databaseURL = try await PostgresTestDatabase.freshDatabaseURL()
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-cluster-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let webPort = try RedisTestServer.freePort()

@@ -86,14 +86,15 @@ struct TestNode {
 
     /// Runs `body` on a node of the named engines (one of `engines`): SQLite and the memory
     /// engine, or a fresh PostgreSQL database and a Redis server of its own, stopped afterwards.
-    static func on(_ engines: String, _ body: (TestNode) async throws -> Void) async throws {
+    static func on(_ engines: String, answerGraceSeconds: Int = 10, _ body: (TestNode) async throws -> Void) async throws {
         let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
         defer { redis?.stop() }
         let test =
             if let redis {
-                try await TestNode(store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url)
+                try await TestNode(
+                    store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, answerGraceSeconds: answerGraceSeconds)
             } else {
-                try await TestNode()
+                try await TestNode(answerGraceSeconds: answerGraceSeconds)
             }
         try await body(test)
     }
