@@ -124,7 +124,14 @@ public final class PostgresExecutor: SQLExecutor {
             }
             // Past its time the call has already been answered with an error: never commit then.
             guard gate.beginCommit() else { throw CallTimedOut() }
-            try await db.raw("COMMIT").run()
+            do {
+                try await db.raw("COMMIT").run()
+            } catch {
+                // Sent, not confirmed: the transaction may have committed (every error before
+                // this point rolled it back).
+                throw StoreError.outcomeUnknown(
+                    "The database did not confirm the commit; read the data again to see whether it changed.")
+            }
             return result
         }
     }
@@ -188,9 +195,8 @@ public final class PostgresExecutor: SQLExecutor {
             let _: EventLoopFuture<Void> = connection.close()
             answer.resume(
                 .failure(
-                    StoreError.unavailable(
-                        code: "database_outcome_unknown",
-                        message: "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
+                    StoreError.outcomeUnknown(
+                        "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
         }
     }
 

@@ -45,6 +45,22 @@ struct EndTruthTests {
 
     // MARK: Every DB call is bounded
 
+    @Test("an end that failed claims the exam's end only after an unconfirmed COMMIT with its own time")
+    func ownEndAfterFailure() {
+        let mine = Timestamp.now()
+        let plan = ExamPlan(examId: "e1", title: "A", status: .completed, createdAt: mine, endDatetime: mine)
+        let lockWait = StoreError.unavailable("The database is busy: a row stayed locked longer than 5 s; nothing was changed.")
+        let unconfirmed = StoreError.outcomeUnknown("The database did not confirm the commit.")
+        // The case that answered "completed" to 4 of 100 concurrent ends: rolled back, same millisecond.
+        #expect(EndExamService.ownEnd(after: lockWait, truth: plan, endDatetime: mine) == false)
+        #expect(EndExamService.ownEnd(after: unconfirmed, truth: plan, endDatetime: mine) == true)
+        #expect(EndExamService.ownEnd(after: unconfirmed, truth: plan, endDatetime: mine.adding(seconds: 1)) == false)
+        var running = plan
+        running.status = .inProgress
+        running.endDatetime = nil
+        #expect(EndExamService.ownEnd(after: unconfirmed, truth: running, endDatetime: mine) == nil, "not ended: the failure stands")
+    }
+
     @Test(
         "a connection terminated mid-transaction (pg_terminate_backend) answers an error within the bound; the next call works",
         .timeLimit(.minutes(1)))

@@ -107,6 +107,7 @@ public enum ExamStoreConformance {
             #expect(try await store.candidateCounts(examId: "e1") == [.completed: 3])
             #expect(try await store.candidates(examId: "e1").allSatisfy { $0.lastActiveTime == end })
             #expect(try await store.candidateIds(examId: "e1") == ["e1-c1", "e1-c2", "e1-c3"])
+            #expect(try await store.candidateIds(examId: "no-such-exam") == [], "no row at all is no id")
             #expect(try await store.outboxBacklog() == 1)
             let ends = try await store.auditLog(examId: "e1").filter { $0.action == "end" }
             #expect(ends.count == 1)

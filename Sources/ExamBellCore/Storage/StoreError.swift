@@ -42,6 +42,15 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         .conflict(code: "invalid_state", message: "Exam \(examId) is \(status.rawValue) and cannot \(action).")
     }
 
+    /// The backend may or may not have committed the change: its COMMIT went out and no
+    /// answer came back. Every other `unavailable` error changed nothing.
+    public static func outcomeUnknown(_ message: String) -> StoreError {
+        .unavailable(code: "database_outcome_unknown", message: message)
+    }
+
+    /// True for `outcomeUnknown`: read the data back to learn what happened.
+    public var isOutcomeUnknown: Bool { isUnavailable && code == "database_outcome_unknown" }
+
     /// True when the backend could not answer (as opposed to a refusal).
     public var isUnavailable: Bool {
         if case .unavailable = self { return true }

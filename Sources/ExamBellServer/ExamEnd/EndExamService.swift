@@ -40,6 +40,7 @@ public struct EndExamService: Sendable {
         let plan = try await backends.store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
+        let checked = ContinuousClock.now
         let candidateIds = try await backends.store.candidateIds(examId: examId)
         let validated = ContinuousClock.now
 
@@ -54,12 +55,10 @@ public struct EndExamService: Sendable {
         } catch {
             // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose answer
             // was lost): read the truth back before answering.
-            guard let truth = await readBack(examId: examId, after: error) else { throw error }
-            if truth.status == .completed, truth.endDatetime?.iso8601 != endDatetime.iso8601 {
-                // Another request ended it while this one waited for the row.
-                return Outcome(plan: truth, ended: false)
-            }
-            guard truth.status == .completed else { throw error }
+            guard let truth = await readBack(examId: examId, after: error),
+                let ownEnd = Self.ownEnd(after: error, truth: truth, endDatetime: endDatetime)
+            else { throw error }
+            guard ownEnd else { return Outcome(plan: truth, ended: false) }
             logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
             // The outbox row stays claimed until its lease ends; the relay then publishes it
             // again (which tells nobody twice), and does all of it if this attempt fails.
@@ -75,14 +74,16 @@ public struct EndExamService: Sendable {
             let committed = ContinuousClock.now
             await faults.reach(.afterEndCommit)
             // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
-            await outbox.deliver(entry, candidateIds: candidateIds)
+            // Then the rest (the row marked published, the candidates' rows) off the request.
+            if await outbox.tell(entry, candidateIds: candidateIds) { outbox.settleSoon(entry) }
             let published = ContinuousClock.now
             logger.info(
                 "exam ended",
                 metadata: [
                     "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
                     "candidates": "\(candidateIds.count)",
-                    "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
+                    "validateMs": "\(Self.ms(checked - started))", "candidateIdsMs": "\(Self.ms(validated - checked))",
+                    "commitMs": "\(Self.ms(committed - validated))",
                     "publishMs": "\(Self.ms(published - committed))",
                 ]
             )
@@ -96,6 +97,16 @@ public struct EndExamService: Sendable {
     private func readBack(examId: String, after error: any Error) async -> ExamPlan? {
         guard let error = error as? StoreError, error.isUnavailable else { return nil }
         return try? await backends.store.exam(examId)
+    }
+
+    /// After an end transaction failed and the plan was read back: nil when the exam is not
+    /// ended (the failure stands), true when the end is this request's own (its COMMIT went
+    /// out unconfirmed, and the plan carries this request's end time), false when another
+    /// request ended it. Every failure but an unconfirmed COMMIT rolled this one back, and
+    /// the time alone does not tell: 100 ends at once share their millisecond.
+    public static func ownEnd(after error: any Error, truth: ExamPlan, endDatetime: Timestamp) -> Bool? {
+        guard truth.status == .completed else { return nil }
+        return (error as? StoreError)?.isOutcomeUnknown == true && truth.endDatetime?.iso8601 == endDatetime.iso8601
     }
 
     static func ms(_ duration: Duration) -> String {

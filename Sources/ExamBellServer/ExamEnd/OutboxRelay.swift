@@ -2,14 +2,37 @@ import ExamBellCore
 import Logging
 import ServiceLifecycle
 
-/// Publishes the DB's outbox to the queue: right after an end commits (`deliver`), and in
-/// the background for rows nobody published, e.g. after a web node died between its commit
-/// and its publish. A row is leased before it is taken, so two relays never publish it both.
+/// Publishes the DB's outbox to the queue: right after an end commits (`tell`, then
+/// `settleSoon`), and in the background for rows nobody published, e.g. after a web node died
+/// between its commit and its publish. A row is leased before it is taken, so two relays
+/// never publish it both.
+///
+/// An end request answers once the browsers' path is written (`tell`: the state store and the
+/// queue); what follows it (`settle`: the row marked published, the candidates' DB rows) runs
+/// here, off the request, in the order ends came. A graceful stop settles everything asked for
+/// before it exits (the node's HTTP server, and so every end request, has stopped by then); a
+/// settle that never ran (the process died) is done by the relay once the row's lease ends.
 public struct OutboxRelay: Service {
     let backends: ExamBellBackends
     let interval: Duration
     let lease: Duration
     let logger: Logger
+    private let settles: AsyncStream<OutboxEntry>
+    private let settleAsked: AsyncStream<OutboxEntry>.Continuation
+
+    init(backends: ExamBellBackends, interval: Duration, lease: Duration, logger: Logger) {
+        self.backends = backends
+        self.interval = interval
+        self.lease = lease
+        self.logger = logger
+        // Bounded: past 10,000 waiting, the oldest are left to the relay's lease expiry.
+        (settles, settleAsked) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+    }
+
+    /// After `tell`: `settle` in the background (see the type's comment).
+    func settleSoon(_ entry: OutboxEntry) {
+        settleAsked.yield(entry)
+    }
 
     /// Delivers a committed row. An end: the state store and the queue at once (`announce`),
     /// then the row marked published (at once, so that no relay publishes it a second time),
@@ -19,20 +42,38 @@ public struct OutboxRelay: Service {
     /// the same end tells nobody twice, since a socket node remembers whom it told).
     @discardableResult
     public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
+        guard await tell(entry, candidateIds: candidateIds) else { return false }
+        return await settle(entry)
+    }
+
+    /// The row's path to the browsers: an end's state keys ∥ its queue entry, an event's
+    /// keys ∥ `queue:exam_events`. False (logged) leaves the row to the next pass.
+    func tell(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
         do {
             switch entry.content {
-            case .examEnd(let message):
-                try await announce(message, candidateIds: candidateIds)
-                try await backends.store.markPublished(outboxId: entry.id, at: .now())
-                // Off the browsers' path: they are being told while the candidates' rows change.
-                try await backends.store.completeCandidates(examId: entry.examId, at: message.timestamp)
-            case .event(let event):
-                try await publish(event)
-                try await backends.store.markPublished(outboxId: entry.id, at: .now())
+            case .examEnd(let message): try await announce(message, candidateIds: candidateIds)
+            case .event(let event): try await publish(event)
             }
             return true
         } catch {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// After `tell`: the row marked published, then (an end) the candidates' DB rows, off
+    /// the browsers' path: they are being told while the rows change.
+    @discardableResult
+    func settle(_ entry: OutboxEntry) async -> Bool {
+        do {
+            try await backends.store.markPublished(outboxId: entry.id, at: .now())
+            if case .examEnd(let message) = entry.content {
+                try await backends.store.completeCandidates(examId: entry.examId, at: message.timestamp)
+            }
+            return true
+        } catch {
+            logger.warning(
+                "outbox entry published, not settled yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
             return false
         }
     }
@@ -89,9 +130,17 @@ public struct OutboxRelay: Service {
     }
 
     public func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            await publishDue()
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await entry in settles { await settle(entry) }
+            }
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                await publishDue()
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            }
+            // No end request runs any more (the HTTP server stopped first): settle what was asked.
+            settleAsked.finish()
+            await group.waitForAll()
         }
         // Finish what is due before exiting, so a graceful stop leaves nothing behind.
         await publishDue()
