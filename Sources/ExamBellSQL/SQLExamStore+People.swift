@@ -188,23 +188,19 @@ extension SQLExamStore {
         }
     }
 
-    /// One row carrying every id (`string_agg`, on SQLite ≥ 3.44 and PostgreSQL alike), split
-    /// here: ids never hold a comma (`Identifier`), and decoding 10,000 rows one by one was
-    /// most of an end request's time on the embedded default.
     public func candidateIds(examId: String) async throws -> [String] {
         try await connection { db in
-            let joined = try await db.raw(
+            try await db.raw(
                 """
-                SELECT string_agg(c.candidate_id, ',' ORDER BY c.candidate_id) AS ids
-                FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
+                SELECT c.candidate_id FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id
                 WHERE c.plan_id = \(bind: examId) AND NOT (
                     c.status = \(bind: CandidateStatus.completed.rawValue)
                     AND c.last_active_time < COALESCE(p.end_datetime, '9999-12-31T23:59:59Z')
                 )
+                ORDER BY c.candidate_id
                 """
-            ).first()?.decode(column: "ids", as: String?.self)
-            guard let joined, !joined.isEmpty else { return [] }
-            return joined.split(separator: ",").map(String.init)
+            ).all()
+                .map { try $0.decode(column: "candidate_id", as: String.self) }
         }
     }
 }
