@@ -210,9 +210,10 @@ struct EndCommandTests {
             _ = try await client.makeExam("e1", candidates: 1)
             let directory = FileManager.default.temporaryDirectory.path
             func run(_ arguments: [String]) async throws -> (Bool, String) {
+                let logPath = "\(directory)/exambell-end-\(UUID().uuidString).log"
+                defer { try? FileManager.default.removeItem(atPath: logPath) }
                 let process = TestProcess(
-                    arguments: [try TestProcess.exambellBinary(), "end"] + arguments, environment: [:],
-                    logPath: "\(directory)/exambell-end-\(UUID().uuidString).log"
+                    arguments: [try TestProcess.exambellBinary(), "end"] + arguments, environment: [:], logPath: logPath
                 )
                 try process.start()
                 let succeeded = (try? await process.wait(within: .seconds(60))) != nil
