@@ -56,15 +56,31 @@ public struct Bench: AsyncParsableCommand {
     @Option(help: "First run N exams of --browsers candidates through the API (created, started, ended; no browser), as a node on exam day has.")
     var history = 0
 
+    @Option(help: "Spread the browsers over this many client processes (each under the 20,000 open-file limit).")
+    var clientProcesses = 1
+
+    @Option(
+        name: .customLong("socket-url"),
+        help: "A socket node's public URL (ws://HOST:PORT); repeated, the browsers are spread over the nodes round-robin.")
+    var socketUrls: [String] = []
+
     @Flag(help: "Print the result as one JSON object.")
     var json = false
 
     public init() {}
 
     public func validate() throws {
-        guard browsers >= 1, exams >= 1, browsers * exams <= 19_000 else {
-            throw ValidationError("--browsers × --exams must be 1 to 19,000 (one process's sockets here).")
+        guard (1...16).contains(clientProcesses) else { throw ValidationError("--client-processes must be 1 to 16.") }
+        guard browsers >= 1, exams >= 1, browsers * exams <= 19_000 * clientProcesses else {
+            throw ValidationError(
+                "--browsers × --exams must be 1 to 19,000 per client process (one process's sockets here); use --client-processes.")
         }
+        for url in socketUrls {
+            guard let components = URLComponents(string: url), components.scheme == "ws" || components.scheme == "wss",
+                components.host != nil
+            else { throw ValidationError("--socket-url must look like ws://HOST:PORT, not \(url.prefix(60)).") }
+        }
+        guard socketUrls.isEmpty || wsUrl == nil else { throw ValidationError("--socket-url needs the ExamBell API, not --ws-url.") }
         guard (1...2000).contains(handshakeConcurrency) else { throw ValidationError("--handshake-concurrency must be 1 to 2,000.") }
         guard (wsUrl == nil) == (publishUrl == nil) else { throw ValidationError("--ws-url and --publish-url go together.") }
         guard wsUrl == nil || exams == 1 else { throw ValidationError("--exams needs the ExamBell API, not --ws-url.") }
@@ -106,20 +122,44 @@ public struct Bench: AsyncParsableCommand {
         let sourceList = sources <= 1 && sourceAddresses == nil ? [] : (0..<max(sources, 1)).map { "127.0.0.\(2 + $0)" }
         let targets = try plan.urls.enumerated().map { try LoadClient.target($0.element, index: $0.offset, sourceAddresses: sourceList) }
 
-        let load = LoadClient(count: total, awaited: wsUrl == nil ? #""type":"exam_end""# : nil)
+        let awaited = wsUrl == nil ? #""type":"exam_end""# : nil
         let rssBefore = serverPid.flatMap(residentKiB)
         let connectStart = ContinuousClock.now
-        let bar = ProgressBar(total: total, enabled: !json)
-        await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in
-            bar.show(opened + failed, note: "connecting (failed \(failed))")
+        let fleet: Fleet
+        let opened: Int
+        if clientProcesses > 1 {
+            let bar = ProgressBar(total: clientProcesses, enabled: !json)
+            let children = try ClientProcesses(
+                urls: plan.urls, processes: clientProcesses, loopback: loopback, perSource: 5000, awaited: awaited,
+                concurrency: handshakeConcurrency
+            )
+            fleet = .processes(children)
+            do {
+                opened = try await children.waitOpened(within: .seconds(1800)) { done in
+                    bar.show(done, note: "client processes connected")
+                }.opened
+            } catch {
+                children.shutdown()
+                throw error
+            }
+            bar.finish("connected \(opened) of \(total) over \(clientProcesses) client processes")
+        } else {
+            let load = LoadClient(count: total, awaited: awaited)
+            fleet = .local(load)
+            let bar = ProgressBar(total: total, enabled: !json)
+            await load.open(targets, concurrency: handshakeConcurrency) { opened, failed in
+                bar.show(opened + failed, note: "connecting (failed \(failed))")
+            }
+            opened = load.opened.load(ordering: .relaxed)
+            bar.finish("connected \(opened) of \(total)")
         }
         let connectTime = ContinuousClock.now - connectStart
-        bar.finish("connected \(load.opened.load(ordering: .relaxed)) of \(total) in \(Self.format(connectTime.inSeconds)) s")
+        if !json { FileHandle.standardError.write(Data("connect took \(Self.format(connectTime.inSeconds)) s\n".utf8)) }
         if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
         let rssAfter = serverPid.flatMap(residentKiB)
 
         // The end: every exam's request at once; each browser is measured from its own exam's request.
-        load.arm()
+        try await fleet.arm()
         let cpuBefore = Self.processCPUSeconds()
         var starts = [UInt64](repeating: 0, count: plan.groups.count)
         let responses = try await withThrowingTaskGroup(of: (Int, UInt64, UInt64).self) { group in
@@ -137,15 +177,11 @@ public struct Bench: AsyncParsableCommand {
             }
             return responses
         }
-        let opened = load.opened.load(ordering: .relaxed)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while load.receipts.received < opened, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        // The client's own CPU over the fan-out: it shares the cores with the server measured.
-        let clientCPU = Self.processCPUSeconds() - cpuBefore
-        let stamps = load.receipts.all
-        await load.shutdown()
+        let (stamps, childrenCPU) = try await fleet.collect(opened: opened)
+        // The client's own CPU over the fan-out (this process and its children): it shares the
+        // cores with the server measured.
+        let clientCPU = Self.processCPUSeconds() - cpuBefore + childrenCPU
+        await fleet.shutdown()
 
         var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)  // µs
         var withinOneSecond = 0
@@ -164,7 +200,8 @@ public struct Bench: AsyncParsableCommand {
             "connectSeconds": connectTime.inSeconds, "sourceAddresses": max(1, sourceList.count),
             "endResponseMsMax": Double(responses.max() ?? 0) / 1_000_000,
             "p50Ms": ms(50), "p90Ms": ms(90), "p99Ms": ms(99), "maxMs": received == 0 ? .nan : Double(histogram.max) / 1000,
-            "clientCpuMs": clientCPU * 1000, "clientCpuMicrosPerMessage": received == 0 ? .nan : clientCPU * 1e6 / Double(received),
+            "clientProcesses": clientProcesses, "clientCpuMs": clientCPU * 1000,
+            "clientCpuMicrosPerMessage": received == 0 ? .nan : clientCPU * 1e6 / Double(received),
         ]
         if let rssBefore, let rssAfter {
             result["serverRssBeforeKiB"] = rssBefore
@@ -190,6 +227,41 @@ public struct Bench: AsyncParsableCommand {
             }
         }
         if opened < total || received < opened { throw ExitCode(2) }
+    }
+
+    /// The browsers: in this process, or spread over client processes.
+    enum Fleet: Sendable {
+        case local(LoadClient)
+        case processes(ClientProcesses)
+
+        func arm() async throws {
+            switch self {
+            case .local(let load): load.arm()
+            case .processes(let children): try await children.arm()
+            }
+        }
+
+        /// Every browser's stamp (0: never told) once all `opened` were told or 30 s passed,
+        /// and the children's CPU seconds.
+        func collect(opened: Int) async throws -> ([UInt64], Double) {
+            switch self {
+            case .local(let load):
+                let deadline = ContinuousClock.now + .seconds(30)
+                while load.receipts.received < opened, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return (load.receipts.all, 0)
+            case .processes(let children):
+                return try await children.collect()
+            }
+        }
+
+        func shutdown() async {
+            switch self {
+            case .local(let load): await load.shutdown()
+            case .processes(let children): children.shutdown()
+            }
+        }
     }
 
     /// What to connect to and how to end it.
@@ -272,11 +344,23 @@ public struct Bench: AsyncParsableCommand {
             }
             groups.append(urls.count..<urls.count + sessions.count)
             urls += sessions.map(\.socketUrl)
+            if !socketUrls.isEmpty {
+                for index in groups[groups.count - 1] { urls[index] = Self.onNode(urls[index], socketUrls[index % socketUrls.count]) }
+            }
             ids.append(examId)
             bar.show(exam + 1, note: "creating exams")
         }
         bar.finish("created \(exams) exam(s) of \(browsers) candidates (\(run))")
         return Plan(urls: urls, groups: groups, end: .exams(api, ids), label: api.baseURL.absoluteString)
+    }
+
+    /// `url` (a session's socket URL) with the scheme, host and port of `node`.
+    static func onNode(_ url: String, _ node: String) -> String {
+        guard var components = URLComponents(string: url), let target = URLComponents(string: node) else { return url }
+        components.scheme = target.scheme
+        components.host = target.host
+        components.port = target.port
+        return components.string ?? url
     }
 
     /// The resident memory of a process, in KiB (Linux `/proc`).

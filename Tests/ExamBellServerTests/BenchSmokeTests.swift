@@ -46,6 +46,7 @@ struct BenchSmokeTests {
     func smoke() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
         let (server, port) = try await serve(directory)
         defer { server.stop() }
         let common = ["--web-url", "http://127.0.0.1:\(port)", "--admin-token", "smoke-token"]
@@ -63,12 +64,20 @@ struct BenchSmokeTests {
         let burst = try await bench(directory, common + ["--exams", "10", "--browsers", "20"])
         #expect(burst["exams"] as? Int == 10)
         #expect(burst["received"] as? Int == 200)
+        // Browsers spread over client processes (and over "socket nodes", here the one node).
+        let spread = try await bench(
+            directory, common + ["--browsers", "300", "--client-processes", "3", "--socket-url", "ws://127.0.0.1:\(port)"])
+        #expect(spread["clientProcesses"] as? Int == 3)
+        #expect(spread["connected"] as? Int == 300)
+        #expect(spread["missing"] as? Int == 0)
+        #expect((spread["p99Ms"] as? Double).map { $0 > 0 } == true)
     }
 
     @Test("the machine's floor (`exambell bench-floor`) is driven like another server: every subscriber gets the published frame")
     func floor() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-floor-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
         let port = try RedisTestServer.freePort()
         let floor = TestProcess(
             arguments: [try TestProcess.exambellBinary(), "bench-floor", "--port", String(port)], environment: [:],

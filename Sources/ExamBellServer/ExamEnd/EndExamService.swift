@@ -74,8 +74,8 @@ public struct EndExamService: Sendable {
             let committed = ContinuousClock.now
             await faults.reach(.afterEndCommit)
             // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
-            // Then the rest (the row marked published, the candidates' rows) off the request.
-            if await outbox.tell(entry, candidateIds: candidateIds) { outbox.settleSoon(entry) }
+            // Then the row marked published; the candidates' rows follow off the request.
+            if await outbox.tell(entry, candidateIds: candidateIds) { await outbox.settle(entry, candidatesLater: true) }
             let published = ContinuousClock.now
             logger.info(
                 "exam ended",

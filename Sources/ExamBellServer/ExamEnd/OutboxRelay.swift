@@ -2,36 +2,32 @@ import ExamBellCore
 import Logging
 import ServiceLifecycle
 
-/// Publishes the DB's outbox to the queue: right after an end commits (`tell`, then
-/// `settleSoon`), and in the background for rows nobody published, e.g. after a web node died
-/// between its commit and its publish. A row is leased before it is taken, so two relays
-/// never publish it both.
+/// Publishes the DB's outbox to the queue: right after an end commits (`tell`, then `settle`),
+/// and in the background for rows nobody published, e.g. after a web node died between its
+/// commit and its publish. A row is leased before it is taken, so two relays never publish it
+/// both.
 ///
 /// An end request answers once the browsers' path is written (`tell`: the state store and the
-/// queue); what follows it (`settle`: the row marked published, the candidates' DB rows) runs
-/// here, off the request, in the order ends came. A graceful stop settles everything asked for
-/// before it exits (the node's HTTP server, and so every end request, has stopped by then); a
-/// settle that never ran (the process died) is done by the relay once the row's lease ends.
+/// queue) and its row is marked published; the 10,000 candidate rows' `UPDATE` that follows
+/// runs here, off the request, in the order ends came (`settle(_:candidatesLater:)`). A
+/// graceful stop finishes every one asked for before it exits (the node's HTTP server, and so
+/// every end request, has stopped by then); one that never ran (the process died) is done by
+/// final sync, which completes the candidates of every ended exam it looks at.
 public struct OutboxRelay: Service {
     let backends: ExamBellBackends
     let interval: Duration
     let lease: Duration
     let logger: Logger
-    private let settles: AsyncStream<OutboxEntry>
-    private let settleAsked: AsyncStream<OutboxEntry>.Continuation
+    private let candidateRows: AsyncStream<ExamEndQueueMessage>
+    private let candidateRowsAsked: AsyncStream<ExamEndQueueMessage>.Continuation
 
     init(backends: ExamBellBackends, interval: Duration, lease: Duration, logger: Logger) {
         self.backends = backends
         self.interval = interval
         self.lease = lease
         self.logger = logger
-        // Bounded: past 10,000 waiting, the oldest are left to the relay's lease expiry.
-        (settles, settleAsked) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
-    }
-
-    /// After `tell`: `settle` in the background (see the type's comment).
-    func settleSoon(_ entry: OutboxEntry) {
-        settleAsked.yield(entry)
+        // Bounded: past 10,000 waiting, the oldest are left to final sync.
+        (candidateRows, candidateRowsAsked) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
     }
 
     /// Delivers a committed row. An end: the state store and the queue at once (`announce`),
@@ -61,19 +57,33 @@ public struct OutboxRelay: Service {
         }
     }
 
-    /// After `tell`: the row marked published, then (an end) the candidates' DB rows, off
-    /// the browsers' path: they are being told while the rows change.
+    /// After `tell`: the row marked published, then (an end) the candidates' DB rows, here or,
+    /// with `candidatesLater`, in this relay's background (off an end request's path).
     @discardableResult
-    func settle(_ entry: OutboxEntry) async -> Bool {
+    func settle(_ entry: OutboxEntry, candidatesLater: Bool = false) async -> Bool {
         do {
             try await backends.store.markPublished(outboxId: entry.id, at: .now())
-            if case .examEnd(let message) = entry.content {
-                try await backends.store.completeCandidates(examId: entry.examId, at: message.timestamp)
-            }
-            return true
         } catch {
             logger.warning(
-                "outbox entry published, not settled yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
+                "outbox entry published, not marked yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
+            return false
+        }
+        guard case .examEnd(let message) = entry.content else { return true }
+        if candidatesLater {
+            candidateRowsAsked.yield(message)
+            return true
+        }
+        return await completeCandidates(message)
+    }
+
+    /// The candidates of an ended exam completed in the DB (final sync does it if this fails).
+    @discardableResult
+    private func completeCandidates(_ message: ExamEndQueueMessage) async -> Bool {
+        do {
+            try await backends.store.completeCandidates(examId: message.examId, at: message.timestamp)
+            return true
+        } catch {
+            logger.warning("candidates' rows not completed yet", metadata: ["examId": "\(message.examId)", "error": "\(error)"])
             return false
         }
     }
@@ -132,14 +142,14 @@ public struct OutboxRelay: Service {
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await entry in settles { await settle(entry) }
+                for await message in candidateRows { await completeCandidates(message) }
             }
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 await publishDue()
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             }
-            // No end request runs any more (the HTTP server stopped first): settle what was asked.
-            settleAsked.finish()
+            // No end request runs any more (the HTTP server stopped first): finish what was asked.
+            candidateRowsAsked.finish()
             await group.waitForAll()
         }
         // Finish what is due before exiting, so a graceful stop leaves nothing behind.
