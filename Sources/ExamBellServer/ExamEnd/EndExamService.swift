@@ -40,9 +40,9 @@ public struct EndExamService: Sendable {
         let plan = try await backends.store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
-        let checked = ContinuousClock.now
-        let candidateIds = try await backends.store.candidateIds(examId: examId)
         let validated = ContinuousClock.now
+        let candidateIds = try await backends.store.candidateIds(examId: examId)
+        let idsRead = ContinuousClock.now
 
         await faults.reach(.beforeEndCommit)
         let endDatetime = Timestamp.now()
@@ -82,8 +82,8 @@ public struct EndExamService: Sendable {
                 metadata: [
                     "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
                     "candidates": "\(candidateIds.count)",
-                    "validateMs": "\(Self.ms(checked - started))", "candidateIdsMs": "\(Self.ms(validated - checked))",
-                    "commitMs": "\(Self.ms(committed - validated))",
+                    "validateMs": "\(Self.ms(validated - started))", "candidateIdsMs": "\(Self.ms(idsRead - validated))",
+                    "commitMs": "\(Self.ms(committed - idsRead))",
                     "publishMs": "\(Self.ms(published - committed))",
                 ]
             )
