@@ -52,10 +52,10 @@ public struct ExamBellNode: Sendable {
             logger: logger, faults: configuration.faults
         )
         let endService = EndExamService(
-            backends: backends, outbox: relay, finalSync: sync, outboxLease: configuration.outboxLease,
+            backends: backends, outbox: relay, finalSync: sync,
             syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics, faults: configuration.faults
         )
-        let examDay = ExamDayService(backends: backends, outbox: relay, outboxLease: configuration.outboxLease, logger: logger)
+        let examDay = ExamDayService(backends: backends, outbox: relay, logger: logger)
         let socketServer =
             configuration.roles.contains(.socket)
             ? SocketServer(

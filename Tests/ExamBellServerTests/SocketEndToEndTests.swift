@@ -86,6 +86,32 @@ struct SocketEndToEndTests {
         }
     }
 
+    @Test("an end held between its commit and its delivery past the row's lease is published once: the node's own relay leaves it to the request")
+    func slowRequestOutlivesItsLease() async throws {
+        // The request sleeps after its commit for 2.5 leases while the relay looks every 200 ms:
+        // before the fix the relay claimed the row once the lease ran out and published it beside
+        // the request (CI: 100 ends queued on one SQLite connection did the same under load).
+        let faults = FaultPoints { point in
+            if point == .afterEndCommit { try? await Task.sleep(for: .milliseconds(2500)) }
+        }
+        let test = try await TestNode(outboxLease: .seconds(1), faults: faults)
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 2)
+            let browser = TestBrowser(port: port, token: try await client.tokens("e1", role: "candidate", ids: [ids[0]])[0])
+            await eventually("connected") { test.node.hub.connectionCount == 1 }
+            let end = try await client.end("e1")
+            #expect(end.result == "completed")
+            #expect(await browser.frames(atLeast: 1) == [expectedFrame("e1", end.endDatetime)])
+            #expect(try await test.publishedEntries().count == 1, "one queue entry for the end")
+            #expect(try await test.backends.store.outboxBacklog() == 0, "the request marked its row")
+            // Two more leases and relay passes: nothing else is published.
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await test.publishedEntries().isEmpty)
+            browser.close()
+        }
+    }
+
     @Test("a browser connecting after the end is told at once")
     func lateJoiner() async throws {
         let test = try await TestNode()

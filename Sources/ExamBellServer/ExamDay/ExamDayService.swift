@@ -21,19 +21,21 @@ public struct ExamDayService: Sendable {
 
     let backends: ExamBellBackends
     let outbox: OutboxRelay
-    let outboxLease: Duration
     let logger: Logger
 
     /// Moves the planned end (see `ExamDayStore.changeTime`); delivered at once unless a preview.
     public func changeTime(examId: String, _ change: TimeChange, actor: String, reason: String, preview: Bool) async throws
         -> TimeChangeResult
     {
-        let now = Timestamp.now()
-        let result = try await backends.store.changeTime(
-            examId: examId, change, actor: actor, reason: reason, at: now, preview: preview, leaseUntil: leaseUntil(now)
-        )
-        if let entry = result.outbox {
-            await outbox.deliver(entry)
+        let result = try await outbox.delivering(examId: examId) {
+            let now = Timestamp.now()
+            let result = try await backends.store.changeTime(
+                examId: examId, change, actor: actor, reason: reason, at: now, preview: preview, leaseUntil: outbox.leaseUntil(from: now)
+            )
+            if let entry = result.outbox { await outbox.deliver(entry) }
+            return result
+        }
+        if result.outbox != nil {
             logger.info(
                 "planned end moved",
                 metadata: [
@@ -70,11 +72,14 @@ public struct ExamDayService: Sendable {
         -> CandidatesOutcome
     {
         let now = Timestamp.now()
-        let result = try await backends.store.endCandidates(
-            examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, leaseUntil: leaseUntil(now)
-        )
-        if let entry = result.outbox {
-            await outbox.deliver(entry)
+        let result = try await outbox.delivering(examId: examId) {
+            let result = try await backends.store.endCandidates(
+                examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, leaseUntil: outbox.leaseUntil(from: now)
+            )
+            if let entry = result.outbox { await outbox.deliver(entry) }
+            return result
+        }
+        if result.outbox != nil {
             logger.info(
                 "candidates ended alone", metadata: ["examId": "\(examId)", "actor": "\(actor)", "candidates": "\(result.ended.count)"]
             )
@@ -84,15 +89,13 @@ public struct ExamDayService: Sendable {
 
     /// Sends a notice to every candidate of a running exam, or to the listed ones.
     public func announce(examId: String, message: String, candidateIds: [String]?, actor: String) async throws -> AnnouncementEvent {
-        let now = Timestamp.now()
-        let (event, entry) = try await backends.store.announce(
-            examId: examId, message: message, candidateIds: candidateIds, actor: actor, at: now, leaseUntil: leaseUntil(now)
-        )
-        await outbox.deliver(entry)
-        return event
-    }
-
-    private func leaseUntil(_ now: Timestamp) -> Timestamp {
-        now.adding(seconds: max(1, outboxLease.components.seconds))
+        try await outbox.delivering(examId: examId) {
+            let now = Timestamp.now()
+            let (event, entry) = try await backends.store.announce(
+                examId: examId, message: message, candidateIds: candidateIds, actor: actor, at: now, leaseUntil: outbox.leaseUntil(from: now)
+            )
+            await outbox.deliver(entry)
+            return event
+        }
     }
 }

@@ -22,7 +22,6 @@ public struct EndExamService: Sendable {
     let backends: ExamBellBackends
     let outbox: OutboxRelay
     let finalSync: FinalSync
-    let outboxLease: Duration
     let syncAfterEnd: Duration?
     let logger: Logger
     let metrics: NodeMetrics
@@ -43,10 +42,24 @@ public struct EndExamService: Sendable {
         let validated = ContinuousClock.now
         let candidateIds = try await backends.store.candidateIds(examId: examId)
         let idsRead = ContinuousClock.now
+        // This node's relay leaves the exam's outbox row to this request until it is told.
+        return try await outbox.delivering(examId: examId) {
+            try await commitAndTell(
+                examId: examId, actor: actor, reason: reason, candidateIds: candidateIds, logger: logger,
+                phases: (started, validated, idsRead)
+            )
+        }
+    }
 
+    /// The DB commits the end, then the browsers' path is written and the outbox row marked.
+    private func commitAndTell(
+        examId: String, actor: String, reason: String?, candidateIds: [String], logger: Logger,
+        phases: (started: ContinuousClock.Instant, validated: ContinuousClock.Instant, idsRead: ContinuousClock.Instant)
+    ) async throws -> Outcome {
+        let (started, validated, idsRead) = phases
         await faults.reach(.beforeEndCommit)
         let endDatetime = Timestamp.now()
-        let leaseUntil = endDatetime.adding(seconds: outboxLease.components.seconds)
+        let leaseUntil = outbox.leaseUntil(from: endDatetime)
         let transition: EndTransition
         do {
             transition = try await backends.store.endExam(

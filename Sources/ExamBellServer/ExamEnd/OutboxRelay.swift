@@ -1,6 +1,7 @@
 import ExamBellCore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Publishes the DB's outbox to the queue: right after an end commits (`tell`, then `settle`),
 /// and in the background for rows nobody published, e.g. after a web node died between its
@@ -13,6 +14,12 @@ import ServiceLifecycle
 /// graceful stop finishes every one asked for before it exits (the node's HTTP server, and so
 /// every end request, has stopped by then); one that never ran (the process died) is done by
 /// final sync, which completes the candidates of every ended exam it looks at.
+///
+/// A request that writes a row and delivers it itself does so inside `delivering(examId:)`:
+/// this node's background passes leave that exam's rows alone meanwhile. The row's lease
+/// starts when the request takes its time, before it waits for the DB; under load (100 ends
+/// queued on one SQLite connection) the wait can outlast the lease, and the node's own relay
+/// then published the row a second time beside the request.
 public struct OutboxRelay: Service {
     let backends: ExamBellBackends
     let interval: Duration
@@ -20,6 +27,8 @@ public struct OutboxRelay: Service {
     let logger: Logger
     private let candidateRows: AsyncStream<ExamEndQueueMessage>
     private let candidateRowsAsked: AsyncStream<ExamEndQueueMessage>.Continuation
+    /// Exams with a request on this node between its DB change and its own delivery: how many.
+    private let deliveringHere = DeliveriesInFlight()
 
     init(backends: ExamBellBackends, interval: Duration, lease: Duration, logger: Logger) {
         self.backends = backends
@@ -28,6 +37,21 @@ public struct OutboxRelay: Service {
         self.logger = logger
         // Bounded: past 10,000 waiting, the oldest are left to final sync.
         (candidateRows, candidateRowsAsked) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+    }
+
+    /// The lease of a row written at `now` (at least one second).
+    func leaseUntil(from now: Timestamp) -> Timestamp {
+        now.adding(seconds: max(1, lease.components.seconds))
+    }
+
+    /// Runs `body`, a request that writes an outbox row of `examId` and delivers it itself,
+    /// while this node's background passes leave the exam's rows alone. A row they claim
+    /// meanwhile keeps their lease and is looked at again once it ends: by then the request
+    /// has marked it published, or failed and left it to them.
+    func delivering<R: Sendable>(examId: String, _ body: () async throws -> R) async rethrows -> R {
+        deliveringHere.begin(examId)
+        defer { deliveringHere.end(examId) }
+        return try await body()
     }
 
     /// Delivers a committed row. An end: the state store and the queue at once (`announce`),
@@ -127,8 +151,8 @@ public struct OutboxRelay: Service {
                 now: now, leaseUntil: now.adding(seconds: max(1, lease.components.seconds)), limit: 100
             )
             var published = 0
-            for entry in due where await deliver(entry) {
-                published += 1
+            for entry in due where !deliveringHere.contains(entry.examId) {
+                if await deliver(entry) { published += 1 }
             }
             return published
         } catch is CancellationError {
@@ -154,5 +178,25 @@ public struct OutboxRelay: Service {
         }
         // Finish what is due before exiting, so a graceful stop leaves nothing behind.
         await publishDue()
+    }
+}
+
+/// A count per exam of the requests delivering their own rows on this node.
+final class DeliveriesInFlight: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    func begin(_ examId: String) {
+        counts.withLock { $0[examId, default: 0] += 1 }
+    }
+
+    func end(_ examId: String) {
+        counts.withLock { counts in
+            let left = (counts[examId] ?? 1) - 1
+            counts[examId] = left > 0 ? left : nil
+        }
+    }
+
+    func contains(_ examId: String) -> Bool {
+        counts.withLock { $0[examId] != nil }
     }
 }
