@@ -49,11 +49,7 @@ struct OperationsTests {
             #expect(Self.sample(text, "exambell_browsers_told_total") == 4)
             #expect(Self.sample(text, "exambell_end_to_broadcast_seconds_count") == 1)
             #expect(Self.sample(text, "exambell_end_request_seconds_count") == 1)
-            // The row is marked published off the end request, right after it answered.
-            try await eventually("the outbox row settled") {
-                let text = String(buffer: try await client.call(.get, "/metrics", headers: [:]).body)
-                return Self.sample(text, "exambell_outbox_backlog") == 0
-            }
+            #expect(Self.sample(text, "exambell_outbox_backlog") == 0, "the end answered once its row was marked")
             #expect(text.contains(#"exambell_backend_errors_total{backend="database"}"#))
             browsers.forEach { $0.close() }
         }

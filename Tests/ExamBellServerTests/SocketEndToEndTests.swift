@@ -78,6 +78,7 @@ struct SocketEndToEndTests {
                 #expect(try await test.backends.state.plan("e1")?.endDatetime == end, "the state store holds the winner's time")
                 let candidates = try await test.backends.state.candidates(ids)
                 #expect(candidates.count == 3 && candidates.values.allSatisfy { $0.status == .completed }, "DB and state store agree")
+                #expect(try await test.backends.store.candidateCounts(examId: "e1") == [.completed: 3], "the answer came once the rows held the end")
                 let frames = await browser.frames(atLeast: 1)
                 #expect(frames == [expectedFrame("e1", results[0].endDatetime)])
                 #expect(await browser.frames(over: .seconds(1)).count == 1, "told once over the whole window")

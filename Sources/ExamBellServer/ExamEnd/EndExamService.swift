@@ -87,9 +87,11 @@ public struct EndExamService: Sendable {
             let committed = ContinuousClock.now
             await faults.reach(.afterEndCommit)
             // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
-            // Then the row marked published; the candidates' rows follow off the request.
-            if await outbox.tell(entry, candidateIds: candidateIds) { await outbox.settle(entry, candidatesLater: true) }
+            // While the browsers are told: the row marked published, the candidates' rows completed.
+            let told = await outbox.tell(entry, candidateIds: candidateIds)
             let published = ContinuousClock.now
+            if told { await outbox.settle(entry) }
+            let settled = ContinuousClock.now
             logger.info(
                 "exam ended",
                 metadata: [
@@ -97,7 +99,7 @@ public struct EndExamService: Sendable {
                     "candidates": "\(candidateIds.count)",
                     "validateMs": "\(Self.ms(validated - started))", "candidateIdsMs": "\(Self.ms(idsRead - validated))",
                     "commitMs": "\(Self.ms(committed - idsRead))",
-                    "publishMs": "\(Self.ms(published - committed))",
+                    "publishMs": "\(Self.ms(published - committed))", "settleMs": "\(Self.ms(settled - published))",
                 ]
             )
             if let delay = syncAfterEnd { finalSync.scheduleSync(examId: examId, after: delay) }

@@ -9,11 +9,11 @@ import Synchronization
 /// both.
 ///
 /// An end request answers once the browsers' path is written (`tell`: the state store and the
-/// queue) and its row is marked published; the 10,000 candidate rows' `UPDATE` that follows
-/// runs here, off the request, in the order ends came (`settle(_:candidatesLater:)`). A
-/// graceful stop finishes every one asked for before it exits (the node's HTTP server, and so
-/// every end request, has stopped by then); one that never ran (the process died) is done by
-/// final sync, which completes the candidates of every ended exam it looks at.
+/// queue), then its row is marked published and the candidates' DB rows completed (`settle`):
+/// the browsers are being told meanwhile, and the answer means that the DB and the state store
+/// both hold the end for every candidate (DESIGN: the web server marks the exam and its
+/// candidates completed in both). A settle that failed is finished by the relay's next pass
+/// or by final sync.
 ///
 /// A request that writes a row and delivers it itself does so inside `delivering(examId:)`:
 /// this node's background passes leave that exam's rows alone meanwhile. The row's lease
@@ -25,19 +25,8 @@ public struct OutboxRelay: Service {
     let interval: Duration
     let lease: Duration
     let logger: Logger
-    private let candidateRows: AsyncStream<ExamEndQueueMessage>
-    private let candidateRowsAsked: AsyncStream<ExamEndQueueMessage>.Continuation
     /// Exams with a request on this node between its DB change and its own delivery: how many.
     private let deliveringHere = DeliveriesInFlight()
-
-    init(backends: ExamBellBackends, interval: Duration, lease: Duration, logger: Logger) {
-        self.backends = backends
-        self.interval = interval
-        self.lease = lease
-        self.logger = logger
-        // Bounded: past 10,000 waiting, the oldest are left to final sync.
-        (candidateRows, candidateRowsAsked) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(10_000))
-    }
 
     /// The lease of a row written at `now` (at least one second).
     func leaseUntil(from now: Timestamp) -> Timestamp {
@@ -81,10 +70,10 @@ public struct OutboxRelay: Service {
         }
     }
 
-    /// After `tell`: the row marked published, then (an end) the candidates' DB rows, here or,
-    /// with `candidatesLater`, in this relay's background (off an end request's path).
+    /// After `tell`: the row marked published (at once, so that no relay publishes it a second
+    /// time), then, for an end, the candidates' DB rows (final sync finishes them if this fails).
     @discardableResult
-    func settle(_ entry: OutboxEntry, candidatesLater: Bool = false) async -> Bool {
+    func settle(_ entry: OutboxEntry) async -> Bool {
         do {
             try await backends.store.markPublished(outboxId: entry.id, at: .now())
         } catch {
@@ -93,16 +82,6 @@ public struct OutboxRelay: Service {
             return false
         }
         guard case .examEnd(let message) = entry.content else { return true }
-        if candidatesLater {
-            candidateRowsAsked.yield(message)
-            return true
-        }
-        return await completeCandidates(message)
-    }
-
-    /// The candidates of an ended exam completed in the DB (final sync does it if this fails).
-    @discardableResult
-    private func completeCandidates(_ message: ExamEndQueueMessage) async -> Bool {
         do {
             try await backends.store.completeCandidates(examId: message.examId, at: message.timestamp)
             return true
@@ -164,17 +143,9 @@ public struct OutboxRelay: Service {
     }
 
     public func run() async throws {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in candidateRows { await completeCandidates(message) }
-            }
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                await publishDue()
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            }
-            // No end request runs any more (the HTTP server stopped first): finish what was asked.
-            candidateRowsAsked.finish()
-            await group.waitForAll()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            await publishDue()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
         // Finish what is due before exiting, so a graceful stop leaves nothing behind.
         await publishDue()
