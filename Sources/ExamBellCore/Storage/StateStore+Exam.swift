@@ -15,14 +15,16 @@ extension StateStore {
         try await write(plan: examId, plan, candidateJSON: candidates.lazy.map { ($0.key, $0.value.json) })
     }
 
-    /// The state-store side of an end: the plan and every candidate completed at `time`, in
-    /// one round trip. Every candidate key gets the same value, encoded once.
-    public func writeEnded(examId: String, candidateIds: [String], at time: Timestamp) async throws {
+    /// The plan key of an end: completed at `time` (what a browser joining late reads).
+    public func writeEnded(examId: String, at time: Timestamp) async throws {
+        try await set([(PlanStateValue.key(examId), PlanStateValue(status: .completed, endDatetime: time).json)])
+    }
+
+    /// The candidate keys of an end: every one completed at `time`, in one round trip. Every
+    /// key gets the same value, encoded once.
+    public func writeEnded(candidateIds: [String], at time: Timestamp) async throws {
         let candidate = CandidateStateValue(status: .completed, lastActiveTime: time).json
-        try await write(
-            plan: examId, PlanStateValue(status: .completed, endDatetime: time),
-            candidateJSON: candidateIds.lazy.map { ($0, candidate) }
-        )
+        try await set(candidateIds.map { (CandidateStateValue.key($0), candidate) })
     }
 
     /// The one place the plan key and candidate keys are written together.

@@ -2,9 +2,10 @@ import ExamBellCore
 import Foundation
 import Logging
 
-/// The scenario of seed §2 on the web server: validate → the DB commits the end → the state
-/// store and the queue at once (the seed's `par`, moved after the commit) → (socket nodes
-/// broadcast) → final sync.
+/// The scenario of seed §2 on the web server: validate → the DB commits the end → the plan
+/// key → the queue ∥ the candidates' keys (the seed's `par`, moved after the commit; socket
+/// nodes broadcast meanwhile) → the outbox row marked and the candidates' rows completed →
+/// answer → final sync. Nothing that grows with the candidates comes before the queue entry.
 ///
 /// The DB decides and goes first: its conditional update lets exactly one of concurrent
 /// requests end the exam, and nothing else says "ended" before it committed. Browsers learn of
@@ -40,23 +41,18 @@ public struct EndExamService: Sendable {
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
         let validated = ContinuousClock.now
-        let candidateIds = try await backends.store.candidateIds(examId: examId)
-        let idsRead = ContinuousClock.now
         // This node's relay leaves the exam's outbox row to this request until it is told.
         return try await outbox.delivering(examId: examId) {
-            try await commitAndTell(
-                examId: examId, actor: actor, reason: reason, candidateIds: candidateIds, logger: logger,
-                phases: (started, validated, idsRead)
-            )
+            try await commitAndTell(examId: examId, actor: actor, reason: reason, logger: logger, phases: (started, validated))
         }
     }
 
     /// The DB commits the end, then the browsers' path is written and the outbox row marked.
     private func commitAndTell(
-        examId: String, actor: String, reason: String?, candidateIds: [String], logger: Logger,
-        phases: (started: ContinuousClock.Instant, validated: ContinuousClock.Instant, idsRead: ContinuousClock.Instant)
+        examId: String, actor: String, reason: String?, logger: Logger,
+        phases: (started: ContinuousClock.Instant, validated: ContinuousClock.Instant)
     ) async throws -> Outcome {
-        let (started, validated, idsRead) = phases
+        let (started, validated) = phases
         await faults.reach(.beforeEndCommit)
         let endDatetime = Timestamp.now()
         let leaseUntil = outbox.leaseUntil(from: endDatetime)
@@ -75,7 +71,7 @@ public struct EndExamService: Sendable {
             logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
             // The outbox row stays claimed until its lease ends; the relay then publishes it
             // again (which tells nobody twice), and does all of it if this attempt fails.
-            try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: candidateIds)
+            _ = try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: nil)
             return Outcome(plan: truth, ended: true)
         }
 
@@ -88,17 +84,16 @@ public struct EndExamService: Sendable {
             await faults.reach(.afterEndCommit)
             // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
             // While the browsers are told: the row marked published, the candidates' rows completed.
-            let told = await outbox.tell(entry, candidateIds: candidateIds)
+            let told = await outbox.tell(entry)
             let published = ContinuousClock.now
-            if told { await outbox.settle(entry) }
+            if told != nil { await outbox.settle(entry) }
             let settled = ContinuousClock.now
             logger.info(
                 "exam ended",
                 metadata: [
                     "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
-                    "candidates": "\(candidateIds.count)",
-                    "validateMs": "\(Self.ms(validated - started))", "candidateIdsMs": "\(Self.ms(idsRead - validated))",
-                    "commitMs": "\(Self.ms(committed - idsRead))",
+                    "candidates": "\(told.map(String.init) ?? "not told yet")",
+                    "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
                     "publishMs": "\(Self.ms(published - committed))", "settleMs": "\(Self.ms(settled - published))",
                 ]
             )

@@ -51,22 +51,24 @@ public struct OutboxRelay: Service {
     /// the same end tells nobody twice, since a socket node remembers whom it told).
     @discardableResult
     public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
-        guard await tell(entry, candidateIds: candidateIds) else { return false }
+        guard await tell(entry, candidateIds: candidateIds) != nil else { return false }
         return await settle(entry)
     }
 
-    /// The row's path to the browsers: an end's state keys ∥ its queue entry, an event's
-    /// keys ∥ `queue:exam_events`. False (logged) leaves the row to the next pass.
-    func tell(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
+    /// The row's path to the browsers: an end's state keys and its queue entry (`announce`),
+    /// an event's keys ∥ `queue:exam_events`. Returns how many candidates' keys an end wrote
+    /// (0 for an event), or nil (logged): the row is left to the next pass.
+    func tell(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Int? {
         do {
             switch entry.content {
-            case .examEnd(let message): try await announce(message, candidateIds: candidateIds)
-            case .event(let event): try await publish(event)
+            case .examEnd(let message): return try await announce(message, candidateIds: candidateIds)
+            case .event(let event):
+                try await publish(event)
+                return 0
             }
-            return true
         } catch {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
-            return false
+            return nil
         }
     }
 
@@ -107,18 +109,30 @@ public struct OutboxRelay: Service {
         if let failure { throw failure }
     }
 
-    /// The seed's `par`, after the DB committed the end: the plan and candidate keys say
-    /// completed at the end time (one round trip) while `exam_end` is published. Both are
-    /// attempted even when one fails; the first failure is thrown.
-    func announce(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws {
+    /// The seed's `par`, after the DB committed the end. First the plan key says completed at
+    /// the end time (a browser that joins after the broadcast reads it, so it is written before
+    /// anyone can miss the broadcast); then `exam_end` is published while the candidates' ids
+    /// are read (unless given) and their keys written in one round trip: the browsers are told
+    /// without waiting for 10,000 ids. Both branches are attempted even when one fails; the
+    /// first failure is thrown. Returns how many candidate keys were written.
+    @discardableResult
+    func announce(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws -> Int {
+        try await backends.state.writeEnded(examId: message.examId, at: message.timestamp)
+        async let published = backends.queue.publish(message)
+        async let candidatesWritten = writeCandidateKeys(message, candidateIds: candidateIds)
+        var failure: (any Error)?
+        var count = 0
+        do { _ = try await published } catch { failure = error }
+        do { count = try await candidatesWritten } catch { failure = failure ?? error }
+        if let failure { throw failure }
+        return count
+    }
+
+    private func writeCandidateKeys(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws -> Int {
         let ids: [String]
         if let candidateIds { ids = candidateIds } else { ids = try await backends.store.candidateIds(examId: message.examId) }
-        async let stateWritten: Void = backends.state.writeEnded(examId: message.examId, candidateIds: ids, at: message.timestamp)
-        async let published = backends.queue.publish(message)
-        var failure: (any Error)?
-        do { try await stateWritten } catch { failure = error }
-        do { _ = try await published } catch { failure = failure ?? error }
-        if let failure { throw failure }
+        try await backends.state.writeEnded(candidateIds: ids, at: message.timestamp)
+        return ids.count
     }
 
     /// One pass: claims the rows that are due and delivers them. Returns how many it published.
@@ -126,9 +140,7 @@ public struct OutboxRelay: Service {
     public func publishDue() async -> Int {
         do {
             let now = Timestamp.now()
-            let due = try await backends.store.claimOutbox(
-                now: now, leaseUntil: now.adding(seconds: max(1, lease.components.seconds)), limit: 100
-            )
+            let due = try await backends.store.claimOutbox(now: now, leaseUntil: leaseUntil(from: now), limit: 100)
             var published = 0
             for entry in due where !deliveringHere.contains(entry.examId) {
                 if await deliver(entry) { published += 1 }
