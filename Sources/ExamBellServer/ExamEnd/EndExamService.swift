@@ -71,7 +71,7 @@ public struct EndExamService: Sendable {
             logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
             // The outbox row stays claimed until its lease ends; the relay then publishes it
             // again (which tells nobody twice), and does all of it if this attempt fails.
-            _ = try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime), candidateIds: nil)
+            _ = try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime))
             return Outcome(plan: truth, ended: true)
         }
 
@@ -82,8 +82,9 @@ public struct EndExamService: Sendable {
         case .ended(let ended, let entry):
             let committed = ContinuousClock.now
             await faults.reach(.afterEndCommit)
-            // Now that the DB committed: state store ∥ queue; a failure leaves the row to the relay.
-            // While the browsers are told: the row marked published, the candidates' rows completed.
+            // Now that the DB committed: the plan key, then the queue ∥ the candidates' keys (a
+            // failure leaves the row to the relay); while the browsers are told, the row marked
+            // published and the candidates' rows completed.
             let told = await outbox.tell(entry)
             let published = ContinuousClock.now
             if told != nil { await outbox.settle(entry) }

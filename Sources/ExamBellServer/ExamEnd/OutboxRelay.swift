@@ -8,12 +8,12 @@ import Synchronization
 /// commit and its publish. A row is leased before it is taken, so two relays never publish it
 /// both.
 ///
-/// An end request answers once the browsers' path is written (`tell`: the state store and the
-/// queue), then its row is marked published and the candidates' DB rows completed (`settle`):
-/// the browsers are being told meanwhile, and the answer means that the DB and the state store
-/// both hold the end for every candidate (DESIGN: the web server marks the exam and its
-/// candidates completed in both). A settle that failed is finished by the relay's next pass
-/// or by final sync.
+/// An end request answers once the browsers' path is written (`tell`: the plan key, then the
+/// queue entry ∥ the candidates' keys), then its row is marked published and the candidates'
+/// DB rows completed (`settle`): the browsers are being told meanwhile, and the answer means
+/// that the DB and the state store both hold the end for every candidate (DESIGN: the web
+/// server marks the exam and its candidates completed in both). A settle that failed is
+/// finished by the relay's next pass or by final sync.
 ///
 /// A request that writes a row and delivers it itself does so inside `delivering(examId:)`:
 /// this node's background passes leave that exam's rows alone meanwhile. The row's lease
@@ -43,25 +43,25 @@ public struct OutboxRelay: Service {
         return try await body()
     }
 
-    /// Delivers a committed row. An end: the state store and the queue at once (`announce`),
+    /// Delivers a committed row. An end: its keys and its queue entry (`announce`),
     /// then the row marked published (at once, so that no relay publishes it a second time),
     /// then the candidates' DB rows (final sync finishes them if this step fails). An
     /// exam-day event: its state keys and `queue:exam_events` (`publish`). Failures are
     /// logged; the row stays for the next pass (every step is idempotent: a second entry for
     /// the same end tells nobody twice, since a socket node remembers whom it told).
     @discardableResult
-    public func deliver(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Bool {
-        guard await tell(entry, candidateIds: candidateIds) != nil else { return false }
+    public func deliver(_ entry: OutboxEntry) async -> Bool {
+        guard await tell(entry) != nil else { return false }
         return await settle(entry)
     }
 
     /// The row's path to the browsers: an end's state keys and its queue entry (`announce`),
     /// an event's keys ∥ `queue:exam_events`. Returns how many candidates' keys an end wrote
     /// (0 for an event), or nil (logged): the row is left to the next pass.
-    func tell(_ entry: OutboxEntry, candidateIds: [String]? = nil) async -> Int? {
+    func tell(_ entry: OutboxEntry) async -> Int? {
         do {
             switch entry.content {
-            case .examEnd(let message): return try await announce(message, candidateIds: candidateIds)
+            case .examEnd(let message): return try await announce(message)
             case .event(let event):
                 try await publish(event)
                 return 0
@@ -112,14 +112,14 @@ public struct OutboxRelay: Service {
     /// The seed's `par`, after the DB committed the end. First the plan key says completed at
     /// the end time (a browser that joins after the broadcast reads it, so it is written before
     /// anyone can miss the broadcast); then `exam_end` is published while the candidates' ids
-    /// are read (unless given) and their keys written in one round trip: the browsers are told
+    /// are read and their keys written in one round trip: the browsers are told
     /// without waiting for 10,000 ids. Both branches are attempted even when one fails; the
     /// first failure is thrown. Returns how many candidate keys were written.
     @discardableResult
-    func announce(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws -> Int {
+    func announce(_ message: ExamEndQueueMessage) async throws -> Int {
         try await backends.state.writeEnded(examId: message.examId, at: message.timestamp)
         async let published = backends.queue.publish(message)
-        async let candidatesWritten = writeCandidateKeys(message, candidateIds: candidateIds)
+        async let candidatesWritten = writeCandidateKeys(message)
         var failure: (any Error)?
         var count = 0
         do { _ = try await published } catch { failure = error }
@@ -128,9 +128,8 @@ public struct OutboxRelay: Service {
         return count
     }
 
-    private func writeCandidateKeys(_ message: ExamEndQueueMessage, candidateIds: [String]?) async throws -> Int {
-        let ids: [String]
-        if let candidateIds { ids = candidateIds } else { ids = try await backends.store.candidateIds(examId: message.examId) }
+    private func writeCandidateKeys(_ message: ExamEndQueueMessage) async throws -> Int {
+        let ids = try await backends.store.candidateIds(examId: message.examId)
         try await backends.state.writeEnded(candidateIds: ids, at: message.timestamp)
         return ids.count
     }
