@@ -12,7 +12,12 @@ extension StateStore {
     public func write(plan examId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
         async throws
     {
-        try await write(plan: examId, plan, candidateJSON: candidates.lazy.map { ($0.key, $0.value.json) })
+        var values: [(key: String, value: String)] = [(PlanStateValue.key(examId), plan.json)]
+        values.reserveCapacity(candidates.count + 1)
+        for (id, value) in candidates {
+            values.append((CandidateStateValue.key(id), value.json))
+        }
+        try await set(values)
     }
 
     /// The plan key of an end: completed at `time` (what a browser joining late reads).
@@ -25,18 +30,6 @@ extension StateStore {
     public func writeEnded(candidateIds: [String], at time: Timestamp) async throws {
         let candidate = CandidateStateValue(status: .completed, lastActiveTime: time).json
         try await set(candidateIds.map { (CandidateStateValue.key($0), candidate) })
-    }
-
-    /// The one place the plan key and candidate keys are written together.
-    private func write(plan examId: String, _ plan: PlanStateValue, candidateJSON: some Collection<(String, String)>)
-        async throws
-    {
-        var values: [(key: String, value: String)] = [(PlanStateValue.key(examId), plan.json)]
-        values.reserveCapacity(candidateJSON.count + 1)
-        for (id, json) in candidateJSON {
-            values.append((CandidateStateValue.key(id), json))
-        }
-        try await set(values)
     }
 
     /// Writes the DB's view of a plan and its candidates (the truth) in one round trip.

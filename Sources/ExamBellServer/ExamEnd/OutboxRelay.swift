@@ -100,13 +100,10 @@ public struct OutboxRelay: Service {
             try await backends.events.publish(event)
             return
         }
-        let value = CandidateStateValue(status: .completed, lastActiveTime: ended.timestamp).json
-        async let stateWritten: Void = backends.state.set(ended.candidateIds.map { (CandidateStateValue.key($0), value) })
-        async let published = backends.events.publish(event)
-        var failure: (any Error)?
-        do { try await stateWritten } catch { failure = error }
-        do { _ = try await published } catch { failure = failure ?? error }
-        if let failure { throw failure }
+        _ = try await Self.attemptBoth(
+            { try await backends.state.writeEnded(candidateIds: ended.candidateIds, at: ended.timestamp) },
+            { try await backends.events.publish(event) }
+        )
     }
 
     /// The seed's `par`, after the DB committed the end. First the plan key says completed at
@@ -118,20 +115,29 @@ public struct OutboxRelay: Service {
     @discardableResult
     func announce(_ message: ExamEndQueueMessage) async throws -> Int {
         try await backends.state.writeEnded(examId: message.examId, at: message.timestamp)
-        async let published = backends.queue.publish(message)
-        async let candidatesWritten = writeCandidateKeys(message)
-        var failure: (any Error)?
-        var count = 0
-        do { _ = try await published } catch { failure = error }
-        do { count = try await candidatesWritten } catch { failure = failure ?? error }
-        if let failure { throw failure }
+        let (_, count) = try await Self.attemptBoth(
+            { try await backends.queue.publish(message) },
+            {
+                let ids = try await backends.store.candidateIds(examId: message.examId)
+                try await backends.state.writeEnded(candidateIds: ids, at: message.timestamp)
+                return ids.count
+            }
+        )
         return count
     }
 
-    private func writeCandidateKeys(_ message: ExamEndQueueMessage) async throws -> Int {
-        let ids = try await backends.store.candidateIds(examId: message.examId)
-        try await backends.state.writeEnded(candidateIds: ids, at: message.timestamp)
-        return ids.count
+    /// Runs both at once and waits for both, even when one fails; throws the first failure.
+    private static func attemptBoth<A: Sendable, B: Sendable>(
+        _ first: @escaping @Sendable () async throws -> A, _ second: @escaping @Sendable () async throws -> B
+    ) async throws -> (A, B) {
+        async let a = first()
+        async let b = second()
+        var results: (A?, B?) = (nil, nil)
+        var failure: (any Error)?
+        do { results.0 = try await a } catch { failure = error }
+        do { results.1 = try await b } catch { failure = failure ?? error }
+        if let failure { throw failure }
+        return (results.0!, results.1!)
     }
 
     /// One pass: claims the rows that are due and delivers them. Returns how many it published.
