@@ -116,6 +116,39 @@ extension SQLExamStore {
                 """,
                 "CREATE INDEX exam_late_submission_plan_id ON exam_late_submission(plan_id)",
             ],
+            // 5: named operators, their console sessions and API tokens (hashes only).
+            [
+                """
+                CREATE TABLE exam_operator (
+                    name TEXT PRIMARY KEY,
+                    role TEXT NOT NULL,
+                    password_hash TEXT NOT NULL,
+                    disabled INTEGER NOT NULL DEFAULT 0,
+                    created_at TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE exam_operator_session (
+                    secret_hash TEXT PRIMARY KEY,
+                    operator_name TEXT NOT NULL REFERENCES exam_operator(name),
+                    csrf_token TEXT NOT NULL,
+                    expires_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_operator_session_operator ON exam_operator_session(operator_name)",
+                """
+                CREATE TABLE exam_operator_token (
+                    id TEXT PRIMARY KEY,
+                    secret_hash TEXT NOT NULL UNIQUE,
+                    operator_name TEXT NOT NULL REFERENCES exam_operator(name),
+                    label TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    last_used_at TEXT,
+                    revoked_at TEXT
+                )
+                """,
+                "CREATE INDEX exam_operator_token_operator ON exam_operator_token(operator_name)",
+            ],
         ]
     }
 

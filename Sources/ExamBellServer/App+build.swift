@@ -26,7 +26,7 @@ public func buildApplication(
 
 /// A node's parts, reachable by tests that drive a part directly (the relay, final sync).
 public struct ExamBellNode: Sendable {
-    public let application: Application<RouterResponder<BasicRequestContext>>
+    public let application: Application<RouterResponder<ExamBellRequestContext>>
     public let hub: SocketHub
     public let outboxRelay: OutboxRelay
     public let finalSync: FinalSync
@@ -71,7 +71,7 @@ public struct ExamBellNode: Sendable {
         // The backends' own services first: a service group stops its services in reverse
         // order, so the pools outlive every part that uses them.
         var services: [any Service] = backends.services
-        var application: Application<RouterResponder<BasicRequestContext>>
+        var application: Application<RouterResponder<ExamBellRequestContext>>
         if let socketServer {
             application = Application(
                 router: router,
@@ -173,8 +173,8 @@ func buildRouter(
     examDay: ExamDayService,
     metrics: NodeMetrics,
     hub: SocketHub?
-) throws -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+) throws -> Router<ExamBellRequestContext> {
+    let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     router.get("ready") { _, _ in try await readiness(backends) }
@@ -187,17 +187,23 @@ func buildRouter(
         guard let adminToken = configuration.adminToken, !adminToken.isEmpty else {
             throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
         }
-        let controller = ExamsController<BasicRequestContext>(
-            backends: backends, configuration: configuration, auth: AdminAuth(token: adminToken),
+        let auth = OperatorAuth(adminToken: adminToken, store: backends.store)
+        let operators = OperatorsController<ExamBellRequestContext>(
+            store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
+            secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime
+        )
+        router.addRoutes(operators.endpoints, atPath: "api")
+        let controller = ExamsController<ExamBellRequestContext>(
+            backends: backends, configuration: configuration, auth: auth,
             sessions: sessions, endService: endService
         )
         router.addRoutes(controller.endpoints, atPath: "api")
-        let browser = BrowserController<BasicRequestContext>(
+        let browser = BrowserController<ExamBellRequestContext>(
             backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics
         )
         router.addRoutes(browser.endpoints, atPath: "api")
-        let examDayRoutes = ExamDayController<BasicRequestContext>(
-            backends: backends, configuration: configuration, auth: AdminAuth(token: adminToken), sessions: sessions, examDay: examDay
+        let examDayRoutes = ExamDayController<ExamBellRequestContext>(
+            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay
         )
         router.addRoutes(examDayRoutes.endpoints, atPath: "api")
     }
@@ -210,11 +216,11 @@ func buildRouter(
 public func buildAdminApplication(
     configuration: ExamBellConfiguration, http: HTTPClient = .shared, logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-) throws -> Application<RouterResponder<BasicRequestContext>> {
+) throws -> Application<RouterResponder<ExamBellRequestContext>> {
     guard let webURL = URL(string: configuration.publicWebURL), webURL.scheme == "http" || webURL.scheme == "https" else {
         throw ExamBellError.badRequest(code: "invalid_web_url", "--web-url must be an http:// or https:// URL.")
     }
-    let router = Router(context: BasicRequestContext.self)
+    let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     let metrics = NodeMetrics()

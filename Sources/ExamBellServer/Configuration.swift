@@ -38,6 +38,8 @@ public struct ExamBellConfiguration: Sendable {
     public var nodeId = "socket-1"
     /// How long a browser session token stays valid.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// How long an operator's console login lasts.
+    public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
     /// How long an outbox row stays with the node that committed it before a relay takes it.
     public var outboxLease: Duration = .seconds(5)
     /// How often the outbox relay looks for unpublished rows.

@@ -7,7 +7,10 @@ struct ExamBellCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "exambell",
         abstract: "Ends a computer-based exam for every candidate and proctor at once.",
-        subcommands: [Serve.self, WebCommand.self, SocketCommand.self, AdminCommand.self, End.self, Bench.self, BenchFloor.self, BenchClient.self],
+        subcommands: [
+            Serve.self, WebCommand.self, SocketCommand.self, AdminCommand.self, End.self, OperatorCommand.self, Bench.self, BenchFloor.self,
+            BenchClient.self,
+        ],
         defaultSubcommand: Serve.self
     )
 }

@@ -115,6 +115,7 @@ enum NodeRunner {
             tokenWasMade
             ? "  Log in with the admin token: \(configuration.adminToken ?? "")  (kept in \(dataDir)/secrets.json)"
             : "  Log in with the admin token you set (--admin-token / EXAMBELL_ADMIN_TOKEN)."
+        let operatorLine = "  Named operators: exambell operator add NAME --role admin (or add them in the console)."
         enum Part { case server, banner }
         let result: Result<Void, any Error> = await withTaskGroup(of: (Part, Result<Void, any Error>).self) { group in
             group.addTask { (.server, await Result(catching: { try await run() })) }
@@ -126,7 +127,7 @@ enum NodeRunner {
                     if roles == .admin {
                         lines += ["  Admin console: http://\(shownHost):\(port)/admin (log in with the web servers' admin token)"]
                     } else if roles.contains(.admin) {
-                        lines += ["  Admin console: \(webURL)/admin", tokenLine]
+                        lines += ["  Admin console: \(webURL)/admin", tokenLine, operatorLine]
                     }
                     if demo {
                         lines += try await DemoExam.create(client: client)

@@ -170,9 +170,23 @@ def test_admin_console_ends_an_exam_with_confirmation_and_reason(server, new_bro
     css(admin, "#token").send_keys("wrong-token")
     css(admin, "#login-form button").click()
     wait(admin, lambda d: "토큰이 올바르지 않습니다" in css(d, "#error").text)
-    css(admin, "#token").clear()
-    css(admin, "#token").send_keys(ADMIN_TOKEN)
-    css(admin, "#login-form button").click()
+    # A named operator logs in with name and password; a reload keeps the session (cookie).
+    operator = f"op-{exam['examId']}"
+    server.ok("POST", "operators", {"name": operator, "password": "operator password 1", "role": "operator"})
+    css(admin, "#operator-name").send_keys(operator)
+    css(admin, "#operator-password").send_keys("not the password")
+    css(admin, "#password-form button").click()
+    wait(admin, lambda d: "비밀번호가 올바르지 않습니다" in css(d, "#error").text)
+    css(admin, "#operator-password").send_keys("operator password 1")
+    css(admin, "#password-form button").click()
+    wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
+    admin.refresh()
+    wait(admin, lambda d: css(d, "#console").is_displayed() and operator in css(d, "#whoami").text,
+         message="a reload asked for the login again")
+    cookies = {c["name"]: c for c in admin.get_cookies()}
+    assert cookies["exambell_session"]["httpOnly"] and cookies["exambell_session"]["sameSite"] == "Strict"
+    assert admin.execute_script("return document.cookie").find("exambell_session") == -1, "page scripts cannot read it"
+    assert not css(admin, "#operators").is_displayed(), "an operator does not manage operators"
     wait(admin, lambda d: d.find_elements(By.CSS_SELECTOR, f'#exams tr[data-exam="{exam["examId"]}"]'))
     screenshot(admin, "admin-exam-list")
 
@@ -196,9 +210,10 @@ def test_admin_console_ends_an_exam_with_confirmation_and_reason(server, new_bro
          == [exam["candidates"][1]])
     wait(admin, lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, '#audit tr[data-action="end"]')] != [])
     end_rows = wait(admin, lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, '#audit tr[data-action="end"]')])
-    assert len(end_rows) == 1 and "감독관 요청으로 조기 종료" in end_rows[0]
+    assert len(end_rows) == 1 and "감독관 요청으로 조기 종료" in end_rows[0] and operator in end_rows[0]
     plan = server.ok("GET", f"exams/{exam['examId']}")
     assert plan["endReason"] == "감독관 요청으로 조기 종료"
+    assert plan["endedBy"] == operator
     screenshot(admin, "admin-after-end")
 
 

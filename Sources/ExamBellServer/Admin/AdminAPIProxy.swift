@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import ExamBellCore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
@@ -9,14 +10,14 @@ import NIOHTTP1
 ///
 /// When `exambell admin` runs on its own, the console's `/api/…` calls are forwarded to the
 /// web server (`--web-url`) through the `HTTPClient` the node is built with, with the
-/// operator's own bearer token; the admin server never touches the DB or Redis.
+/// operator's own credentials (bearer token, or session cookie and CSRF token); the admin server never touches the DB or Redis.
 struct AdminAPIProxy: Sendable {
     let webURL: URL
     let maxBodySize: Int
     let http: HTTPClient
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        for method in [HTTPRequest.Method.get, .post] {
+        for method in [HTTPRequest.Method.get, .post, .delete] {
             router.on("api/**", method: method) { request, context in try await forward(request, context: context) }
         }
     }
@@ -26,8 +27,10 @@ struct AdminAPIProxy: Sendable {
         guard path.hasPrefix("/api/"), !path.contains("..") else { throw HTTPError(.notFound) }
         var target = HTTPClientRequest(url: webURL.absoluteString.trimmingSuffix("/") + path)
         target.method = .init(rawValue: request.method.rawValue)
-        if let authorization = request.headers[.authorization] {
-            target.headers.add(name: "Authorization", value: authorization)
+        // The operator's credentials pass through as they came: a bearer token, or the
+        // console's session cookie with its CSRF token.
+        for (field, name) in [(HTTPField.Name.authorization, "Authorization"), (.cookie, "Cookie"), (OperatorAuth.csrfHeader, "X-CSRF-Token")] {
+            if let value = request.headers[field] { target.headers.add(name: name, value: value) }
         }
         if request.method == .post {
             let body: ByteBuffer
@@ -47,11 +50,9 @@ struct AdminAPIProxy: Sendable {
         } catch {
             throw ExamBellError.unavailable("The web server at \(webURL.absoluteString) cannot be reached.")
         }
-        return Response(
-            status: .init(code: Int(response.status.code)),
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: body)
-        )
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        for cookie in response.headers["Set-Cookie"] { headers.append(HTTPField(name: .setCookie, value: cookie)) }
+        return Response(status: .init(code: Int(response.status.code)), headers: headers, body: .init(byteBuffer: body))
     }
 }
 

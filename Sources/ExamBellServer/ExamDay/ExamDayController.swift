@@ -7,7 +7,7 @@ import Hummingbird
 struct ExamDayController<Context: RequestContext>: Sendable {
     let backends: ExamBellBackends
     let configuration: ExamBellConfiguration
-    let auth: AdminAuth
+    let auth: OperatorAuth
     let sessions: SessionTokens
     let examDay: ExamDayService
 
@@ -27,7 +27,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     var maxListed: Int { configuration.maxBatch }
 
     @Sendable func changeTime(_ request: Request, context: Context) async throws -> JSONResponse<TimeChangeView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try Self.id(context, "examId")
         let body = try await request.decodeJSON(TimeChangeBody.self, limit: configuration.maxBodySize)
         let reason = try Reason.validate(body.reason, required: true) ?? ""
@@ -49,7 +49,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         }
         let ids = try body.candidateIds.map { try validateIds($0) }
         let result = try await examDay.changeTime(
-            examId: examId, TimeChange(amount: amount, candidateIds: ids), actor: "admin", reason: reason, preview: body.preview ?? false
+            examId: examId, TimeChange(amount: amount, candidateIds: ids), actor: caller.name, reason: reason, preview: body.preview ?? false
         )
         func entries(_ times: [String: Timestamp]) -> [TimeChangeView.Entry] {
             times.sorted { $0.key < $1.key }.map { .init(candidateId: $0.key, scheduledEndDatetime: $0.value.iso8601) }
@@ -63,18 +63,18 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func endCandidate(_ request: Request, context: Context) async throws -> JSONResponse<CandidateEndView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try Self.id(context, "examId")
         let candidateId = try Self.id(context, "candidateId")
         let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
         let reason = try Reason.validate(body?.reason, required: false)
-        let outcome = try await examDay.endCandidate(examId: examId, candidateId: candidateId, actor: "admin", reason: reason)
+        let outcome = try await examDay.endCandidate(examId: examId, candidateId: candidateId, actor: caller.name, reason: reason)
         return JSONResponse(value: CandidateEndView(outcome, examId: examId))
     }
 
     @Sendable func announce(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementIdView> {
         let examId = try Self.id(context, "examId")
-        let actor = try await adminOrProctor(request, examId: examId)
+        let actor = try await operatorOrProctor(request, context: context, examId: examId, .operate)
         let body = try await request.decodeJSON(AnnouncementBody.self, limit: configuration.maxBodySize)
         let message = body.message.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !message.isEmpty, message.count <= 500 else {
@@ -87,14 +87,14 @@ struct ExamDayController<Context: RequestContext>: Sendable {
 
     @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
         let examId = try Self.id(context, "examId")
-        _ = try await adminOrProctor(request, examId: examId)
+        _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
         _ = try await backends.store.existingExam(examId)
         return JSONResponse(value: AnnouncementsView(announcements: try await RosterBuilder(backends: backends).announcements(examId: examId)))
     }
 
     @Sendable func delivery(_ request: Request, context: Context) async throws -> JSONResponse<DeliveryView> {
         let examId = try Self.id(context, "examId")
-        _ = try await adminOrProctor(request, examId: examId)
+        _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
         let plan = try await backends.store.existingExam(examId)
         return JSONResponse(value: try await RosterBuilder(backends: backends).delivery(of: plan))
     }
@@ -103,7 +103,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     /// splitting this coroutine; nothing here is hot.
     @_optimize(none)
     @Sendable func lateSubmissions(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmissionsView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .read)
         let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
         let submissions = try await backends.store.lateSubmissions(examId: plan.examId)
         return JSONResponse(value: LateSubmissionsView(lateSubmissions: submissions))
@@ -111,7 +111,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
 
     /// The operator's decision on a late submission: `{"decision":"accept"|"reject","reason"}`.
     @Sendable func decideLateSubmission(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmission> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try Self.id(context, "examId")
         guard let id = Int64(try context.parameters.require("submissionId")), id > 0 else {
             throw ExamBellError.badRequest(code: "invalid_id", "submissionId must be a late submission's number.")
@@ -122,19 +122,20 @@ struct ExamDayController<Context: RequestContext>: Sendable {
             throw ExamBellError.badRequest(code: "invalid_decision", "decision must be accept or reject.")
         }
         let decided = try await backends.store.decideLateSubmission(
-            examId: examId, id: id, accept: body.decision == "accept", actor: "admin", reason: reason, at: .now()
+            examId: examId, id: id, accept: body.decision == "accept", actor: caller.name, reason: reason, at: .now()
         )
         return JSONResponse(value: decided)
     }
 
     // MARK: Helpers
 
-    /// `admin` for the admin token, `proctor:{id}` for a proctor of this exam; 401/403 otherwise.
-    private func adminOrProctor(_ request: Request, examId: String) async throws -> String {
-        if auth.accepts(request) { return "admin" }
+    /// The operator's name when its role permits `permission`, `proctor:{id}` for a proctor
+    /// of this exam; 401/403 otherwise.
+    private func operatorOrProctor(_ request: Request, context: Context, examId: String, _ permission: Permission) async throws -> String {
+        if let caller = try await auth.identify(request, context: context) { return try auth.permit(caller, permission).name }
         let session = try await sessions.verify(request.bearerToken)
         guard session.role == .proctor, session.examId == examId else {
-            throw ExamBellError.forbidden("Only the admin and this exam's proctors may do this.")
+            throw ExamBellError.forbidden("Only operators and this exam's proctors may do this.")
         }
         return "proctor:\(session.subject)"
     }

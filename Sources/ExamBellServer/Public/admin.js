@@ -1,5 +1,9 @@
-// The admin console (관리 서버 UI): every action is a call of the web server's JSON API
-// with the admin token, kept in this tab's sessionStorage only. The list and the open exam
+// The admin console (관리 서버 UI): every action is a call of the web server's JSON API.
+// An operator logs in with name and password: the server sets an HttpOnly session cookie,
+// so a reload stays logged in (GET /api/me), and each state-changing call carries the
+// session's CSRF token. The bootstrap admin token (first setup) is kept in this tab's
+// sessionStorage only. Admins also manage operators; everyone manages their API tokens.
+// The list and the open exam
 // (delivery progress, audit log) refresh every two seconds. A running exam's panel moves
 // its planned end (everyone or listed candidates, previewed before it is confirmed, reason
 // required), ends one candidate, and sends announcements; the receipts of the end (told,
@@ -10,6 +14,7 @@ import { fetchJSON } from "/static/socket.js";
 const errorBox = document.getElementById("error");
 const infoBox = document.getElementById("info");
 let token = sessionStorage.getItem("exambell:admin-token") || "";
+let me = null; // { name, role, csrfToken } once logged in
 let exams = [];
 let selected = null; // exam id of the open exam
 let detail = null; // { exam, roster, audit }
@@ -18,7 +23,8 @@ let lastInfo = null;
 let refreshFailed = false; // the error shown is the list's own, cleared when the list loads again
 
 function api(method, path, body) {
-  return fetchJSON(`/api/${path}`, token, { method, body });
+  const headers = !token && me?.csrfToken && method !== "GET" ? { "X-CSRF-Token": me.csrfToken } : {};
+  return fetchJSON(`/api/${path}`, token || null, { method, body, headers });
 }
 
 function info(key, vars) {
@@ -141,8 +147,9 @@ async function refresh() {
     if (refreshFailed) { errorBox.textContent = ""; refreshFailed = false; }
     renderList();
     renderDetail();
+    await refreshAccounts();
   } catch (error) {
-    if (error.status === 401) return logout(t("admin.badToken"));
+    if (error.status === 401) return logout(t(token ? "admin.badToken" : "admin.sessionEnded"));
     errorBox.textContent = error.message;
     refreshFailed = true;
   }
@@ -404,18 +411,90 @@ document.getElementById("announce-form").addEventListener("submit", (event) => {
   });
 });
 
+// Operators (admins) and the operator's own API tokens.
+async function refreshAccounts() {
+  const admin = me?.role === "admin";
+  document.getElementById("operators").hidden = !admin;
+  document.getElementById("tokens").hidden = !me || me.bootstrap;
+  document.getElementById("create-section").hidden = me?.role === "viewer";
+  if (admin) {
+    const { operators } = await api("GET", "operators");
+    document.getElementById("operator-rows").replaceChildren(...operators.map((op) => {
+      const tr = document.createElement("tr");
+      tr.dataset.operator = op.name;
+      const actions = cell("");
+      if (!op.disabled && op.name !== me.name) {
+        actions.append(button("ops.disable", "secondary", () => act(() => api("POST", `operators/${encodeURIComponent(op.name)}/disable`))));
+      }
+      tr.append(cell(op.name), cell(op.role), cell(t(op.disabled ? "ops.disabled" : "ops.active")), actions);
+      return tr;
+    }));
+  }
+  if (me && !me.bootstrap) {
+    const { tokens } = await api("GET", "tokens");
+    document.getElementById("token-rows").replaceChildren(...tokens.map((tok) => {
+      const tr = document.createElement("tr");
+      tr.dataset.token = tok.id;
+      const actions = cell("");
+      actions.append(button("tokens.revoke", "secondary", () => act(() => api("DELETE", `tokens/${encodeURIComponent(tok.id)}`))));
+      tr.append(cell(tok.label), cell(formatTime(tok.createdAt)), cell(tok.lastUsedAt ? formatTime(tok.lastUsedAt) : "–"), actions);
+      return tr;
+    }));
+  }
+}
+
+document.getElementById("operator-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = document.getElementById("new-operator-name").value.trim();
+  const password = document.getElementById("new-operator-password").value;
+  const role = document.getElementById("new-operator-role").value;
+  act(async () => {
+    await api("POST", "operators", { name, password, role });
+    event.target.reset();
+    info("ops.added", { name });
+  });
+});
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const label = document.getElementById("new-token-label").value.trim();
+  act(async () => {
+    const made = await api("POST", "tokens", { label });
+    event.target.reset();
+    const box = document.getElementById("new-token");
+    box.textContent = t("tokens.made", { token: made.token });
+    box.hidden = false;
+  });
+});
+
 function logout(message) {
+  if (!token && me) fetchJSON("/api/logout", null, { method: "POST" }).catch(() => {});
   token = "";
+  me = null;
   selected = null; detail = null;
   sessionStorage.removeItem("exambell:admin-token");
   document.getElementById("console").hidden = true;
   document.getElementById("logout").hidden = true;
+  document.getElementById("whoami").hidden = true;
+  document.getElementById("new-token").hidden = true;
   document.getElementById("login").hidden = false;
   info(null);
   errorBox.textContent = message || "";
 }
 
-async function login(candidate) {
+// Shows the console for `who` (from /api/login or /api/me).
+async function enter(who) {
+  me = who;
+  const whoami = document.getElementById("whoami");
+  whoami.textContent = t("admin.whoami", { name: who.name, role: who.role });
+  whoami.hidden = false;
+  document.getElementById("login").hidden = true;
+  document.getElementById("console").hidden = false;
+  document.getElementById("logout").hidden = false;
+  await refresh();
+}
+
+async function loginWithToken(candidate) {
   token = candidate;
   try {
     await api("GET", "exams");
@@ -423,17 +502,33 @@ async function login(candidate) {
     return logout(error.status === 401 ? t("admin.badToken") : error.message);
   }
   sessionStorage.setItem("exambell:admin-token", token);
-  document.getElementById("login").hidden = true;
-  document.getElementById("console").hidden = false;
-  document.getElementById("logout").hidden = false;
-  await refresh();
+  await enter({ name: "admin", role: "admin", bootstrap: true });
+}
+
+async function loginWithPassword(name, password) {
+  document.getElementById("operator-password").value = "";
+  try {
+    const who = await fetchJSON("/api/login", null, { method: "POST", body: { name, password } });
+    await enter(who);
+  } catch (error) {
+    logout(error.status === 401 ? t("admin.badLogin") : error.message);
+  }
 }
 
 installLanguageSwitch(() => { renderList(true); renderDetail(true); if (lastInfo) info(lastInfo.key, lastInfo.vars); });
+document.getElementById("password-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loginWithPassword(document.getElementById("operator-name").value.trim(), document.getElementById("operator-password").value);
+});
 document.getElementById("login-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  login(document.getElementById("token").value.trim());
+  loginWithToken(document.getElementById("token").value.trim());
 });
 document.getElementById("logout").addEventListener("click", () => logout());
-if (token) login(token);
-setInterval(() => { if (token) refresh(); }, 2000);
+if (token) {
+  loginWithToken(token);
+} else {
+  // A reload keeps the console session: the cookie still names the operator.
+  fetchJSON("/api/me", null).then(enter, () => {});
+}
+setInterval(() => { if (me) refresh(); }, 2000);

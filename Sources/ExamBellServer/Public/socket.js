@@ -64,11 +64,14 @@ export function sessionToken() {
 }
 
 // Calls a JSON API path with the session token; errors carry the HTTP status and API code.
-export async function fetchJSON(path, token, { method = "GET", body, keepalive = false } = {}) {
+// Calls the JSON API with a bearer token, or (token null) with the console's session
+// cookie and the extra headers given (its CSRF token).
+export async function fetchJSON(path, token, { method = "GET", body, keepalive = false, headers = {} } = {}) {
   const response = await fetch(path, {
     method,
     keepalive,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    credentials: "same-origin",
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...headers, ...(body ? { "Content-Type": "application/json" } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const data = await response.json().catch(() => ({}));

@@ -121,7 +121,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
         } else {
             error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")
         }
-        let body = ByteBuffer(string: APIErrorMiddleware<BasicRequestContext>.body(error))
+        let body = ByteBuffer(string: APIErrorMiddleware<ExamBellRequestContext>.body(error))
         let head = HTTPResponse(
             status: .init(code: error.status),
             headerFields: [.contentType: "application/json; charset=utf-8", .contentLength: "\(body.readableBytes)", .connection: "close"]

@@ -1,5 +1,6 @@
 import ExamBellCore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -9,6 +10,15 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
+        var response = await answer(request, context: context, next: next)
+        // Browsers must take every answer for the type it says (a JSON error is no script).
+        response.headers[Self.contentTypeOptions] = "nosniff"
+        return response
+    }
+
+    static var contentTypeOptions: HTTPField.Name { HTTPField.Name("X-Content-Type-Options")! }
+
+    private func answer(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async -> Response {
         do {
             return try await next(request, context)
         } catch let error as ExamBellError {

@@ -7,7 +7,7 @@ import Hummingbird
 struct ExamsController<Context: RequestContext>: Sendable {
     let backends: ExamBellBackends
     let configuration: ExamBellConfiguration
-    let auth: AdminAuth
+    let auth: OperatorAuth
     let sessions: SessionTokens
     let endService: EndExamService
 
@@ -30,7 +30,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     // MARK: Admin calls
 
     @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<ExamListView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .read)
         var views: [ExamView] = []
         for plan in try await backends.store.exams() {
             views.append(try await view(of: plan))
@@ -39,7 +39,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let body = try await request.decodeJSON(CreateExamBody.self, limit: configuration.maxBodySize)
         try Identifier.validate(body.examId, field: "examId")
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -59,22 +59,22 @@ struct ExamsController<Context: RequestContext>: Sendable {
             scheduledEnd = time
         }
         let plan = try await backends.store.createExam(
-            examId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: "admin", at: .now()
+            examId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: caller.name, at: .now()
         )
         return JSONResponse(status: .created, value: try await view(of: plan))
     }
 
     @Sendable func show(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .read)
         return JSONResponse(value: try await view(of: try await plan(context)))
     }
 
     @Sendable func registerCandidates(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
         let body = try await request.decodeJSON(CandidatesBody.self, limit: configuration.maxBodySize)
         let people = try validatePeople(body.candidates.map { Registrant(id: $0.candidateId, name: $0.name) }, field: "candidateId")
-        let result = try await backends.store.registerCandidates(examId: examId, people, actor: "admin", at: .now())
+        let result = try await backends.store.registerCandidates(examId: examId, people, actor: caller.name, at: .now())
         // A running exam's new candidates are in the state store too, for late readers.
         if let plan = try await backends.store.exam(examId), plan.status == .inProgress {
             let state = CandidateStateValue(status: .inProgress, lastActiveTime: nil)
@@ -84,25 +84,25 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func registerProctors(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
         let body = try await request.decodeJSON(ProctorsBody.self, limit: configuration.maxBodySize)
         let people = try validatePeople(body.proctors.map { Registrant(id: $0.proctorId, name: $0.name) }, field: "proctorId")
-        let result = try await backends.store.registerProctors(examId: examId, people, actor: "admin", at: .now())
+        let result = try await backends.store.registerProctors(examId: examId, people, actor: caller.name, at: .now())
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
     }
 
     @Sendable func proctors(_ request: Request, context: Context) async throws -> JSONResponse<ProctorListView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .read)
         let plan = try await plan(context)
         let proctors = try await backends.store.proctors(examId: plan.examId)
         return JSONResponse(value: ProctorListView(proctors: proctors.map { .init(proctorId: $0.proctorId, name: $0.name) }))
     }
 
     @Sendable func start(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
-        let plan = try await backends.store.startExam(examId: examId, actor: "admin", at: .now())
+        let plan = try await backends.store.startExam(examId: examId, actor: caller.name, at: .now())
         let candidates = try await backends.store.candidates(examId: examId)
         // The state store learns the start too; final sync repairs it if this write fails.
         try? await backends.state.mirror(plan, candidates: candidates)
@@ -110,11 +110,11 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func end(_ request: Request, context: Context) async throws -> JSONResponse<EndView> {
-        try auth.require(request)
+        let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
         let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
         let reason = try Reason.validate(body?.reason, required: false)
-        let outcome = try await endService.end(examId: examId, actor: "admin", reason: reason, requestLogger: context.logger)
+        let outcome = try await endService.end(examId: examId, actor: caller.name, reason: reason, requestLogger: context.logger)
         return JSONResponse(
             value: EndView(
                 examId: examId, status: outcome.plan.status.rawValue,
@@ -125,7 +125,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func createSessions(_ request: Request, context: Context) async throws -> JSONResponse<SessionsView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
         let body: SessionsBody
         do {
@@ -167,7 +167,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func audit(_ request: Request, context: Context) async throws -> JSONResponse<AuditView> {
-        try auth.require(request)
+        _ = try await auth.require(request, context: context, .read)
         let plan = try await plan(context)
         return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(examId: plan.examId)))
     }
@@ -177,10 +177,10 @@ struct ExamsController<Context: RequestContext>: Sendable {
     /// The candidates of an exam with their live state; for the admin or the exam's proctors.
     @Sendable func roster(_ request: Request, context: Context) async throws -> JSONResponse<RosterView> {
         let examId = try examId(context)
-        if !auth.accepts(request) {
+        if try await auth.identify(request, context: context) == nil {
             let session = try await sessions.verify(request.bearerToken)
             guard session.role == .proctor, session.examId == examId else {
-                throw ExamBellError.forbidden("Only the admin and this exam's proctors see its roster.")
+                throw ExamBellError.forbidden("Only operators and this exam's proctors see its roster.")
             }
         }
         return JSONResponse(value: try await RosterBuilder(backends: backends).roster(of: try await plan(context)))

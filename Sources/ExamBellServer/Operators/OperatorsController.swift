@@ -1,0 +1,229 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+import Logging
+
+/// The operators' calls of DESIGN "Operators": console login and logout, who is logged in,
+/// operator accounts (`admin` only), and each operator's own API tokens.
+///
+/// Failed logins are throttled per name (`loginFailuresPerName` in 15 minutes) and per
+/// client address (`loginFailuresPerAddress`), with 429 `too_many_attempts`.
+struct OperatorsController<Context: RequestContext>: Sendable {
+    let store: any OperatorStore
+    let auth: OperatorAuth
+    let maxBodySize: Int
+    /// Secure cookies when the public web URL is https.
+    let secureCookies: Bool
+    let sessionLifetime: Duration
+    let nameFailures = AttemptThrottle(limit: 5, window: .seconds(15 * 60))
+    let addressFailures = AttemptThrottle(limit: 30, window: .seconds(15 * 60))
+
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.post("login", use: login)
+        routes.post("logout", use: logout)
+        routes.get("me", use: me)
+        routes.get("operators", use: list)
+        routes.post("operators", use: create)
+        routes.post("operators/:name/disable", use: disable)
+        routes.get("tokens", use: tokens)
+        routes.post("tokens", use: createToken)
+        routes.delete("tokens/:tokenId", use: revokeToken)
+        return routes
+    }
+
+    // MARK: Console session
+
+    @Sendable func login(_ request: Request, context: Context) async throws -> Response {
+        let body = try await request.decodeJSON(LoginBody.self, limit: maxBodySize)
+        let nameKey = "name:\(body.name.prefix(64))"
+        let addressKey = "address:\(context.clientAddress)"
+        try addressFailures.check(addressKey, what: "logins from your address")
+        try nameFailures.check(nameKey, what: "logins for this name")
+        let account = Operator.isValidName(body.name) ? try await store.operatorAccount(named: body.name) : nil
+        let matched = try await Passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
+        guard matched, let account = account?.account, !account.disabled else {
+            nameFailures.fail(nameKey)
+            addressFailures.fail(addressKey)
+            throw ExamBellError.unauthorized("Wrong name or password, or the operator is disabled.")
+        }
+        nameFailures.reset(nameKey)
+        let secret = SecretToken.random()
+        let csrfToken = SecretToken.random()
+        let expiresAt = Timestamp.now().adding(seconds: sessionLifetime.components.seconds)
+        try await store.createSession(secretHash: SecretToken.hash(secret), operatorName: account.name, csrfToken: csrfToken, expiresAt: expiresAt)
+        context.logger.info("operator logged in", metadata: ["operator": "\(account.name)", "role": "\(account.role.rawValue)"])
+        var response = try json(MeView(name: account.name, role: account.role.rawValue, csrfToken: csrfToken))
+        response.setCookie(cookie(secret, maxAge: Int(sessionLifetime.components.seconds)))
+        return response
+    }
+
+    @Sendable func logout(_ request: Request, context: Context) async throws -> Response {
+        if let secret = request.cookies[OperatorAuth.cookieName]?.value, !secret.isEmpty {
+            try await store.deleteSession(secretHash: SecretToken.hash(secret))
+        }
+        var response = try json(["status": "logged_out"])
+        response.setCookie(cookie("", maxAge: 0))
+        return response
+    }
+
+    @Sendable func me(_ request: Request, context: Context) async throws -> JSONResponse<MeView> {
+        let principal = try await auth.require(request, context: context, .read)
+        var csrfToken: String?
+        if request.bearerToken == nil, let secret = request.cookies[OperatorAuth.cookieName]?.value {
+            csrfToken = try await store.session(secretHash: SecretToken.hash(secret), now: .now())?.csrfToken
+        }
+        return JSONResponse(value: MeView(name: principal.name, role: principal.role.rawValue, csrfToken: csrfToken))
+    }
+
+    // MARK: Operators (admin)
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<OperatorListView> {
+        _ = try await auth.require(request, context: context, .manage)
+        return JSONResponse(value: OperatorListView(operators: try await store.operators().map(OperatorView.init)))
+    }
+
+    @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<OperatorView> {
+        let caller = try await auth.require(request, context: context, .manage)
+        let body = try await request.decodeJSON(NewOperatorBody.self, limit: maxBodySize)
+        let account = try await OperatorAdmin.add(name: body.name, password: body.password, role: body.role, store: store)
+        context.logger.info("operator added", metadata: ["operator": "\(account.name)", "role": "\(account.role.rawValue)", "by": "\(caller.name)"])
+        return JSONResponse(status: .created, value: OperatorView(account))
+    }
+
+    @Sendable func disable(_ request: Request, context: Context) async throws -> JSONResponse<OperatorView> {
+        let caller = try await auth.require(request, context: context, .manage)
+        let name = try context.parameters.require("name")
+        try Operator.validateName(name)
+        guard name != caller.name || caller.isBootstrap else {
+            throw ExamBellError.conflict(code: "cannot_disable_self", "An operator cannot disable itself; ask another admin.")
+        }
+        let account = try await store.disableOperator(named: name)
+        context.logger.info("operator disabled", metadata: ["operator": "\(name)", "by": "\(caller.name)"])
+        return JSONResponse(value: OperatorView(account))
+    }
+
+    // MARK: API tokens (each operator's own)
+
+    @Sendable func tokens(_ request: Request, context: Context) async throws -> JSONResponse<TokenListView> {
+        let caller = try await namedOperator(request, context: context)
+        return JSONResponse(value: TokenListView(tokens: try await store.tokens(of: caller.name).map(TokenView.init)))
+    }
+
+    @Sendable func createToken(_ request: Request, context: Context) async throws -> JSONResponse<NewTokenView> {
+        let caller = try await namedOperator(request, context: context)
+        let body = try await request.decodeJSON(TokenBody.self, limit: maxBodySize)
+        let label = body.label.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !label.isEmpty, label.count <= 100, label.utf8.count <= 400 else {
+            throw ExamBellError.badRequest(code: "invalid_label", "label must be 1 to 100 characters.")
+        }
+        let id = "tok_" + SecretToken.random().prefix(12)
+        let secret = SecretToken.random(prefix: OperatorAuth.tokenPrefix)
+        let now = Timestamp.now()
+        try await store.createToken(id: id, secretHash: SecretToken.hash(secret), operatorName: caller.name, label: label, at: now)
+        context.logger.info("API token made", metadata: ["operator": "\(caller.name)", "tokenId": "\(id)"])
+        return JSONResponse(status: .created, value: NewTokenView(id: id, label: label, token: secret, createdAt: now.iso8601))
+    }
+
+    @Sendable func revokeToken(_ request: Request, context: Context) async throws -> JSONResponse<[String: String]> {
+        let caller = try await namedOperator(request, context: context)
+        let id = try context.parameters.require("tokenId")
+        guard id.utf8.count <= 64 else { throw ExamBellError.badRequest(code: "invalid_id", "No such token id.") }
+        try await store.revokeToken(id: id, of: caller.name, at: .now())
+        context.logger.info("API token revoked", metadata: ["operator": "\(caller.name)", "tokenId": "\(id)"])
+        return JSONResponse(value: ["id": id, "status": "revoked"])
+    }
+
+    // MARK: Helpers
+
+    /// Tokens belong to a named operator: the bootstrap admin token has none.
+    private func namedOperator(_ request: Request, context: Context) async throws -> Principal {
+        let caller = try await auth.require(request, context: context, .read)
+        guard !caller.isBootstrap else {
+            throw ExamBellError.forbidden("The admin token is no operator; log in as a named operator to manage API tokens.")
+        }
+        return caller
+    }
+
+    private func cookie(_ value: String, maxAge: Int) -> Cookie {
+        Cookie(
+            name: OperatorAuth.cookieName, value: value, maxAge: maxAge, path: "/", secure: secureCookies, httpOnly: true, sameSite: .strict
+        )
+    }
+
+    private func json<T: Encodable>(_ value: T) throws -> Response {
+        let data = try JSONEncoder().encode(value)
+        return Response(
+            status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+}
+
+struct LoginBody: Decodable {
+    var name: String
+    var password: String
+}
+
+struct NewOperatorBody: Decodable {
+    var name: String
+    var password: String
+    var role: String
+}
+
+struct TokenBody: Decodable {
+    var label: String
+}
+
+struct MeView: Codable, Sendable {
+    var name: String
+    var role: String
+    var csrfToken: String?
+}
+
+struct OperatorView: Codable, Sendable {
+    var name: String
+    var role: String
+    var disabled: Bool
+    var createdAt: String
+
+    init(_ account: Operator) {
+        self.init(name: account.name, role: account.role.rawValue, disabled: account.disabled, createdAt: account.createdAt.iso8601)
+    }
+
+    init(name: String, role: String, disabled: Bool, createdAt: String) {
+        self.name = name
+        self.role = role
+        self.disabled = disabled
+        self.createdAt = createdAt
+    }
+}
+
+struct OperatorListView: Codable, Sendable {
+    var operators: [OperatorView]
+}
+
+struct TokenView: Codable, Sendable {
+    var id: String
+    var label: String
+    var createdAt: String
+    var lastUsedAt: String?
+
+    init(_ info: APITokenInfo) {
+        id = info.id
+        label = info.label
+        createdAt = info.createdAt.iso8601
+        lastUsedAt = info.lastUsedAt?.iso8601
+    }
+}
+
+struct TokenListView: Codable, Sendable {
+    var tokens: [TokenView]
+}
+
+struct NewTokenView: Codable, Sendable {
+    var id: String
+    var label: String
+    /// Shown once: only its hash is kept.
+    var token: String
+    var createdAt: String
+}

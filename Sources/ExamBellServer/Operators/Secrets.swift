@@ -1,0 +1,51 @@
+import Crypto
+import Foundation
+import HummingbirdBcrypt
+import NIOPosix
+
+/// Random secrets (console session ids, API tokens, CSRF tokens) and what the DB keeps of
+/// them: a SHA-256 hash, so a copy of the DB opens no session.
+public enum SecretToken {
+    /// 32 random bytes, base64url without padding (43 characters), after `prefix`.
+    public static func random(prefix: String = "") -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        let text = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return prefix + text
+    }
+
+    /// The hex SHA-256 of a secret: what the DB stores and looks up.
+    public static func hash(_ secret: String) -> String {
+        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Compares every byte whatever the first difference, so timing tells nothing.
+    public static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        var difference = UInt8(truncatingIfNeeded: x.count ^ y.count)
+        for i in 0..<max(x.count, y.count) {
+            difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return difference == 0
+    }
+}
+
+/// Operators' passwords: bcrypt (hummingbird-auth's), computed on NIO's thread pool so a
+/// login never holds an event loop for the ~0.2 s a hash takes.
+public enum Passwords {
+    /// bcrypt's cost: 2^12 rounds.
+    public static let cost: UInt8 = 12
+    /// Checked when the name is unknown, so a wrong name takes as long as a wrong password.
+    static let decoy = Bcrypt.hash("not-a-password-of-anyone", cost: cost)
+
+    public static func hash(_ password: String) async throws -> String {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+    }
+
+    public static func verify(_ password: String, hash: String?) async throws -> Bool {
+        let matched = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash ?? decoy) }
+        return matched && hash != nil
+    }
+}
