@@ -210,6 +210,7 @@ let package = Package(
                 // Not imported: the cluster, shutdown and bench tests run the built binary.
                 "exambell",
                 .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -67,6 +67,22 @@ public final class RedisStreamsQueue: ExamEndQueue {
         try await client.execute(XACK(stream, group: group, ids: ids))
     }
 
+    public var failovers: Int { client.client.failovers }
+
+    /// Reads the entries since `since` (`XRANGE <ms>-0 +`, in pages) and answers which of
+    /// `payloads` none of them holds.
+    public func missing(_ payloads: [String], since: Timestamp) async throws -> [String] {
+        var wanted = Set(payloads)
+        var start = "\(Int64(since.secondsSince1970 * 1000))-0"
+        while !wanted.isEmpty {
+            let page = try await client.execute(XRANGE(stream, start: start, count: 1000))
+            for entry in page { if let payload = entry.fields?["payload"] { wanted.remove(payload) } }
+            guard page.count == 1000, let last = page.last else { break }
+            start = "(" + last.id
+        }
+        return payloads.filter { wanted.contains($0) }
+    }
+
     /// Closes the blocking connections.
     public func shutdown() {
         let connections = blocking.withLock { connections in

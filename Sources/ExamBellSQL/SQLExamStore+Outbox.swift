@@ -47,4 +47,17 @@ extension SQLExamStore {
                 .decode(column: "n", as: Int.self) ?? 0
         }
     }
+
+    public func publishedOutbox(since: Timestamp) async throws -> [OutboxEntry] {
+        try await connection { db in
+            try await db.raw(
+                "SELECT id, plan_id, topic, payload FROM exam_outbox WHERE published_at >= \(bind: since.iso8601) ORDER BY id"
+            ).all().map { row in
+                try OutboxEntry(
+                    id: try row.decode(column: "id", as: Int64.self), examId: try row.decode(column: "plan_id", as: String.self),
+                    topic: try row.decode(column: "topic", as: String.self), payload: try row.decode(column: "payload", as: String.self)
+                )
+            }
+        }
+    }
 }

@@ -60,6 +60,7 @@ public struct ExamBellNode: Sendable {
             configuration.roles.contains(.socket)
             ? SocketServer(
                 hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections,
+                maxConnectionsPerSession: configuration.maxConnectionsPerSession, allowedOrigins: configuration.allowedOrigins,
                 metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
             ) : nil
         let router = try buildRouter(
@@ -68,6 +69,8 @@ public struct ExamBellNode: Sendable {
         )
         socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
+        let guardLimits = configuration.connectionLimits
+        let pending = ConnectionGuard.Pending()
         // The backends' own services first: a service group stops its services in reverse
         // order, so the pools outlive every part that uses them.
         var services: [any Service] = backends.services
@@ -75,7 +78,11 @@ public struct ExamBellNode: Sendable {
         if let socketServer {
             application = Application(
                 router: router,
-                server: HTTPServerBuilder { responder in BrowserChannel(responder: responder, server: socketServer, http1: .init()) },
+                server: HTTPServerBuilder { responder in
+                    BrowserChannel(
+                        responder: responder, server: socketServer, http1: .init(idleTimeout: .seconds(120)), guardLimits: guardLimits,
+                        pending: pending)
+                },
                 configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
                 logger: logger
@@ -100,7 +107,8 @@ public struct ExamBellNode: Sendable {
             services.append(RosterPublisher(hub: hub, backends: backends, interval: configuration.presenceInterval, logger: logger))
         } else {
             application = Application(
-                router: router, configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
+                router: router, server: .guardedHTTP1(limits: guardLimits, pending: pending),
+                configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
             )
         }
@@ -156,6 +164,15 @@ func readiness(_ backends: ExamBellBackends) async throws -> JSONResponse<[Strin
     return JSONResponse(status: db && state ? .ok : .serviceUnavailable, value: body)
 }
 
+/// `/metrics` is open unless the node has a metrics token (`--metrics-token`): then only a
+/// scraper sending it as `Authorization: Bearer` reads it.
+func requireMetricsToken(_ token: String?, _ request: Request) throws {
+    guard let token, !token.isEmpty else { return }
+    guard let presented = request.bearerToken, SecretToken.constantTimeEqual(presented, token) else {
+        throw ExamBellError.unauthorized("/metrics needs Authorization: Bearer <metrics token>.")
+    }
+}
+
 /// Prometheus' text format.
 func metricsResponse(_ text: String) -> Response {
     Response(
@@ -179,7 +196,9 @@ func buildRouter(
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     router.get("ready") { _, _ in try await readiness(backends) }
     let countsOutbox = configuration.roles.contains(.web)
-    router.get("metrics") { _, _ in
+    let metricsToken = configuration.metricsToken
+    router.get("metrics") { request, _ in
+        try requireMetricsToken(metricsToken, request)
         let backlog = countsOutbox ? try? await backends.store.outboxBacklog() : nil
         return metricsResponse(metrics.exposition(hub: hub, outboxBacklog: backlog))
     }
@@ -224,14 +243,29 @@ public func buildAdminApplication(
     router.middlewares.add(APIErrorMiddleware())
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     let metrics = NodeMetrics()
-    router.get("metrics") { _, _ in metricsResponse(metrics.exposition(hub: nil, outboxBacklog: nil)) }
+    let metricsToken = configuration.metricsToken
+    router.get("metrics") { request, _ in
+        try requireMetricsToken(metricsToken, request)
+        return metricsResponse(metrics.exposition(hub: nil, outboxBacklog: nil))
+    }
     AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize, http: http).addRoutes(to: router)
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(
-        router: router,
+        router: router, server: .guardedHTTP1(limits: configuration.connectionLimits, pending: ConnectionGuard.Pending()),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell", backlog: configuration.listenBacklog
         ),
         onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
     )
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with a `ConnectionGuard` first and a 120 s idle timeout.
+    static func guardedHTTP1(limits: ConnectionGuard.Limits, pending: ConnectionGuard.Pending) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            GuardedChannel(
+                base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .seconds(120))), limits: limits, pending: pending
+            )
+        }
+    }
 }

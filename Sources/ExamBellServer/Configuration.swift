@@ -1,4 +1,5 @@
 import ExamBellCore
+import Foundation
 import ServiceLifecycle
 
 /// Everything a node needs to know that is not a backend: where it listens, its secrets,
@@ -38,6 +39,19 @@ public struct ExamBellConfiguration: Sendable {
     public var nodeId = "socket-1"
     /// How long a browser session token stays valid.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// When set, `/metrics` answers only `Authorization: Bearer <this>`.
+    public var metricsToken: String?
+    /// Connections one browser session token may hold open on a socket node (a reload, a second tab).
+    public var maxConnectionsPerSession = 3
+    /// Origins whose pages may open browsers' sockets, besides the one each handshake was
+    /// sent to: the public web URL's.
+    public var allowedOrigins: Set<String> {
+        guard let url = URL(string: publicWebURL), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else { return [] }
+        return ["\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")"]
+    }
+    /// What a connection must do before its first request head: arrive within 20 s, fit in
+    /// 16 KiB, and be one of at most 1,000 such connections from its address.
+    public var connectionLimits = ConnectionLimits()
     /// How long an operator's console login lasts.
     public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
     /// How long an outbox row stays with the node that committed it before a relay takes it.

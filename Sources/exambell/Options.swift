@@ -22,7 +22,7 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "postgres://… or sqlite://PATH (EXAMBELL_DATABASE_URL; default the embedded SQLite file).")
     var database: String?
 
-    @Option(help: "redis://… (EXAMBELL_REDIS_URL; default the in-process memory engine).")
+    @Option(help: "redis://… or redis+sentinel://HOST:PORT,…/MASTER_NAME (EXAMBELL_REDIS_URL; default the in-process memory engine).")
     var redis: String?
 
     @Option(help: "Bearer token of admin calls (EXAMBELL_ADMIN_TOKEN).")
@@ -55,6 +55,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 
+    @Option(help: "When set, /metrics answers only Authorization: Bearer <this> (EXAMBELL_METRICS_TOKEN; default open).")
+    var metricsToken: String?
+
     var resolvedHost: String { host ?? environment("EXAMBELL_HOST") ?? "127.0.0.1" }
 
     func resolvedPort(default value: Int) throws -> Int {
@@ -70,6 +73,7 @@ struct ServerOptions: ParsableArguments {
     var resolvedDatabase: String? { database ?? environment("EXAMBELL_DATABASE_URL") }
     var resolvedRedis: String? { redis ?? environment("EXAMBELL_REDIS_URL") }
     var resolvedAdminToken: String? { adminToken ?? environment("EXAMBELL_ADMIN_TOKEN") }
+    var resolvedMetricsToken: String? { metricsToken ?? environment("EXAMBELL_METRICS_TOKEN") }
     var resolvedSessionSecret: String? { sessionSecret ?? environment("EXAMBELL_SESSION_SECRET") }
     var resolvedWebURL: String? { webUrl ?? environment("EXAMBELL_WEB_URL") }
     var resolvedPublicSocketURL: String? { publicSocketUrl ?? environment("EXAMBELL_PUBLIC_SOCKET_URL") }

@@ -82,6 +82,7 @@ enum NodeRunner {
         configuration.host = host
         configuration.port = port
         configuration.nodeId = options.givenNodeId ?? ServerOptions.defaultNodeId(port: port)
+        configuration.metricsToken = options.resolvedMetricsToken
         if roles.contains(.socket) {
             logger.info("socket node id (its consumer group)", metadata: ["nodeId": "\(configuration.nodeId)"])
         }

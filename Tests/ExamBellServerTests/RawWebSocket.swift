@@ -15,8 +15,8 @@ final class RawWebSocket: @unchecked Sendable {
     let fd: Int32
     private var pending: [UInt8] = []
 
-    init(port: Int, token: String) async throws {
-        let (fd, head, rest) = try await Self.handshake(port: port, token: token)
+    init(port: Int, token: String, headers: String = "") async throws {
+        let (fd, head, rest) = try await Self.handshake(port: port, token: token, headers: headers)
         self.fd = fd
         pending = rest
         guard head.hasPrefix("HTTP/1.1 101") else {
@@ -27,39 +27,29 @@ final class RawWebSocket: @unchecked Sendable {
 
     /// The answer to a handshake the server refuses: its head, and its body once the server
     /// closed the connection (within 10 s).
-    static func refusal(port: Int, token: String) async throws -> (head: String, body: String) {
-        let (fd, head, rest) = try await handshake(port: port, token: token)
+    static func refusal(port: Int, token: String, headers: String = "") async throws -> (head: String, body: String) {
+        let (fd, head, rest) = try await handshake(port: port, token: token, headers: headers)
         let socket = RawWebSocket(fd: fd, pending: rest)
         defer { socket.close() }
         guard await socket.ended(within: .seconds(10)) else { throw TestFailure("the refused connection stayed open") }
         return (head, String(decoding: socket.pending, as: UTF8.self))
     }
 
-    private init(fd: Int32, pending: [UInt8]) {
+    init(fd: Int32, pending: [UInt8]) {
         self.fd = fd
         self.pending = pending
     }
 
     /// Connects and sends a WebSocket handshake; returns the socket, the answer's head and
     /// what came after it.
-    private static func handshake(port: Int, token: String) async throws -> (Int32, String, [UInt8]) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket() failed") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TestFailure("connect() failed") }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        let socket = RawWebSocket(fd: fd, pending: [])
-        try socket.send(
-            Array(
-                ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8
+    private static func handshake(port: Int, token: String, headers: String) async throws -> (Int32, String, [UInt8]) {
+        let socket = try bare(
+            port: port,
+            sending: Array(
+                ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n").utf8
             ))
+        let fd = socket.fd
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
             socket.readAvailable()
@@ -73,7 +63,28 @@ final class RawWebSocket: @unchecked Sendable {
         throw TestFailure("no upgrade response")
     }
 
-    private func send(_ bytes: [UInt8]) throws {
+    /// A bare TCP connection to the node that sends `bytes` (half a request, say) and nothing more.
+    static func bare(port: Int, sending bytes: [UInt8]) throws -> RawWebSocket {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect() failed") }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let socket = RawWebSocket(fd: fd, pending: [])
+        try socket.send(bytes)
+        return socket
+    }
+
+    /// What the node has sent so far (after `ended(within:)`, all of it).
+    var received: String { String(decoding: pending, as: UTF8.self) }
+
+    func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -87,16 +98,19 @@ final class RawWebSocket: @unchecked Sendable {
     }
 
     /// Sends one masked frame: `opcode` 0x0 continuation, 0x1 text, 0x8 close, 0x9 ping.
-    func sendFrame(opcode: UInt8, fin: Bool, _ payload: [UInt8]) throws {
+    /// `masked: false` sends it as no browser may (RFC 6455 §5.1).
+    func sendFrame(opcode: UInt8, fin: Bool, _ payload: [UInt8], masked: Bool = true) throws {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
+        let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {
-            frame.append(0x80 | UInt8(payload.count))
+            frame.append(maskBit | UInt8(payload.count))
         } else if payload.count < 65536 {
-            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
+            frame += [maskBit | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)]
         } else {
-            frame.append(0x80 | 127)
+            frame.append(maskBit | 127)
             frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xff) }
         }
+        guard masked else { return try send(frame + payload) }
         let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         frame += mask
         frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
@@ -105,7 +119,7 @@ final class RawWebSocket: @unchecked Sendable {
 
     /// Whatever the socket holds now; false once the server closed it.
     @discardableResult
-    private func readAvailable() -> Bool {
+    func readAvailable() -> Bool {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = read(fd, &buffer, buffer.count)
@@ -157,7 +171,15 @@ final class RawWebSocket: @unchecked Sendable {
         return false
     }
 
-    func close() { Glibc.close(fd) }
+    private var closed = false
+
+    /// Closes the socket once: a second `close(fd)` would close whatever descriptor the
+    /// process reused the number for (a NIO channel's, which then breaks its event loop).
+    func close() {
+        guard !closed else { return }
+        closed = true
+        Glibc.close(fd)
+    }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

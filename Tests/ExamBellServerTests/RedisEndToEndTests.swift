@@ -10,10 +10,6 @@ import Testing
 /// The scenario on the Redis engine with a real redis-server, checked with redis-cli.
 @Suite("End to end on Redis")
 struct RedisEndToEndTests {
-    func expectedFrame(_ examId: String, _ end: String) -> String {
-        #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
-    }
-
     @Test("an end writes the exact keys and one stream entry, and every browser is told")
     func scenario() async throws {
         let redis = try await RedisTestServer.start()

@@ -11,10 +11,6 @@ import Testing
 /// The whole scenario through a live server and real WebSocket clients.
 @Suite("End to end over WebSockets")
 struct SocketEndToEndTests {
-    func expectedFrame(_ examId: String, _ end: String) -> String {
-        #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
-    }
-
     @Test("50 candidates and 2 proctors all receive exam_end with the response's end time, and acks are counted")
     func broadcast() async throws {
         let test = try await TestNode()

@@ -37,7 +37,8 @@ struct TestNode {
         sessionSecret: String = TestNode.secret, syncAfterEnd: Duration? = .milliseconds(100),
         syncInterval: Duration = .seconds(1), syncWindow: Duration = .seconds(600), maxConnections: Int = 19_000, answerGraceSeconds: Int = 10,
         nodeId: String = "socket-1", schedulerInterval: Duration = .milliseconds(200), pingInterval: Duration = .seconds(30),
-        outboxLease: Duration = .seconds(5), faults: FaultPoints = .none
+        outboxLease: Duration = .seconds(5), faults: FaultPoints = .none,
+        configure: (inout ExamBellConfiguration) -> Void = { _ in }
     ) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
@@ -78,6 +79,10 @@ struct TestNode {
         configuration.schedulerInterval = schedulerInterval
         configuration.pingInterval = pingInterval
         configuration.faults = faults
+        // HummingbirdTesting's live client opens its connection when the test starts and
+        // never re-makes it: the first request may come later than a browser's would.
+        configuration.connectionLimits.headerTimeout = .seconds(600)
+        configure(&configuration)
         node = try await buildApplication(configuration: configuration, backends: backends, logger: logger)
     }
 
@@ -239,7 +244,10 @@ final class TestBrowser: Sendable {
         task = Task {
             var logger = Logger(label: "browser")
             logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG"] == nil ? .critical : .trace
-            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/ws?token=\(token)", logger: logger) {
+            // A proctor's roster of hundreds of candidates is larger than the client's default 16 KiB frame.
+            try await WebSocketClient.connect(
+                url: "ws://127.0.0.1:\(port)/ws?token=\(token)", configuration: .init(maxFrameSize: 1 << 20), logger: logger
+            ) {
                 inbound, outbound, _ in
                 try await received.read(inbound, outbound, ackExamEnd: ackExamEnd, reply: reply)
             }
@@ -465,4 +473,9 @@ func callOnOwnConnection(
     }
     let (data, response) = try await session.data(for: request)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// DESIGN's socket message for an end of `examId` at `end`, as browsers get it.
+func expectedFrame(_ examId: String, _ end: String) -> String {
+    #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
 }

@@ -177,8 +177,12 @@ public enum ExamStoreConformance {
             #expect(
                 try await store.claimOutbox(now: end.adding(seconds: 7), leaseUntil: end.adding(seconds: 30), limit: 10).isEmpty,
                 "a claimed row is not taken twice")
+            #expect(try await store.publishedOutbox(since: end).isEmpty, "not published yet")
             try await store.markPublished(outboxId: claimed[0].id, at: end.adding(seconds: 8))
             #expect(try await store.outboxBacklog() == 0)
+            // What a failover's check looks at: rows published since a time, with their payload.
+            #expect(try await store.publishedOutbox(since: end.adding(seconds: 8)).map(\.payload) == [claimed[0].payload])
+            #expect(try await store.publishedOutbox(since: end.adding(seconds: 9)).isEmpty)
             #expect(try await store.claimOutbox(now: end.adding(seconds: 60), leaseUntil: end.adding(seconds: 90), limit: 10).isEmpty)
         },
         Case(name: "activity from the state store moves time and status only forward") { store in

@@ -17,23 +17,45 @@ public final class RedisTestServer: Sendable {
     /// `redis://127.0.0.1:PORT`.
     public var url: String { "redis://127.0.0.1:\(port)" }
 
-    public static func start() async throws -> RedisTestServer {
-        let server = RedisTestServer(binary: try findBinary(), port: try freePort())
+    public static func start(_ extraArguments: [String] = []) async throws -> RedisTestServer {
+        let server = RedisTestServer(binary: try findBinary(), port: try freePort(), extraArguments: extraArguments)
         try await server.start()
         return server
     }
 
-    private init(binary: String, port: Int) {
+    /// Arguments after the defaults (`--replicaof HOST PORT`, or a sentinel's config file
+    /// and `--sentinel`, which must come first: see `SentinelTestCluster`).
+    private let extraArguments: [String]
+    private let configFile: String?
+
+    private init(binary: String, port: Int, extraArguments: [String] = [], configFile: String? = nil) {
         self.binary = binary
         self.port = port
+        self.extraArguments = extraArguments
+        self.configFile = configFile
+    }
+
+    /// A sentinel on its own port, from a config file it may rewrite (sentinels do).
+    static func startSentinel(config: (Int) -> String) async throws -> RedisTestServer {
+        let port = try freePort()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-\(port)-\(UUID().uuidString).conf").path
+        try config(port).write(toFile: path, atomically: true, encoding: .utf8)
+        let server = RedisTestServer(binary: try findBinary(), port: port, configFile: path)
+        try await server.start()
+        return server
     }
 
     /// Starts the server (again) and waits until it accepts connections.
     public func start() async throws {
-        let arguments = [
-            binary, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-            "--protected-mode", "no", "--loglevel", "warning", "--logfile", "/dev/null",
-        ]
+        let arguments =
+            if let configFile {
+                [binary, configFile, "--sentinel"]
+            } else {
+                [
+                    binary, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+                    "--protected-mode", "no", "--loglevel", "warning", "--logfile", "/dev/null",
+                ] + extraArguments
+            }
         let child = try Self.spawn(arguments)
         pid.withLock { $0 = child }
         Self.record(child)
@@ -74,6 +96,11 @@ public final class RedisTestServer: Sendable {
     /// Runs `redis-cli --raw` against this server and returns its non-empty output lines:
     /// a plain Redis client, to check shapes independently of ExamBell's own client.
     public func cli(_ arguments: String...) async throws -> [String] {
+        try await cli(arguments)
+    }
+
+    /// `cli` with its arguments as an array.
+    public func cli(_ arguments: [String]) async throws -> [String] {
         let cli = URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("redis-cli").path
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("redis-cli-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: output) }
@@ -84,7 +111,7 @@ public final class RedisTestServer: Sendable {
             throw TestServerError("redis-cli \(arguments.joined(separator: " ")) did not finish within 10 s")
         }
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        return text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
     }
 
     /// Waits for `child` to exit and reaps it, polling without holding a thread: a test that

@@ -50,9 +50,12 @@ public struct ExamItems: Sendable, Hashable, Codable {
                     )
                 }
             } else {
-                guard value.count <= Self.maxShortAnswerLength, !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" }) else {
+                guard TextLimit.fits(value, characters: Self.maxShortAnswerLength),
+                    !value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\n" })
+                else {
                     throw ExamBellError.badRequest(
-                        code: "invalid_answer", "Item \(item) takes at most \(Self.maxShortAnswerLength) characters of text."
+                        code: "invalid_answer",
+                        "Item \(item) takes at most \(Self.maxShortAnswerLength) characters (\(4 * Self.maxShortAnswerLength) bytes) of text."
                     )
                 }
             }

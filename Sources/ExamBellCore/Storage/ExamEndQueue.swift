@@ -25,6 +25,13 @@ public protocol ExamEndQueue: Sendable {
 
     /// Acknowledges entries of `group` after they were broadcast.
     func acknowledge(group: String, ids: [String]) async throws
+
+    /// How many times the server under the stream changed (a Redis failover): replication is
+    /// asynchronous, so entries published just before may be missing on the new primary.
+    var failovers: Int { get }
+
+    /// Those of `payloads` that no entry of the stream published since `since` holds.
+    func missing(_ payloads: [String], since: Timestamp) async throws -> [String]
 }
 
 /// The streams' names.
@@ -36,6 +43,11 @@ public enum QueueStream {
 }
 
 extension ExamEndQueue {
+    /// One engine never fails over (the memory engine): nothing is ever missing.
+    public var failovers: Int { 0 }
+
+    public func missing(_ payloads: [String], since: Timestamp) async throws -> [String] { [] }
+
     /// Publishes an `exam_end` entry.
     @discardableResult
     public func publish(_ message: ExamEndQueueMessage) async throws -> String {

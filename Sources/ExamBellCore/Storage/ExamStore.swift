@@ -120,6 +120,9 @@ public protocol OutboxStore: Sendable {
 
     /// How many outbox rows wait to be published.
     func outboxBacklog() async throws -> Int
+
+    /// The rows published at or after `since`, oldest first (to check them after a failover).
+    func publishedOutbox(since: Timestamp) async throws -> [OutboxEntry]
 }
 
 /// The DB's role of the audit log.

@@ -77,8 +77,8 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let actor = try await operatorOrProctor(request, context: context, examId: examId, .operate)
         let body = try await request.decodeJSON(AnnouncementBody.self, limit: configuration.maxBodySize)
         let message = body.message.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !message.isEmpty, message.count <= 500 else {
-            throw ExamBellError.badRequest(code: "invalid_message", "message must be 1 to 500 characters.")
+        guard !message.isEmpty, TextLimit.fits(message, characters: 500) else {
+            throw ExamBellError.badRequest(code: "invalid_message", "message must be 1 to 500 characters (2,000 bytes).")
         }
         let ids = try body.candidateIds.map { try validateIds($0) }
         let event = try await examDay.announce(examId: examId, message: message, candidateIds: ids, actor: actor)
@@ -173,8 +173,8 @@ enum Reason {
     /// while `required`.
     static func validate(_ text: String?, required: Bool) throws -> String? {
         let reason = text?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard (reason?.count ?? 0) <= 500 else {
-            throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters.")
+        guard TextLimit.fits(reason ?? "", characters: 500) else {
+            throw ExamBellError.badRequest(code: "invalid_reason", "reason must be at most 500 characters (2,000 bytes).")
         }
         guard let reason, !reason.isEmpty else {
             if required { throw ExamBellError.badRequest(code: "reason_required", "A reason is required (at most 500 characters).") }

@@ -27,6 +27,10 @@ public struct OutboxRelay: Service {
     let logger: Logger
     /// Exams with a request on this node between its DB change and its own delivery: how many.
     private let deliveringHere = DeliveriesInFlight()
+    /// The queues' failover counts this relay has checked after.
+    private let failoversChecked = FailoversChecked()
+    /// How far back a failover's check looks: rows published this long before it.
+    static let failoverRecheck: Int64 = 300
 
     /// The lease of a row written at `now` (at least one second).
     func leaseUntil(from now: Timestamp) -> Timestamp {
@@ -143,6 +147,7 @@ public struct OutboxRelay: Service {
     /// One pass: claims the rows that are due and delivers them. Returns how many it published.
     @discardableResult
     public func publishDue() async -> Int {
+        await republishAfterFailover()
         do {
             let now = Timestamp.now()
             let due = try await backends.store.claimOutbox(now: now, leaseUntil: leaseUntil(from: now), limit: 100)
@@ -156,6 +161,38 @@ public struct OutboxRelay: Service {
         } catch {
             logger.warning("outbox relay pass failed", metadata: ["error": "\(error)"])
             return 0
+        }
+    }
+
+    /// After a failover of a queue's Redis (the new primary was a replica, and replication
+    /// is asynchronous), the rows published in the last five minutes are looked for in the
+    /// new primary's stream, and those it lacks are published again; final sync rewrites
+    /// the state keys the same way. A socket node tells nobody twice, so an entry that was
+    /// there after all costs nothing.
+    func republishAfterFailover() async {
+        for queue in [backends.queue, backends.events] {
+            let seen = queue.failovers
+            let known = failoversChecked.note(queue.stream, seen)
+            // The first look only notes the count: a node that starts has nothing to check.
+            guard let known, known != seen else { continue }
+            do {
+                let since = Timestamp.now().adding(seconds: -Self.failoverRecheck)
+                let rows = try await backends.store.publishedOutbox(since: since).filter { $0.topic == queue.stream }
+                // Stream ids are the Redis server's clock: a minute's slack for clocks apart.
+                let missing = Set(try await queue.missing(rows.map(\.payload), since: since.adding(seconds: -60)))
+                for row in rows where missing.contains(row.payload) {
+                    try await queue.publish(payload: row.payload)
+                    logger.warning(
+                        "queue entry lost in a Redis failover; published again",
+                        metadata: ["outboxId": "\(row.id)", "examId": "\(row.examId)", "stream": "\(queue.stream)"]
+                    )
+                }
+                logger.info("checked the queue after a Redis failover", metadata: ["stream": "\(queue.stream)", "rows": "\(rows.count)"])
+            } catch {
+                // Looked at again on the next pass.
+                failoversChecked.restore(queue.stream, known)
+                logger.warning("could not check the queue after a Redis failover yet", metadata: ["error": "\(error)"])
+            }
         }
     }
 
@@ -186,5 +223,23 @@ final class DeliveriesInFlight: Sendable {
 
     func contains(_ examId: String) -> Bool {
         counts.withLock { $0[examId] != nil }
+    }
+}
+
+/// The failover count of each stream a relay checked after.
+final class FailoversChecked: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    /// Notes `count` for `stream`; returns the one noted before (nil the first time).
+    func note(_ stream: String, _ count: Int) -> Int? {
+        counts.withLock { counts in
+            defer { counts[stream] = count }
+            return counts[stream]
+        }
+    }
+
+    /// Puts back `count`, so that the next pass checks again.
+    func restore(_ stream: String, _ count: Int) {
+        counts.withLock { $0[stream] = count }
     }
 }

@@ -114,7 +114,7 @@ struct OperatorsController<Context: RequestContext>: Sendable {
         let caller = try await namedOperator(request, context: context)
         let body = try await request.decodeJSON(TokenBody.self, limit: maxBodySize)
         let label = body.label.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !label.isEmpty, label.count <= 100, label.utf8.count <= 400 else {
+        guard !label.isEmpty, TextLimit.fits(label, characters: 100) else {
             throw ExamBellError.badRequest(code: "invalid_label", "label must be 1 to 100 characters.")
         }
         let id = "tok_" + SecretToken.random().prefix(12)

@@ -60,6 +60,9 @@ public struct SessionTokens: Sendable {
     /// The session of a valid token; 401 for a missing, forged, malformed or expired one.
     public func verify(_ token: String?) async throws(ExamBellError) -> Session {
         guard let token, !token.isEmpty else { throw .unauthorized("A session token is required.") }
+        // Only what this server signs: HS256. A header naming another algorithm (`none`
+        // included) is refused before its signature is even looked at.
+        guard Self.headerAlgorithm(of: token) == "HS256" else { throw .unauthorized("The session token is invalid.") }
         let claims: Claims
         do {
             claims = try await keys.verify(token, as: Claims.self)
@@ -70,5 +73,16 @@ public struct SessionTokens: Sendable {
             Identifier.isValid(claims.exam)
         else { throw .unauthorized("The session token is invalid.") }
         return Session(subject: claims.sub.value, role: role, examId: claims.exam)
+    }
+
+    /// The `alg` of a JWT's header, if the header is base64url JSON.
+    static func headerAlgorithm(of token: String) -> String? {
+        guard let header = token.split(separator: ".", maxSplits: 1).first, header.utf8.count <= 512 else { return nil }
+        var base64 = header.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.utf8.count % 4) % 4)
+        guard let data = Data(base64Encoded: base64),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
+        return object["alg"] as? String
     }
 }

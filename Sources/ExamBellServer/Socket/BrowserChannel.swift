@@ -17,15 +17,23 @@ import NIOWebSocket
 /// loop: no task, no async stream, no buffer of its own per browser. Every other request goes
 /// to the router; a handshake the server refuses is answered here with its JSON reason (401,
 /// 503) and the connection closed (NIO's upgrader has consumed its request head, so the
-/// router never sees it). The pipeline of an admitted browser, head to tail:
+/// router never sees it). A `ConnectionGuard` comes first until the first request head has
+/// arrived (time, size, unfinished connections per address). The pipeline of an admitted browser, head to tail:
 /// `WebSocketFrameEncoder`, `WebSocketFrameDecoder` (4 KiB frames at most), `BrowserHandler`.
 struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     /// What a connection became: a browser (served by its handler from now on) or HTTP.
     enum Upgrade: Sendable {
         case browser
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        /// A handshake the server did not admit, to `uri`.
-        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, uri: String)
+        /// A handshake the server did not admit.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, Attempt)
+    }
+
+    /// A WebSocket handshake's target and the headers admission looks at.
+    struct Attempt: Sendable {
+        var uri: String
+        var origin: String?
+        var host: String?
     }
 
     struct Value: ServerChildChannelValue {
@@ -36,13 +44,16 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let server: SocketServer
     let http1: HTTP1Channel.Configuration
+    let guardLimits: ConnectionGuard.Limits
+    let pending: ConnectionGuard.Pending
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: guardLimits, pending: pending))
             // The session the handshake was admitted with, from `shouldUpgrade` to the handler.
             let admitted = NIOLoopBoundBox<Session?>(nil, eventLoop: channel.eventLoop)
-            // The target of a handshake that was tried, for the answer to a refused one.
-            let attempted = NIOLoopBoundBox<String?>(nil, eventLoop: channel.eventLoop)
+            // A handshake that was tried (target, Origin, Host), for the answer to a refused one.
+            let attempted = NIOLoopBoundBox<Attempt?>(nil, eventLoop: channel.eventLoop)
             let server = self.server
             let upgrader = NIOTypedWebSocketServerUpgrader<Upgrade>(
                 maxFrameSize: SocketServer.maxInboundSize,
@@ -50,9 +61,12 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 // frame's write before closing, which a browser that stopped reading never lets end.
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    attempted.value = head.uri
+                    let attempt = Attempt(uri: head.uri, origin: head.headers["Origin"].first, host: head.headers["Host"].first)
+                    attempted.value = attempt
                     let promise = channel.eventLoop.makePromise(of: Session?.self)
-                    promise.completeWithTask { await server.admit(uri: head.uri, method: head.method) }
+                    promise.completeWithTask {
+                        await server.admit(uri: attempt.uri, method: head.method, origin: attempt.origin, host: attempt.host)
+                    }
                     return promise.futureResult.map { session in
                         admitted.value = session
                         return session.map { _ in HTTPHeaders() }
@@ -80,7 +94,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                             let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)
                             )
-                            if let uri = attempted.value { return Upgrade.refused(http, uri: uri) }
+                            if let attempt = attempted.value { return Upgrade.refused(http, attempt) }
                             return Upgrade.http(http)
                         }
                     }
@@ -101,8 +115,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 return  // its handler serves it from here, on its event loop
             case .http(let channel):
                 await handleHTTP(asyncChannel: channel, logger: logger)
-            case .refused(let channel, let uri):
-                try await refuse(channel, uri: uri)
+            case .refused(let channel, let attempt):
+                try await refuse(channel, attempt)
             }
         } catch {
             logger.trace("connection ended before its first request was read", metadata: ["error": "\(error)"])
@@ -111,12 +125,12 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// Answers a handshake that was not admitted with the reason, as JSON, and closes.
-    private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, uri: String) async throws {
-        let target = URI(uri)
+    private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ attempt: Attempt) async throws {
+        let target = URI(attempt.uri)
         let error: ExamBellError
         if target.path != "/ws" {
             error = ExamBellError(status: 404, code: "not_found", message: "There is no WebSocket endpoint at \(target.path).")
-        } else if let refusal = await server.refusal(token: target.queryParameters.get("token")) {
+        } else if let refusal = await server.refusal(token: target.queryParameters.get("token"), origin: attempt.origin, host: attempt.host) {
             error = refusal
         } else {
             error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")

@@ -108,6 +108,8 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        // RFC 6455 §5.1: a client masks every frame; an unmasked one is a protocol error.
+        guard frame.maskKey != nil else { return close(code: .protocolError, reason: "unmasked client frame") }
         switch frame.opcode {
         case .connectionClose:
             if !closing {
@@ -165,9 +167,17 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
             return close(code: .policyViolation, reason: "too many messages")
         }
         allowance -= 1
-        guard session.role == .candidate, opcode == .text, let id,
-            let message = BrowserMessage(json: String(buffer: data), examId: session.examId)
-        else { return }
+        var text: String?
+        if opcode == .text {
+            // RFC 6455 §8.1: a text message is UTF-8; one that is not closes with 1007.
+            guard let valid = String(validating: data.readableBytesView, as: UTF8.self) else {
+                return close(code: .dataInconsistentWithMessage, reason: "text that is not UTF-8")
+            }
+            text = valid
+        }
+        guard session.role == .candidate, let text, let id, let message = BrowserMessage(json: text, examId: session.examId) else {
+            return
+        }
         let (server, session) = (self.server, self.session)
         Task { await server.record(message, from: id, session: session) }
     }

@@ -44,6 +44,8 @@ public final class SocketHub: Sendable {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
         var count = 0
+        /// Open connections per session (`role:exam:subject`), for the per-session cap.
+        var perSession: [String: Int] = [:]
     }
 
     /// Every room, under one lock (`SocketHub+ExamDay.swift` reaches it too).
@@ -57,6 +59,7 @@ public final class SocketHub: Sendable {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
+            state.perSession[Self.sessionKey(session), default: 0] += 1
             var member = Member(session: session, browser: browser)
             var end: ByteBuffer?
             do {
@@ -95,8 +98,10 @@ public final class SocketHub: Sendable {
     func leave(_ id: UInt64, examId: String) {
         state.withLock { state in
             // In place: copying the room out would copy its members (O(browsers) per leave).
-            guard state.rooms[examId]?.members.removeValue(forKey: id) != nil else { return }
+            guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
             state.count -= 1
+            let key = Self.sessionKey(member.session)
+            if let open = state.perSession[key], open > 1 { state.perSession[key] = open - 1 } else { state.perSession[key] = nil }
             state.rooms[examId]?.dirty = true
         }
     }
@@ -276,4 +281,9 @@ public final class SocketHub: Sendable {
 
     /// How many browsers this node holds.
     public var connectionCount: Int { state.withLock { $0.count } }
+
+    /// The browsers open on this node for one session (a candidate's or proctor's token).
+    func connections(of session: Session) -> Int { state.withLock { $0.perSession[Self.sessionKey(session)] ?? 0 } }
+
+    static func sessionKey(_ session: Session) -> String { "\(session.role.rawValue):\(session.examId):\(session.subject)" }
 }

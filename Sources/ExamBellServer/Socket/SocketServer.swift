@@ -17,6 +17,10 @@ struct SocketServer: Sendable {
     let state: any StateStore
     let logger: Logger
     let maxConnections: Int
+    /// Connections one session token may hold open on this node at once.
+    var maxConnectionsPerSession = 3
+    /// Origins (lowercased `scheme://host[:port]`) whose pages may open sockets.
+    var allowedOrigins: Set<String> = []
     let metrics: NodeMetrics
     /// How often browsers are pinged; one that has not answered the last ping is dropped.
     let pingInterval: TimeAmount
@@ -31,14 +35,29 @@ struct SocketServer: Sendable {
     static let inboundPerSecond = 2.0
 
     /// Why a browser may not connect now, as the error the HTTP route `GET /ws` answers.
-    func refusal(token: String?) async -> ExamBellError? {
+    /// `origin` and `host` are the handshake's headers (see `allows(origin:host:)`).
+    func refusal(token: String?, origin: String? = nil, host: String? = nil) async -> ExamBellError? {
+        guard allows(origin: origin, host: host) else {
+            return ExamBellError(
+                status: 403, code: "origin_not_allowed",
+                message: "WebSocket connections are taken from ExamBell's own pages only (\(allowedOrigins.sorted().joined(separator: ", ")))."
+            )
+        }
+        let session: Session
         do {
-            _ = try await sessions.verify(token)
+            session = try await sessions.verify(token)
         } catch {
             return error
         }
         if hub.isDraining {
             return ExamBellError(status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node.")
+        }
+        // One person's token opens a few connections (a reload, a second tab), never the node.
+        if hub.connections(of: session) >= maxConnectionsPerSession {
+            return ExamBellError(
+                status: 429, code: "too_many_connections",
+                message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
+            )
         }
         if hub.connectionCount >= maxConnections {
             return ExamBellError(
@@ -52,19 +71,35 @@ struct SocketServer: Sendable {
     /// The session of a `GET /ws?token=` WebSocket handshake this node admits now, or nil:
     /// a refused browser is not upgraded, and its request goes on to the HTTP route
     /// (`addRoutes`), which answers with the clear error.
-    func admit(uri: String, method: NIOHTTP1.HTTPMethod) async -> Session? {
+    func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?) async -> Session? {
         let uri = URI(uri)
         guard uri.path == "/ws", method == .GET else { return nil }
         let token = uri.queryParameters.get("token")
-        guard await refusal(token: token) == nil else { return nil }
+        guard await refusal(token: token, origin: origin, host: host) == nil else { return nil }
         return try? await sessions.verify(token)
+    }
+
+    /// Whether a handshake's `Origin` may open a browser's socket (a page elsewhere must not
+    /// ride a candidate's token). Browsers send the page's `http(s)://` origin (or `null`):
+    /// it must be the public web URL's origin or the one the request was sent to (`Host`:
+    /// pages and `/ws` behind one load balancer, or `exambell serve`). No `Origin`, or
+    /// another scheme (`ws://`, as some WebSocket libraries send), is no browser page.
+    func allows(origin: String?, host: String?) -> Bool {
+        guard let origin = origin?.lowercased() else { return true }
+        guard origin == "null" || origin.hasPrefix("http://") || origin.hasPrefix("https://") else { return true }
+        if allowedOrigins.contains(origin) { return true }
+        guard let host = host?.lowercased(), !host.isEmpty else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
     }
 
     /// `GET /ws` that was not upgraded: the reason, with its status (401, 503, or 400 for a
     /// request that is no WebSocket handshake).
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("ws") { request, _ -> Response in
-            if let refusal = await refusal(token: request.uri.queryParameters.get("token")) { throw refusal }
+            let refusal = await refusal(
+                token: request.uri.queryParameters.get("token"), origin: request.headers[.origin], host: request.head.authority
+            )
+            if let refusal { throw refusal }
             throw ExamBellError.badRequest(code: "websocket_required", "GET /ws is a WebSocket endpoint: open it with a WebSocket handshake.")
         }
     }

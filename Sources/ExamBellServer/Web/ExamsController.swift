@@ -43,8 +43,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let body = try await request.decodeJSON(CreateExamBody.self, limit: configuration.maxBodySize)
         try Identifier.validate(body.examId, field: "examId")
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !title.isEmpty, title.count <= 200 else {
-            throw ExamBellError.badRequest(code: "invalid_title", "title must be 1 to 200 characters.")
+        guard !title.isEmpty, TextLimit.fits(title, characters: 200) else {
+            throw ExamBellError.badRequest(code: "invalid_title", "title must be 1 to 200 characters (800 bytes).")
         }
         let items = ExamItems(choice: body.choiceItems ?? ExamItems.standard.choice, short: body.shortItems ?? ExamItems.standard.short)
         try items.validate()
@@ -209,8 +209,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
                 throw ExamBellError.badRequest(code: "duplicate_id", "\(field) \(person.id) appears twice.")
             }
             let name = person.name.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !name.isEmpty, name.count <= 100 else {
-                throw ExamBellError.badRequest(code: "invalid_name", "The name of \(person.id) must be 1 to 100 characters.")
+            guard !name.isEmpty, TextLimit.fits(name, characters: 100) else {
+                throw ExamBellError.badRequest(code: "invalid_name", "The name of \(person.id) must be 1 to 100 characters (400 bytes).")
             }
             return Registrant(id: person.id, name: name)
         }

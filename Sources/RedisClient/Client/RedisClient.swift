@@ -21,10 +21,18 @@ public final class RedisClient: Service, Sendable {
     /// Every dedicated connection handed out and not closed yet.
     private let dedicated = Mutex<[ObjectIdentifier: ConnectionSlot]>([:])
 
+    /// Which server the connections reach, and how often that changed (failovers).
+    private let primary: PrimaryTracker
+
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "exambell.redis")) {
         self.configuration = configuration
-        self.shared = ConnectionSlot(configuration: configuration, logger: logger)
+        self.primary = PrimaryTracker()
+        self.shared = ConnectionSlot(configuration: configuration, logger: logger, primary: primary)
     }
+
+    /// How many times a connection reached another server than the one before (a failover
+    /// followed through the sentinels); 0 while the primary stays the same.
+    public var failovers: Int { primary.changes }
 
     /// Runs until the service group stops it, then closes every connection.
     public func run() async throws {
@@ -35,17 +43,22 @@ public final class RedisClient: Service, Sendable {
     /// Sends one command; an error reply is thrown as `RedisError`.
     @discardableResult
     public func send(_ command: RESPCommand) async throws -> RESPValue {
-        try await shared.connection().send(command, timeout: configuration.commandTimeout).throwingError()
+        let connection = try await shared.connection()
+        return try ConnectionSlot.checked(try await connection.send(command, timeout: configuration.commandTimeout), on: connection)
+            .throwingError()
     }
 
     /// Sends commands in one round trip; returns every reply (error replies included).
     public func pipeline(_ commands: [RESPCommand]) async throws -> [RESPValue] {
-        try await shared.connection().pipeline(commands, timeout: configuration.commandTimeout)
+        let connection = try await shared.connection()
+        let replies = try await connection.pipeline(commands, timeout: configuration.commandTimeout)
+        for reply in replies { _ = try ConnectionSlot.checked(reply, on: connection) }
+        return replies
     }
 
     /// A connection of its own, for commands that block (`XREADGROUP … BLOCK`).
     public func dedicatedConnection() -> DedicatedRedisConnection {
-        let slot = ConnectionSlot(configuration: configuration, logger: shared.logger)
+        let slot = ConnectionSlot(configuration: configuration, logger: shared.logger, primary: primary)
         dedicated.withLock { $0[ObjectIdentifier(slot)] = slot }
         return DedicatedRedisConnection(slot: slot) { [weak self] in
             _ = self?.dedicated.withLock { $0.removeValue(forKey: ObjectIdentifier(slot)) }
@@ -75,7 +88,10 @@ public final class DedicatedRedisConnection: Sendable {
 
     /// Sends a command that may block up to `blockFor`; the timeout allows for that.
     public func send(_ command: RESPCommand, blockFor: Duration) async throws -> RESPValue {
-        try await slot.connection().send(command, timeout: blockFor + slot.configuration.commandTimeout).throwingError()
+        let connection = try await slot.connection()
+        return try ConnectionSlot.checked(
+            try await connection.send(command, timeout: blockFor + slot.configuration.commandTimeout), on: connection
+        ).throwingError()
     }
 
     public func close() {
@@ -99,11 +115,13 @@ final class ConnectionSlot: Sendable {
 
     let configuration: RedisConfiguration
     let logger: Logger
+    let primary: PrimaryTracker
     private let state = Mutex(State())
 
-    init(configuration: RedisConfiguration, logger: Logger) {
+    init(configuration: RedisConfiguration, logger: Logger, primary: PrimaryTracker) {
         self.configuration = configuration
         self.logger = logger
+        self.primary = primary
     }
 
     func connection() async throws -> RedisConnection {
@@ -140,6 +158,9 @@ final class ConnectionSlot: Sendable {
                     return wasDown
                 }
                 if reconnected { logger.info("reconnected to Redis", metadata: ["redis": "\(configuration.description)"]) }
+                if primary.reached(connection.endpoint) {
+                    logger.warning("Redis primary changed (failover)", metadata: ["primary": "\(connection.endpoint)"])
+                }
                 return connection
             } catch {
                 let first = state.withLock { state in
@@ -157,6 +178,17 @@ final class ConnectionSlot: Sendable {
         }
     }
 
+    /// `reply`, unless it says the server is no primary any more (`READONLY`: a failover
+    /// demoted it): then the connection is closed, so that the next command finds the
+    /// primary again (through the sentinels), and the call fails as `unavailable`.
+    static func checked(_ reply: RESPValue, on connection: RedisConnection) throws -> RESPValue {
+        if case .error(let message) = reply, message.hasPrefix("READONLY") {
+            connection.close()
+            throw RedisClientError.unavailable("Redis answered READONLY: the primary changed; finding it again.")
+        }
+        return reply
+    }
+
     func close() {
         let connection = state.withLock { state in
             state.closed = true
@@ -165,4 +197,21 @@ final class ConnectionSlot: Sendable {
         }
         connection?.close()
     }
+}
+
+/// The server a client's connections last reached, and how many times it changed.
+final class PrimaryTracker: Sendable {
+    private let state = Mutex<(endpoint: RedisConfiguration.Endpoint?, changes: Int)>((nil, 0))
+
+    /// Notes a connection to `endpoint`; true when it is another server than before.
+    func reached(_ endpoint: RedisConfiguration.Endpoint) -> Bool {
+        state.withLock { state in
+            defer { state.endpoint = endpoint }
+            guard let last = state.endpoint, last != endpoint else { return false }
+            state.changes += 1
+            return true
+        }
+    }
+
+    var changes: Int { state.withLock { $0.changes } }
 }

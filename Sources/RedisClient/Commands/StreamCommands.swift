@@ -67,19 +67,35 @@ public struct XREADGROUP: RedisCommand {
         } else {
             throw RedisClientError.unexpectedShape("XREADGROUP")
         }
-        var result: [StreamEntry] = []
-        for entries in perStream {
-            for entry in entries.elements ?? [] {
-                guard let parts = entry.elements, parts.count == 2, let id = parts[0].string else {
-                    throw RedisClientError.unexpectedShape("stream entry")
-                }
-                let fields = parts[1].pairs.map { pairs in
-                    Dictionary(pairs.compactMap { key, value in key.string.map { ($0, value.string ?? "") } }, uniquingKeysWith: { $1 })
-                }
-                result.append(StreamEntry(id: id, fields: fields))
+        return try perStream.flatMap(StreamEntry.entries(of:))
+    }
+}
+
+/// `XRANGE stream start + COUNT n`: entries from `start` (an id, `(id` for after it) on.
+public struct XRANGE: RedisCommand {
+    public let command: RESPCommand
+
+    public init(_ stream: String, start: String, count: Int) {
+        command = RESPCommand(["XRANGE", stream, start, "+", "COUNT", String(count)])
+    }
+
+    public func response(from reply: RESPValue) throws -> [StreamEntry] {
+        try StreamEntry.entries(of: reply)
+    }
+}
+
+extension StreamEntry {
+    /// A list of `[id, [field, value…]]` entries.
+    static func entries(of list: RESPValue) throws -> [StreamEntry] {
+        try (list.elements ?? []).map { entry in
+            guard let parts = entry.elements, parts.count == 2, let id = parts[0].string else {
+                throw RedisClientError.unexpectedShape("stream entry")
             }
+            let fields = parts[1].pairs.map { pairs in
+                Dictionary(pairs.compactMap { key, value in key.string.map { ($0, value.string ?? "") } }, uniquingKeysWith: { $1 })
+            }
+            return StreamEntry(id: id, fields: fields)
         }
-        return result
     }
 }
 

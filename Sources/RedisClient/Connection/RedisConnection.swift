@@ -7,15 +7,43 @@ import Synchronization
 /// pipelined, each with a timeout.
 public final class RedisConnection: Sendable {
     let channel: any Channel
+    /// The server this connection reached (through sentinels: the primary they named).
+    public let endpoint: RedisConfiguration.Endpoint
 
-    init(channel: any Channel) {
+    init(channel: any Channel, endpoint: RedisConfiguration.Endpoint) {
         self.channel = channel
+        self.endpoint = endpoint
     }
 
-    /// Connects, authenticates and selects the database of `configuration`.
+    /// Connects, authenticates and selects the database of `configuration`. Through
+    /// sentinels: asks them where the primary is, connects there and checks with `ROLE`
+    /// that it is the primary (a failover may be under way), as Redis' sentinel client
+    /// guidelines say.
     public static func connect(
         _ configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RedisConnection {
+        guard configuration.usesSentinel else {
+            return try await connect(configuration, to: .init(host: configuration.host, port: configuration.port), eventLoopGroup: eventLoopGroup)
+        }
+        let primary = try await Sentinel.primary(configuration, eventLoopGroup: eventLoopGroup)
+        let connection = try await connect(configuration, to: primary, eventLoopGroup: eventLoopGroup)
+        do {
+            let role = try await connection.send(["ROLE"], timeout: configuration.commandTimeout).throwingError()
+            guard case .array(let parts?) = role, parts.first?.string == "master" else {
+                throw RedisClientError.unavailable("\(primary) is not the primary yet (a failover is under way).")
+            }
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Connects to `endpoint` with the credentials and database of `configuration`.
+    static func connect(
+        _ configuration: RedisConfiguration, to endpoint: RedisConfiguration.Endpoint, authenticate: Bool = true,
+        eventLoopGroup: any EventLoopGroup
     ) async throws -> RedisConnection {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
@@ -27,15 +55,15 @@ public final class RedisConnection: Sendable {
                     ])
                 }
             }
-            .connect(host: configuration.host, port: configuration.port)
+            .connect(host: endpoint.host, port: endpoint.port)
             .get()
-        let connection = RedisConnection(channel: channel)
+        let connection = RedisConnection(channel: channel, endpoint: endpoint)
         do {
             var setup: [RESPCommand] = []
-            if let password = configuration.password {
+            if authenticate, let password = configuration.password {
                 setup.append(configuration.username.map { ["AUTH", $0, password] } ?? ["AUTH", password])
             }
-            if configuration.database != 0 {
+            if authenticate, configuration.database != 0 {
                 setup.append(["SELECT", String(configuration.database)])
             }
             if !setup.isEmpty {

@@ -1,0 +1,116 @@
+import ExamBellCore
+import ExamBellServer
+import ExamBellTestSupport
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import Logging
+import NIOCore
+import RedisClient
+import Testing
+
+/// Redis Sentinel (`redis+sentinel://…`): a real primary, replica and three sentinels; the
+/// primary crashes and the node follows the failover with nothing lost.
+@Suite("Redis failover")
+struct RedisFailoverTests {
+    @Test("the client finds the primary through the sentinels and follows a failover to the promoted replica")
+    func clientFollowsFailover() async throws {
+        let cluster = try await SentinelTestCluster.start()
+        defer { cluster.stop() }
+        let client = RedisClient(configuration: try RedisConfiguration(url: cluster.url))
+        defer { client.shutdown() }
+        try await client.send(["SET", "before", "1"])
+        #expect(try await cluster.primary.cli("GET", "before") == ["1"], "written on the primary the sentinels named")
+        try await eventually("replicated") { try await cluster.replica.cli("GET", "before") == ["1"] }
+
+        cluster.killPrimary()
+        try await eventually("the sentinels promote the replica", within: .seconds(30)) {
+            try await cluster.primaryPort() == cluster.replica.port
+        }
+        try await eventually("the client writes to the new primary", within: .seconds(30)) {
+            (try? await client.send(["SET", "after", "2"])) != nil
+        }
+        #expect(try await cluster.replica.cli("GET", "after") == ["2"])
+        #expect(try await client.send(["GET", "before"]).string == "1", "nothing written before the failover is lost")
+    }
+
+    @Test("a sentinel URL is parsed (several sentinels, master name, database); bad ones are clear errors")
+    func sentinelURL() throws {
+        let configuration = try RedisConfiguration(url: "redis+sentinel://:secret@10.0.0.1:26379,10.0.0.2:26380/mymaster/2")
+        #expect(configuration.sentinels.map(\.description) == ["10.0.0.1:26379", "10.0.0.2:26380"])
+        #expect(configuration.masterName == "mymaster")
+        #expect(configuration.database == 2)
+        #expect(configuration.password == "secret")
+        #expect(!configuration.description.contains("secret"))
+        for bad in ["redis+sentinel://host/mymaster", "redis+sentinel://h:1", "redis+sentinel://h:99999/m", "redis+sentinel://h:1/m/x"] {
+            #expect(throws: RedisURLError.self, "\(bad)") { _ = try RedisConfiguration(url: bad) }
+        }
+    }
+
+    @Test("the primary crashes while an exam of 100 browsers ends: 200, every browser told, keys and queue right on the new primary")
+    func endDuringFailover() async throws {
+        let cluster = try await SentinelTestCluster.start()
+        defer { cluster.stop() }
+        let test = try await TestNode(redisURL: cluster.url)
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 100, proctors: 1)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids) + client.tokens("e1", role: "proctor", ids: ["e1-p1"])
+            let browsers = tokens.map { TestBrowser(port: port, token: $0) }
+            defer { browsers.forEach { $0.close() } }
+            await eventually("connected", within: .seconds(60)) { test.node.hub.connectionCount == 101 }
+
+            // The end and the crash at once.
+            async let ending = client.call(.post, "/api/exams/e1/end", json: #"{"reason":"failover"}"#)
+            cluster.killPrimary()
+            let answer = try await ending
+            #expect(answer.status == .ok, "\(String(buffer: answer.body))")
+            let end = try decode(EndBody.self, answer)
+            #expect(try await test.backends.store.exam("e1")?.status == .completed)
+
+            for browser in browsers {
+                #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame("e1", end.endDatetime)])
+            }
+            #expect(try await cluster.primaryPort() == cluster.replica.port)
+            try await eventually("the plan key holds the end on the new primary", within: .seconds(60)) {
+                try await cluster.replica.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
+            }
+            try await eventually("every candidate key too", within: .seconds(60)) {
+                let keys = ids.map { "exam_candidate:\($0):status" }
+                let values = try await cluster.replica.cli(["MGET"] + keys)
+                return values.count == ids.count && values.allSatisfy { $0.contains(end.endDatetime) && $0.contains("completed") }
+            }
+            let entries = try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+")
+            #expect(entries.filter { $0.contains(#""examId":"e1""#) }.count >= 1, "the queue entry is on the new primary")
+            try await eventually("outbox drained", within: .seconds(30)) { try await test.backends.store.outboxBacklog() == 0 }
+        }
+    }
+}
+
+extension RedisFailoverTests {
+    @Test("a queue entry the promoted replica lacks (asynchronous replication) is published again by the outbox relay")
+    func republishLostEntry() async throws {
+        let cluster = try await SentinelTestCluster.start()
+        defer { cluster.stop() }
+        let test = try await TestNode(redisURL: cluster.url)
+        try await test.node.application.test(.live) { client in
+            _ = try await client.makeExam("e1", candidates: 2)
+            let end = try await client.end("e1")
+            let payload = #"{"type":"exam_end","examId":"e1","status":"completed","timestamp":"\#(end.endDatetime)"}"#
+            try await eventually("replicated") { try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains(payload) }
+
+            cluster.killPrimary()
+            try await eventually("the sentinels promote the replica", within: .seconds(30)) {
+                try await cluster.primaryPort() == cluster.replica.port
+            }
+            // What a write acknowledged by the old primary and never replicated looks like.
+            let ids = try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").filter { $0.contains("-") && !$0.contains("{") }
+            _ = try await cluster.replica.cli(["XDEL", "queue:exam_end"] + ids)
+            #expect(try await !cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains(payload))
+
+            try await eventually("published again on the new primary", within: .seconds(60)) {
+                try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains(payload)
+            }
+        }
+    }
+}
