@@ -1,4 +1,5 @@
 import ExamBellCore
+import ExamBellSQL
 import ExamBellServer
 import ExamBellTestSupport
 import Foundation
@@ -295,6 +296,36 @@ struct OperatorsTests {
             #expect(refused == 5, "the 21st to 25th guesses are refused unread")
             #expect(try await client.call(.get, "/api/exams").status == .tooManyRequests, "even the right token, for a while")
         }
+    }
+}
+
+extension OperatorsTests {
+    @Test("a burst of password hashes runs beside the database, never ahead of it: a query answers while they queue")
+    func hashesLeaveTheStoreAlone() async throws {
+        let store = try await SQLiteExamStore.open(path: ":memory:")
+        // What finished, in order: "hash" eight times and "query" once.
+        let order = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    _ = try await Passwords.hash("a password of eight hashes")
+                    return "hash"
+                }
+            }
+            // Let the hashes queue first (each is ~0.25 s of CPU); SQLite's calls run on NIO's
+            // blocking pool, where they once waited behind every hash.
+            try await Task.sleep(for: .milliseconds(50))
+            group.addTask {
+                let plan = try await store.exam("nobody")
+                return plan == nil ? "query" : "query found an exam"
+            }
+            var order: [String] = []
+            for try await done in group { order.append(done) }
+            return order
+        }
+        try await store.shutdown()
+        #expect(order.count == 9)
+        let position = try #require(order.firstIndex(of: "query"))
+        #expect(position <= 2, "the query waited for \(position) of 8 hashes")
     }
 }
 

@@ -2,6 +2,7 @@ import ExamBellCore
 import ExamBellServer
 import ExamBellTestSupport
 import Foundation
+import Glibc
 import HTTPTypes
 import HummingbirdTesting
 import Logging
@@ -45,6 +46,24 @@ struct RedisFailoverTests {
         for bad in ["redis+sentinel://host/mymaster", "redis+sentinel://h:1", "redis+sentinel://h:99999/m", "redis+sentinel://h:1/m/x"] {
             #expect(throws: RedisURLError.self, "\(bad)") { _ = try RedisConfiguration(url: bad) }
         }
+    }
+
+    @Test("sentinels that take the connection and never answer cost the connect time as a whole, not a command timeout each")
+    func silentSentinels() async throws {
+        let silent = try (0..<3).map { _ in try SilentListener() }
+        defer { silent.forEach { $0.close() } }
+        var configuration = try RedisConfiguration(
+            url: "redis+sentinel://" + silent.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/\(SentinelTestCluster.masterName)"
+        )
+        configuration.connectTimeout = .seconds(1)
+        configuration.commandTimeout = .seconds(10)
+        let client = RedisClient(configuration: configuration)
+        defer { client.shutdown() }
+        let started = ContinuousClock.now
+        await #expect(throws: RedisClientError.self) { try await client.send(["PING"]) }
+        let took = ContinuousClock.now - started
+        // Each sentinel's own command timeout would be 30 s for the three.
+        #expect(took < configuration.commandTimeout, "the connect took \(took)")
     }
 
     @Test("the primary crashes while an exam of 100 browsers ends: 200, every browser told, keys and queue right on the new primary")
@@ -115,5 +134,29 @@ extension RedisFailoverTests {
                 try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains(payload)
             }
         }
+    }
+}
+
+/// A TCP listener that lets connections in (the kernel's backlog takes them) and never reads
+/// or answers: a sentinel or server that hangs.
+final class SilentListener: Sendable {
+    let descriptor: Int32
+    let port: Int
+
+    init() throws {
+        port = try RedisTestServer.freePort()
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard descriptor >= 0, bound == 0, listen(descriptor, 16) == 0 else { throw TestServerError("cannot listen on \(port)") }
+    }
+
+    func close() {
+        _ = Glibc.close(descriptor)
     }
 }

@@ -32,20 +32,30 @@ public enum SecretToken {
     }
 }
 
-/// Operators' passwords: bcrypt (hummingbird-auth's), computed on NIO's thread pool so a
-/// login never holds an event loop for the ~0.2 s a hash takes.
+/// Operators' passwords: bcrypt (hummingbird-auth's), computed on a thread of their own so a
+/// login never holds an event loop, nor anything else, for the ~0.25 s of CPU a hash takes.
+///
+/// Not on NIO's shared blocking pool: SQLite runs every call there (two threads on two
+/// cores), and a burst of logins queued ahead of them held up every query of the node, the
+/// end request's included (CI saw a request wait 20 s). Logins wait for each other instead.
 public enum Passwords {
     /// bcrypt's cost: 2^12 rounds.
     public static let cost: UInt8 = 12
     /// Checked when the name is unknown, so a wrong name takes as long as a wrong password.
     static let decoy = Bcrypt.hash("not-a-password-of-anyone", cost: cost)
+    /// The one thread hashes run on, for the process's lifetime.
+    static let pool: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        return pool
+    }()
 
     public static func hash(_ password: String) async throws -> String {
-        try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(password, cost: cost) }
+        try await pool.runIfActive { Bcrypt.hash(password, cost: cost) }
     }
 
     public static func verify(_ password: String, hash: String?) async throws -> Bool {
-        let matched = try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash ?? decoy) }
+        let matched = try await pool.runIfActive { Bcrypt.verify(password, hash: hash ?? decoy) }
         return matched && hash != nil
     }
 }

@@ -18,18 +18,25 @@ public final class RedisConnection: Sendable {
     /// Connects, authenticates and selects the database of `configuration`. Through
     /// sentinels: asks them where the primary is, connects there and checks with `ROLE`
     /// that it is the primary (a failover may be under way), as Redis' sentinel client
-    /// guidelines say.
+    /// guidelines say. All of it within `configuration.connectTimeout`.
     public static func connect(
         _ configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RedisConnection {
+        let deadline = ContinuousClock.now + configuration.connectTimeout
         guard configuration.usesSentinel else {
-            return try await connect(configuration, to: .init(host: configuration.host, port: configuration.port), eventLoopGroup: eventLoopGroup)
+            return try await connect(
+                configuration, to: .init(host: configuration.host, port: configuration.port), until: deadline, eventLoopGroup: eventLoopGroup
+            )
         }
-        let primary = try await Sentinel.primary(configuration, eventLoopGroup: eventLoopGroup)
-        let connection = try await connect(configuration, to: primary, eventLoopGroup: eventLoopGroup)
+        // The sentinels share half the time (one that hangs leaves the others theirs); the
+        // primary has the rest.
+        let primary = try await Sentinel.primary(
+            configuration, until: ContinuousClock.now + configuration.connectTimeout / 2, eventLoopGroup: eventLoopGroup
+        )
+        let connection = try await connect(configuration, to: primary, until: deadline, eventLoopGroup: eventLoopGroup)
         do {
-            let role = try await connection.send(["ROLE"], timeout: configuration.commandTimeout).throwingError()
+            let role = try await connection.send(["ROLE"], timeout: try remaining(until: deadline)).throwingError()
             guard case .array(let parts?) = role, parts.first?.string == "master" else {
                 throw RedisClientError.unavailable("\(primary) is not the primary yet (a failover is under way).")
             }
@@ -40,13 +47,21 @@ public final class RedisConnection: Sendable {
         return connection
     }
 
-    /// Connects to `endpoint` with the credentials and database of `configuration`.
+    /// The time left before `deadline`; `timeout` when none is.
+    static func remaining(until deadline: ContinuousClock.Instant) throws(RedisClientError) -> Duration {
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else { throw .timeout }
+        return left
+    }
+
+    /// Connects to `endpoint` with the credentials and database of `configuration`, by
+    /// `deadline`.
     static func connect(
         _ configuration: RedisConfiguration, to endpoint: RedisConfiguration.Endpoint, authenticate: Bool = true,
-        eventLoopGroup: any EventLoopGroup
+        until deadline: ContinuousClock.Instant, eventLoopGroup: any EventLoopGroup
     ) async throws -> RedisConnection {
         let channel = try await ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(TimeAmount(configuration.connectTimeout))
+            .connectTimeout(TimeAmount(try remaining(until: deadline)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -67,7 +82,7 @@ public final class RedisConnection: Sendable {
                 setup.append(["SELECT", String(configuration.database)])
             }
             if !setup.isEmpty {
-                for reply in try await connection.pipeline(setup, timeout: configuration.commandTimeout) {
+                for reply in try await connection.pipeline(setup, timeout: try remaining(until: deadline)) {
                     try reply.throwingError()
                 }
             }
