@@ -85,20 +85,16 @@ struct LocalSecrets: Codable {
             return secrets
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let secrets = LocalSecrets(adminToken: randomToken(), sessionSecret: randomToken() + randomToken())
-        try JSONEncoder().encode(secrets).write(to: url)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+        let secrets = LocalSecrets(adminToken: SecretToken.random(), sessionSecret: SecretToken.random())
+        // Readable by its owner only, from the moment it exists (not written, then chmod-ed).
+        let data = try JSONEncoder().encode(secrets)
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw ValidationError("Cannot write \(url.path): \(String(cString: strerror(errno))).") }
+        defer { close(fd) }
+        fchmod(fd, 0o600)
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw ValidationError("Cannot write \(url.path).") }
         return secrets
-    }
-
-    /// 128 random bits as hex.
-    static func randomToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in
-            let value = generator.next() as UInt64
-            let hex = String(value, radix: 16)
-            return String(repeating: "0", count: 16 - hex.count) + hex
-        }.joined()
     }
 }
 

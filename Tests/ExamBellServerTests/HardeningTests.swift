@@ -55,6 +55,23 @@ struct HardeningTests {
             defer { probe.close() }
             #expect(await probe.ended(within: .seconds(10)))
             #expect(probe.received.hasPrefix("HTTP/1.1 200"), "\(probe.received)")
+
+            // A head whose blank line is split across two reads is complete all the same: its
+            // connection is no longer timed, and a later request on it is answered.
+            let keptAlive = Array("GET /health HTTP/1.1\r\nHost: x\r\n\r".utf8)
+            let split = try RawWebSocket.bare(port: port, sending: keptAlive)
+            defer { split.close() }
+            try await Task.sleep(for: .milliseconds(200))
+            try split.send(Array("\n".utf8))
+            try await eventually("the first answer") {
+                split.readAvailable()
+                return split.received.contains("\"ok\"")
+            }
+            try await Task.sleep(for: .seconds(2))  // past the header time
+            try split.send(health)
+            #expect(await split.ended(within: .seconds(10)))
+            #expect(!split.received.contains("408"), "\(split.received)")
+            #expect(split.received.components(separatedBy: "HTTP/1.1 200").count == 3, "two answers: \(split.received)")
         }
     }
 

@@ -145,15 +145,10 @@ final class SilentListener: Sendable {
 
     init() throws {
         port = try RedisTestServer.freePort()
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard let descriptor = RedisTestServer.listeningSocket(port: port, backlog: 16) else {
+            throw TestServerError("cannot listen on \(port)")
         }
-        guard descriptor >= 0, bound == 0, listen(descriptor, 16) == 0 else { throw TestServerError("cannot listen on \(port)") }
+        self.descriptor = descriptor
     }
 
     func close() {

@@ -202,32 +202,41 @@ public final class RedisTestServer: Sendable {
 
     /// Whether a listening socket could bind 127.0.0.1:`port` now.
     static func isFree(_ port: Int) -> Bool {
+        guard let fd = listeningSocket(port: port) else { return false }
+        close(fd)
+        return true
+    }
+
+    /// A socket listening on 127.0.0.1:`port` (with `SO_REUSEADDR`), or nil when the port is
+    /// taken. The caller closes it.
+    public static func listeningSocket(port: Int, backlog: Int32 = 1) -> Int32? {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+        guard fd >= 0 else { return nil }
         var reuse: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard onLoopback(port, { bind(fd, $0, $1) }) == 0, listen(fd, backlog) == 0 else {
+            close(fd)
+            return nil
         }
-        return bound == 0 && listen(fd, 1) == 0
+        return fd
     }
 
     public static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
+        return onLoopback(port) { connect(fd, $0, $1) } == 0
+    }
+
+    /// `body` called with the address 127.0.0.1:`port` and its length.
+    private static func onLoopback(_ port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 }
 

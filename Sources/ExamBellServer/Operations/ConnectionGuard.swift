@@ -61,8 +61,9 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private var address: String?
     private var timer: Scheduled<Void>?
     private var bytes = 0
-    /// The last three bytes seen, to find a `\r\n\r\n` split across reads.
-    private var tail: [UInt8] = []
+    /// The last four bytes seen, oldest in the high byte: `\r\n\r\n` is `0x0D0A0D0A`, also
+    /// when it is split across reads.
+    private var lastFour: UInt32 = 0
     private var finished = false
 
     init(limits: Limits, pending: Pending) {
@@ -101,17 +102,14 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         guard !finished else { return context.fireChannelRead(data) }
         let buffer = unwrapInboundIn(data)
         let view = buffer.readableBytesView
-        var window = tail
         var complete = false
         for byte in view {
-            window.append(byte)
-            if window.count > 4 { window.removeFirst() }
-            if window == [13, 10, 13, 10] {
+            lastFour = lastFour << 8 | UInt32(byte)
+            if lastFour == 0x0D0A_0D0A {
                 complete = true
                 break
             }
         }
-        tail = Array(window.suffix(3))
         bytes += view.count
         if !complete, bytes > limits.maxHeaderBytes {
             finish()

@@ -44,8 +44,8 @@ public final class SocketHub: Sendable {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
         var count = 0
-        /// Open connections per session (`role:exam:subject`), for the per-session cap.
-        var perSession: [String: Int] = [:]
+        /// Open connections per session, for the per-session cap.
+        var perSession: [Session: Int] = [:]
     }
 
     /// Every room, under one lock (`SocketHub+ExamDay.swift` reaches it too).
@@ -59,7 +59,7 @@ public final class SocketHub: Sendable {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
-            state.perSession[Self.sessionKey(session), default: 0] += 1
+            state.perSession[session, default: 0] += 1
             var member = Member(session: session, browser: browser)
             var end: ByteBuffer?
             do {
@@ -100,8 +100,8 @@ public final class SocketHub: Sendable {
             // In place: copying the room out would copy its members (O(browsers) per leave).
             guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
             state.count -= 1
-            let key = Self.sessionKey(member.session)
-            if let open = state.perSession[key], open > 1 { state.perSession[key] = open - 1 } else { state.perSession[key] = nil }
+            let session = member.session
+            if let open = state.perSession[session], open > 1 { state.perSession[session] = open - 1 } else { state.perSession[session] = nil }
             state.rooms[examId]?.dirty = true
         }
     }
@@ -283,7 +283,5 @@ public final class SocketHub: Sendable {
     public var connectionCount: Int { state.withLock { $0.count } }
 
     /// The browsers open on this node for one session (a candidate's or proctor's token).
-    func connections(of session: Session) -> Int { state.withLock { $0.perSession[Self.sessionKey(session)] ?? 0 } }
-
-    static func sessionKey(_ session: Session) -> String { "\(session.role.rawValue):\(session.examId):\(session.subject)" }
+    func connections(of session: Session) -> Int { state.withLock { $0.perSession[session] ?? 0 } }
 }

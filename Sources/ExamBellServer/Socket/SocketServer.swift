@@ -37,35 +37,8 @@ struct SocketServer: Sendable {
     /// Why a browser may not connect now, as the error the HTTP route `GET /ws` answers.
     /// `origin` and `host` are the handshake's headers (see `allows(origin:host:)`).
     func refusal(token: String?, origin: String? = nil, host: String? = nil) async -> ExamBellError? {
-        guard allows(origin: origin, host: host) else {
-            return ExamBellError(
-                status: 403, code: "origin_not_allowed",
-                message: "WebSocket connections are taken from ExamBell's own pages only (\(allowedOrigins.sorted().joined(separator: ", ")))."
-            )
-        }
-        let session: Session
-        do {
-            session = try await sessions.verify(token)
-        } catch {
-            return error
-        }
-        if hub.isDraining {
-            return ExamBellError(status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node.")
-        }
-        // One person's token opens a few connections (a reload, a second tab), never the node.
-        if hub.connections(of: session) >= maxConnectionsPerSession {
-            return ExamBellError(
-                status: 429, code: "too_many_connections",
-                message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
-            )
-        }
-        if hub.connectionCount >= maxConnections {
-            return ExamBellError(
-                status: 503, code: "socket_node_full",
-                message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
-            )
-        }
-        return nil
+        guard case .failure(let refusal) = await admission(token: token, origin: origin, host: host) else { return nil }
+        return refusal
     }
 
     /// The session of a `GET /ws?token=` WebSocket handshake this node admits now, or nil:
@@ -74,9 +47,43 @@ struct SocketServer: Sendable {
     func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?) async -> Session? {
         let uri = URI(uri)
         guard uri.path == "/ws", method == .GET else { return nil }
-        let token = uri.queryParameters.get("token")
-        guard await refusal(token: token, origin: origin, host: host) == nil else { return nil }
-        return try? await sessions.verify(token)
+        return try? await admission(token: uri.queryParameters.get("token"), origin: origin, host: host).get()
+    }
+
+    /// A handshake's session when this node takes it now (its token verified once), or why not.
+    private func admission(token: String?, origin: String?, host: String?) async -> Result<Session, ExamBellError> {
+        guard allows(origin: origin, host: host) else {
+            return .failure(
+                ExamBellError(
+                    status: 403, code: "origin_not_allowed",
+                    message: "WebSocket connections are taken from ExamBell's own pages only (\(allowedOrigins.sorted().joined(separator: ", ")))."
+                ))
+        }
+        let session: Session
+        do {
+            session = try await sessions.verify(token)
+        } catch {
+            return .failure(error)
+        }
+        if hub.isDraining {
+            return .failure(ExamBellError(status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node."))
+        }
+        // One person's token opens a few connections (a reload, a second tab), never the node.
+        if hub.connections(of: session) >= maxConnectionsPerSession {
+            return .failure(
+                ExamBellError(
+                    status: 429, code: "too_many_connections",
+                    message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
+                ))
+        }
+        if hub.connectionCount >= maxConnections {
+            return .failure(
+                ExamBellError(
+                    status: 503, code: "socket_node_full",
+                    message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
+                ))
+        }
+        return .success(session)
     }
 
     /// Whether a handshake's `Origin` may open a browser's socket (a page elsewhere must not
