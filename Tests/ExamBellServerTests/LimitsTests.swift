@@ -77,6 +77,26 @@ struct LimitsTests {
             let refused = try await RawWebSocket.refusal(port: port, token: "forged")
             #expect(refused.head.hasPrefix("HTTP/1.1 401"), "\(refused.head)")
             #expect(refused.body.contains(#""code":"unauthorized""#), "\(refused.body)")
+            // Handshakes NIO's upgrader refuses itself, and upgrades to other protocols, are
+            // answered too (they were closed without a word).
+            let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            let malformed = [
+                ("no key", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n", "invalid_websocket_handshake"),
+                ("version 8", "Upgrade: websocket\r\nConnection: Upgrade\r\n\(key)Sec-WebSocket-Version: 8\r\n", "invalid_websocket_handshake"),
+                (
+                    "h2c", "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+                    "upgrade_not_supported"
+                ),
+            ]
+            for (name, headers, code) in malformed {
+                let request = "GET /ws?token=\(tokens[2]) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\(headers)\r\n"
+                let socket = try RawWebSocket.bare(port: port, sending: Array(request.utf8))
+                defer { socket.close() }
+                #expect(await socket.ended(within: .seconds(10)), "\(name)")
+                #expect(socket.received.hasPrefix("HTTP/1.1 400"), "\(name): \(socket.received)")
+                #expect(socket.received.contains(#""code":"\#(code)""#), "\(name): \(socket.received)")
+            }
+            #expect(test.node.hub.connectionCount == 0)
         }
     }
 

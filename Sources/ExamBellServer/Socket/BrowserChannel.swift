@@ -34,6 +34,20 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
         var uri: String
         var origin: String?
         var host: String?
+        /// RFC 6455 §4.2.1: a `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`. NIO's
+        /// upgrader refuses a handshake without them before asking `shouldUpgrade` (it lets
+        /// one without `Connection: Upgrade` in, as browsers always send it).
+        var wellFormed = true
+        /// `Upgrade: websocket`, not another protocol (`h2c`) this server does not speak.
+        var isWebSocket = true
+
+        init(_ head: HTTPRequestHead) {
+            uri = head.uri
+            origin = head.headers["Origin"].first
+            host = head.headers["Host"].first
+            isWebSocket = head.headers["Upgrade"].contains { $0.lowercased().contains("websocket") }
+            wellFormed = !(head.headers["Sec-WebSocket-Key"].first ?? "").isEmpty && head.headers["Sec-WebSocket-Version"] == ["13"]
+        }
     }
 
     struct Value: ServerChildChannelValue {
@@ -61,8 +75,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 // frame's write before closing, which a browser that stopped reading never lets end.
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    let attempt = Attempt(uri: head.uri, origin: head.headers["Origin"].first, host: head.headers["Host"].first)
-                    attempted.value = attempt
+                    let attempt = Attempt(head)
                     let promise = channel.eventLoop.makePromise(of: Session?.self)
                     promise.completeWithTask {
                         await server.admit(uri: attempt.uri, method: head.method, origin: attempt.origin, host: attempt.host)
@@ -104,6 +117,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.enableErrorHandling = false  // Hummingbird answers HTTP parse errors
             configuration.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
             let future = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self)
+            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(attempted: attempted), position: .before(upgradeHandler))
             return Value(upgrade: future, channel: channel)
         }
     }
@@ -128,20 +143,59 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ attempt: Attempt) async throws {
         let target = URI(attempt.uri)
         let error: ExamBellError
-        if target.path != "/ws" {
+        if !attempt.isWebSocket {
+            error = ExamBellError(
+                status: 400, code: "upgrade_not_supported", message: "This server speaks HTTP/1.1, and WebSocket at /ws; no other upgrade."
+            )
+        } else if target.path != "/ws" {
             error = ExamBellError(status: 404, code: "not_found", message: "There is no WebSocket endpoint at \(target.path).")
+        } else if !attempt.wellFormed {
+            error = ExamBellError(
+                status: 400, code: "invalid_websocket_handshake",
+                message: "A WebSocket handshake needs a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)."
+            )
         } else if let refusal = await server.refusal(token: target.queryParameters.get("token"), origin: attempt.origin, host: attempt.host) {
             error = refusal
         } else {
             error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")
         }
         let body = ByteBuffer(string: APIErrorMiddleware<ExamBellRequestContext>.body(error))
-        let head = HTTPResponse(
+        var head = HTTPResponse(
             status: .init(code: error.status),
             headerFields: [.contentType: "application/json; charset=utf-8", .contentLength: "\(body.readableBytes)", .connection: "close"]
         )
+        if attempt.isWebSocket, !attempt.wellFormed { head.headerFields[.secWebSocketVersion] = "13" }
         try await channel.executeThenClose { _, outbound in
             try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
         }
+    }
+}
+
+/// Notes the first request head of a connection when it asks for an upgrade (an `Upgrade`
+/// header), on its way to NIO's upgrade handler, then leaves the
+/// pipeline. When NIO does not upgrade such a request it drops its head, and the HTTP path
+/// then saw a request without one and closed the connection without a word; with the head
+/// noted, a handshake NIO refuses before `shouldUpgrade` (no `Sec-WebSocket-Key`, another
+/// version than 13) and an upgrade to another protocol are answered with their 400.
+final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    let attempted: NIOLoopBoundBox<BrowserChannel.Attempt?>
+
+    init(attempted: NIOLoopBoundBox<BrowserChannel.Attempt?>) {
+        self.attempted = attempted
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) {
+            if !head.headers["Upgrade"].isEmpty {
+                attempted.value = BrowserChannel.Attempt(head)
+            }
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
