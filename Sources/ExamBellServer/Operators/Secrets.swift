@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HummingbirdBcrypt
+import NIOCore
 import NIOPosix
 
 /// Random secrets (console session ids, API tokens, CSRF tokens) and what the DB keeps of
@@ -32,20 +33,21 @@ public enum SecretToken {
     }
 }
 
-/// Operators' passwords: bcrypt (hummingbird-auth's), computed on a thread of their own so a
+/// Operators' passwords: bcrypt (hummingbird-auth's), computed on threads of their own so a
 /// login never holds an event loop, nor anything else, for the ~0.25 s of CPU a hash takes.
 ///
 /// Not on NIO's shared blocking pool: SQLite runs every call there (two threads on two
 /// cores), and a burst of logins queued ahead of them held up every query of the node, the
-/// end request's included (CI saw a request wait 20 s). Logins wait for each other instead.
+/// end request's included (CI saw a request wait 20 s). Logins queue behind each other only;
+/// a query shares the CPU with them but never waits in their line.
 public enum Passwords {
     /// bcrypt's cost: 2^12 rounds.
     public static let cost: UInt8 = 12
     /// Checked when the name is unknown, so a wrong name takes as long as a wrong password.
     static let decoy = Bcrypt.hash("not-a-password-of-anyone", cost: cost)
-    /// The one thread hashes run on, for the process's lifetime.
+    /// The threads hashes run on (one a core), for the process's lifetime.
     static let pool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: 1)
+        let pool = NIOThreadPool(numberOfThreads: System.coreCount)
         pool.start()
         return pool
     }()

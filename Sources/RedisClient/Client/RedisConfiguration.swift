@@ -14,8 +14,8 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var username: String?
     public var password: String?
     public var database: Int
-    /// How long making a connection may take as a whole: through sentinels, asking them,
-    /// connecting to the primary, AUTH, SELECT and `ROLE` together.
+    /// How long making a connection may take as a whole (connect, AUTH, SELECT); through
+    /// sentinels, how long their answer may take, and then the primary's connection and `ROLE`.
     public var connectTimeout: Duration = .seconds(5)
     /// How long an ordinary command may take.
     public var commandTimeout: Duration = .seconds(5)

@@ -18,22 +18,22 @@ public final class RedisConnection: Sendable {
     /// Connects, authenticates and selects the database of `configuration`. Through
     /// sentinels: asks them where the primary is, connects there and checks with `ROLE`
     /// that it is the primary (a failover may be under way), as Redis' sentinel client
-    /// guidelines say. All of it within `configuration.connectTimeout`.
+    /// guidelines say. Within `configuration.connectTimeout`; through sentinels, within twice
+    /// that: their answer within one, the primary's connection and `ROLE` within the other.
     public static func connect(
         _ configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RedisConnection {
-        let deadline = ContinuousClock.now + configuration.connectTimeout
         guard configuration.usesSentinel else {
             return try await connect(
-                configuration, to: .init(host: configuration.host, port: configuration.port), until: deadline, eventLoopGroup: eventLoopGroup
+                configuration, to: .init(host: configuration.host, port: configuration.port),
+                until: ContinuousClock.now + configuration.connectTimeout, eventLoopGroup: eventLoopGroup
             )
         }
-        // The sentinels share half the time (one that hangs leaves the others theirs); the
-        // primary has the rest.
         let primary = try await Sentinel.primary(
-            configuration, until: ContinuousClock.now + configuration.connectTimeout / 2, eventLoopGroup: eventLoopGroup
+            configuration, until: ContinuousClock.now + configuration.connectTimeout, eventLoopGroup: eventLoopGroup
         )
+        let deadline = ContinuousClock.now + configuration.connectTimeout
         let connection = try await connect(configuration, to: primary, until: deadline, eventLoopGroup: eventLoopGroup)
         do {
             let role = try await connection.send(["ROLE"], timeout: try remaining(until: deadline)).throwingError()
