@@ -193,6 +193,7 @@ func buildRouter(
 ) throws -> Router<ExamBellRequestContext> {
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
+    router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     router.get("ready") { _, _ in try await readiness(backends) }
     let countsOutbox = configuration.roles.contains(.web)
@@ -241,6 +242,7 @@ public func buildAdminApplication(
     }
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(APIErrorMiddleware())
+    router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     let metrics = NodeMetrics()
     let metricsToken = configuration.metricsToken

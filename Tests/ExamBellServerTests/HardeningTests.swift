@@ -88,6 +88,38 @@ struct HardeningTests {
         }
     }
 
+    @Test("a body that stops arriving is cut at the body time and changes nothing; a whole one stops the clock")
+    func stalledBody() async throws {
+        let test = try await TestNode { $0.connectionLimits.bodyTimeout = .seconds(1) }
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            func post(_ body: String, length: Int) -> [UInt8] {
+                Array(
+                    ("POST /api/exams HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(TestNode.adminToken)\r\n"
+                        + "Content-Type: application/json\r\nContent-Length: \(length)\r\n\r\n\(body)").utf8)
+            }
+            // Ten bytes of a hundred, then nothing: the connection is closed.
+            let stalled = try RawWebSocket.bare(port: port, sending: post(#"{"examId":"#, length: 100))
+            defer { stalled.close() }
+            #expect(await stalled.ended(within: .seconds(30)))
+            #expect(stalled.received.isEmpty, "\(stalled.received)")
+            #expect(try await test.backends.store.exams().isEmpty, "nothing was made")
+
+            // A whole body: answered, and the kept-alive connection outlives the body time.
+            let whole = #"{"examId":"e1","title":"One"}"#
+            let kept = try RawWebSocket.bare(port: port, sending: post(whole, length: whole.utf8.count))
+            defer { kept.close() }
+            try await eventually("created") {
+                kept.readAvailable()
+                return kept.received.hasPrefix("HTTP/1.1 201")
+            }
+            try await Task.sleep(for: .seconds(2))  // past the body time
+            try kept.send(Array("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+            #expect(await kept.ended(within: .seconds(10)))
+            #expect(kept.received.contains("HTTP/1.1 200"), "\(kept.received)")
+        }
+    }
+
     @Test("a session token whose header says alg none (or anything but HS256) is refused, even when signed with the secret")
     func jwtAlgorithm() async throws {
         let tokens = try await SessionTokens(secret: TestNode.secret, lifetime: .seconds(600))

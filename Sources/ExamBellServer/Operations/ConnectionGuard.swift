@@ -1,5 +1,7 @@
 import ExamBellCore
 import Foundation
+import HTTPTypes
+import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -10,6 +12,8 @@ public struct ConnectionLimits: Sendable {
     public var headerTimeout: TimeAmount = .seconds(20)
     public var maxHeaderBytes = 16 * 1024
     public var maxPendingPerAddress = 1_000
+    /// How long a request's body may take to arrive, from its head (see `BodyDeadline`).
+    public var bodyTimeout: TimeAmount = .seconds(60)
 
     public init() {}
 }
@@ -179,4 +183,50 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     func handle(value: Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
     }
+}
+
+/// A request body must arrive within `timeout` of its head, or the connection is closed:
+/// a body sent a byte a minute (which the idle timeout lets live) no longer holds a
+/// descriptor for ever. The clock stops when the handler has read the whole body, or has
+/// answered without reading it.
+struct BodyDeadline<Context: RequestContext & ChannelRequestContext>: RouterMiddleware {
+    let timeout: TimeAmount
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // A body comes with a length or chunked; a GET has none.
+        guard request.headers[.contentLength].map({ $0 != "0" }) ?? (request.headers[.transferEncoding] != nil) else {
+            return try await next(request, context)
+        }
+        let channel = context.channel
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        defer { timer.cancel() }
+        var request = request
+        request.body = RequestBody(asyncSequence: TimedBody(base: request.body, timer: timer))
+        return try await next(request, context)
+    }
+
+    /// The body, with the timer cancelled once it ends.
+    struct TimedBody: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
+        let base: RequestBody
+        let timer: Scheduled<Void>
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            var base: RequestBody.AsyncIterator
+            let timer: Scheduled<Void>
+
+            mutating func next() async throws -> ByteBuffer? {
+                let chunk = try await base.next()
+                if chunk == nil { timer.cancel() }
+                return chunk
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), timer: timer) }
+    }
+}
+
+/// A request context that knows its connection's channel (to close it).
+protocol ChannelRequestContext {
+    var channel: any Channel { get }
 }

@@ -118,13 +118,16 @@ extension Request {
 }
 
 /// The request context of every ExamBell route: Hummingbird's basic one plus the client's
-/// address, which throttles count by.
-public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContext {
+/// address, which throttles count by, and the connection's channel.
+public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContext, ChannelRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
+    /// The connection's channel (`BodyDeadline` closes it).
+    public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 }
