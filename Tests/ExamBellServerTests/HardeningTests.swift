@@ -120,6 +120,51 @@ struct HardeningTests {
         }
     }
 
+    @Test("a socket ticket opens a socket for 30 s and is no API token; the session token still opens one (DESIGN's ?token=)")
+    func socketTickets() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 2)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+            let answer = try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(tokens[0])"])
+            #expect(answer.status == .ok, "\(String(buffer: answer.body))")
+            let ticket = try decode(TicketBody.self, answer)
+            #expect(ticket.expiresInSeconds == 30)
+            #expect(ticket.ticket != tokens[0])
+
+            // The API refuses a ticket, and a ticket gets no ticket.
+            #expect(try await client.call(.get, "/api/session", headers: [.authorization: "Bearer \(ticket.ticket)"]).status == .unauthorized)
+            #expect(try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(ticket.ticket)"]).status == .unauthorized)
+            #expect(try await client.call(.post, "/api/socket-ticket").status == .unauthorized, "the admin token is no session")
+
+            // It opens the socket, which hears the end; the other candidate's token still opens one.
+            let byTicket = try await RawWebSocket(port: port, query: "ticket=\(ticket.ticket)")
+            defer { byTicket.close() }
+            let byToken = try await RawWebSocket(port: port, token: tokens[1])
+            defer { byToken.close() }
+            await eventually("both connected") { test.node.hub.connectionCount == 2 }
+            let end = try await client.end("e1")
+            for socket in [byTicket, byToken] {
+                try await eventually("told") {
+                    socket.readAvailable()
+                    return socket.received.contains(end.endDatetime)
+                }
+            }
+            let metrics = String(buffer: try await client.call(.get, "/metrics", headers: [:]).body)
+            #expect(metrics.contains(#"exambell_socket_admissions_total{credential="ticket"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"exambell_socket_admissions_total{credential="token"} 1"#))
+
+            // An expired ticket is refused like an expired token.
+            let sessions = try await SessionTokens(secret: TestNode.secret, lifetime: .seconds(600))
+            let old = try await sessions.ticket(
+                for: Session(subject: ids[0], role: .candidate, examId: "e1"), expiry: Date().addingTimeInterval(-5)
+            )
+            let refused = try await RawWebSocket.refusal(port: port, query: "ticket=\(old)")
+            #expect(refused.head.hasPrefix("HTTP/1.1 401"), "\(refused.head)")
+        }
+    }
+
     @Test("a session token whose header says alg none (or anything but HS256) is refused, even when signed with the secret")
     func jwtAlgorithm() async throws {
         let tokens = try await SessionTokens(secret: TestNode.secret, lifetime: .seconds(600))
@@ -234,4 +279,9 @@ struct HardeningTests {
             #expect(String(buffer: scraped.body).contains("exambell_"))
         }
     }
+}
+
+struct TicketBody: Decodable {
+    var ticket: String
+    var expiresInSeconds: Int
 }

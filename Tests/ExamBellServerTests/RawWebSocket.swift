@@ -15,8 +15,13 @@ final class RawWebSocket: @unchecked Sendable {
     let fd: Int32
     private var pending: [UInt8] = []
 
-    init(port: Int, token: String, headers: String = "") async throws {
-        let (fd, head, rest) = try await Self.handshake(port: port, token: token, headers: headers)
+    convenience init(port: Int, token: String, headers: String = "") async throws {
+        try await self.init(port: port, query: "token=\(token)", headers: headers)
+    }
+
+    /// A handshake to `/ws?<query>` (`ticket=…`).
+    init(port: Int, query: String, headers: String = "") async throws {
+        let (fd, head, rest) = try await Self.handshake(port: port, query: query, headers: headers)
         self.fd = fd
         pending = rest
         guard head.hasPrefix("HTTP/1.1 101") else {
@@ -28,7 +33,11 @@ final class RawWebSocket: @unchecked Sendable {
     /// The answer to a handshake the server refuses: its head, and its body once the server
     /// closed the connection (within 10 s).
     static func refusal(port: Int, token: String, headers: String = "") async throws -> (head: String, body: String) {
-        let (fd, head, rest) = try await handshake(port: port, token: token, headers: headers)
+        try await refusal(port: port, query: "token=\(token)", headers: headers)
+    }
+
+    static func refusal(port: Int, query: String, headers: String = "") async throws -> (head: String, body: String) {
+        let (fd, head, rest) = try await handshake(port: port, query: query, headers: headers)
         let socket = RawWebSocket(fd: fd, pending: rest)
         defer { socket.close() }
         guard await socket.ended(within: .seconds(10)) else { throw TestFailure("the refused connection stayed open") }
@@ -42,11 +51,11 @@ final class RawWebSocket: @unchecked Sendable {
 
     /// Connects and sends a WebSocket handshake; returns the socket, the answer's head and
     /// what came after it.
-    private static func handshake(port: Int, token: String, headers: String) async throws -> (Int32, String, [UInt8]) {
+    private static func handshake(port: Int, query: String, headers: String) async throws -> (Int32, String, [UInt8]) {
         let socket = try bare(
             port: port,
             sending: Array(
-                ("GET /ws?token=\(token) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                ("GET /ws?\(query) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                     + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n").utf8
             ))
         let fd = socket.fd

@@ -1,5 +1,7 @@
 """Exam day in real headless Chromium against a real `exambell serve` (issue 5)."""
+import re
 import time
+import urllib.request
 
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
@@ -64,6 +66,10 @@ def test_candidate_page_locks_within_two_seconds_and_keeps_answers(server, new_b
     assert candidate in css(driver, "#who").text
     assert len(driver.find_elements(By.CSS_SELECTOR, "fieldset.item")) == 5
     assert css(driver, "#clock").text != "--:--:--"
+    # The page opened its socket with a 30-second ticket, not its session token in the URL.
+    wait(driver, lambda d: re.search(r'exambell_socket_admissions_total\{credential="ticket"\} [1-9]',
+                                     urllib.request.urlopen(f"{server.url}/metrics").read().decode()),
+         message="no socket was admitted with a ticket")
 
     choose(driver, 1, 3)
     wait(driver, lambda d: css(d, "#save-state").get_attribute("data-state") == "saved", message="answer 1 never saved")

@@ -9,6 +9,8 @@ import Synchronization
 /// so several nodes can live in one test process).
 ///
 /// - `exambell_connections{role}`: browsers on this socket node
+/// - `exambell_socket_admissions_total{credential}`: sockets admitted with a `ticket` (the
+///   pages') or a session `token` in the URL
 /// - `exambell_broadcasts_total`, `exambell_browsers_told_total`: `exam_end` broadcasts and
 ///   the browsers each reached
 /// - `exambell_end_to_broadcast_seconds`: from the end request (same process) or the queue
@@ -32,6 +34,9 @@ public final class NodeMetrics: Sendable {
     let outboxBacklog: Metrics.Gauge
     let candidates: Metrics.Gauge
     let proctors: Metrics.Gauge
+    /// Sockets admitted with a ticket, and with a session token in the URL.
+    private let admittedByTicket: Metrics.Counter
+    private let admittedByToken: Metrics.Counter
     /// What this node's stores count (they were opened with it).
     let failures: BackendFailures
     private let backendErrors: [BackendFailures.Backend: Metrics.Counter]
@@ -58,11 +63,18 @@ public final class NodeMetrics: Sendable {
         outboxBacklog = Metrics.Gauge(label: "exambell_outbox_backlog", factory: factory)
         candidates = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "candidate")], factory: factory)
         proctors = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "proctor")], factory: factory)
+        admittedByTicket = Metrics.Counter(label: "exambell_socket_admissions_total", dimensions: [("credential", "ticket")], factory: factory)
+        admittedByToken = Metrics.Counter(label: "exambell_socket_admissions_total", dimensions: [("credential", "token")], factory: factory)
         var errors: [BackendFailures.Backend: Metrics.Counter] = [:]
         for backend in BackendFailures.Backend.allCases {
             errors[backend] = Metrics.Counter(label: "exambell_backend_errors_total", dimensions: [("backend", backend.rawValue)], factory: factory)
         }
         backendErrors = errors
+    }
+
+    /// A browser's socket admitted (socket node).
+    func admitted(byTicket: Bool) {
+        (byTicket ? admittedByTicket : admittedByToken).increment()
     }
 
     /// An end request started (web node).

@@ -2,7 +2,8 @@
 // token, JSON calls, the server's clock, the connection indicator.
 import { t } from "/static/i18n.js";
 
-// Connects with the session token and reconnects with exponential backoff and jitter.
+// Connects with a socket ticket for the session token and reconnects with exponential
+// backoff and jitter.
 // A node that shuts down closes with 1012 (service restart) or 1001 (going away): then the
 // page reconnects within a second, spread at random so that a whole node's browsers do not
 // return in the same instant; the load balancer sends them to another node.
@@ -19,11 +20,21 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
     if (!stopped && (!socket || socket.readyState === WebSocket.CLOSED)) { attempt = 0; clearTimeout(retry); open(); }
   });
 
-  function open() {
+  async function open() {
     if (stopped) return;
     if (!navigator.onLine) { onState("closed"); return; }
     onState("connecting");
-    const current = new WebSocket(`${socketUrl}?token=${encodeURIComponent(token)}`);
+    // The socket's URL carries a 30-second ticket, not the session token: proxies and load
+    // balancers log URLs. A web node that cannot give one now leaves the token to open it.
+    let credential = `token=${encodeURIComponent(token)}`;
+    try {
+      const { ticket } = await fetchJSON("/api/socket-ticket", token, { method: "POST" });
+      credential = `ticket=${encodeURIComponent(ticket)}`;
+    } catch {
+      // keep the token
+    }
+    if (stopped) return;
+    const current = new WebSocket(`${socketUrl}?${credential}`);
     socket = current;
     // A handshake the node never answers (its accept queue overflowed in a reconnect storm)
     // is given up after 10 s; the close that follows retries with backoff.

@@ -24,6 +24,8 @@ public struct SessionTokens: Sendable {
         var role: String
         var exam: String
         var exp: ExpirationClaim
+        /// `socket` for a socket ticket; absent for a session token.
+        var use: String?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
@@ -49,16 +51,36 @@ public struct SessionTokens: Sendable {
     /// A token for `subject` in `role` at exam `examId`, expiring after the lifetime
     /// (or at `expiry` when given).
     public func issue(subject: String, role: SessionRole, examId: String, expiry: Date? = nil) async throws -> String {
-        let seconds = Double(lifetime.components.seconds)
-        let claims = Claims(
-            sub: .init(value: subject), role: role.rawValue, exam: examId,
-            exp: .init(value: expiry ?? Date().addingTimeInterval(seconds))
-        )
-        return try await keys.sign(claims)
+        try await sign(subject: subject, role: role, examId: examId, expiry: expiry ?? Date().addingTimeInterval(Double(lifetime.components.seconds)))
     }
 
-    /// The session of a valid token; 401 for a missing, forged, malformed or expired one.
-    public func verify(_ token: String?) async throws(ExamBellError) -> Session {
+    private func sign(subject: String, role: SessionRole, examId: String, expiry: Date, use: String? = nil) async throws -> String {
+        try await keys.sign(Claims(sub: .init(value: subject), role: role.rawValue, exam: examId, exp: .init(value: expiry), use: use))
+    }
+
+    /// How long a socket ticket opens sockets.
+    public static let ticketLifetime: Duration = .seconds(30)
+
+    /// A socket ticket for `session`: what the pages put in the WebSocket's URL instead of
+    /// their session token, since proxies and load balancers log URLs. It opens a socket
+    /// for 30 s (or until `expiry`) and is no session token: the API refuses it.
+    public func ticket(for session: Session, expiry: Date? = nil) async throws -> String {
+        try await sign(
+            subject: session.subject, role: session.role, examId: session.examId,
+            expiry: expiry ?? Date().addingTimeInterval(Double(Self.ticketLifetime.components.seconds)), use: "socket"
+        )
+    }
+
+    /// What a token is shown for: an API call (a session token only) or a socket's handshake
+    /// (a ticket, or a session token as DESIGN's `/ws?token=`).
+    public enum Purpose: Sendable {
+        case api
+        case socket
+    }
+
+    /// The session of a valid token; 401 for a missing, forged, malformed or expired one,
+    /// and for a socket ticket shown to the API.
+    public func verify(_ token: String?, for purpose: Purpose = .api) async throws(ExamBellError) -> Session {
         guard let token, !token.isEmpty else { throw .unauthorized("A session token is required.") }
         // Only what this server signs: HS256. A header naming another algorithm (`none`
         // included) is refused before its signature is even looked at.
@@ -72,6 +94,9 @@ public struct SessionTokens: Sendable {
         guard let role = SessionRole(rawValue: claims.role), Identifier.isValid(claims.sub.value),
             Identifier.isValid(claims.exam)
         else { throw .unauthorized("The session token is invalid.") }
+        if claims.use != nil, purpose == .api || claims.use != "socket" {
+            throw .unauthorized("A socket ticket opens a socket only; the API takes the session token.")
+        }
         return Session(subject: claims.sub.value, role: role, examId: claims.exam)
     }
 

@@ -154,7 +154,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 status: 400, code: "invalid_websocket_handshake",
                 message: "A WebSocket handshake needs a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)."
             )
-        } else if let refusal = await server.refusal(token: target.queryParameters.get("token"), origin: attempt.origin, host: attempt.host) {
+        } else if let refusal = await server.refusal(token: SocketServer.credential(of: target).value, origin: attempt.origin, host: attempt.host) {
             error = refusal
         } else {
             error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")

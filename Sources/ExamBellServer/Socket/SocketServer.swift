@@ -47,7 +47,17 @@ struct SocketServer: Sendable {
     func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?) async -> Session? {
         let uri = URI(uri)
         guard uri.path == "/ws", method == .GET else { return nil }
-        return try? await admission(token: uri.queryParameters.get("token"), origin: origin, host: host).get()
+        let (credential, isTicket) = Self.credential(of: uri)
+        guard let session = try? await admission(token: credential, origin: origin, host: host).get() else { return nil }
+        metrics.admitted(byTicket: isTicket)
+        return session
+    }
+
+    /// What a handshake shows: `?ticket=` (the pages', `SessionTokens.ticket`) or DESIGN's
+    /// `?token=` (a session token).
+    static func credential(of uri: URI) -> (value: String?, isTicket: Bool) {
+        if let ticket = uri.queryParameters.get("ticket") { return (ticket, true) }
+        return (uri.queryParameters.get("token"), false)
     }
 
     /// A handshake's session when this node takes it now (its token verified once), or why not.
@@ -61,7 +71,7 @@ struct SocketServer: Sendable {
         }
         let session: Session
         do {
-            session = try await sessions.verify(token)
+            session = try await sessions.verify(token, for: .socket)
         } catch {
             return .failure(error)
         }
@@ -104,7 +114,7 @@ struct SocketServer: Sendable {
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("ws") { request, _ -> Response in
             let refusal = await refusal(
-                token: request.uri.queryParameters.get("token"), origin: request.headers[.origin], host: request.head.authority
+                token: Self.credential(of: request.uri).value, origin: request.headers[.origin], host: request.head.authority
             )
             if let refusal { throw refusal }
             throw ExamBellError.badRequest(code: "websocket_required", "GET /ws is a WebSocket endpoint: open it with a WebSocket handshake.")

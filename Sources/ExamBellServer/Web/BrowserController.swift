@@ -6,8 +6,9 @@ import Hummingbird
 /// `GET /api/session` (who, which exam, its planned end, the server's clock),
 /// `GET /api/answers` and `PUT /api/answers` (a candidate's answer sheet, saved as the
 /// candidate works, and once more with `"final":true` after the page locked),
-/// `POST /api/hand-in` (the candidate ends alone) and `GET /api/announcements` (the notices
-/// meant for it, for a page that was away when they were sent).
+/// `POST /api/hand-in` (the candidate ends alone), `GET /api/announcements` (the notices
+/// meant for it, for a page that was away when they were sent) and `POST /api/socket-ticket`
+/// (a 30-second ticket for the WebSocket's URL, so the session token stays out of URLs).
 struct BrowserController<Context: RequestContext>: Sendable {
     let backends: ExamBellBackends
     let configuration: ExamBellConfiguration
@@ -22,7 +23,17 @@ struct BrowserController<Context: RequestContext>: Sendable {
         routes.put("answers", use: saveAnswers)
         routes.post("hand-in", use: handIn)
         routes.get("announcements", use: announcements)
+        routes.post("socket-ticket", use: socketTicket)
         return routes
+    }
+
+    /// A socket ticket for the caller's session (`SessionTokens.ticket`).
+    @Sendable func socketTicket(_ request: Request, context: Context) async throws -> JSONResponse<SocketTicketView> {
+        let session = try await sessions.verify(request.bearerToken)
+        return JSONResponse(
+            value: SocketTicketView(
+                ticket: try await sessions.ticket(for: session), expiresInSeconds: Int(SessionTokens.ticketLifetime.components.seconds)
+            ))
     }
 
     /// Who the session token's browser is, and its exam's state: what a page shows first.
@@ -135,4 +146,9 @@ struct BrowserController<Context: RequestContext>: Sendable {
         guard session.role == .candidate else { throw ExamBellError.forbidden("Only a candidate's session has an answer sheet.") }
         return session
     }
+}
+
+struct SocketTicketView: Codable, Sendable {
+    var ticket: String
+    var expiresInSeconds: Int
 }
