@@ -10,7 +10,10 @@ import Testing
 
 /// Named operators (DESIGN "Operators"): login with a session cookie and CSRF token, roles
 /// and their refusals, API tokens, disabling, throttled guesses, audit rows that name who.
-@Suite("Operators")
+/// In turn: every test hashes passwords (bcrypt, ~0.25 s of CPU each) on the one pool of
+/// the process, and run at once on a loaded machine their logins waited for each other
+/// past the test client's 20 s.
+@Suite("Operators", .serialized)
 struct OperatorsTests {
     static let csrf = HTTPField.Name("X-CSRF-Token")!
 
@@ -303,11 +306,11 @@ extension OperatorsTests {
     @Test("a burst of password hashes runs beside the database, never ahead of it: a query answers while they queue")
     func hashesLeaveTheStoreAlone() async throws {
         let store = try await SQLiteExamStore.open(path: ":memory:")
-        // What finished, in order: "hash" 16 times and "query" once.
+        // What finished, in order: "hash" 8 times and "query" once.
         let order = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<16 {
+            for _ in 0..<8 {
                 group.addTask {
-                    _ = try await Passwords.hash("a password of 16 hashes")
+                    _ = try await Passwords.hash("a password of eight hashes")
                     return "hash"
                 }
             }
@@ -323,10 +326,11 @@ extension OperatorsTests {
             return order
         }
         try await store.shutdown()
-        #expect(order.count == 17)
+        #expect(order.count == 9)
         let position = try #require(order.firstIndex(of: "query"))
-        // Hashes run a core each; the query's few milliseconds come long before the 16th.
-        #expect(position <= 4, "the query waited for \(position) of 16 hashes")
+        // Hashes run a core each; the query's few milliseconds come long before the 8th (on
+        // NIO's shared pool it came after the 6th at the earliest).
+        #expect(position <= 3, "the query waited for \(position) of 8 hashes")
     }
 }
 
