@@ -24,7 +24,10 @@ struct ClusterTests {
 
     /// The processes of one test's cluster.
     struct Cluster {
+        /// The Redis the nodes use (through sentinels: the primary they started with).
         let redis: RedisTestServer
+        /// What the nodes are given: the server's URL, or the sentinels'.
+        let redisURL: String
         let databaseURL: String
         let web: TestProcess
         let webPort: Int
@@ -38,18 +41,20 @@ struct ClusterTests {
         let adminPort: Int
 
         /// Socket nodes get no admin token (they never need one); with `namedSockets` false they
-        /// get no `--node-id` either and pick their own.
+        /// get no `--node-id` either and pick their own. With `sentinel`, the nodes find Redis
+        /// through its sentinels (`redis+sentinel://`).
         static func start(
             socketNodes: Int, namedSockets: Bool = true, webEnvironment: [String: String] = [:],
-            socketEnvironment: [String: String] = [:]
+            socketEnvironment: [String: String] = [:], sentinel: SentinelTestCluster? = nil
         ) async throws -> Cluster {
-            let redis = try await RedisTestServer.start()
+            let redis = if let sentinel { sentinel.primary } else { try await RedisTestServer.start() }
+            let redisURL = sentinel?.url ?? redis.url
             let databaseURL = try await PostgresTestDatabase.freshDatabaseURL()
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-cluster-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let webPort = try RedisTestServer.freePort()
             let web = try node(
-                "web", port: webPort, databaseURL: databaseURL, redis: redis, directory: directory, extra: webEnvironment
+                "web", port: webPort, databaseURL: databaseURL, redisURL: redisURL, directory: directory, extra: webEnvironment
             )
             var sockets: [(TestProcess, Int)] = []
             for index in 1...socketNodes {
@@ -57,7 +62,7 @@ struct ClusterTests {
                 sockets.append(
                     (
                         try node(
-                            "socket", port: port, databaseURL: databaseURL, redis: redis, directory: directory,
+                            "socket", port: port, databaseURL: databaseURL, redisURL: redisURL, directory: directory,
                             nodeId: namedSockets ? "s\(index)" : nil, adminToken: false, extra: socketEnvironment
                         ), port
                     )
@@ -78,7 +83,7 @@ struct ClusterTests {
             )
             try admin.start()
             let cluster = Cluster(
-                redis: redis, databaseURL: databaseURL, web: web, webPort: webPort, sockets: sockets, directory: directory,
+                redis: redis, redisURL: redisURL, databaseURL: databaseURL, web: web, webPort: webPort, sockets: sockets, directory: directory,
                 loadBalancer: loadBalancer, loadBalancerPort: loadBalancerPort, admin: admin, adminPort: adminPort
             )
             for port in [webPort, loadBalancerPort, adminPort] + sockets.map(\.1) { try await cluster.waitHealthy(port) }
@@ -86,11 +91,11 @@ struct ClusterTests {
         }
 
         static func node(
-            _ role: String, port: Int, databaseURL: String, redis: RedisTestServer, directory: URL, nodeId: String? = "web",
+            _ role: String, port: Int, databaseURL: String, redisURL: String, directory: URL, nodeId: String? = "web",
             adminToken withAdminToken: Bool = true, extra: [String: String] = [:]
         ) throws -> TestProcess {
             var environment = [
-                "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redis.url,
+                "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redisURL,
                 "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "info",
                 "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
             ]
@@ -149,7 +154,7 @@ struct ClusterTests {
         func addWebNode(_ nodeId: String, environment: [String: String] = [:]) async throws -> (TestProcess, Int) {
             let port = try RedisTestServer.freePort()
             let process = try Cluster.node(
-                "web", port: port, databaseURL: databaseURL, redis: redis, directory: directory, nodeId: nodeId, extra: environment
+                "web", port: port, databaseURL: databaseURL, redisURL: redisURL, directory: directory, nodeId: nodeId, extra: environment
             )
             try await waitHealthy(port)
             return (process, port)
@@ -463,7 +468,7 @@ struct ClusterTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-web-token-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let process = try Cluster.node(
-            "web", port: try RedisTestServer.freePort(), databaseURL: try await PostgresTestDatabase.freshDatabaseURL(), redis: redis,
+            "web", port: try RedisTestServer.freePort(), databaseURL: try await PostgresTestDatabase.freshDatabaseURL(), redisURL: redis.url,
             directory: directory, adminToken: false
         )
         try await eventually("the refusal is printed") { process.log.contains("--admin-token") }
@@ -555,6 +560,53 @@ struct PostgresOutageTests {
             }
         }
         try? await monitor.shutdown()
+        try await store.shutdown()
+    }
+}
+
+extension ClusterTests {
+    @Test(
+        "Redis Sentinel under a web process and two socket processes: the primary crashes while an exam of 1,000 browsers ends; every browser is told and the keys hold the end on the promoted replica"
+    )
+    func failoverAcrossProcesses() async throws {
+        let sentinel = try await SentinelTestCluster.start()
+        defer { sentinel.stop() }
+        let cluster = try await Cluster.start(socketNodes: 2, sentinel: sentinel)
+        defer { cluster.stopAll() }
+        let ids = (1...1_000).map { "f1-c\($0)" }
+        let people = ids.map { #"{"candidateId":"\#($0)","name":"\#($0)"}"# }.joined(separator: ",")
+        #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"f1","title":"Failover"}"#).0 == 201)
+        #expect(try await cluster.api("POST", "/api/exams/f1/candidates", #"{"candidates":[\#(people)]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/f1/proctors", #"{"proctors":[{"proctorId":"f1-p1","name":"P"}]}"#).0 == 200)
+        #expect(try await cluster.api("POST", "/api/exams/f1/start").0 == 200)
+        let tokens = try await cluster.tokens("f1", role: "candidate", ids: ids) + cluster.tokens("f1", role: "proctor", ids: ["f1-p1"])
+        // Half on each socket process.
+        let browsers = tokens.enumerated().map { TestBrowser(port: cluster.sockets[$0.offset % 2].port, token: $0.element) }
+        defer { browsers.forEach { $0.close() } }
+        try await eventually("1,000 candidates and the proctor connected, on both nodes", within: .seconds(90)) {
+            try await cluster.api("GET", "/api/exams/f1").1.contains(#""connected":{"candidates":1000,"proctors":1}"#)
+        }
+
+        // The end and the crash at once.
+        async let ending = cluster.api("POST", "/api/exams/f1/end", #"{"reason":"failover"}"#)
+        sentinel.killPrimary()
+        let (status, body) = try await ending
+        #expect(status == 200, "\(body)")
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1, within: .seconds(90)) == [frame("f1", end.endDatetime)])
+        }
+        #expect(try await sentinel.primaryPort() == sentinel.replica.port)
+        try await eventually("the plan key holds the end on the new primary", within: .seconds(60)) {
+            try await sentinel.replica.cli("GET", "exam_plan:f1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
+        }
+        try await eventually("every candidate key too", within: .seconds(60)) {
+            let values = try await sentinel.replica.cli(["MGET"] + ids.map { "exam_candidate:\($0):status" })
+            return values.count == ids.count && values.allSatisfy { $0.contains(end.endDatetime) && $0.contains("completed") }
+        }
+        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
+        #expect(try await store.exam("f1")?.endDatetime?.iso8601 == end.endDatetime)
+        try await eventually("the outbox is empty", within: .seconds(60)) { try await store.outboxBacklog() == 0 }
         try await store.shutdown()
     }
 }

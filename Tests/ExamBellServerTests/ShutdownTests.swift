@@ -103,7 +103,7 @@ struct ShutdownTests {
         // port may have been taken meanwhile by another test's server.
         let newPort = try RedisTestServer.freePort()
         let restarted = try Cluster.node(
-            "socket", port: newPort, databaseURL: cluster.databaseURL, redis: cluster.redis, directory: cluster.directory, nodeId: "s1",
+            "socket", port: newPort, databaseURL: cluster.databaseURL, redisURL: cluster.redisURL, directory: cluster.directory, nodeId: "s1",
             extra: ["EXAMBELL_TEST_FAULT": "socket-after-read@\(marker)"]
         )
         defer { restarted.stop() }
