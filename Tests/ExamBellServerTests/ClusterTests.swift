@@ -596,14 +596,7 @@ extension ClusterTests {
         for browser in browsers {
             #expect(await browser.frames(atLeast: 1, within: .seconds(90)) == [frame("f1", end.endDatetime)])
         }
-        #expect(try await sentinel.primaryPort() == sentinel.replica.port)
-        try await eventually("the plan key holds the end on the new primary", within: .seconds(60)) {
-            try await sentinel.replica.cli("GET", "exam_plan:f1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
-        }
-        try await eventually("every candidate key too", within: .seconds(60)) {
-            let values = try await sentinel.replica.cli(["MGET"] + ids.map { "exam_candidate:\($0):status" })
-            return values.count == ids.count && values.allSatisfy { $0.contains(end.endDatetime) && $0.contains("completed") }
-        }
+        try await sentinel.waitForEndOnPromotedReplica("f1", candidates: ids, end: end.endDatetime)
         let store = try await PostgresExamStore.open(url: cluster.databaseURL)
         #expect(try await store.exam("f1")?.endDatetime?.iso8601 == end.endDatetime)
         try await eventually("the outbox is empty", within: .seconds(60)) { try await store.outboxBacklog() == 0 }

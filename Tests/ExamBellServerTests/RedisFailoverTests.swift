@@ -90,15 +90,7 @@ struct RedisFailoverTests {
             for browser in browsers {
                 #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame("e1", end.endDatetime)])
             }
-            #expect(try await cluster.primaryPort() == cluster.replica.port)
-            try await eventually("the plan key holds the end on the new primary", within: .seconds(60)) {
-                try await cluster.replica.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#]
-            }
-            try await eventually("every candidate key too", within: .seconds(60)) {
-                let keys = ids.map { "exam_candidate:\($0):status" }
-                let values = try await cluster.replica.cli(["MGET"] + keys)
-                return values.count == ids.count && values.allSatisfy { $0.contains(end.endDatetime) && $0.contains("completed") }
-            }
+            try await cluster.waitForEndOnPromotedReplica("e1", candidates: ids, end: end.endDatetime)
             // The entry may have reached the old primary (and a socket node) but not the replica:
             // then the outbox relay publishes it again once it sees the failover.
             try await eventually("the queue entry is on the new primary", within: .seconds(60)) {
@@ -153,5 +145,20 @@ final class SilentListener: Sendable {
 
     func close() {
         _ = Glibc.close(descriptor)
+    }
+}
+
+extension SentinelTestCluster {
+    /// Checks that the sentinels promoted the replica, then waits (60 s each) until it holds
+    /// the exam's plan key and every candidate's key completed at `end`.
+    func waitForEndOnPromotedReplica(_ examId: String, candidates ids: [String], end: String) async throws {
+        #expect(try await primaryPort() == replica.port)
+        try await eventually("the plan key holds the end on the new primary", within: .seconds(60)) {
+            try await replica.cli("GET", "exam_plan:\(examId)") == [#"{"status":"completed","end_datetime":"\#(end)"}"#]
+        }
+        try await eventually("every candidate key too", within: .seconds(60)) {
+            let values = try await replica.cli(["MGET"] + ids.map { "exam_candidate:\($0):status" })
+            return values.count == ids.count && values.allSatisfy { $0.contains(end) && $0.contains("completed") }
+        }
     }
 }
