@@ -376,23 +376,40 @@ public enum ExamStoreConformance {
         },
         Case(name: "concurrent single ends of one candidate make exactly one end, one event, one audit row") { store in
             try await startedExam(store, id: "e1", candidates: 2)
-            let results = try await withThrowingTaskGroup(of: CandidateEndResult.self) { group in
+            let backlog = try await store.outboxBacklog()
+            let outcomes = await withTaskGroup(of: Result<CandidateEndResult, any Error>.self) { group in
                 for attempt in 0..<20 {
                     group.addTask {
                         let at = t0.adding(seconds: Int64(100 + attempt))
-                        return try await store.endCandidates(
-                            examId: "e1", candidateIds: ["e1-c1"], at: at, actor: "node\(attempt % 2)", reason: nil, leaseUntil: at
-                        )
+                        do {
+                            return .success(
+                                try await store.endCandidates(
+                                    examId: "e1", candidateIds: ["e1-c1"], at: at, actor: "node\(attempt % 2)", reason: nil, leaseUntil: at
+                                ))
+                        } catch {
+                            return .failure(error)
+                        }
                     }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                return await group.reduce(into: []) { $0.append($1) }
             }
-            let winners = results.filter { !$0.ended.isEmpty }
-            #expect(winners.count == 1)
-            #expect(results.filter { $0.outbox != nil }.count == 1)
+            // 20 callers on one row and a pool of 16: on a loaded machine a caller may be
+            // refused in time (no connection within the call's bound, or its lock wait ran
+            // out). A refusal is `unavailable` and changes nothing; the DB below holds the truth.
+            let results = outcomes.compactMap { try? $0.get() }
+            let refusals = outcomes.compactMap { outcome -> (any Error)? in
+                if case .failure(let error) = outcome { return error }
+                return nil
+            }
+            #expect(refusals.allSatisfy { ($0 as? StoreError)?.isUnavailable == true }, "\(refusals)")
+            #expect(!results.isEmpty)
+            #expect(results.filter { !$0.ended.isEmpty }.count <= 1)
+            #expect(results.filter { $0.outbox != nil }.count <= 1)
             let time = try #require(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime)
             #expect(results.allSatisfy { $0.ended == ["e1-c1"] || $0.alreadyCompleted == ["e1-c1": time] }, "every caller learns the one time")
-            #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.count == 1)
+            #expect(try await store.candidates(ids: ["e1-c1"]).first?.status == .completed)
+            #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.count == 1, "one end")
+            #expect(try await store.outboxBacklog() == backlog + 1, "one event")
         },
         Case(name: "ends of overlapping candidates at once, in different orders: each candidate ends once, nobody fails") { store in
             try await startedExam(store, id: "e1", candidates: 1201)
