@@ -40,7 +40,13 @@ public struct ExamBellNode: Sendable {
         configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
-        let sessions = try await SessionTokens(secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime)
+        let closing = SessionClosing(
+            closeAfter: configuration.sessionCloseAfter, logger: logger,
+            lookup: configuration.roles.contains(.web) ? SessionClosing.ends(in: backends.store) : SessionClosing.ends(in: backends.state)
+        )
+        let sessions = try await SessionTokens(
+            secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing
+        )
         let hub = SocketHub()
         let metrics = NodeMetrics(failures: backends.failures)
         let relay = OutboxRelay(

@@ -39,6 +39,10 @@ public struct ExamBellConfiguration: Sendable {
     public var nodeId = "socket-1"
     /// How long a browser session token stays valid.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// How long after its exam's end a browser session stays open (the ended screen, a
+    /// reload, answers in flight); later its token is refused with 401 `session_closed`.
+    /// Longer than the answer grace window.
+    public var sessionCloseAfter: Duration = .seconds(3600)
     /// When set, `/metrics` answers only `Authorization: Bearer <this>`.
     public var metricsToken: String?
     /// Connections one browser session token may hold open on a socket node (a reload, a second tab).

@@ -52,6 +52,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Seconds after an end during which answer saves already in flight are still taken (EXAMBELL_ANSWER_GRACE; default 10).")
     var answerGrace: Int?
 
+    @Option(help: "Seconds after an exam's end its browser sessions stay open (EXAMBELL_SESSION_CLOSE_AFTER; default 3600).")
+    var sessionCloseAfter: Int?
+
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 

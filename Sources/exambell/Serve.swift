@@ -93,6 +93,13 @@ enum NodeRunner {
         let grace = options.answerGrace ?? environment("EXAMBELL_ANSWER_GRACE").flatMap(Int.init) ?? 10
         guard (0...3600).contains(grace) else { throw ValidationError("--answer-grace must be 0 to 3600 seconds.") }
         configuration.answerGraceSeconds = grace
+        configuration.sessionCloseAfter = try options.seconds(options.sessionCloseAfter, env: "EXAMBELL_SESSION_CLOSE_AFTER", default: 3600)
+        guard configuration.sessionCloseAfter.components.seconds > grace else {
+            throw ValidationError(
+                "--session-close-after (\(configuration.sessionCloseAfter.components.seconds) s) must be longer than --answer-grace (\(grace) s): "
+                    + "answers still in flight after the end need their session."
+            )
+        }
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
         configuration.faults = TestFaults.fromEnvironment()
 

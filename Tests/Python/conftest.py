@@ -4,6 +4,7 @@ The server runs on a free loopback port with its own data directory; exams are m
 the same JSON API operators use. Screenshots of each page state go to `screenshots/browser/`
 (git-ignored) for people to look at.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -87,8 +88,9 @@ class Server:
         return {"examId": exam_id, "candidates": candidate_ids, "proctors": proctor_ids, "sessions": pages}
 
 
-@pytest.fixture(scope="session")
-def server():
+@contextlib.contextmanager
+def running_server(*extra):
+    """A real `exambell serve` on a free loopback port with its own data directory."""
     binary = Path(os.environ.get("EXAMBELL_BIN", ROOT / ".build" / "debug" / "exambell"))
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run `swift build` first (scripts/test does)")
@@ -97,25 +99,32 @@ def server():
     log = open(Path(data_dir) / "server.log", "w")
     process = subprocess.Popen(
         [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
-         "--admin-token", ADMIN_TOKEN, "--session-secret", SESSION_SECRET, "--answer-grace", str(GRACE_SECONDS)],
+         "--admin-token", ADMIN_TOKEN, "--session-secret", SESSION_SECRET, "--answer-grace", str(GRACE_SECONDS), *extra],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("exambell serve did not come up: " + (Path(data_dir) / "server.log").read_text()[-2000:])
-            time.sleep(0.1)
-    yield Server(url)
-    process.kill()
-    process.wait()
-    log.close()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("exambell serve did not come up: " + (Path(data_dir) / "server.log").read_text()[-2000:])
+                time.sleep(0.1)
+        yield Server(url)
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    with running_server() as running:
+        yield running
 
 
 def chrome_paths():

@@ -7,7 +7,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import ADMIN_TOKEN, GRACE_SECONDS, screenshot
+from conftest import ADMIN_TOKEN, GRACE_SECONDS, running_server, screenshot
 
 
 def wait(driver, condition, timeout=10, message=""):
@@ -282,3 +282,28 @@ def test_english_switch(server, new_browser):
     css(driver, "#review").click()  # the notice shrinks to a bar; the header is reachable again
     css(driver, "#lang").click()
     wait(driver, lambda d: "시험이 종료되었습니다." in css(d, "#end-notice").text)
+
+
+def test_pages_of_an_exam_whose_sessions_closed_say_so_and_stop(new_browser):
+    """Tokens close with their exam (issue 15): after --session-close-after the pages say the
+    exam's sessions have closed, show no answer sheet and open no socket."""
+    with running_server("--session-close-after", str(GRACE_SECONDS + 1)) as closing:
+        exam = closing.make_exam(candidates=1, proctors=1)
+        candidate = exam["sessions"][exam["candidates"][0]]
+        closing.ok("POST", f"exams/{exam['examId']}/end", {"reason": "closing"})
+        deadline = time.monotonic() + 20
+        while True:
+            status, body = closing.api("GET", "session", token=candidate["token"])
+            if status == 401:
+                assert body["error"]["code"] == "session_closed"
+                break
+            assert status == 200 and time.monotonic() < deadline, f"the session never closed: {status} {body}"
+            time.sleep(0.2)
+        driver = new_browser()
+        for session in (candidate, exam["sessions"][exam["proctors"][0]]):
+            driver.get(session["pageUrl"])
+            wait(driver, lambda d: "세션은 종료되었습니다" in css(d, "#error").text, message="no closed-session message")
+            assert driver.execute_script("return document.querySelectorAll('input[name^=q]').length") == 0
+            assert not css(driver, "#connection").is_displayed(), "no connection indicator for a closed session"
+            assert not css(driver, "main > section").is_displayed()
+        screenshot(driver, "session-closed")

@@ -30,8 +30,10 @@ export function connectSocket({ socketUrl, token, onMessage, onState }) {
     try {
       const { ticket } = await fetchJSON("/api/socket-ticket", token, { method: "POST" });
       credential = `ticket=${encodeURIComponent(ticket)}`;
-    } catch {
-      // keep the token
+    } catch (error) {
+      // The exam's sessions have closed: nothing more will come; stop asking.
+      if (error.code === "session_closed") { stopped = true; onState("closed"); return; }
+      // otherwise keep the token
     }
     if (stopped) return;
     const current = new WebSocket(`${socketUrl}?${credential}`);
@@ -108,7 +110,13 @@ export async function openSession(token) {
     document.getElementById("who").textContent = `${session.name} (${session.id})`;
     return session;
   } catch (error) {
-    document.getElementById("error").textContent = t("common.sessionError", { message: error.message });
+    if (error.code === "session_closed") {
+      // Nothing of the exam is left to show or connect to: only the reason stays.
+      document.body.dataset.sessionClosed = "true";
+      document.getElementById("error").textContent = t("common.sessionClosed");
+    } else {
+      document.getElementById("error").textContent = t("common.sessionError", { message: error.message });
+    }
     return null;
   }
 }

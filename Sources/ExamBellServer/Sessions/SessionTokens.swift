@@ -34,18 +34,22 @@ public struct SessionTokens: Sendable {
 
     private let keys: JWTKeyCollection
     private let lifetime: Duration
+    /// Refuses the tokens of exams whose sessions have closed; nil for no such check.
+    public let closing: SessionClosing?
 
     /// HS256 needs a key at least as long as its hash (32 bytes).
     public static let minimumSecretLength = 32
 
-    /// Tokens signed with `secret`, valid for `lifetime`.
-    public init(secret: String, lifetime: Duration) async throws(ExamBellError) {
+    /// Tokens signed with `secret`, valid for `lifetime` and, with `closing`, until their
+    /// exam's sessions close.
+    public init(secret: String, lifetime: Duration, closing: SessionClosing? = nil) async throws(ExamBellError) {
         guard secret.utf8.count >= Self.minimumSecretLength else {
             throw .badRequest(code: "weak_session_secret", "The session secret must be at least \(Self.minimumSecretLength) bytes.")
         }
         self.keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         self.lifetime = lifetime
+        self.closing = closing
     }
 
     /// A token for `subject` in `role` at exam `examId`, expiring after the lifetime
@@ -79,7 +83,8 @@ public struct SessionTokens: Sendable {
     }
 
     /// The session of a valid token; 401 for a missing, forged, malformed or expired one,
-    /// and for a socket ticket shown to the API.
+    /// for a socket ticket shown to the API, and (`session_closed`) for one whose exam's
+    /// sessions have closed.
     public func verify(_ token: String?, for purpose: Purpose = .api) async throws(ExamBellError) -> Session {
         guard let token, !token.isEmpty else { throw .unauthorized("A session token is required.") }
         // Only what this server signs: HS256. A header naming another algorithm (`none`
@@ -97,6 +102,7 @@ public struct SessionTokens: Sendable {
         if claims.use != nil, purpose == .api || claims.use != "socket" {
             throw .unauthorized("A socket ticket opens a socket only; the API takes the session token.")
         }
+        try await closing?.check(examId: claims.exam)
         return Session(subject: claims.sub.value, role: role, examId: claims.exam)
     }
 
