@@ -67,6 +67,8 @@ public struct ExamBellNode: Sendable {
             ? SocketServer(
                 hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections,
                 maxConnectionsPerSession: configuration.maxConnectionsPerSession, allowedOrigins: configuration.allowedOrigins,
+                maxConnectionsPerAddress: configuration.maxConnectionsPerAddress,
+                trustedProxies: configuration.connectionLimits.trustedProxies,
                 metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
             ) : nil
         let router = try buildRouter(
@@ -198,6 +200,7 @@ func buildRouter(
     hub: SocketHub?
 ) throws -> Router<ExamBellRequestContext> {
     let router = Router(context: ExamBellRequestContext.self)
+    router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
     router.middlewares.add(APIErrorMiddleware())
     router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
@@ -247,6 +250,7 @@ public func buildAdminApplication(
         throw ExamBellError.badRequest(code: "invalid_web_url", "--web-url must be an http:// or https:// URL.")
     }
     let router = Router(context: ExamBellRequestContext.self)
+    router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
     router.middlewares.add(APIErrorMiddleware())
     router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }

@@ -47,6 +47,10 @@ public struct ExamBellConfiguration: Sendable {
     public var metricsToken: String?
     /// Connections one browser session token may hold open on a socket node (a reload, a second tab).
     public var maxConnectionsPerSession = 3
+    /// Sockets one client address may hold open on a socket node; nil (the default) for no
+    /// cap: an exam hall behind one NAT address holds hundreds, and behind a load balancer
+    /// not listed in `connectionLimits.trustedProxies` every browser has its address.
+    public var maxConnectionsPerAddress: Int?
     /// Origins whose pages may open browsers' sockets, besides the one each handshake was
     /// sent to: the public web URL's.
     public var allowedOrigins: Set<String> {

@@ -55,6 +55,12 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Seconds after an exam's end its browser sessions stay open (EXAMBELL_SESSION_CLOSE_AFTER; default 3600).")
     var sessionCloseAfter: Int?
 
+    @Option(help: "Load balancers' IP addresses, comma-separated: their X-Forwarded-For names the client (EXAMBELL_TRUSTED_PROXIES).")
+    var trustedProxies: String?
+
+    @Option(help: "Sockets one client address may hold open on a socket node (EXAMBELL_MAX_CONNECTIONS_PER_ADDRESS; default no cap).")
+    var maxConnectionsPerAddress: Int?
+
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 

@@ -100,6 +100,17 @@ enum NodeRunner {
                     + "answers still in flight after the end need their session."
             )
         }
+        if let proxies = options.trustedProxies ?? environment("EXAMBELL_TRUSTED_PROXIES") {
+            do {
+                configuration.connectionLimits.trustedProxies = try TrustedProxies(proxies.split(separator: ",").map(String.init))
+            } catch {
+                throw ValidationError("--trusted-proxies: \(error.message)")
+            }
+        }
+        if let perAddress = options.maxConnectionsPerAddress ?? environment("EXAMBELL_MAX_CONNECTIONS_PER_ADDRESS").map({ Int($0) ?? 0 }) {
+            guard perAddress > 0 else { throw ValidationError("--max-connections-per-address must be a positive number.") }
+            configuration.maxConnectionsPerAddress = perAddress
+        }
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
         configuration.faults = TestFaults.fromEnvironment()
 

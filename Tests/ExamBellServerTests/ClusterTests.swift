@@ -98,6 +98,8 @@ struct ClusterTests {
                 "EXAMBELL_PORT": String(port), "EXAMBELL_DATABASE_URL": databaseURL, "EXAMBELL_REDIS_URL": redisURL,
                 "EXAMBELL_SESSION_SECRET": secret, "EXAMBELL_SYNC_INTERVAL": "1", "EXAMBELL_LOG_LEVEL": "info",
                 "EXAMBELL_PUBLIC_SOCKET_URL": "ws://127.0.0.1:\(port)/ws",
+                // nginx and the admin server forward for their clients (as scripts/cluster sets up).
+                "EXAMBELL_TRUSTED_PROXIES": "127.0.0.1",
             ]
             if let nodeId { environment["EXAMBELL_NODE_ID"] = nodeId }
             if withAdminToken { environment["EXAMBELL_ADMIN_TOKEN"] = adminToken }
@@ -134,9 +136,13 @@ struct ClusterTests {
                       proxy_http_version 1.1;
                       proxy_set_header Upgrade $http_upgrade;
                       proxy_set_header Connection "upgrade";
+                      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
                       proxy_read_timeout 1h;
                     }
-                    location / { proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection ""; }
+                    location / {
+                      proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection "";
+                      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                    }
                   }
                 }
                 """
@@ -172,13 +178,17 @@ struct ClusterTests {
             throw TestServerError("node on port \(port) never became healthy; logs in \(directory.path)")
         }
 
-        /// Calls the web node's API with the admin token.
-        /// Calls the API through the load balancer (or the admin server, with `via: adminPort`).
+        /// Calls the API with the admin token (or `bearer`) through the load balancer (or the
+        /// admin server, with `via: adminPort`), as a client behind `forwardedFor` when given.
         @discardableResult
-        func api(_ method: String, _ path: String, _ body: String? = nil, via port: Int? = nil) async throws -> (Int, String) {
+        func api(
+            _ method: String, _ path: String, _ body: String? = nil, via port: Int? = nil, bearer: String = ClusterTests.adminToken,
+            forwardedFor: String? = nil
+        ) async throws -> (Int, String) {
             var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port ?? loadBalancerPort)\(path)")!)
             request.httpMethod = method
-            request.setValue("Bearer \(ClusterTests.adminToken)", forHTTPHeaderField: "Authorization")
+            request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization")
+            if let forwardedFor { request.setValue(forwardedFor, forHTTPHeaderField: "X-Forwarded-For") }
             if let body {
                 request.httpBody = Data(body.utf8)
                 request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -215,6 +225,14 @@ struct ClusterTests {
         // The admin server creates the exam, over HTTP only, through the load balancer.
         #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Cluster"}"#, via: cluster.adminPort).0 == 201)
         #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort).1.contains(#""examId":"e1""#))
+        // Through the admin server and nginx, wrong tokens count against the operator's
+        // address, not against the proxies': a guesser locks out only itself.
+        for _ in 0..<20 {
+            #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort, bearer: "guess", forwardedFor: "203.0.113.7").0 == 401)
+        }
+        #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort, bearer: "guess", forwardedFor: "203.0.113.7").0 == 429)
+        #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort, bearer: "guess", forwardedFor: "203.0.113.8").0 == 401)
+        #expect(try await cluster.api("GET", "/api/exams", via: cluster.adminPort).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/candidates", #"{"candidates":[\#(candidates)]}"#).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/proctors", #"{"proctors":[{"proctorId":"e1-p1","name":"P"}]}"#).0 == 200)
         #expect(try await cluster.api("POST", "/api/exams/e1/start").0 == 200)

@@ -32,6 +32,11 @@ struct AdminAPIProxy: Sendable {
         for (field, name) in [(HTTPField.Name.authorization, "Authorization"), (.cookie, "Cookie"), (OperatorAuth.csrfHeader, "X-CSRF-Token")] {
             if let value = request.headers[field] { target.headers.add(name: name, value: value) }
         }
+        // Like any proxy, it says whom it forwards for: the web node (which trusts this server's
+        // address with --trusted-proxies) throttles logins per operator's address, not per admin server.
+        let peer = (context as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress
+        let chain = request.headers[values: TrustedProxies.forwardedFor] + (peer.map { [$0] } ?? [])
+        if !chain.isEmpty { target.headers.add(name: "X-Forwarded-For", value: chain.joined(separator: ", ")) }
         if request.method == .post {
             let body: ByteBuffer
             do {

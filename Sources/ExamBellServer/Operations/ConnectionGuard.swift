@@ -14,6 +14,9 @@ public struct ConnectionLimits: Sendable {
     public var maxPendingPerAddress = 1_000
     /// How long a request's body may take to arrive, from its head (see `BodyDeadline`).
     public var bodyTimeout: TimeAmount = .seconds(60)
+    /// The load balancers in front: their connections are not capped per address, and
+    /// their requests are counted by the client they forward for.
+    public var trustedProxies = TrustedProxies()
 
     public init() {}
 }
@@ -28,7 +31,7 @@ public struct ConnectionLimits: Sendable {
 /// - one client address may have at most `maxPendingPerAddress` (1,000) connections still waiting
 ///   for their first head (else `429` and close). Finished connections are not counted: an
 ///   exam hall behind one NAT address opens thousands of sockets, each of which finishes
-///   its handshake at once.
+///   its handshake at once. A trusted proxy's connections are let through untouched.
 /// Later requests on a kept-alive connection are bounded by the HTTP idle timeout and the
 /// HTTP parser's own limits.
 final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
@@ -87,6 +90,11 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private func start(_ context: ChannelHandlerContext) {
         guard address == nil, !finished else { return }
         let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        // A load balancer's connections are its many clients' (and it sends whole heads).
+        if limits.trustedProxies.trusts(address) {
+            finished = true
+            return context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
         guard pending.enter(address, limit: limits.maxPendingPerAddress) else {
             finished = true
             return refuse(context, 429, "too_many_connections", "Too many unfinished connections from your address.")

@@ -101,9 +101,11 @@ extension HTTPRequest.Method {
 }
 
 extension RequestContext {
-    /// The client's IP address, or `unknown` (requests made in memory by tests).
+    /// The client's IP address (behind a trusted proxy, the one it forwarded for), or
+    /// `unknown` (requests made in memory by tests).
     var clientAddress: String {
-        (self as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? "unknown"
+        if let client = (self as? ExamBellRequestContext)?.client { return client }
+        return (self as? any RemoteAddressRequestContext)?.remoteAddress?.ipAddress ?? "unknown"
     }
 }
 
@@ -124,6 +126,9 @@ public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContex
     public let remoteAddress: SocketAddress?
     /// The connection's channel (`BodyDeadline` closes it).
     public let channel: any Channel
+    /// The client a trusted proxy forwarded for (`ClientAddressMiddleware`); nil for a
+    /// direct connection.
+    public var client: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -40,6 +40,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
         var wellFormed = true
         /// `Upgrade: websocket`, not another protocol (`h2c`) this server does not speak.
         var isWebSocket = true
+        /// The `X-Forwarded-For` values (read only from a trusted proxy).
+        var forwardedFor: [String]
 
         init(_ head: HTTPRequestHead) {
             uri = head.uri
@@ -47,6 +49,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
             host = head.headers["Host"].first
             isWebSocket = head.headers["Upgrade"].contains { $0.lowercased().contains("websocket") }
             wellFormed = !(head.headers["Sec-WebSocket-Key"].first ?? "").isEmpty && head.headers["Sec-WebSocket-Version"] == ["13"]
+            forwardedFor = head.headers["X-Forwarded-For"]
         }
     }
 
@@ -64,8 +67,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: guardLimits, pending: pending))
-            // The session the handshake was admitted with, from `shouldUpgrade` to the handler.
-            let admitted = NIOLoopBoundBox<Session?>(nil, eventLoop: channel.eventLoop)
+            // The browser the handshake admitted, from `shouldUpgrade` to the handler.
+            let admitted = NIOLoopBoundBox<SocketServer.Admitted?>(nil, eventLoop: channel.eventLoop)
             // A handshake that was tried (target, Origin, Host), for the answer to a refused one.
             let attempted = NIOLoopBoundBox<Attempt?>(nil, eventLoop: channel.eventLoop)
             let server = self.server
@@ -75,20 +78,23 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 // frame's write before closing, which a browser that stopped reading never lets end.
                 enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
-                    let attempt = Attempt(head)
-                    let promise = channel.eventLoop.makePromise(of: Session?.self)
+                    let attempt = attempted.value ?? Attempt(head)
+                    let client = server.client(peer: channel.remoteAddress?.ipAddress, forwardedFor: attempt.forwardedFor)
+                    let promise = channel.eventLoop.makePromise(of: SocketServer.Admitted?.self)
                     promise.completeWithTask {
-                        await server.admit(uri: attempt.uri, method: head.method, origin: attempt.origin, host: attempt.host)
+                        await server.admit(uri: attempt.uri, method: head.method, origin: attempt.origin, host: attempt.host, client: client)
                     }
-                    return promise.futureResult.map { session in
-                        admitted.value = session
-                        return session.map { _ in HTTPHeaders() }
+                    return promise.futureResult.map { browser in
+                        admitted.value = browser
+                        return browser.map { _ in HTTPHeaders() }
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        guard let session = admitted.value else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
-                        try channel.pipeline.syncOperations.addHandler(BrowserHandler(session: session, server: server))
+                        guard let browser = admitted.value else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+                        try channel.pipeline.syncOperations.addHandler(
+                            BrowserHandler(session: browser.session, address: browser.address, server: server)
+                        )
                         return Upgrade.browser
                     }
                 }
@@ -131,7 +137,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
             case .http(let channel):
                 await handleHTTP(asyncChannel: channel, logger: logger)
             case .refused(let channel, let attempt):
-                try await refuse(channel, attempt)
+                try await refuse(channel, attempt, peer: value.channel.remoteAddress?.ipAddress)
             }
         } catch {
             logger.trace("connection ended before its first request was read", metadata: ["error": "\(error)"])
@@ -140,7 +146,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// Answers a handshake that was not admitted with the reason, as JSON, and closes.
-    private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ attempt: Attempt) async throws {
+    private func refuse(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, _ attempt: Attempt, peer: String?) async throws {
         let target = URI(attempt.uri)
         let error: ExamBellError
         if !attempt.isWebSocket {
@@ -154,7 +160,10 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 status: 400, code: "invalid_websocket_handshake",
                 message: "A WebSocket handshake needs a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)."
             )
-        } else if let refusal = await server.refusal(token: SocketServer.credential(of: target).value, origin: attempt.origin, host: attempt.host) {
+        } else if let refusal = await server.refusal(
+            token: SocketServer.credential(of: target).value, origin: attempt.origin, host: attempt.host,
+            client: server.client(peer: peer, forwardedFor: attempt.forwardedFor)
+        ) {
             error = refusal
         } else {
             error = ExamBellError(status: 503, code: "service_unavailable", message: "The socket node could not take the browser now; try again.")

@@ -19,6 +19,8 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
     static let closeGrace: TimeAmount = .seconds(1)
 
     let session: Session
+    /// The client address it is counted by, when the node caps sockets per address.
+    let address: String?
     let server: SocketServer
     private var context: ChannelHandlerContext?
     /// The frame encoder's place in the pipeline: pre-encoded frames are written from there.
@@ -34,8 +36,9 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether a close frame was sent (by us, or in answer to the browser's).
     private var closing = false
 
-    init(session: Session, server: SocketServer) {
+    init(session: Session, address: String?, server: SocketServer) {
         self.session = session
+        self.address = address
         self.server = server
     }
 
@@ -43,7 +46,7 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
         encoder = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        id = server.hub.join(session, browser: BrowserLink(channel: context.channel, handler: bound))
+        id = server.hub.join(session, address: address, browser: BrowserLink(channel: context.channel, handler: bound))
         server.logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         if !server.hub.hasEnded(session.examId) {
             let (server, session) = (self.server, self.session)
@@ -69,7 +72,7 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
         pinger = nil
         guard let id else { return }
         self.id = nil
-        server.hub.leave(id, examId: session.examId)
+        server.hub.leave(id, examId: session.examId, address: address)
         server.logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
     }
 

@@ -46,6 +46,8 @@ public final class SocketHub: Sendable {
         var count = 0
         /// Open connections per session, for the per-session cap.
         var perSession: [Session: Int] = [:]
+        /// Open connections per client address, when the node caps them (else empty).
+        var perAddress: [String: Int] = [:]
     }
 
     /// Every room, under one lock (`SocketHub+ExamDay.swift` reaches it too).
@@ -54,12 +56,14 @@ public final class SocketHub: Sendable {
 
     public init() {}
 
-    /// Adds a browser; returns its id. A browser of an exam that ended is told at once.
-    func join(_ session: Session, browser: BrowserLink) -> UInt64 {
+    /// Adds a browser (from `address` when the node counts addresses); returns its id. A
+    /// browser of an exam that ended is told at once.
+    func join(_ session: Session, address: String? = nil, browser: BrowserLink) -> UInt64 {
         let (id, end) = state.withLock { state in
             state.nextId += 1
             state.count += 1
             state.perSession[session, default: 0] += 1
+            if let address { state.perAddress[address, default: 0] += 1 }
             var member = Member(session: session, browser: browser)
             var end: ByteBuffer?
             do {
@@ -94,14 +98,17 @@ public final class SocketHub: Sendable {
         encode(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
     }
 
-    /// Removes a browser.
-    func leave(_ id: UInt64, examId: String) {
+    /// Removes a browser (joined from `address`).
+    func leave(_ id: UInt64, examId: String, address: String? = nil) {
         state.withLock { state in
             // In place: copying the room out would copy its members (O(browsers) per leave).
             guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
             state.count -= 1
             let session = member.session
             if let open = state.perSession[session], open > 1 { state.perSession[session] = open - 1 } else { state.perSession[session] = nil }
+            if let address {
+                if let open = state.perAddress[address], open > 1 { state.perAddress[address] = open - 1 } else { state.perAddress[address] = nil }
+            }
             state.rooms[examId]?.dirty = true
         }
     }
@@ -284,4 +291,7 @@ public final class SocketHub: Sendable {
 
     /// The browsers open on this node for one session (a candidate's or proctor's token).
     func connections(of session: Session) -> Int { state.withLock { $0.perSession[session] ?? 0 } }
+
+    /// The browsers open on this node from one client address (counted when the node caps them).
+    func connections(from address: String) -> Int { state.withLock { $0.perAddress[address] ?? 0 } }
 }

@@ -21,6 +21,12 @@ struct SocketServer: Sendable {
     var maxConnectionsPerSession = 3
     /// Origins (lowercased `scheme://host[:port]`) whose pages may open sockets.
     var allowedOrigins: Set<String> = []
+    /// Sockets one client address may hold open on this node; nil for no cap (the default:
+    /// an exam hall behind one NAT address, or a load balancer not declared trusted, would
+    /// hit it). Behind trusted proxies, the address is the one they forward for.
+    var maxConnectionsPerAddress: Int? = nil
+    /// The load balancers whose `X-Forwarded-For` names the client.
+    var trustedProxies = TrustedProxies()
     let metrics: NodeMetrics
     /// How often browsers are pinged; one that has not answered the last ping is dropped.
     let pingInterval: TimeAmount
@@ -35,22 +41,36 @@ struct SocketServer: Sendable {
     static let inboundPerSecond = 2.0
 
     /// Why a browser may not connect now, as the error the HTTP route `GET /ws` answers.
-    /// `origin` and `host` are the handshake's headers (see `allows(origin:host:)`).
-    func refusal(token: String?, origin: String? = nil, host: String? = nil) async -> ExamBellError? {
-        guard case .failure(let refusal) = await admission(token: token, origin: origin, host: host) else { return nil }
+    /// `origin` and `host` are the handshake's headers (see `allows(origin:host:)`), `client`
+    /// the address it is counted by.
+    func refusal(token: String?, origin: String? = nil, host: String? = nil, client: String? = nil) async -> ExamBellError? {
+        guard case .failure(let refusal) = await admission(token: token, origin: origin, host: host, client: client) else { return nil }
         return refusal
+    }
+
+    /// A browser the node takes: its session, and the address it is counted by (when the
+    /// node caps sockets per address).
+    struct Admitted: Sendable {
+        var session: Session
+        var address: String?
+    }
+
+    /// The address a handshake from `peer` is counted by, when the node counts addresses.
+    func client(peer: String?, forwardedFor: [String]) -> String? {
+        guard maxConnectionsPerAddress != nil else { return nil }
+        return trustedProxies.client(peer: peer, forwardedFor: forwardedFor)
     }
 
     /// The session of a `GET /ws?token=` WebSocket handshake this node admits now, or nil:
     /// a refused browser is not upgraded, and its request goes on to the HTTP route
     /// (`addRoutes`), which answers with the clear error.
-    func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?) async -> Session? {
+    func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?, client: String?) async -> Admitted? {
         let uri = URI(uri)
         guard uri.path == "/ws", method == .GET else { return nil }
         let (credential, isTicket) = Self.credential(of: uri)
-        guard let session = try? await admission(token: credential, origin: origin, host: host).get() else { return nil }
+        guard let session = try? await admission(token: credential, origin: origin, host: host, client: client).get() else { return nil }
         metrics.admitted(byTicket: isTicket)
-        return session
+        return Admitted(session: session, address: client)
     }
 
     /// What a handshake shows: `?ticket=` (the pages', `SessionTokens.ticket`) or DESIGN's
@@ -61,7 +81,7 @@ struct SocketServer: Sendable {
     }
 
     /// A handshake's session when this node takes it now (its token verified once), or why not.
-    private func admission(token: String?, origin: String?, host: String?) async -> Result<Session, ExamBellError> {
+    private func admission(token: String?, origin: String?, host: String?, client: String?) async -> Result<Session, ExamBellError> {
         guard allows(origin: origin, host: host) else {
             return .failure(
                 ExamBellError(
@@ -84,6 +104,13 @@ struct SocketServer: Sendable {
                 ExamBellError(
                     status: 429, code: "too_many_connections",
                     message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
+                ))
+        }
+        if let limit = maxConnectionsPerAddress, let client, hub.connections(from: client) >= limit {
+            return .failure(
+                ExamBellError(
+                    status: 429, code: "too_many_connections",
+                    message: "Your address already has \(limit) connections open on this node."
                 ))
         }
         if hub.connectionCount >= maxConnections {
