@@ -219,7 +219,8 @@ func buildRouter(
         let auth = OperatorAuth(adminToken: adminToken, store: backends.store)
         let operators = OperatorsController<ExamBellRequestContext>(
             store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
-            secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime
+            secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
+            checking: Slots(limit: configuration.maxLoginsChecking)
         )
         router.addRoutes(operators.endpoints, atPath: "api")
         let controller = ExamsController<ExamBellRequestContext>(

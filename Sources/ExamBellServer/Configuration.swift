@@ -62,6 +62,9 @@ public struct ExamBellConfiguration: Sendable {
     public var connectionLimits = ConnectionLimits()
     /// How long an operator's console login lasts.
     public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
+    /// Logins whose password is being checked (bcrypt, ~0.25 s of CPU each) or waiting for a
+    /// thread at once; one more gets 503 `busy` (32: a few seconds of work on two cores).
+    public var maxLoginsChecking = 32
     /// How long an outbox row stays with the node that committed it before a relay takes it.
     public var outboxLease: Duration = .seconds(5)
     /// How often the outbox relay looks for unpublished rows.

@@ -303,6 +303,32 @@ struct OperatorsTests {
 }
 
 extension OperatorsTests {
+    @Test("logins checked at once are bounded: past the line a login gets 503 busy")
+    func loginLine() async throws {
+        let app = try await TestNode { $0.maxLoginsChecking = 0 }.node.application
+        try await app.test(.router) { client in
+            try await Self.addOperator(client, "han", role: "viewer")
+            for _ in 0..<6 {
+                let busy = try await client.call(
+                    .post, "/api/login", json: #"{"name":"han","password":"guess guess"}"#, headers: [.contentType: "application/json"]
+                )
+                #expect(busy.status == .serviceUnavailable)
+                #expect(try decode(ErrorBody.self, busy).error.code == "busy")
+            }
+        }
+        // The line itself: of 200 at once with 10 places, exactly 10 get in; a place given back is taken again.
+        let slots = Slots(limit: 10)
+        let admitted = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<200 { group.addTask { slots.take() } }
+            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(admitted == 10)
+        #expect(!slots.take())
+        slots.give()
+        #expect(slots.take())
+        #expect(slots.inUse == 10)
+    }
+
     @Test("a burst of password hashes runs beside the database, never ahead of it: a query answers while they queue")
     func hashesLeaveTheStoreAlone() async throws {
         let store = try await SQLiteExamStore.open(path: ":memory:")

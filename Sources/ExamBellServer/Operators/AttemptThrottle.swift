@@ -57,3 +57,29 @@ final class AttemptThrottle: Sendable {
         _ = failures.withLock { $0.removeValue(forKey: key) }
     }
 }
+
+/// A fixed number of places, taken and given back (a bounded line of work).
+public final class Slots: Sendable {
+    public let limit: Int
+    private let taken = Atomic(0)
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes a place; false when all `limit` are taken.
+    public func take() -> Bool {
+        var current = taken.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = taken.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// Gives a taken place back.
+    public func give() { taken.subtract(1, ordering: .acquiringAndReleasing) }
+
+    public var inUse: Int { taken.load(ordering: .relaxed) }
+}

@@ -6,8 +6,9 @@ import Logging
 /// The operators' calls of DESIGN "Operators": console login and logout, who is logged in,
 /// operator accounts (`admin` only), and each operator's own API tokens.
 ///
-/// Failed logins are throttled per name (`loginFailuresPerName` in 15 minutes) and per
-/// client address (`loginFailuresPerAddress`), with 429 `too_many_attempts`.
+/// Failed logins are throttled per name (5 in 15 minutes) and per client address (30),
+/// with 429 `too_many_attempts`; at most `checking.limit` logins are checked or wait for
+/// their bcrypt at once (each takes ~0.25 s of CPU), more get 503 `busy`.
 struct OperatorsController<Context: RequestContext>: Sendable {
     let store: any OperatorStore
     let auth: OperatorAuth
@@ -17,6 +18,8 @@ struct OperatorsController<Context: RequestContext>: Sendable {
     let sessionLifetime: Duration
     let nameFailures = AttemptThrottle(limit: 5, window: .seconds(15 * 60))
     let addressFailures = AttemptThrottle(limit: 30, window: .seconds(15 * 60))
+    /// Logins whose password check is running or waiting for a thread.
+    let checking: Slots
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -41,6 +44,13 @@ struct OperatorsController<Context: RequestContext>: Sendable {
         try addressFailures.check(addressKey, what: "logins from your address")
         try nameFailures.check(nameKey, what: "logins for this name")
         let account = Operator.isValidName(body.name) ? try await store.operatorAccount(named: body.name) : nil
+        // A flood of logins from many addresses waits in a bounded line, not an endless one.
+        guard checking.take() else {
+            throw ExamBellError(
+                status: 503, code: "busy", message: "Too many logins are being checked at once; try again in a few seconds."
+            )
+        }
+        defer { checking.give() }
         let matched = try await Passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
         guard matched, let account = account?.account, !account.disabled else {
             nameFailures.fail(nameKey)
