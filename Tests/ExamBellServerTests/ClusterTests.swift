@@ -306,11 +306,12 @@ struct ClusterTests {
     }
 
     @Test(
-        "two socket nodes started without --node-id and without the admin token: each has its own consumer group and an end reaches browsers on both",
+        "two socket nodes started without --node-id and without the admin token: each has its own consumer group and an end reaches browsers on both; then the exam's sessions close on every node",
         .timeLimit(.minutes(2))
     )
     func unnamedSocketNodes() async throws {
-        let cluster = try await Cluster.start(socketNodes: 2, namedSockets: false)
+        let closing = ["EXAMBELL_ANSWER_GRACE": "0", "EXAMBELL_SESSION_CLOSE_AFTER": "1"]
+        let cluster = try await Cluster.start(socketNodes: 2, namedSockets: false, webEnvironment: closing, socketEnvironment: closing)
         defer { cluster.stopAll() }
         #expect(try await cluster.api("POST", "/api/exams", #"{"examId":"e1","title":"Unnamed"}"#).0 == 201)
         let people = #"{"candidates":[{"candidateId":"e1-c1","name":"A"},{"candidateId":"e1-c2","name":"B"}]}"#
@@ -338,6 +339,18 @@ struct ClusterTests {
             #expect(!process.log.contains(ClusterTests.adminToken), "a socket node never holds the admin token")
         }
         browsers.forEach { $0.close() }
+        // A second after the end the exam's tokens are refused: by the web node (it asks
+        // PostgreSQL) and by each socket node (it asks Redis's plan key), within their 5 s recheck.
+        try await eventually("the web node closed the session") {
+            try await cluster.api("GET", "/api/session", bearer: tokens[0]).0 == 401
+        }
+        #expect(try await cluster.api("GET", "/api/session", bearer: tokens[0]).1.contains(#""code":"session_closed""#))
+        for (_, port) in cluster.sockets {
+            try await eventually("socket node :\(port) closed the session") {
+                try await RawWebSocket.answer(port: port, token: tokens[1]).hasPrefix("HTTP/1.1 401")
+            }
+            #expect(try await RawWebSocket.refusal(port: port, token: tokens[1]).body.contains(#""code":"session_closed""#))
+        }
     }
 
     @Test(

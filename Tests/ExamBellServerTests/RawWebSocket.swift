@@ -44,6 +44,14 @@ final class RawWebSocket: @unchecked Sendable {
         return (head, String(decoding: socket.pending, as: UTF8.self))
     }
 
+    /// The answer's head to a handshake (`HTTP/1.1 101 …` or a refusal's); the connection is
+    /// closed either way.
+    static func answer(port: Int, token: String) async throws -> String {
+        let (fd, head, _) = try await handshake(port: port, query: "token=\(token)", headers: "")
+        Glibc.close(fd)
+        return head
+    }
+
     init(fd: Int32, pending: [UInt8]) {
         self.fd = fd
         self.pending = pending
