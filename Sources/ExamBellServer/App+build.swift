@@ -47,7 +47,7 @@ public struct ExamBellNode: Sendable {
         let sessions = try await SessionTokens(
             secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing
         )
-        let hub = SocketHub()
+        let hub = SocketHub(forgetEndedAfter: configuration.sessionCloseAfter)
         let metrics = NodeMetrics(failures: backends.failures)
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger

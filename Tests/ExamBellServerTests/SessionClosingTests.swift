@@ -171,4 +171,29 @@ struct SessionClosingTests {
         #expect(status != nil && status != 0, "\(process.log)")
         #expect(process.log.contains("must be longer than --answer-grace"), "\(process.log)")
     }
+
+    @Test("a socket node forgets an ended exam's empty room once its sessions closed, and not while a browser is in it")
+    func roomsForgotten() async throws {
+        let test = try await TestNode(answerGraceSeconds: 0) { $0.sessionCloseAfter = .seconds(1) }
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 2)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+            let staying = try await RawWebSocket(port: port, token: tokens[0])
+            let leaving = try await RawWebSocket(port: port, token: tokens[1])
+            await eventually("both joined") { test.node.hub.connectionCount == 2 }
+            _ = try await client.end("e1")
+            leaving.close()
+            await eventually("one left") { test.node.hub.connectionCount == 1 }
+            // Well past the close (1 s) and many presence passes: a browser still holds the room.
+            try await eventually("the sessions closed") {
+                try await client.call(.get, "/api/session", headers: [.authorization: "Bearer \(tokens[0])"]).status == .unauthorized
+            }
+            #expect(test.node.hub.roomCount == 1)
+            staying.close()
+            await eventually("the empty, closed room forgotten") { test.node.hub.roomCount == 0 }
+            let metrics = String(buffer: try await client.call(.get, "/metrics", headers: [:]).body)
+            #expect(metrics.contains("exambell_socket_rooms 0"), "\(metrics)")
+        }
+    }
 }

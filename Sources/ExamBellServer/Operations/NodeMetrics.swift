@@ -34,6 +34,8 @@ public final class NodeMetrics: Sendable {
     let outboxBacklog: Metrics.Gauge
     let candidates: Metrics.Gauge
     let proctors: Metrics.Gauge
+    /// Rooms a socket node holds (exams with browsers here, ended ones still remembered).
+    let rooms: Metrics.Gauge
     /// Sockets admitted with a ticket, and with a session token in the URL.
     private let admittedByTicket: Metrics.Counter
     private let admittedByToken: Metrics.Counter
@@ -63,6 +65,7 @@ public final class NodeMetrics: Sendable {
         outboxBacklog = Metrics.Gauge(label: "exambell_outbox_backlog", factory: factory)
         candidates = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "candidate")], factory: factory)
         proctors = Metrics.Gauge(label: "exambell_connections", dimensions: [("role", "proctor")], factory: factory)
+        rooms = Metrics.Gauge(label: "exambell_socket_rooms", factory: factory)
         admittedByTicket = Metrics.Counter(label: "exambell_socket_admissions_total", dimensions: [("credential", "ticket")], factory: factory)
         admittedByToken = Metrics.Counter(label: "exambell_socket_admissions_total", dimensions: [("credential", "token")], factory: factory)
         var errors: [BackendFailures.Backend: Metrics.Counter] = [:]
@@ -123,6 +126,7 @@ public final class NodeMetrics: Sendable {
             let counts = hub.countsByRole()
             candidates.record(counts.candidates)
             proctors.record(counts.proctors)
+            rooms.record(hub.roomCount)
         }
         if let backlog { outboxBacklog.record(backlog) }
         reported.withLock { reported in

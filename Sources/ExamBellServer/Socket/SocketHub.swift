@@ -54,7 +54,14 @@ public final class SocketHub: Sendable {
     let state = Mutex(State())
     private let draining = Atomic<Bool>(false)
 
-    public init() {}
+    /// How long after its end a room with no browser is remembered: after that the exam's
+    /// sessions have closed (`SessionClosing`) and no browser of it joins again. Without
+    /// it, a node that has run many exams would keep (and scan every second) each one's room.
+    let forgetEndedAfter: Duration?
+
+    public init(forgetEndedAfter: Duration? = nil) {
+        self.forgetEndedAfter = forgetEndedAfter
+    }
 
     /// Adds a browser (from `address` when the node counts addresses); returns its id. A
     /// browser of an exam that ended is told at once.
@@ -215,18 +222,26 @@ public final class SocketHub: Sendable {
     }
 
     /// The exams whose membership changed since the last call (all of them when `all`);
-    /// rooms left empty and never ended are forgotten.
+    /// rooms left empty are forgotten when never ended, or ended before their sessions closed.
     func takeChangedExams(all: Bool) -> [String] {
-        state.withLock { state in
+        let closedBefore = forgetEndedAfter.map { Timestamp.now().adding(seconds: -$0.components.seconds) }
+        return state.withLock { state in
             var changed: [String] = []
             for (examId, room) in state.rooms where room.dirty || all {
                 changed.append(examId)
                 state.rooms[examId]?.dirty = false
             }
-            state.rooms = state.rooms.filter { !$0.value.members.isEmpty || $0.value.end != nil || $0.value.dirty }
+            state.rooms = state.rooms.filter { _, room in
+                guard room.members.isEmpty, !room.dirty else { return true }
+                guard let endTime = room.endTime else { return false }
+                return closedBefore.map { endTime > $0 } ?? true
+            }
             return changed
         }
     }
+
+    /// The rooms this node holds: exams with browsers here, and ended ones it still remembers.
+    public var roomCount: Int { state.withLock { $0.rooms.count } }
 
     /// The exams with browsers on this node that have not been told of an end.
     func examsNotEnded() -> [String] {
