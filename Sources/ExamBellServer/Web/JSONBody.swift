@@ -1,6 +1,7 @@
 import ExamBellCore
 import Foundation
 import Hummingbird
+import NIOCore
 
 extension Request {
     /// The body decoded as JSON; 400 with the reason when it is missing or not valid JSON of
@@ -17,8 +18,11 @@ extension Request {
         let buffer: ByteBuffer
         do {
             buffer = try await body.collect(upTo: limit)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw ExamBellError.bodyTooLarge(limit: limit)
+        } catch {
+            // The connection closed or the body's time ran out mid-body: no 413, and no 500.
+            throw ExamBellError.badRequest(code: "incomplete_body", "The request's body did not arrive whole.")
         }
         guard buffer.readableBytes > 0 else { return nil }
         do {
