@@ -41,10 +41,15 @@ struct OperatorsTests {
         #expect(response.status == .created, "adding \(name): \(String(buffer: response.body))")
     }
 
-    static func login(_ client: some TestClientProtocol, _ name: String, password: String = password) async throws -> Console {
-        let response = try await client.call(
+    /// One POST /api/login, whatever it answers.
+    static func tryLogin(_ client: some TestClientProtocol, _ name: String, password: String = password) async throws -> TestResponse {
+        try await client.call(
             .post, "/api/login", json: #"{"name":"\#(name)","password":"\#(password)"}"#, headers: [.contentType: "application/json"]
         )
+    }
+
+    static func login(_ client: some TestClientProtocol, _ name: String, password: String = password) async throws -> Console {
+        let response = try await tryLogin(client, name, password: password)
         #expect(response.status == .ok, "login of \(name): \(String(buffer: response.body))")
         let setCookie = try #require(response.headers[.setCookie])
         let value = try #require(setCookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last)
@@ -58,19 +63,13 @@ struct OperatorsTests {
         let app = try await TestNode().node.application
         try await app.test(.router) { client in
             try await Self.addOperator(client, "kim", role: "operator")
-            let wrong = try await client.call(
-                .post, "/api/login", json: #"{"name":"kim","password":"wrong password!"}"#, headers: [.contentType: "application/json"]
-            )
+            let wrong = try await Self.tryLogin(client, "kim", password: "wrong password!")
             #expect(wrong.status == .unauthorized)
             #expect(wrong.headers[.setCookie] == nil)
-            let unknown = try await client.call(
-                .post, "/api/login", json: #"{"name":"nobody","password":"\#(Self.password)"}"#, headers: [.contentType: "application/json"]
-            )
+            let unknown = try await Self.tryLogin(client, "nobody")
             #expect(unknown.status == .unauthorized)
 
-            let raw = try await client.call(
-                .post, "/api/login", json: #"{"name":"kim","password":"\#(Self.password)"}"#, headers: [.contentType: "application/json"]
-            )
+            let raw = try await Self.tryLogin(client, "kim")
             let setCookie = try #require(raw.headers[.setCookie])
             #expect(setCookie.hasPrefix("exambell_session="))
             for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
@@ -193,9 +192,7 @@ struct OperatorsTests {
             #expect(try await client.call(.get, "/api/exams", headers: console.headers()).status == .unauthorized, "session ended")
             let secondBearer: HTTPFields = [.authorization: "Bearer \(second.token)"]
             #expect(try await client.call(.get, "/api/exams", headers: secondBearer).status == .unauthorized, "token stopped")
-            let again = try await client.call(
-                .post, "/api/login", json: #"{"name":"lee","password":"\#(Self.password)"}"#, headers: [.contentType: "application/json"]
-            )
+            let again = try await Self.tryLogin(client, "lee")
             #expect(again.status == .unauthorized, "a disabled operator cannot log in")
             #expect(try await client.call(.post, "/api/operators/nobody/disable").status == .notFound)
         }
@@ -280,14 +277,10 @@ struct OperatorsTests {
         try await app.test(.router) { client in
             try await Self.addOperator(client, "park", role: "viewer")
             for _ in 0..<5 {
-                let wrong = try await client.call(
-                    .post, "/api/login", json: #"{"name":"park","password":"guess guess"}"#, headers: [.contentType: "application/json"]
-                )
+                let wrong = try await Self.tryLogin(client, "park", password: "guess guess")
                 #expect(wrong.status == .unauthorized)
             }
-            let locked = try await client.call(
-                .post, "/api/login", json: #"{"name":"park","password":"\#(Self.password)"}"#, headers: [.contentType: "application/json"]
-            )
+            let locked = try await Self.tryLogin(client, "park")
             #expect(locked.status == .tooManyRequests)
             #expect(try decode(ErrorBody.self, locked).error.code == "too_many_attempts")
 
@@ -309,9 +302,7 @@ extension OperatorsTests {
         try await app.test(.router) { client in
             try await Self.addOperator(client, "han", role: "viewer")
             for _ in 0..<6 {
-                let busy = try await client.call(
-                    .post, "/api/login", json: #"{"name":"han","password":"guess guess"}"#, headers: [.contentType: "application/json"]
-                )
+                let busy = try await Self.tryLogin(client, "han", password: "guess guess")
                 #expect(busy.status == .serviceUnavailable)
                 #expect(try decode(ErrorBody.self, busy).error.code == "busy")
             }
