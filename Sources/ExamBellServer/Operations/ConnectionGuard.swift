@@ -55,9 +55,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         }
 
         func leave(_ address: String) {
-            counts.withLock { counts in
-                if let open = counts[address], open > 1 { counts[address] = open - 1 } else { counts[address] = nil }
-            }
+            counts.withLock { $0.countDown(address) }
         }
 
         var total: Int { counts.withLock { $0.values.reduce(0, +) } }
@@ -237,4 +235,12 @@ struct BodyDeadline<Context: RequestContext & ChannelRequestContext>: RouterMidd
 /// A request context that knows its connection's channel (to close it).
 protocol ChannelRequestContext {
     var channel: any Channel { get }
+}
+
+extension Dictionary where Value == Int {
+    /// One less open for `key`; the key goes when none is left (a count per client, session
+    /// or address that would otherwise keep every key it ever saw).
+    mutating func countDown(_ key: Key) {
+        if let open = self[key], open > 1 { self[key] = open - 1 } else { self[key] = nil }
+    }
 }

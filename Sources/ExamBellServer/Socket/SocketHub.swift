@@ -111,11 +111,8 @@ public final class SocketHub: Sendable {
             // In place: copying the room out would copy its members (O(browsers) per leave).
             guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
             state.count -= 1
-            let session = member.session
-            if let open = state.perSession[session], open > 1 { state.perSession[session] = open - 1 } else { state.perSession[session] = nil }
-            if let address {
-                if let open = state.perAddress[address], open > 1 { state.perAddress[address] = open - 1 } else { state.perAddress[address] = nil }
-            }
+            state.perSession.countDown(member.session)
+            if let address { state.perAddress.countDown(address) }
             state.rooms[examId]?.dirty = true
         }
     }
