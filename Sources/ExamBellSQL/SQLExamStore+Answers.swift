@@ -15,6 +15,8 @@ extension SQLExamStore {
             }
             let items = answers.keys.sorted()
             let outcome = try window.decide(plan, candidate: candidate, at: at)
+            // A late save gathered into an open late submission was audited with its first.
+            var audited = true
             switch outcome {
             case .saved:
                 try await db.raw(
@@ -24,13 +26,10 @@ extension SQLExamStore {
                     """
                 ).run()
             case .refused(let end) where !items.isEmpty:
-                // Not taken into the sheet, and not dropped: kept for the operator to decide on.
-                try await db.raw(
-                    """
-                    INSERT INTO exam_late_submission (plan_id, candidate_id, answers, arrived_at, end_datetime)
-                    VALUES (\(bind: examId), \(bind: candidateId), \(bind: Self.answersJSON(answers)), \(bind: at.iso8601), \(bind: end.iso8601))
-                    """
-                ).run()
+                // Not taken into the sheet, and not dropped: kept for the operator to decide on,
+                // within the candidate's budget. A later attempt updates the open row.
+                audited = try await !Self.keepLate(
+                    answers, candidateId: candidateId, examId: examId, end: end, at: at, window: window, db)
             default:
                 break
             }
@@ -55,6 +54,7 @@ extension SQLExamStore {
                     """
                 ).run()
             }
+            guard audited else { return outcome }
             let (action, detail) = window.audit(outcome, items: items, at: at)
             try await Self.audit(
                 AuditEntry(
@@ -67,15 +67,62 @@ extension SQLExamStore {
         }
     }
 
+    /// Merges refused `answers` into the candidate's open late submission (the latest answer of
+    /// each item), or opens one; 413 `budget_exceeded` when the result would pass the
+    /// window's byte budget. Returns true when an open row was updated (its first attempt was
+    /// audited; later ones are counted in it, not audited one by one).
+    static func keepLate(
+        _ answers: [Int: String], candidateId: String, examId: String, end: Timestamp, at: Timestamp, window: AnswerWindow,
+        _ db: any SQLDatabase
+    ) async throws -> Bool {
+        // One late save of a candidate at a time (PostgreSQL; SQLite's writes are serial).
+        if db.dialect.name == "postgresql" {
+            try await db.raw("SELECT candidate_id FROM exam_candidate WHERE candidate_id = \(bind: candidateId) FOR UPDATE").run()
+        }
+        let open = try await db.raw(
+            "SELECT id, answers FROM exam_late_submission WHERE open_key = \(bind: candidateId)"
+        ).first()
+        var merged: [Int: String] = [:]
+        if let open {
+            let text = try open.decode(column: "answers", as: String.self)
+            let old = (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:]
+            for (key, value) in old { if let item = Int(key) { merged[item] = value } }
+        }
+        merged.merge(answers) { _, new in new }
+        let json = answersJSON(merged)
+        guard json.utf8.count <= window.lateBytesPerCandidate else { throw window.lateBudgetExceeded() }
+        if let open {
+            let id = try open.decode(column: "id", as: Int64.self)
+            try await db.raw(
+                """
+                UPDATE exam_late_submission SET answers = \(bind: json), arrived_at = \(bind: at.iso8601),
+                end_datetime = \(bind: end.iso8601), attempts = attempts + 1 WHERE id = \(bind: id)
+                """
+            ).run()
+            return true
+        }
+        try await db.raw(
+            """
+            INSERT INTO exam_late_submission (plan_id, candidate_id, answers, arrived_at, end_datetime, open_key)
+            VALUES (\(bind: examId), \(bind: candidateId), \(bind: json), \(bind: at.iso8601), \(bind: end.iso8601), \(bind: candidateId))
+            """
+        ).run()
+        return false
+    }
+
     /// Answers by item number as a JSON object text (`{"1":"3"}`), items in order.
     static func answersJSON(_ answers: [Int: String]) -> String {
         "{" + answers.keys.sorted().map { "\(JSONText.string(String($0))):\(JSONText.string(answers[$0] ?? ""))" }.joined(separator: ",") + "}"
     }
 
-    public func lateSubmissions(examId: String) async throws -> [LateSubmission] {
+    public func lateSubmissions(examId: String, after: Int64?, limit: Int) async throws -> [LateSubmission] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_late_submission WHERE plan_id = \(bind: examId) ORDER BY id").all()
-                .map(Self.lateSubmission(from:))
+            try await db.raw(
+                """
+                SELECT * FROM exam_late_submission WHERE plan_id = \(bind: examId) AND id > \(bind: after ?? 0)
+                ORDER BY id LIMIT \(bind: max(0, limit))
+                """
+            ).all().map(Self.lateSubmission(from:))
         }
     }
 
@@ -86,7 +133,8 @@ extension SQLExamStore {
             let decision = accept ? "accepted" : "rejected"
             let decided = try await db.raw(
                 """
-                UPDATE exam_late_submission SET decision = \(bind: decision), decided_by = \(bind: actor), decided_at = \(bind: at.iso8601)
+                UPDATE exam_late_submission
+                SET decision = \(bind: decision), decided_by = \(bind: actor), decided_at = \(bind: at.iso8601), open_key = NULL
                 WHERE id = \(bind: id) AND plan_id = \(bind: examId) AND decision IS NULL
                 RETURNING id
                 """
@@ -137,7 +185,7 @@ extension SQLExamStore {
             candidateId: try row.decode(column: "candidate_id", as: String.self),
             answers: (try? JSONDecoder().decode([String: String].self, from: Data(text.utf8))) ?? [:], arrivedAt: arrived,
             secondsAfterEnd: arrived.secondsSince1970 - end.secondsSince1970,
-            decision: try row.decode(column: "decision", as: String?.self),
+            attempts: (try? row.decode(column: "attempts", as: Int.self)) ?? 1, decision: try row.decode(column: "decision", as: String?.self),
             decidedBy: try row.decode(column: "decided_by", as: String?.self), decidedAt: try timestamp(row, "decided_at")
         )
     }

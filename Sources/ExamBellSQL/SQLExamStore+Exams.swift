@@ -29,9 +29,20 @@ extension SQLExamStore {
         try await connection { db in try await Self.plan(examId, db) }
     }
 
-    public func exams() async throws -> [ExamPlan] {
+    public func exams(after: String?, limit: Int) async throws -> [ExamPlan] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_plan ORDER BY created_at DESC, plan_id").all().map(Self.plan(from:))
+            guard let after else {
+                return try await db.raw("SELECT * FROM exam_plan ORDER BY created_at DESC, plan_id LIMIT \(bind: limit)").all()
+                    .map(Self.plan(from:))
+            }
+            // Keyset paging: the rows after `after` in (created_at DESC, plan_id) order.
+            return try await db.raw(
+                """
+                SELECT p.* FROM exam_plan p, exam_plan a WHERE a.plan_id = \(bind: after)
+                    AND (p.created_at < a.created_at OR (p.created_at = a.created_at AND p.plan_id > a.plan_id))
+                ORDER BY p.created_at DESC, p.plan_id LIMIT \(bind: limit)
+                """
+            ).all().map(Self.plan(from:))
         }
     }
 

@@ -149,6 +149,13 @@ extension SQLExamStore {
                 """,
                 "CREATE INDEX exam_operator_token_operator ON exam_operator_token(operator_name)",
             ],
+            // 6: a candidate's late saves gather in one open (undecided) row, the latest answer
+            // per item: `open_key` is its candidate id until decided, then NULL.
+            [
+                "ALTER TABLE exam_late_submission ADD COLUMN open_key TEXT",
+                "ALTER TABLE exam_late_submission ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+                "CREATE UNIQUE INDEX exam_late_submission_open ON exam_late_submission(open_key)",
+            ],
         ]
     }
 

@@ -66,7 +66,7 @@ public struct ExamBellNode: Sendable {
             configuration.roles.contains(.socket)
             ? SocketServer(
                 hub: hub, sessions: sessions, state: backends.state, logger: logger, maxConnections: configuration.maxConnections,
-                maxConnectionsPerSession: configuration.maxConnectionsPerSession, allowedOrigins: configuration.allowedOrigins,
+                maxConnectionsPerSession: configuration.maxConnectionsPerSession, origins: configuration.originPolicy,
                 maxConnectionsPerAddress: configuration.maxConnectionsPerAddress,
                 trustedProxies: configuration.connectionLimits.trustedProxies,
                 metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
@@ -78,7 +78,7 @@ public struct ExamBellNode: Sendable {
         socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
         let guardLimits = configuration.connectionLimits
-        let pending = ConnectionGuard.Pending()
+        let budgets = ConnectionBudgets(maxOpen: guardLimits.openBudget)
         // The backends' own services first: a service group stops its services in reverse
         // order, so the pools outlive every part that uses them.
         var services: [any Service] = backends.services
@@ -89,7 +89,7 @@ public struct ExamBellNode: Sendable {
                 server: HTTPServerBuilder { responder in
                     BrowserChannel(
                         responder: responder, server: socketServer, http1: .init(idleTimeout: .seconds(120)), guardLimits: guardLimits,
-                        pending: pending)
+                        budgets: budgets)
                 },
                 configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) },
@@ -115,7 +115,7 @@ public struct ExamBellNode: Sendable {
             services.append(RosterPublisher(hub: hub, backends: backends, interval: configuration.presenceInterval, logger: logger))
         } else {
             application = Application(
-                router: router, server: .guardedHTTP1(limits: guardLimits, pending: pending),
+                router: router, server: .guardedHTTP1(limits: guardLimits, budgets: budgets),
                 configuration: .init(address: address, serverName: "ExamBell", backlog: configuration.listenBacklog),
                 onServerRunning: { await onServerRunning($0.localAddress?.port ?? configuration.port) }, logger: logger
             )
@@ -202,7 +202,7 @@ func buildRouter(
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
     router.middlewares.add(APIErrorMiddleware())
-    router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
+    router.middlewares.add(OriginMiddleware(policy: configuration.originPolicy))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     router.get("ready") { _, _ in try await readiness(backends) }
     let countsOutbox = configuration.roles.contains(.web)
@@ -217,10 +217,11 @@ func buildRouter(
             throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
         }
         let auth = OperatorAuth(adminToken: adminToken, store: backends.store)
+        let spending = Spending(configuration.budgets)
         let operators = OperatorsController<ExamBellRequestContext>(
             store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
             secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
-            checking: Slots(limit: configuration.maxLoginsChecking)
+            budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
         )
         router.addRoutes(operators.endpoints, atPath: "api")
         let controller = ExamsController<ExamBellRequestContext>(
@@ -229,11 +230,13 @@ func buildRouter(
         )
         router.addRoutes(controller.endpoints, atPath: "api")
         let browser = BrowserController<ExamBellRequestContext>(
-            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics
+            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics,
+            spending: spending
         )
         router.addRoutes(browser.endpoints, atPath: "api")
         let examDayRoutes = ExamDayController<ExamBellRequestContext>(
-            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay
+            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay,
+            spending: spending
         )
         router.addRoutes(examDayRoutes.endpoints, atPath: "api")
     }
@@ -253,7 +256,6 @@ public func buildAdminApplication(
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
     router.middlewares.add(APIErrorMiddleware())
-    router.middlewares.add(BodyDeadline(timeout: configuration.connectionLimits.bodyTimeout))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
     let metrics = NodeMetrics()
     let metricsToken = configuration.metricsToken
@@ -264,7 +266,8 @@ public func buildAdminApplication(
     AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize, http: http).addRoutes(to: router)
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(
-        router: router, server: .guardedHTTP1(limits: configuration.connectionLimits, pending: ConnectionGuard.Pending()),
+        router: router, server: .guardedHTTP1(
+            limits: configuration.connectionLimits, budgets: ConnectionBudgets(maxOpen: configuration.connectionLimits.openBudget)),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell", backlog: configuration.listenBacklog
         ),
@@ -274,10 +277,10 @@ public func buildAdminApplication(
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with a `ConnectionGuard` first and a 120 s idle timeout.
-    static func guardedHTTP1(limits: ConnectionGuard.Limits, pending: ConnectionGuard.Pending) -> HTTPServerBuilder {
+    static func guardedHTTP1(limits: ConnectionGuard.Limits, budgets: ConnectionBudgets) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
             GuardedChannel(
-                base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .seconds(120))), limits: limits, pending: pending
+                base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .seconds(120))), limits: limits, budgets: budgets
             )
         }
     }

@@ -51,12 +51,19 @@ public struct ExamBellConfiguration: Sendable {
     /// cap: an exam hall behind one NAT address holds hundreds, and behind a load balancer
     /// not listed in `connectionLimits.trustedProxies` every browser has its address.
     public var maxConnectionsPerAddress: Int?
-    /// Origins whose pages may open browsers' sockets, besides the one each handshake was
-    /// sent to: the public web URL's.
+    /// Origins whose pages may open browsers' sockets and call the API, besides the one each
+    /// request was sent to (when it is a host this node serves): the public web URL's.
     public var allowedOrigins: Set<String> {
         guard let url = URL(string: publicWebURL), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else { return [] }
         return ["\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")"]
     }
+
+    /// `allowedOrigins`, and the hosts of the public URLs as the hosts this node serves.
+    var originPolicy: OriginPolicy {
+        OriginPolicy(allowedOrigins: allowedOrigins, servedURLs: [publicWebURL, publicSocketURL])
+    }
+    /// What each principal may spend (answers, announcements, logins, list rows, …).
+    public var budgets = Budgets()
     /// What a connection must do before its first request head: arrive within 20 s, fit in
     /// 16 KiB, and be one of at most 1,000 such connections from its address.
     public var connectionLimits = ConnectionLimits()

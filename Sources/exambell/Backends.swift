@@ -18,6 +18,10 @@ enum Backends {
         var prepare: (@Sendable () async throws -> Void)?
         switch options.resolvedDatabase {
         case nil:
+            // The embedded node's own folder: its owner's only.
+            try FileManager.default.createDirectory(
+                atPath: options.resolvedDataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            chmod(options.resolvedDataDir, 0o700)
             store = try await openSQLite(
                 URL(fileURLWithPath: options.resolvedDataDir).appendingPathComponent("exambell.sqlite").path, failures, logger)
         case let url? where url.hasPrefix("sqlite://"):

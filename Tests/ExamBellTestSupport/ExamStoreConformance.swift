@@ -352,7 +352,7 @@ public enum ExamStoreConformance {
             #expect(
                 try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [2: "3"], at: alone.adding(seconds: 11), window: window)
                     == .refused(endDatetime: alone))
-            let kept = try await store.lateSubmissions(examId: "e1")
+            let kept = try await store.lateSubmissions(examId: "e1", after: nil, limit: 10)
             #expect(kept.map(\.answers) == [["2": "3"]], "a refused save is kept with its content")
             #expect(kept.first?.secondsAfterEnd == 11)
             let keptId = try #require(kept.first?.id)
@@ -373,6 +373,55 @@ public enum ExamStoreConformance {
             #expect(c1?.finalSavedAt == alone.adding(seconds: 10))
             #expect(c1?.finalSavedItems == 1)
             #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end_candidate" }.map(\.actor) == ["e1-c1"])
+        },
+        Case(name: "late saves gather per candidate: the latest per item, one audit row, within the byte budget, paged") { store in
+            try await startedExam(store, id: "e1", candidates: 3)
+            _ = try await store.endExam(examId: "e1", at: end, actor: "admin", reason: nil, leaseUntil: end)
+            try await store.completeCandidates(examId: "e1", at: end)
+            // {"1":"1","2":"1","3":"1","4":"1"} is 33 bytes: four items fit, a fifth does not.
+            let window = AnswerWindow(graceSeconds: 10, lateBytesPerCandidate: 40)
+            let late = end.adding(seconds: 60)
+            // Sent at once, each with another item: every one is kept, in one row.
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for item in 1...4 {
+                    group.addTask {
+                        (try? await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [item: "2"], at: late, window: window)) == .refused(endDatetime: end)
+                    }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(outcomes == 4)
+            // The same item again: its latest answer replaces the earlier one.
+            _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "1", 2: "1", 3: "1", 4: "1"], at: late.adding(seconds: 1), window: window)
+            var rows = try await store.lateSubmissions(examId: "e1", after: nil, limit: 10)
+            #expect(rows.count == 1, "one open row per candidate, not one per attempt")
+            #expect(rows.first?.answers == ["1": "1", "2": "1", "3": "1", "4": "1"])
+            #expect(rows.first?.attempts == 5)
+            #expect(rows.first?.arrivedAt == late.adding(seconds: 1))
+            // Past the budget: refused with 413, and nothing of it kept.
+            let over = await #expect(throws: ExamBellError.self) {
+                _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [5: "1"], at: late.adding(seconds: 2), window: window)
+            }
+            #expect(over?.status == 413)
+            #expect(over?.code == "budget_exceeded")
+            rows = try await store.lateSubmissions(examId: "e1", after: nil, limit: 10)
+            #expect(rows.first?.answers.count == 4 && rows.first?.attempts == 5, "the refused save changed nothing")
+            let audited = try await store.auditLog(examId: "e1").filter { $0.action == "answers_refused" && $0.actor == "e1-c1" }
+            #expect(audited.count == 1, "the first late save is audited; the rest are counted in the row")
+            // Once decided, the next late save opens a new row.
+            let first = try #require(rows.first?.id)
+            _ = try await store.decideLateSubmission(examId: "e1", id: first, accept: false, actor: "admin", reason: "too late", at: late)
+            _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [6: "3"], at: late.adding(seconds: 3), window: window)
+            for candidate in ["e1-c2", "e1-c3"] {
+                _ = try await store.saveAnswers(candidateId: candidate, examId: "e1", [1: "4"], at: late, window: window)
+            }
+            // Pages: two rows, then the rest.
+            let page1 = try await store.lateSubmissions(examId: "e1", after: nil, limit: 2)
+            let page2 = try await store.lateSubmissions(examId: "e1", after: page1.last?.id, limit: 2)
+            let page3 = try await store.lateSubmissions(examId: "e1", after: page2.last?.id, limit: 2)
+            #expect(page1.count == 2 && page2.count == 2 && page3.isEmpty)
+            #expect(Set((page1 + page2).map(\.id)).count == 4)
+            #expect((page1 + page2).filter { $0.candidateId == "e1-c1" }.map(\.answers) == [["1": "1", "2": "1", "3": "1", "4": "1"], ["6": "3"]])
         },
         Case(name: "concurrent single ends of one candidate make exactly one end, one event, one audit row") { store in
             try await startedExam(store, id: "e1", candidates: 2)

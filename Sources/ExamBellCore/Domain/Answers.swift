@@ -84,9 +84,22 @@ public enum AnswerSave: Sendable, Hashable {
 /// and the write see the same exam.
 public struct AnswerWindow: Sendable, Hashable {
     public var graceSeconds: Int
+    /// Bytes of refused answers kept per candidate as its open late submission (the latest
+    /// answer of each item, never every attempt); a save that would pass it is refused with
+    /// 413 `budget_exceeded` and nothing of it is kept.
+    public var lateBytesPerCandidate: Int
 
-    public init(graceSeconds: Int) {
+    public init(graceSeconds: Int, lateBytesPerCandidate: Int = 256 * 1024) {
         self.graceSeconds = graceSeconds
+        self.lateBytesPerCandidate = lateBytesPerCandidate
+    }
+
+    /// The refusal of a late save that would pass `lateBytesPerCandidate`.
+    public func lateBudgetExceeded() -> ExamBellError {
+        ExamBellError(
+            status: 413, code: "budget_exceeded",
+            message: "Budget exceeded: late submissions per candidate (\(lateBytesPerCandidate) bytes); nothing of this save was kept."
+        )
     }
 
     /// What becomes of a save at `time` by `candidate` in `plan`: the candidate's own end

@@ -34,8 +34,10 @@ public protocol ExamDayStore: Sendable {
     /// a time already recorded stays. Returns rows changed.
     func recordLocks(_ times: [String: Timestamp]) async throws -> Int
 
-    /// The late submissions of an exam (saves that arrived after the grace window), oldest first.
-    func lateSubmissions(examId: String) async throws -> [LateSubmission]
+    /// The late submissions of an exam (saves that arrived after the grace window), oldest
+    /// first: at most `limit`, those with an id above `after`. A candidate has at most one
+    /// undecided one, holding the latest answer of each item it sent late.
+    func lateSubmissions(examId: String, after: Int64?, limit: Int) async throws -> [LateSubmission]
 
     /// The operator's decision on a late submission, once: accepted ones go into the
     /// candidate's answer sheet (an item saved later in the sheet keeps the later answer);
@@ -110,10 +112,14 @@ public struct LateSubmission: Sendable, Hashable, Codable {
     public var id: Int64
     public var examId: String
     public var candidateId: String
+    /// The latest answer of each item that arrived late.
     public var answers: [String: String]
+    /// When the latest of its saves arrived.
     public var arrivedAt: Timestamp
-    /// How long after the candidate's end it arrived, in seconds.
+    /// How long after the candidate's end the latest arrived, in seconds.
     public var secondsAfterEnd: Int64
+    /// How many refused saves it gathers.
+    public var attempts: Int
     /// `accepted` or `rejected` once the operator decided; nil until then.
     public var decision: String?
     public var decidedBy: String?
@@ -121,8 +127,9 @@ public struct LateSubmission: Sendable, Hashable, Codable {
 
     public init(
         id: Int64, examId: String, candidateId: String, answers: [String: String], arrivedAt: Timestamp, secondsAfterEnd: Int64,
-        decision: String? = nil, decidedBy: String? = nil, decidedAt: Timestamp? = nil
+        attempts: Int = 1, decision: String? = nil, decidedBy: String? = nil, decidedAt: Timestamp? = nil
     ) {
+        self.attempts = attempts
         self.id = id
         self.examId = examId
         self.candidateId = candidateId

@@ -23,8 +23,8 @@ public protocol ExamPlanStore: Sendable {
     /// The plan with this id, or nil.
     func exam(_ examId: String) async throws -> ExamPlan?
 
-    /// Every plan, newest first.
-    func exams() async throws -> [ExamPlan]
+    /// Plans, newest first: at most `limit`, those after the plan `after` in that order.
+    func exams(after: String?, limit: Int) async throws -> [ExamPlan]
 
     /// `scheduled` → `in_progress`; its candidates become `in_progress`. 404 / 409 otherwise.
     func startExam(examId: String, actor: String, at: Timestamp) async throws -> ExamPlan
@@ -213,5 +213,12 @@ public struct OutboxEntry: Sendable, Hashable {
         let content: Content =
             topic == QueueStream.events ? .event(try ExamEvent(json: payload)) : .examEnd(try ExamEndQueueMessage(json: payload))
         self.init(id: id, examId: examId, content: content)
+    }
+}
+
+extension ExamStore {
+    /// Every plan, newest first (tools and tests; the API pages them).
+    public func exams() async throws -> [ExamPlan] {
+        try await exams(after: nil, limit: Int(Int32.max))
     }
 }

@@ -10,6 +10,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     let auth: OperatorAuth
     let sessions: SessionTokens
     let examDay: ExamDayService
+    let spending: Spending
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -28,6 +29,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
 
     @Sendable func changeTime(_ request: Request, context: Context) async throws -> JSONResponse<TimeChangeView> {
         let caller = try await auth.require(request, context: context, .operate)
+        try spending.changes.require(caller.name)
         let examId = try Self.id(context, "examId")
         let body = try await request.decodeJSON(TimeChangeBody.self, limit: configuration.maxBodySize)
         let reason = try Reason.validate(body.reason, required: true) ?? ""
@@ -64,6 +66,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
 
     @Sendable func endCandidate(_ request: Request, context: Context) async throws -> JSONResponse<CandidateEndView> {
         let caller = try await auth.require(request, context: context, .operate)
+        try spending.changes.require(caller.name)
         let examId = try Self.id(context, "examId")
         let candidateId = try Self.id(context, "candidateId")
         let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
@@ -75,6 +78,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     @Sendable func announce(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementIdView> {
         let examId = try Self.id(context, "examId")
         let actor = try await operatorOrProctor(request, context: context, examId: examId, .operate)
+        try spending.announcements.require(actor)
         let body = try await request.decodeJSON(AnnouncementBody.self, limit: configuration.maxBodySize)
         let message = body.message.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !message.isEmpty, TextLimit.fits(message, characters: 500) else {
@@ -89,7 +93,8 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let examId = try Self.id(context, "examId")
         _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
         _ = try await backends.store.existingExam(examId)
-        return JSONResponse(value: AnnouncementsView(announcements: try await RosterBuilder(backends: backends).announcements(examId: examId)))
+        let all = try await RosterBuilder(backends: backends).announcements(examId: examId)
+        return JSONResponse(value: AnnouncementsView(announcements: Array(all.suffix(configuration.budgets.latestAnnouncements)), total: all.count))
     }
 
     @Sendable func delivery(_ request: Request, context: Context) async throws -> JSONResponse<DeliveryView> {
@@ -105,8 +110,12 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     @Sendable func lateSubmissions(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmissionsView> {
         _ = try await auth.require(request, context: context, .read)
         let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
-        let submissions = try await backends.store.lateSubmissions(examId: plan.examId)
-        return JSONResponse(value: LateSubmissionsView(lateSubmissions: submissions))
+        let page = try ListPage(request, budgets: configuration.budgets)
+        let submissions = try await backends.store.lateSubmissions(examId: plan.examId, after: try page.afterNumber(), limit: page.limit + 1)
+        return JSONResponse(
+            value: LateSubmissionsView(
+                lateSubmissions: Array(submissions.prefix(page.limit)), next: submissions.count > page.limit ? String(submissions[page.limit - 1].id) : nil)
+        )
     }
 
     /// The operator's decision on a late submission: `{"decision":"accept"|"reject","reason"}`.

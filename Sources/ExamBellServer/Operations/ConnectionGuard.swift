@@ -5,78 +5,174 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
-/// See `ConnectionGuard`.
+/// What every connection of a listener may spend, and when it must be done with each phase
+/// (see `ConnectionGuard`). Each is a budget of DESIGN's "Budgets and the admin lane"; the
+/// README lists them with their options.
 public struct ConnectionLimits: Sendable {
+    /// How long each request's head may take to arrive, from its first byte.
     public var headerTimeout: TimeAmount = .seconds(20)
+    /// How large each request's head may be (`431` past it), however it arrives.
     public var maxHeaderBytes = 16 * 1024
+    /// Connections of one client address still waiting for a head (`429` past it).
     public var maxPendingPerAddress = 1_000
-    /// How long a request's body may take to arrive, from its head (see `BodyDeadline`).
+    /// HTTP connections one client address may hold open at once, whatever they are doing
+    /// (`429` past it). A WebSocket counts under the socket node's own budgets once upgraded.
+    /// An exam hall behind one NAT address holds a keep-alive connection or two per browser.
+    public var maxOpenPerAddress = 4_000
+    /// Connections (HTTP and WebSocket) the listener holds in all; a new one past it is refused
+    /// at once (`503 node_busy`), before it is read: the node stays below its open-file limit
+    /// and keeps the connections that are already serving someone. nil: the open-file limit
+    /// less a reserve for the DB, Redis, files and the admin lane (see `forOpenFileLimit`).
+    public var maxOpen: Int?
+    /// How long a request's body may take to arrive, from its head, whether or not its route
+    /// reads it (an unread body is drained by the server after the answer, within this time).
     public var bodyTimeout: TimeAmount = .seconds(60)
-    /// The load balancers in front: their connections are not capped per address, and
+    /// The load balancers in front: their connections are not counted per address, and
     /// their requests are counted by the client they forward for.
     public var trustedProxies = TrustedProxies()
 
     public init() {}
+
+    /// Descriptors kept for everything but the public listener's connections.
+    static let reservedDescriptors = 600
+
+    /// `maxOpen`, or what the process's open-file limit leaves after the reserve.
+    var openBudget: Int {
+        maxOpen ?? max(64, openFileLimit() - Self.reservedDescriptors)
+    }
+}
+
+/// What a listener's connections hold right now, per client address and in all: one per
+/// listener, shared by its connections' guards, each count checked and taken in one step.
+final class ConnectionBudgets: Sendable {
+    struct Counts {
+        var pending: [String: Int] = [:]
+        var open: [String: Int] = [:]
+        var total = 0
+    }
+
+    private let counts = Mutex(Counts())
+    /// Connections the listener holds in all at most (`ConnectionLimits.openBudget`).
+    let maxOpen: Int
+
+    init(maxOpen: Int) {
+        self.maxOpen = maxOpen
+    }
+
+    /// Why a new connection is refused.
+    enum Refusal { case node, address }
+
+    /// Counts a new connection (from `address` unless nil: a trusted proxy's).
+    func open(_ address: String?, limit: Int) -> Refusal? {
+        counts.withLock { counts in
+            guard counts.total < maxOpen else { return .node }
+            if let address {
+                guard counts.open[address, default: 0] < limit else { return .address }
+                counts.open[address, default: 0] += 1
+            }
+            counts.total += 1
+            return nil
+        }
+    }
+
+    /// A counted HTTP connection became a WebSocket: its address's HTTP count is given back
+    /// (the socket node's per-address budget counts it now); it still counts in all.
+    func upgraded(_ address: String?) {
+        guard let address else { return }
+        counts.withLock { $0.open.countDown(address) }
+    }
+
+    func close(_ address: String?, upgraded: Bool) {
+        counts.withLock { counts in
+            counts.total -= 1
+            if let address, !upgraded { counts.open.countDown(address) }
+        }
+    }
+
+    /// One more connection of `address` waits for its head, unless it has `limit` already.
+    func enterHead(_ address: String, limit: Int) -> Bool {
+        counts.withLock { counts in
+            guard counts.pending[address, default: 0] < limit else { return false }
+            counts.pending[address, default: 0] += 1
+            return true
+        }
+    }
+
+    func leaveHead(_ address: String) {
+        counts.withLock { $0.pending.countDown(address) }
+    }
+
+    /// Connections held in all.
+    var total: Int { counts.withLock { $0.total } }
 }
 
 /// Keeps a node answering when clients open connections and never finish a request.
 ///
-/// The first handler of every connection, HTTP or a WebSocket-to-be, until the connection's
-/// first request head (up to its blank line) has arrived, then it takes itself out:
-/// - the head must arrive within `headerTimeout` (20 s; else `408` and close): 20,000 connections
-///   that each send half a head no longer hold every descriptor for ever;
-/// - the head must fit in `maxHeaderBytes` (else `431` and close), answered at once;
-/// - one client address may have at most `maxPendingPerAddress` (1,000) connections still waiting
-///   for their first head (else `429` and close). Finished connections are not counted: an
-///   exam hall behind one NAT address opens thousands of sockets, each of which finishes
-///   its handshake at once. A trusted proxy's connections are let through untouched.
-/// Later requests on a kept-alive connection are bounded by the HTTP idle timeout and the
-/// HTTP parser's own limits.
+/// The first handler of every connection, for its whole life; with a `RequestPhases` after
+/// the HTTP decoder that tells it where each request is. Every phase has a deadline and a
+/// size, whether or not a route reads the body:
+/// - accept: the listener holds at most `maxOpen` connections (else `503 node_busy`, before
+///   anything is read) and one address at most `maxOpenPerAddress` HTTP ones (else `429`);
+/// - each request's head must arrive within `headerTimeout` of its first byte (else `408`) and
+///   fit in `maxHeaderBytes` counted to its blank line however it is split (else `431`), and
+///   one address may have at most `maxPendingPerAddress` connections waiting for a head (else
+///   `429`);
+/// - each request's body must have arrived within `bodyTimeout` of its head, read by the route
+///   or drained after its answer (else the connection is closed);
+/// - between requests the HTTP idle timeout (120 s) closes it;
+/// - a request line or head the HTTP parser refuses before the first request is answered `400`
+///   here when the server behind does not answer it itself (the upgradable pipeline).
+/// A WebSocket, once upgraded, is no longer timed here (pings and the socket node's budgets
+/// take over) but still counts in the listener's total. A trusted proxy's connections are
+/// not counted per address.
 final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     typealias Limits = ConnectionLimits
 
-    /// Connections still waiting for their first head, per client address (one per node).
-    final class Pending: Sendable {
-        private let counts = Mutex<[String: Int]>([:])
-
-        /// Counts one more for `address` unless it has `limit` already.
-        func enter(_ address: String, limit: Int) -> Bool {
-            counts.withLock { counts in
-                let open = counts[address] ?? 0
-                guard open < limit else { return false }
-                counts[address] = open + 1
-                return true
-            }
-        }
-
-        func leave(_ address: String) {
-            counts.withLock { $0.countDown(address) }
-        }
-
-        var total: Int { counts.withLock { $0.values.reduce(0, +) } }
+    enum Phase {
+        /// Nothing read of the next request yet (also before the first).
+        case idle
+        /// A head is arriving; `bytes` of it so far.
+        case head
+        /// The head is in; the body is arriving (or being drained).
+        case body
+        /// An upgraded WebSocket: not timed here.
+        case upgraded
+        /// Refused or closed.
+        case done
     }
 
     let limits: Limits
-    let pending: Pending
+    let budgets: ConnectionBudgets
+    /// Whether this guard answers a parse error before the first head with `400` (the
+    /// upgradable pipeline, where no one else does).
+    let answersParseErrors: Bool
+    private var phase = Phase.idle
+    private var counted = false
+    /// The address counted per address (nil for a trusted proxy, or before `start`).
     private var address: String?
+    private var waitingForHead = false
     private var timer: Scheduled<Void>?
     private var bytes = 0
     /// The last four bytes seen, oldest in the high byte: `\r\n\r\n` is `0x0D0A0D0A`, also
     /// when it is split across reads.
     private var lastFour: UInt32 = 0
-    private var finished = false
+    private var heads = 0
+    private var context: ChannelHandlerContext?
 
-    init(limits: Limits, pending: Pending) {
+    init(limits: Limits, budgets: ConnectionBudgets, answersParseErrors: Bool = false) {
         self.limits = limits
-        self.pending = pending
+        self.budgets = budgets
+        self.answersParseErrors = answersParseErrors
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { start(context) }
     }
 
@@ -86,49 +182,144 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func start(_ context: ChannelHandlerContext) {
-        guard address == nil, !finished else { return }
-        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        // A load balancer's connections are its many clients' (and it sends whole heads).
-        if limits.trustedProxies.trusts(address) {
-            finished = true
-            return context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        guard !counted, phase != .done else { return }
+        let peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        let address = limits.trustedProxies.trusts(peer) ? nil : peer
+        switch budgets.open(address, limit: limits.maxOpenPerAddress) {
+        case .node:
+            phase = .done
+            return refuse(context, 503, "node_busy", "This node holds all the connections it can; try again shortly.")
+        case .address:
+            phase = .done
+            return refuse(
+                context, 429, "budget_exceeded",
+                "Your address holds \(limits.maxOpenPerAddress) connections to this node already (connections per address)."
+            )
+        case nil:
+            counted = true
+            self.address = address
         }
-        guard pending.enter(address, limit: limits.maxPendingPerAddress) else {
-            finished = true
-            return refuse(context, 429, "too_many_connections", "Too many unfinished connections from your address.")
-        }
-        self.address = address
-        let channel = context.channel
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: limits.headerTimeout) {
-            let (handler, context) = bound.value
-            guard !handler.finished, channel.isActive else { return }
-            handler.finish()
-            handler.refuse(context, 408, "request_timeout", "The request's headers did not arrive in time.")
-        }
+        // The first head's clock runs from the accept: a connection that sends nothing is
+        // also one waiting for its head.
+        beginHead(context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !finished else { return context.fireChannelRead(data) }
+        switch phase {
+        case .body, .upgraded:
+            return context.fireChannelRead(data)
+        case .done:
+            return
+        case .idle:
+            beginHead(context)
+        case .head:
+            break
+        }
+        guard phase == .head else { return }
         let buffer = unwrapInboundIn(data)
-        let view = buffer.readableBytesView
+        var headBytes = 0
         var complete = false
-        for byte in view {
+        for byte in buffer.readableBytesView {
+            headBytes += 1
             lastFour = lastFour << 8 | UInt32(byte)
             if lastFour == 0x0D0A_0D0A {
                 complete = true
                 break
             }
         }
-        bytes += view.count
-        if !complete, bytes > limits.maxHeaderBytes {
-            finish()
+        bytes += headBytes
+        if bytes > limits.maxHeaderBytes {
+            phase = .done
+            cancelTimer()
             return refuse(context, 431, "headers_too_large", "The request's headers are larger than \(limits.maxHeaderBytes) bytes.")
         }
+        if complete { beginBody(context) }
         context.fireChannelRead(data)
-        if complete {
-            finish()
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+
+    /// The next request's head starts: its clock and its count.
+    private func beginHead(_ context: ChannelHandlerContext) {
+        phase = .head
+        bytes = 0
+        lastFour = 0
+        if let address {
+            guard budgets.enterHead(address, limit: limits.maxPendingPerAddress) else {
+                phase = .done
+                return refuse(context, 429, "too_many_connections", "Too many unfinished connections from your address.")
+            }
+            waitingForHead = true
+        }
+        arm(context, limits.headerTimeout) { guard_, context in
+            guard_.phase = .done
+            guard_.refuse(context, 408, "request_timeout", "The request's headers did not arrive in time.")
+        }
+    }
+
+    /// The head is in (its blank line seen here, or the decoder reported it): the body's clock.
+    private func beginBody(_ context: ChannelHandlerContext) {
+        leaveHead()
+        heads += 1
+        phase = .body
+        arm(context, limits.bodyTimeout) { guard_, context in
+            guard_.phase = .done
+            context.close(promise: nil)
+        }
+    }
+
+    private func arm(_ context: ChannelHandlerContext, _ delay: TimeAmount, _ fire: @escaping (ConnectionGuard, ChannelHandlerContext) -> Void) {
+        cancelTimer()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            guard context.channel.isActive else { return }
+            fire(handler, context)
+        }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func leaveHead() {
+        if waitingForHead, let address { budgets.leaveHead(address) }
+        waitingForHead = false
+    }
+
+    // MARK: What `RequestPhases` reports
+
+    /// The decoder has a request's head (whether or not its blank line was seen here: a head
+    /// that came in with the previous request's body).
+    func decodedHead() {
+        guard let context, phase == .head || phase == .idle else { return }
+        beginBody(context)
+    }
+
+    /// The decoder has a request's end: its body is all in.
+    func decodedEnd() {
+        guard phase == .body else { return }
+        cancelTimer()
+        phase = .idle
+    }
+
+    /// The connection became a WebSocket.
+    func upgraded() {
+        guard phase != .done, phase != .upgraded else { return }
+        cancelTimer()
+        leaveHead()
+        phase = .upgraded
+        budgets.upgraded(address)
+    }
+
+    /// The decoder refused the bytes.
+    func parseError() {
+        guard let context, phase != .done else { return }
+        let first = heads == 0 || (heads == 1 && phase == .body)
+        phase = .done
+        cancelTimer()
+        leaveHead()
+        if answersParseErrors, first {
+            refuse(context, 400, "bad_request", "The request could not be read as HTTP/1.1.")
         }
     }
 
@@ -139,15 +330,17 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         finish()
+        self.context = nil
     }
 
     private func finish() {
-        guard !finished else { return }
-        finished = true
-        timer?.cancel()
-        timer = nil
-        if let address { pending.leave(address) }
-        address = nil
+        cancelTimer()
+        leaveHead()
+        if counted {
+            counted = false
+            budgets.close(address, upgraded: phase == .upgraded)
+        }
+        if phase != .upgraded { phase = .done }
     }
 
     /// Answers with the JSON error and closes; nothing further is read.
@@ -155,8 +348,10 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         let body = JSONText.object(["error": JSONText.object(["code": JSONText.string(code), "message": JSONText.string(message)])])
         let reason =
             switch status {
+            case 400: "Bad Request"
             case 408: "Request Timeout"
             case 429: "Too Many Requests"
+            case 503: "Service Unavailable"
             default: "Request Header Fields Too Large"
             }
         let head =
@@ -169,66 +364,60 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A server child channel with a `ConnectionGuard` first in its pipeline (the web-only and
-/// admin nodes' plain HTTP/1.1; a socket node's `BrowserChannel` adds its own).
+/// Reports each request's head and end, and a parse error, as the HTTP decoder sees them, to
+/// the connection's `ConnectionGuard` (placed right after the decoder).
+final class RequestPhases: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    private let guard_: ConnectionGuard
+
+    init(_ guard_: ConnectionGuard) {
+        self.guard_ = guard_
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: guard_.decodedHead()
+        case .end: guard_.decodedEnd()
+        case .body: break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError { guard_.parseError() }
+        context.fireErrorCaught(error)
+    }
+
+    /// Puts a guard first in `channel`'s pipeline and its reporter after the HTTP decoder
+    /// (which must be there already).
+    static func install(_ guard_: ConnectionGuard, on channel: any Channel) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(guard_, position: .first)
+        let decoder = try pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try pipeline.addHandler(RequestPhases(guard_), position: .after(decoder))
+    }
+}
+
+/// A server child channel with a `ConnectionGuard` in its pipeline (the web-only and admin
+/// nodes' plain HTTP/1.1; a socket node's `BrowserChannel` adds its own).
 struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let limits: ConnectionGuard.Limits
-    let pending: ConnectionGuard.Pending
+    let budgets: ConnectionBudgets
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        do {
-            try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: limits, pending: pending))
-        } catch {
-            return channel.eventLoop.makeFailedFuture(error)
+        let (limits, budgets) = (self.limits, self.budgets)
+        return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            try RequestPhases.install(ConnectionGuard(limits: limits, budgets: budgets), on: channel)
+            return value
         }
-        return base.setup(channel: channel, logger: logger)
     }
 
     func handle(value: Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
-    }
-}
-
-/// A request body must arrive within `timeout` of its head, or the connection is closed:
-/// a body sent a byte a minute (which the idle timeout lets live) no longer holds a
-/// descriptor for ever. The clock stops when the handler has read the whole body, or has
-/// answered without reading it.
-struct BodyDeadline<Context: RequestContext & ChannelRequestContext>: RouterMiddleware {
-    let timeout: TimeAmount
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        // A body comes with a length or chunked; a GET has none.
-        guard request.headers[.contentLength].map({ $0 != "0" }) ?? (request.headers[.transferEncoding] != nil) else {
-            return try await next(request, context)
-        }
-        let channel = context.channel
-        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-        defer { timer.cancel() }
-        var request = request
-        request.body = RequestBody(asyncSequence: TimedBody(base: request.body, timer: timer))
-        return try await next(request, context)
-    }
-
-    /// The body, with the timer cancelled once it ends.
-    struct TimedBody: AsyncSequence, Sendable {
-        typealias Element = ByteBuffer
-        let base: RequestBody
-        let timer: Scheduled<Void>
-
-        struct AsyncIterator: AsyncIteratorProtocol {
-            var base: RequestBody.AsyncIterator
-            let timer: Scheduled<Void>
-
-            mutating func next() async throws -> ByteBuffer? {
-                let chunk = try await base.next()
-                if chunk == nil { timer.cancel() }
-                return chunk
-            }
-        }
-
-        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), timer: timer) }
     }
 }
 

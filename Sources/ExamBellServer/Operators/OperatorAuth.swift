@@ -57,17 +57,23 @@ struct OperatorAuth: Sendable {
     func identify(_ request: Request, context: some RequestContext) async throws -> Principal? {
         let address = "address:\(context.clientAddress)"
         if let bearer = request.bearerToken {
-            try tokenFailures.check(address, what: "token attempts from your address")
+            // Counted as a failure first (concurrent guesses cannot share one count), forgiven
+            // when it is good.
+            try tokenFailures.reserve(address, what: "token attempts from your address")
             if SecretToken.constantTimeEqual(bearer, adminToken) {
+                tokenFailures.forgive(address)
                 return Principal(name: "admin", role: .admin, isBootstrap: true)
             }
             if bearer.hasPrefix(Self.tokenPrefix) {
-                if let owner = try await store.tokenOwner(secretHash: SecretToken.hash(bearer), now: .now()) { return owner }
-                tokenFailures.fail(address)
-                throw ExamBellError.unauthorized("The API token is unknown or revoked, or its operator is disabled.")
+                let owner = try await store.tokenOwner(secretHash: SecretToken.hash(bearer), now: .now())
+                guard let owner else {
+                    throw ExamBellError.unauthorized("The API token is unknown or revoked, or its operator is disabled.")
+                }
+                tokenFailures.forgive(address)
+                return owner
             }
-            // Not an operator's: a browser session token, or a guess the caller refuses.
-            if !bearer.hasPrefix("ey") { tokenFailures.fail(address) }
+            // Not an operator's: a browser session token (checked by its caller), or a guess.
+            if bearer.hasPrefix("ey") { tokenFailures.forgive(address) }
             return nil
         }
         guard let cookie = request.cookies[Self.cookieName]?.value, !cookie.isEmpty else { return nil }

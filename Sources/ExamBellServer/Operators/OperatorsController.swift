@@ -6,9 +6,13 @@ import Logging
 /// The operators' calls of DESIGN "Operators": console login and logout, who is logged in,
 /// operator accounts (`admin` only), and each operator's own API tokens.
 ///
-/// Failed logins are throttled per name (5 in 15 minutes) and per client address (30),
-/// with 429 `too_many_attempts`; at most `checking.limit` logins are checked or wait for
-/// their bcrypt at once (each takes ~0.25 s of CPU), more get 503 `busy`.
+/// Logins cannot be turned into a lockout (`Budgets`): failures are counted before each
+/// check, per name and address (5 in 15 minutes) and per address (30), with 429
+/// `budget_exceeded` past either; a name that failed often from everywhere is only slowed
+/// (each of its logins waits `loginSlowdown` first), never refused, so an attacker elsewhere
+/// can slow an operator's login but not stop it. At most `checking.limit` logins are checked
+/// or wait for their bcrypt at once (each takes ~0.25 s of CPU), one address at most a quarter
+/// of them; past that 503 `busy`.
 struct OperatorsController<Context: RequestContext>: Sendable {
     let store: any OperatorStore
     let auth: OperatorAuth
@@ -16,10 +20,28 @@ struct OperatorsController<Context: RequestContext>: Sendable {
     /// Secure cookies when the public web URL is https.
     let secureCookies: Bool
     let sessionLifetime: Duration
-    let nameFailures = AttemptThrottle(limit: 5, window: .seconds(15 * 60))
-    let addressFailures = AttemptThrottle(limit: 30, window: .seconds(15 * 60))
+    let pairFailures: AttemptThrottle
+    let addressFailures: AttemptThrottle
+    let nameFailures: AttemptThrottle
+    let slowdown: Duration
     /// Logins whose password check is running or waiting for a thread.
     let checking: Slots
+
+    init(
+        store: any OperatorStore, auth: OperatorAuth, maxBodySize: Int, secureCookies: Bool, sessionLifetime: Duration,
+        budgets: Budgets, checking: Slots
+    ) {
+        self.store = store
+        self.auth = auth
+        self.maxBodySize = maxBodySize
+        self.secureCookies = secureCookies
+        self.sessionLifetime = sessionLifetime
+        self.pairFailures = AttemptThrottle(budgets.loginFailuresPerNameAndAddress)
+        self.addressFailures = AttemptThrottle(budgets.loginFailuresPerAddress)
+        self.nameFailures = AttemptThrottle(budgets.loginFailuresPerName)
+        self.slowdown = budgets.loginSlowdown
+        self.checking = checking
+    }
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -39,25 +61,43 @@ struct OperatorsController<Context: RequestContext>: Sendable {
 
     @Sendable func login(_ request: Request, context: Context) async throws -> Response {
         let body = try await request.decodeJSON(LoginBody.self, limit: maxBodySize)
-        let nameKey = "name:\(body.name.prefix(64))"
-        let addressKey = "address:\(context.clientAddress)"
-        try addressFailures.check(addressKey, what: "logins from your address")
-        try nameFailures.check(nameKey, what: "logins for this name")
+        let name = String(body.name.prefix(64))
+        let address = context.clientAddress
+        let (nameKey, addressKey, pairKey) = ("name:\(name)", "address:\(address)", "pair:\(name)\u{0}\(address)")
+        // Each attempt is a failure until it succeeds: counted before the check, so attempts
+        // sent at once are held to the budget.
+        try addressFailures.reserve(addressKey, what: "logins from your address")
+        do {
+            try pairFailures.reserve(pairKey, what: "logins for this name from your address")
+        } catch {
+            addressFailures.forgive(addressKey)
+            throw error
+        }
+        var succeeded = false
+        defer {
+            if succeeded {
+                addressFailures.forgive(addressKey)
+                pairFailures.reset(pairKey)
+            }
+        }
+        // A name guessed at from everywhere is slowed, never locked.
+        if nameFailures.isOver(nameKey) { try await Task.sleep(for: slowdown) }
         let account = Operator.isValidName(body.name) ? try await store.operatorAccount(named: body.name) : nil
-        // A flood of logins from many addresses waits in a bounded line, not an endless one.
-        guard checking.take() else {
+        // A flood of logins waits in a bounded line, shared between addresses.
+        guard checking.take(address) else {
+            addressFailures.forgive(addressKey)
+            pairFailures.forgive(pairKey)
             throw ExamBellError(
                 status: 503, code: "busy", message: "Too many logins are being checked at once; try again in a few seconds."
             )
         }
-        defer { checking.give() }
+        defer { checking.give(address) }
         let matched = try await Passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
         guard matched, let account = account?.account, !account.disabled else {
             nameFailures.fail(nameKey)
-            addressFailures.fail(addressKey)
             throw ExamBellError.unauthorized("Wrong name or password, or the operator is disabled.")
         }
-        nameFailures.reset(nameKey)
+        succeeded = true
         let secret = SecretToken.random()
         let csrfToken = SecretToken.random()
         let expiresAt = Timestamp.now().adding(seconds: sessionLifetime.components.seconds)

@@ -8,7 +8,7 @@
 // its planned end (everyone or listed candidates, previewed before it is confirmed, reason
 // required), ends one candidate, and sends announcements; the receipts of the end (told,
 // locked, saved, who is missing at which step) and late submissions show as they come.
-import { t, installLanguageSwitch, formatTime } from "/static/i18n.js";
+import { t, installLanguageSwitch, formatTime, isolate } from "/static/i18n.js";
 import { fetchJSON } from "/static/socket.js";
 
 const errorBox = document.getElementById("error");
@@ -93,7 +93,7 @@ function renderDetail(force = false) {
   const { exam, roster, audit } = detail;
   section.dataset.exam = exam.examId;
   section.dataset.status = exam.status;
-  document.getElementById("detail-title").textContent = t("admin.detail", { examId: exam.examId, title: exam.title });
+  document.getElementById("detail-title").textContent = t("admin.detail", { examId: exam.examId, title: isolate(exam.title) });
   document.getElementById("detail-actions").replaceChildren(...actionsFor(exam));
   const lines = [t("admin.detail.status", { status: t(`status.${exam.status}`) }),
     t("admin.detail.items", { choice: exam.choiceItems, short: exam.shortItems })];
@@ -116,7 +116,7 @@ function renderDetail(force = false) {
     document.getElementById("delivery-pending").replaceChildren(...pending.map((c) => {
       const li = document.createElement("li");
       li.dataset.candidate = c.candidateId;
-      li.textContent = `${c.name} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
+      li.textContent = `${isolate(c.name)} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
       return li;
     }));
   }
@@ -175,7 +175,7 @@ async function act(action) {
 
 function askEnd(exam) {
   pendingEnd = exam;
-  document.getElementById("end-question").textContent = t("admin.endQuestion", { examId: exam.examId, title: exam.title });
+  document.getElementById("end-question").textContent = t("admin.endQuestion", { examId: exam.examId, title: isolate(exam.title) });
   document.getElementById("end-reason").value = "";
   document.getElementById("end-dialog").showModal();
 }

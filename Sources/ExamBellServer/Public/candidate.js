@@ -247,13 +247,31 @@ function setPlannedEnd(end) {
   tickClock();
 }
 
-// Announcements: shown until dismissed; dismissed ones are remembered on this device.
+// Announcements: the latest few (MAX_SHOWN) shown until dismissed, with how many there are in
+// all; never a stack that pushes the answer sheet down. Dismissed ones are remembered on this
+// device.
 function dismissedKey() { return `exambell:${session.examId}:${session.id}:dismissed`; }
 const shownAnnouncements = new Map();
+const MAX_SHOWN = 3;
+const knownAnnouncements = new Set();
+let announcementTotal = 0;
+
+function countAnnouncements(total = 0) {
+  announcementTotal = Math.max(announcementTotal, total, knownAnnouncements.size);
+  const count = document.getElementById("announcement-count");
+  count.hidden = announcementTotal <= shownAnnouncements.size;
+  count.textContent = t("candidate.announcementCount", { count: announcementTotal });
+}
+
+function showAnnouncements({ announcements, total }) {
+  announcements.forEach(showAnnouncement);
+  countAnnouncements(total);
+}
 
 function showAnnouncement(notice) {
+  knownAnnouncements.add(notice.announcementId);
   const dismissed = JSON.parse(localStorage.getItem(dismissedKey()) || "[]");
-  if (dismissed.includes(notice.announcementId) || shownAnnouncements.has(notice.announcementId)) return;
+  if (dismissed.includes(notice.announcementId) || shownAnnouncements.has(notice.announcementId)) return countAnnouncements();
   const box = document.createElement("div");
   box.className = "announcement";
   box.setAttribute("role", "alert");
@@ -277,6 +295,13 @@ function showAnnouncement(notice) {
   box.append(text, when, close);
   shownAnnouncements.set(notice.announcementId, box);
   document.getElementById("announcements").append(box);
+  // Only the latest few stay on screen; the count says there were more.
+  for (const [id, older] of shownAnnouncements) {
+    if (shownAnnouncements.size <= MAX_SHOWN) break;
+    older.remove();
+    shownAnnouncements.delete(id);
+  }
+  countAnnouncements();
 }
 
 // After a reconnect: what may have happened while the page was away.
@@ -292,8 +317,7 @@ async function resync() {
     } else if (lockedLocally) {
       unlock();
     }
-    const { announcements } = await fetchJSON("/api/announcements", token);
-    announcements.forEach(showAnnouncement);
+    showAnnouncements(await fetchJSON("/api/announcements", token));
   } catch {
     // Still away; the next reconnect tries again.
   }
@@ -408,7 +432,7 @@ async function main() {
       }
     },
   });
-  fetchJSON("/api/announcements", token).then(({ announcements }) => announcements.forEach(showAnnouncement)).catch(() => {});
+  fetchJSON("/api/announcements", token).then(showAnnouncements).catch(() => {});
   // Back online: a final save waiting for its retry goes at once.
   window.addEventListener("online", () => { if (ended && !finalSent) { finalDelay = 1000; finalSave(); } });
 }

@@ -38,6 +38,7 @@ const messages = {
     "candidate.saveLate": "종료 후 도착한 답안은 늦은 제출로 보관되었습니다 ({message})",
     "candidate.timeChanged": "종료 시각이 {time}(으)로 변경되었습니다.",
     "candidate.dismiss": "확인",
+    "candidate.announcementCount": "공지 {count}건 중 최근 것만 표시합니다.",
     "candidate.handIn": "제출",
     "candidate.handInHint": "다 풀었으면 제출할 수 있습니다.",
     "candidate.handInQuestion": "답안을 제출하시겠습니까? 제출 후에는 답안을 고칠 수 없습니다.",
@@ -230,6 +231,7 @@ const messages = {
     "candidate.saveLate": "Answers that arrived after the end were kept as a late submission ({message})",
     "candidate.timeChanged": "The end time changed to {time}.",
     "candidate.dismiss": "OK",
+    "candidate.announcementCount": "{count} announcements in all; the latest are shown.",
     "candidate.handIn": "Hand in",
     "candidate.handInHint": "Finished? You can hand in now.",
     "candidate.handInQuestion": "Hand in your answers? You cannot change them afterwards.",
@@ -399,6 +401,12 @@ export function lang() {
 export function t(key, vars = {}) {
   const text = messages[lang()][key] ?? messages.ko[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => (vars[name] ?? `{${name}}`));
+}
+
+// Text someone typed (a name, a title), isolated for display: a right-to-left override
+// inside it ends with it and cannot turn the id or status beside it around.
+export function isolate(text) {
+  return `\u2068${text ?? ""}\u2069`;
 }
 
 // Fills the marked elements under `root` in the current language.

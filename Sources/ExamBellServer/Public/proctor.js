@@ -4,7 +4,7 @@
 // whether its page has a new one), its end's receipts (told, locked, saved), who is missing
 // at which step, and announcements: the proctor may send one to the exam's candidates.
 import { connectSocket, sessionToken, fetchJSON, openSession, showConnection } from "/static/socket.js";
-import { t, installLanguageSwitch, formatTime, formatClock } from "/static/i18n.js";
+import { t, installLanguageSwitch, formatTime, formatClock, isolate } from "/static/i18n.js";
 
 const token = sessionToken();
 const connection = document.getElementById("connection");
@@ -87,7 +87,7 @@ function render() {
   document.getElementById("pending").replaceChildren(...pending.map((c) => {
     const li = document.createElement("li");
     li.dataset.candidate = c.candidateId;
-    li.textContent = `${c.name} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
+    li.textContent = `${isolate(c.name)} (${c.candidateId}) – ${t(c.connected ? "proctor.online" : "proctor.offline")}`;
     return li;
   }));
 }

@@ -1,6 +1,7 @@
 import ExamBellCore
 import Foundation
 import JWTKit
+import Synchronization
 
 /// Who a browser is: its id, role and exam, as carried by its signed session token.
 public struct Session: Sendable, Hashable {
@@ -26,6 +27,8 @@ public struct SessionTokens: Sendable {
         var exp: ExpirationClaim
         /// `socket` for a socket ticket; absent for a session token.
         var use: String?
+        /// A ticket's own id: it opens one socket (`TicketLedger`).
+        var jti: String?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
@@ -34,6 +37,8 @@ public struct SessionTokens: Sendable {
 
     private let keys: JWTKeyCollection
     private let lifetime: Duration
+    /// The tickets already shown to this node.
+    private let ledger = TicketLedger()
     /// Refuses the tokens of exams whose sessions have closed; nil for no such check.
     public let closing: SessionClosing?
 
@@ -59,15 +64,20 @@ public struct SessionTokens: Sendable {
     }
 
     private func sign(subject: String, role: SessionRole, examId: String, expiry: Date, use: String? = nil) async throws -> String {
-        try await keys.sign(Claims(sub: .init(value: subject), role: role.rawValue, exam: examId, exp: .init(value: expiry), use: use))
+        try await keys.sign(
+            Claims(
+                sub: .init(value: subject), role: role.rawValue, exam: examId, exp: .init(value: expiry), use: use,
+                jti: use == nil ? nil : SecretToken.random()
+            ))
     }
 
     /// How long a socket ticket opens sockets.
     public static let ticketLifetime: Duration = .seconds(30)
 
     /// A socket ticket for `session`: what the pages put in the WebSocket's URL instead of
-    /// their session token, since proxies and load balancers log URLs. It opens a socket
-    /// for 30 s (or until `expiry`) and is no session token: the API refuses it.
+    /// their session token, since proxies and load balancers log URLs. It opens one socket
+    /// within 30 s (or until `expiry`): a second handshake with it is refused (401
+    /// `ticket_used`) by the node that saw the first. It is no session token: the API refuses it.
     public func ticket(for session: Session, expiry: Date? = nil) async throws -> String {
         try await sign(
             subject: session.subject, role: session.role, examId: session.examId,
@@ -102,6 +112,11 @@ public struct SessionTokens: Sendable {
         if claims.use != nil, purpose == .api || claims.use != "socket" {
             throw .unauthorized("A socket ticket opens a socket only; the API takes the session token.")
         }
+        if claims.use == "socket" {
+            guard let id = claims.jti, ledger.firstUse(id, until: claims.exp.value) else {
+                throw ExamBellError(status: 401, code: "ticket_used", message: "This socket ticket was used already; ask for a new one.")
+            }
+        }
         try await closing?.check(examId: claims.exam)
         return Session(subject: claims.sub.value, role: role, examId: claims.exam)
     }
@@ -115,5 +130,22 @@ public struct SessionTokens: Sendable {
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return nil }
         return object["alg"] as? String
+    }
+}
+
+/// The socket tickets a node has taken, each until it expires: a ticket opens one socket.
+/// Bounded by the tickets' 30 s life (and the page-call budget that issues them).
+final class TicketLedger: Sendable {
+    private let used = Mutex<[String: Date]>([:])
+
+    /// True the first time `id` is shown (and notes it until `expiry`), false after.
+    func firstUse(_ id: String, until expiry: Date) -> Bool {
+        let now = Date()
+        return used.withLock { used in
+            if used.count > 10_000 { used = used.filter { $0.value > now } }
+            guard used[id] == nil else { return false }
+            used[id] = expiry
+            return true
+        }
     }
 }

@@ -17,8 +17,8 @@ import NIOWebSocket
 /// loop: no task, no async stream, no buffer of its own per browser. Every other request goes
 /// to the router; a handshake the server refuses is answered here with its JSON reason (401,
 /// 503) and the connection closed (NIO's upgrader has consumed its request head, so the
-/// router never sees it). A `ConnectionGuard` comes first until the first request head has
-/// arrived (time, size, unfinished connections per address). The pipeline of an admitted browser, head to tail:
+/// router never sees it). A `ConnectionGuard` comes first (every request's head and body
+/// in time and size, connections per address and in all) until the connection is upgraded. The pipeline of an admitted browser, head to tail:
 /// `WebSocketFrameEncoder`, `WebSocketFrameDecoder` (4 KiB frames at most), `BrowserHandler`.
 struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     /// What a connection became: a browser (served by its handler from now on) or HTTP.
@@ -42,6 +42,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
         var isWebSocket = true
         /// The `X-Forwarded-For` values (read only from a trusted proxy).
         var forwardedFor: [String]
+        /// Why the socket server refused it, once it was asked.
+        var refusal: ExamBellError?
 
         init(_ head: HTTPRequestHead) {
             uri = head.uri
@@ -62,11 +64,11 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
     let server: SocketServer
     let http1: HTTP1Channel.Configuration
     let guardLimits: ConnectionGuard.Limits
-    let pending: ConnectionGuard.Pending
+    let budgets: ConnectionBudgets
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ConnectionGuard(limits: guardLimits, pending: pending))
+            let connectionGuard = ConnectionGuard(limits: guardLimits, budgets: budgets, answersParseErrors: true)
             // The browser the handshake admitted, from `shouldUpgrade` to the handler.
             let admitted = NIOLoopBoundBox<SocketServer.Admitted?>(nil, eventLoop: channel.eventLoop)
             // A handshake that was tried (target, Origin, Host), for the answer to a refused one.
@@ -80,20 +82,35 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     let attempt = attempted.value ?? Attempt(head)
                     let client = server.client(peer: channel.remoteAddress?.ipAddress, forwardedFor: attempt.forwardedFor)
-                    let promise = channel.eventLoop.makePromise(of: SocketServer.Admitted?.self)
+                    let promise = channel.eventLoop.makePromise(of: Result<SocketServer.Admitted, ExamBellError>?.self)
                     promise.completeWithTask {
                         await server.admit(uri: attempt.uri, method: head.method, origin: attempt.origin, host: attempt.host, client: client)
                     }
-                    return promise.futureResult.map { browser in
-                        admitted.value = browser
-                        return browser.map { _ in HTTPHeaders() }
+                    // Back on the channel's event loop: the boxes are its own.
+                    return promise.futureResult.map { result in
+                        switch result {
+                        case .success(let browser):
+                            admitted.value = browser
+                            return HTTPHeaders()
+                        case .failure(let refusal):
+                            var refused = attempt
+                            refused.refusal = refusal
+                            attempted.value = refused
+                            return nil
+                        case nil:
+                            return nil
+                        }
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
                         guard let browser = admitted.value else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+                        // HTTP's phases are over: the guard stops timing, its reporter goes.
+                        try channel.pipeline.syncOperations.handler(type: ConnectionGuard.self).upgraded()
+                        channel.pipeline.syncOperations.removeHandler(
+                            context: try channel.pipeline.syncOperations.context(handlerType: RequestPhases.self), promise: nil)
                         try channel.pipeline.syncOperations.addHandler(
-                            BrowserHandler(session: browser.session, address: browser.address, server: server)
+                            BrowserHandler(seat: browser.seat, server: server)
                         )
                         return Upgrade.browser
                     }
@@ -125,6 +142,7 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
             let future = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<Upgrade>.self)
             try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(attempted: attempted), position: .before(upgradeHandler))
+            try RequestPhases.install(connectionGuard, on: channel)
             return Value(upgrade: future, channel: channel)
         }
     }
@@ -160,6 +178,8 @@ struct BrowserChannel: ServerChildChannel, HTTPChannelHandler {
                 status: 400, code: "invalid_websocket_handshake",
                 message: "A WebSocket handshake needs a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)."
             )
+        } else if let refusal = attempt.refusal {
+            error = refusal
         } else if let refusal = await server.refusal(
             token: SocketServer.credential(of: target).value, origin: attempt.origin, host: attempt.host,
             client: server.client(peer: peer, forwardedFor: attempt.forwardedFor)

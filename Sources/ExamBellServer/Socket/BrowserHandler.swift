@@ -18,9 +18,9 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// How long a browser has to answer our close frame before its connection is closed.
     static let closeGrace: TimeAmount = .seconds(1)
 
-    let session: Session
-    /// The client address it is counted by, when the node caps sockets per address.
-    let address: String?
+    /// Its place on the node (its session, the address it is counted by), given back when it leaves.
+    let seat: SocketHub.Seat
+    var session: Session { seat.session }
     let server: SocketServer
     private var context: ChannelHandlerContext?
     /// The frame encoder's place in the pipeline: pre-encoded frames are written from there.
@@ -36,9 +36,8 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Whether a close frame was sent (by us, or in answer to the browser's).
     private var closing = false
 
-    init(session: Session, address: String?, server: SocketServer) {
-        self.session = session
-        self.address = address
+    init(seat: SocketHub.Seat, server: SocketServer) {
+        self.seat = seat
         self.server = server
     }
 
@@ -46,7 +45,7 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
         encoder = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        id = server.hub.join(session, address: address, browser: BrowserLink(channel: context.channel, handler: bound))
+        id = server.hub.join(seat, browser: BrowserLink(channel: context.channel, handler: bound))
         server.logger.debug("browser joined", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
         if !server.hub.hasEnded(session.examId) {
             let (server, session) = (self.server, self.session)
@@ -70,9 +69,9 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func leave() {
         pinger?.cancel()
         pinger = nil
-        guard let id else { return }
+        guard let id else { return seat.release() }
         self.id = nil
-        server.hub.leave(id, examId: session.examId, address: address)
+        server.hub.leave(id, seat: seat)
         server.logger.debug("browser left", metadata: ["examId": "\(session.examId)", "role": "\(session.role.rawValue)"])
     }
 
@@ -113,6 +112,8 @@ final class BrowserHandler: ChannelInboundHandler, RemovableChannelHandler {
         let frame = unwrapInboundIn(data)
         // RFC 6455 §5.1: a client masks every frame; an unmasked one is a protocol error.
         guard frame.maskKey != nil else { return close(code: .protocolError, reason: "unmasked client frame") }
+        // §5.2: RSV bits are for negotiated extensions, and this server negotiates none.
+        guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return close(code: .protocolError, reason: "RSV bit without an extension") }
         switch frame.opcode {
         case .connectionClose:
             if !closing {

@@ -44,9 +44,9 @@ public final class SocketHub: Sendable {
         var rooms: [String: Room] = [:]
         var nextId: UInt64 = 0
         var count = 0
-        /// Open connections per session, for the per-session cap.
+        /// Seats held (see `Seat`) in all, per session and per client address (when the node
+        /// counts addresses; else empty).
         var perSession: [Session: Int] = [:]
-        /// Open connections per client address, when the node caps them (else empty).
         var perAddress: [String: Int] = [:]
     }
 
@@ -63,14 +63,77 @@ public final class SocketHub: Sendable {
         self.forgetEndedAfter = forgetEndedAfter
     }
 
-    /// Adds a browser (from `address` when the node counts addresses); returns its id. A
-    /// browser of an exam that ended is told at once.
-    func join(_ session: Session, address: String? = nil, browser: BrowserLink) -> UInt64 {
-        let (id, end) = state.withLock { state in
-            state.nextId += 1
+    /// What one browser may hold on this node: the budgets `reserve` checks.
+    struct SeatLimits: Sendable {
+        /// Browsers on this node in all.
+        var node: Int
+        /// Sockets of one session token (a reload, a second tab).
+        var perSession: Int
+        /// Sockets of one client address, when the node counts addresses.
+        var perAddress: Int?
+    }
+
+    /// Which budget a handshake would overdraw.
+    enum SeatRefusal: Error, Equatable {
+        case session, address, node
+    }
+
+    /// A place on this node, held from a handshake's admission until its browser leaves (or the
+    /// handshake fails: a seat no one holds any more frees itself). Reserving before the
+    /// upgrade, under the hub's lock, is what keeps the per-session and per-address budgets
+    /// whole when one token's handshakes arrive all at once.
+    final class Seat: Sendable {
+        let session: Session
+        /// The client address it is counted by, when the node counts addresses.
+        let address: String?
+        private let hub: SocketHub
+        private let held = Atomic<Bool>(true)
+
+        fileprivate init(session: Session, address: String?, hub: SocketHub) {
+            self.session = session
+            self.address = address
+            self.hub = hub
+        }
+
+        /// Gives the place back (once).
+        func release() {
+            guard held.exchange(false, ordering: .acquiringAndReleasing) else { return }
+            hub.free(session: session, address: address)
+        }
+
+        deinit { release() }
+    }
+
+    /// Takes a place for a browser of `session` (from `address`) if every budget has room, in
+    /// one step: concurrent handshakes cannot overdraw a budget.
+    func reserve(_ session: Session, address: String?, limits: SeatLimits) -> Result<Seat, SeatRefusal> {
+        let refusal: SeatRefusal? = state.withLock { state in
+            if state.perSession[session, default: 0] >= limits.perSession { return .session }
+            if let limit = limits.perAddress, let address, state.perAddress[address, default: 0] >= limit { return .address }
+            if state.count >= limits.node { return .node }
             state.count += 1
             state.perSession[session, default: 0] += 1
             if let address { state.perAddress[address, default: 0] += 1 }
+            return nil
+        }
+        if let refusal { return .failure(refusal) }
+        return .success(Seat(session: session, address: address, hub: self))
+    }
+
+    private func free(session: Session, address: String?) {
+        state.withLock { state in
+            state.count -= 1
+            state.perSession.countDown(session)
+            if let address { state.perAddress.countDown(address) }
+        }
+    }
+
+    /// Adds the browser that holds `seat`; returns its id. A browser of an exam that ended is
+    /// told at once.
+    func join(_ seat: Seat, browser: BrowserLink) -> UInt64 {
+        let session = seat.session
+        let (id, end) = state.withLock { state in
+            state.nextId += 1
             var member = Member(session: session, browser: browser)
             var end: ByteBuffer?
             do {
@@ -105,16 +168,14 @@ public final class SocketHub: Sendable {
         encode(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
     }
 
-    /// Removes a browser (joined from `address`).
-    func leave(_ id: UInt64, examId: String, address: String? = nil) {
+    /// Removes a browser and gives its seat back.
+    func leave(_ id: UInt64, seat: Seat) {
         state.withLock { state in
             // In place: copying the room out would copy its members (O(browsers) per leave).
-            guard let member = state.rooms[examId]?.members.removeValue(forKey: id) else { return }
-            state.count -= 1
-            state.perSession.countDown(member.session)
-            if let address { state.perAddress.countDown(address) }
-            state.rooms[examId]?.dirty = true
+            guard state.rooms[seat.session.examId]?.members.removeValue(forKey: id) != nil else { return }
+            state.rooms[seat.session.examId]?.dirty = true
         }
+        seat.release()
     }
 
     /// Whether this node knows that the exam ended.
@@ -298,12 +359,9 @@ public final class SocketHub: Sendable {
         }
     }
 
-    /// How many browsers this node holds.
+    /// How many browsers this node holds (joined, or admitted and upgrading).
     public var connectionCount: Int { state.withLock { $0.count } }
 
     /// The browsers open on this node for one session (a candidate's or proctor's token).
     func connections(of session: Session) -> Int { state.withLock { $0.perSession[session] ?? 0 } }
-
-    /// The browsers open on this node from one client address (counted when the node caps them).
-    func connections(from address: String) -> Int { state.withLock { $0.perAddress[address] ?? 0 } }
 }

@@ -19,8 +19,8 @@ struct SocketServer: Sendable {
     let maxConnections: Int
     /// Connections one session token may hold open on this node at once.
     var maxConnectionsPerSession = 3
-    /// Origins (lowercased `scheme://host[:port]`) whose pages may open sockets.
-    var allowedOrigins: Set<String> = []
+    /// Which pages may open sockets.
+    var origins = OriginPolicy()
     /// Sockets one client address may hold open on this node; nil for no cap (the default:
     /// an exam hall behind one NAT address, or a load balancer not declared trusted, would
     /// hit it). Behind trusted proxies, the address is the one they forward for.
@@ -42,17 +42,15 @@ struct SocketServer: Sendable {
 
     /// Why a browser may not connect now, as the error the HTTP route `GET /ws` answers.
     /// `origin` and `host` are the handshake's headers (see `allows(origin:host:)`), `client`
-    /// the address it is counted by.
+    /// the address it is counted by. (A seat it could take is given back at once.)
     func refusal(token: String?, origin: String? = nil, host: String? = nil, client: String? = nil) async -> ExamBellError? {
         guard case .failure(let refusal) = await admission(token: token, origin: origin, host: host, client: client) else { return nil }
         return refusal
     }
 
-    /// A browser the node takes: its session, and the address it is counted by (when the
-    /// node caps sockets per address).
+    /// A browser the node takes: its seat (its session, and the address it is counted by).
     struct Admitted: Sendable {
-        var session: Session
-        var address: String?
+        var seat: SocketHub.Seat
     }
 
     /// The address a handshake from `peer` is counted by, when the node counts addresses.
@@ -61,16 +59,20 @@ struct SocketServer: Sendable {
         return trustedProxies.client(peer: peer, forwardedFor: forwardedFor)
     }
 
-    /// The session of a `GET /ws?token=` WebSocket handshake this node admits now, or nil:
-    /// a refused browser is not upgraded, and its request goes on to the HTTP route
-    /// (`addRoutes`), which answers with the clear error.
-    func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?, client: String?) async -> Admitted? {
+    /// The seat of a `GET /ws?token=` WebSocket handshake this node admits now, or why not
+    /// (nil: it is no handshake to `/ws`). A refused browser is not upgraded; its connection
+    /// answers with the error (`BrowserChannel`), which is decided here once: a ticket is
+    /// spent by its first look.
+    func admit(uri: String, method: NIOHTTP1.HTTPMethod, origin: String?, host: String?, client: String?) async
+        -> Result<Admitted, ExamBellError>?
+    {
         let uri = URI(uri)
         guard uri.path == "/ws", method == .GET else { return nil }
         let (credential, isTicket) = Self.credential(of: uri)
-        guard let session = try? await admission(token: credential, origin: origin, host: host, client: client).get() else { return nil }
-        metrics.admitted(byTicket: isTicket)
-        return Admitted(session: session, address: client)
+        return await admission(token: credential, origin: origin, host: host, client: client).map { seat in
+            metrics.admitted(byTicket: isTicket)
+            return Admitted(seat: seat)
+        }
     }
 
     /// What a handshake shows: `?ticket=` (the pages', `SessionTokens.ticket`) or DESIGN's
@@ -80,13 +82,15 @@ struct SocketServer: Sendable {
         return (uri.queryParameters.get("token"), false)
     }
 
-    /// A handshake's session when this node takes it now (its token verified once), or why not.
-    private func admission(token: String?, origin: String?, host: String?, client: String?) async -> Result<Session, ExamBellError> {
-        guard allows(origin: origin, host: host) else {
+    /// The seat of a handshake this node takes now (its token verified once, its budgets
+    /// reserved in one step), or why not.
+    private func admission(token: String?, origin: String?, host: String?, client: String?) async -> Result<SocketHub.Seat, ExamBellError> {
+        guard origins.allows(origin: origin, host: host) else {
             return .failure(
                 ExamBellError(
                     status: 403, code: "origin_not_allowed",
-                    message: "WebSocket connections are taken from ExamBell's own pages only (\(allowedOrigins.sorted().joined(separator: ", ")))."
+                    message:
+                        "WebSocket connections are taken from ExamBell's own pages only (\(origins.allowedOrigins.sorted().joined(separator: ", ")))."
                 ))
         }
         let session: Session
@@ -98,42 +102,30 @@ struct SocketServer: Sendable {
         if hub.isDraining {
             return .failure(ExamBellError(status: 503, code: "socket_node_draining", message: "This socket node is shutting down; try another node."))
         }
-        // One person's token opens a few connections (a reload, a second tab), never the node.
-        if hub.connections(of: session) >= maxConnectionsPerSession {
+        let limits = SocketHub.SeatLimits(node: maxConnections, perSession: maxConnectionsPerSession, perAddress: maxConnectionsPerAddress)
+        switch hub.reserve(session, address: client, limits: limits) {
+        case .success(let seat):
+            return .success(seat)
+        case .failure(.session):
+            // One person's token opens a few connections (a reload, a second tab), never the node.
             return .failure(
                 ExamBellError(
                     status: 429, code: "too_many_connections",
                     message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
                 ))
-        }
-        if let limit = maxConnectionsPerAddress, let client, hub.connections(from: client) >= limit {
+        case .failure(.address):
             return .failure(
                 ExamBellError(
                     status: 429, code: "too_many_connections",
-                    message: "Your address already has \(limit) connections open on this node."
+                    message: "Your address already has \(maxConnectionsPerAddress ?? 0) connections open on this node."
                 ))
-        }
-        if hub.connectionCount >= maxConnections {
+        case .failure(.node):
             return .failure(
                 ExamBellError(
                     status: 503, code: "socket_node_full",
                     message: "This socket node holds its maximum of \(maxConnections) browsers; try another node."
                 ))
         }
-        return .success(session)
-    }
-
-    /// Whether a handshake's `Origin` may open a browser's socket (a page elsewhere must not
-    /// ride a candidate's token). Browsers send the page's `http(s)://` origin (or `null`):
-    /// it must be the public web URL's origin or the one the request was sent to (`Host`:
-    /// pages and `/ws` behind one load balancer, or `exambell serve`). No `Origin`, or
-    /// another scheme (`ws://`, as some WebSocket libraries send), is no browser page.
-    func allows(origin: String?, host: String?) -> Bool {
-        guard let origin = origin?.lowercased() else { return true }
-        guard origin == "null" || origin.hasPrefix("http://") || origin.hasPrefix("https://") else { return true }
-        if allowedOrigins.contains(origin) { return true }
-        guard let host = host?.lowercased(), !host.isEmpty else { return false }
-        return origin == "http://\(host)" || origin == "https://\(host)"
     }
 
     /// `GET /ws` that was not upgraded: the reason, with its status (401, 503, or 400 for a

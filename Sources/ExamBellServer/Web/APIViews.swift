@@ -1,4 +1,5 @@
 import ExamBellCore
+import Hummingbird
 
 /// The JSON bodies the API answers with.
 struct ExamView: Codable, Sendable {
@@ -35,8 +36,10 @@ struct ExamView: Codable, Sendable {
     var shortItems: Int
 }
 
+/// One page of exams, newest first; `next` is the `after` of the next page, nil on the last.
 struct ExamListView: Codable, Sendable {
     var exams: [ExamView]
+    var next: String?
 }
 
 struct RegistrationView: Codable, Sendable {
@@ -201,12 +204,46 @@ struct AnnouncementIdView: Codable, Sendable {
     var announcementId: String
 }
 
+/// The latest announcements (`Budgets.latestAnnouncements`), oldest first, and how many
+/// there are in all.
 struct AnnouncementsView: Codable, Sendable {
     var announcements: [AnnouncementView]
+    var total: Int
 }
 
+/// One page of late submissions; `next` is the `after` of the next page, nil on the last.
 struct LateSubmissionsView: Codable, Sendable {
     var lateSubmissions: [LateSubmission]
+    var next: String?
+}
+
+/// A list call's page: `?limit=` rows (1 to `Budgets.maxListRows`; default
+/// `defaultListRows`) after the row `?after=` names (the previous page's `next`).
+struct ListPage: Sendable {
+    var limit: Int
+    var after: String?
+
+    /// `after` as a row number (late submissions); 400 when it is none.
+    func afterNumber() throws -> Int64? {
+        guard let after else { return nil }
+        guard let number = Int64(after), number >= 0 else {
+            throw ExamBellError.badRequest(code: "invalid_after", "after must be the id of a row of the previous page.")
+        }
+        return number
+    }
+
+    init(_ request: Request, budgets: Budgets) throws {
+        let query = request.uri.queryParameters
+        if let text = query.get("limit") {
+            guard let limit = Int(text), (1...budgets.maxListRows).contains(limit) else {
+                throw ExamBellError.badRequest(code: "invalid_limit", "limit must be 1 to \(budgets.maxListRows) (rows a list call returns).")
+            }
+            self.limit = limit
+        } else {
+            limit = budgets.defaultListRows
+        }
+        after = query.get("after")
+    }
 }
 
 struct ProctorListView: Codable, Sendable {

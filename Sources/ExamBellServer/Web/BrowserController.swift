@@ -15,6 +15,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     let sessions: SessionTokens
     let examDay: ExamDayService
     let metrics: NodeMetrics
+    let spending: Spending
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -29,7 +30,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
 
     /// A socket ticket for the caller's session (`SessionTokens.ticket`).
     @Sendable func socketTicket(_ request: Request, context: Context) async throws -> JSONResponse<SocketTicketView> {
-        let session = try await sessions.verify(request.bearerToken)
+        let session = try await pageSession(request)
         return JSONResponse(
             value: SocketTicketView(
                 ticket: try await sessions.ticket(for: session), expiresInSeconds: Int(SessionTokens.ticketLifetime.components.seconds)
@@ -38,7 +39,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
 
     /// Who the session token's browser is, and its exam's state: what a page shows first.
     @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
-        let session = try await sessions.verify(request.bearerToken)
+        let session = try await pageSession(request)
         let plan = try await backends.store.existingExam(session.examId)
         let candidate: Candidate? =
             session.role == .candidate ? try await backends.store.candidates(ids: [session.subject]).first : nil
@@ -83,7 +84,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// Saves answers while the exam runs, and within the grace window after its end for
     /// answers already in flight; after that 409 `exam_ended`. Both outcomes are audited.
     @Sendable func saveAnswers(_ request: Request, context: Context) async throws -> JSONResponse<AnswerSaveView> {
-        let session = try await candidateSession(request)
+        let session = try await candidateSession(request, budget: spending.answerSaves)
         let plan = try await backends.store.existingExam(session.examId)
         let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
         let final = body.final ?? false
@@ -92,7 +93,9 @@ struct BrowserController<Context: RequestContext>: Sendable {
         let now = Timestamp.now()
         let outcome = try await backends.store.saveAnswers(
             candidateId: session.subject, examId: plan.examId, answers, at: now,
-            window: AnswerWindow(graceSeconds: configuration.answerGraceSeconds), final: final
+            window: AnswerWindow(
+                graceSeconds: configuration.answerGraceSeconds, lateBytesPerCandidate: configuration.budgets.lateBytesPerCandidate),
+            final: final
         )
         if final {
             switch outcome {
@@ -125,10 +128,12 @@ struct BrowserController<Context: RequestContext>: Sendable {
 
     /// The announcements meant for this candidate (all of the exam's for a proctor), oldest first.
     @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
-        let session = try await sessions.verify(request.bearerToken)
-        let list = try await backends.store.announcements(
+        let session = try await pageSession(request)
+        let all = try await backends.store.announcements(
             examId: session.examId, for: session.role == .candidate ? session.subject : nil
         )
+        // The latest few, with how many there are: a page shows those, never a stack.
+        let list = all.suffix(configuration.budgets.latestAnnouncements)
         return JSONResponse(
             value: AnnouncementsView(
                 announcements: list.map {
@@ -136,13 +141,20 @@ struct BrowserController<Context: RequestContext>: Sendable {
                         announcementId: $0.announcementId, message: $0.message, timestamp: $0.timestamp.iso8601,
                         candidateIds: session.role == .candidate ? nil : $0.candidateIds, seen: nil
                     )
-                }
+                }, total: all.count
             )
         )
     }
 
-    private func candidateSession(_ request: Request) async throws -> Session {
+    /// The caller's session, once it has spent one of `budget` (its page calls by default).
+    private func pageSession(_ request: Request, budget: RateBudget? = nil) async throws -> Session {
         let session = try await sessions.verify(request.bearerToken)
+        try (budget ?? spending.pageCalls).require("\(session.role.rawValue):\(session.subject)")
+        return session
+    }
+
+    private func candidateSession(_ request: Request, budget: RateBudget? = nil) async throws -> Session {
+        let session = try await pageSession(request, budget: budget)
         guard session.role == .candidate else { throw ExamBellError.forbidden("Only a candidate's session has an answer sheet.") }
         return session
     }

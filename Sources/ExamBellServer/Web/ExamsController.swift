@@ -31,11 +31,14 @@ struct ExamsController<Context: RequestContext>: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<ExamListView> {
         _ = try await auth.require(request, context: context, .read)
+        let page = try ListPage(request, budgets: configuration.budgets)
+        if let after = page.after { try Identifier.validate(after, field: "after") }
+        let plans = try await backends.store.exams(after: page.after, limit: page.limit + 1)
         var views: [ExamView] = []
-        for plan in try await backends.store.exams() {
+        for plan in plans.prefix(page.limit) {
             views.append(try await view(of: plan))
         }
-        return JSONResponse(value: ExamListView(exams: views))
+        return JSONResponse(value: ExamListView(exams: views, next: plans.count > page.limit ? plans[page.limit - 1].examId : nil))
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {

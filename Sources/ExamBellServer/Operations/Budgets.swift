@@ -1,0 +1,150 @@
+import ExamBellCore
+import Foundation
+import Synchronization
+
+/// What each principal (an address, a session token, a candidate, a proctor, an operator, a
+/// login name) may spend, in one place with its default; the option that sets each is named
+/// beside it, and the README's "Budgets" table lists them all. Past a budget the answer is
+/// `429 budget_exceeded` (or `413`/`431` for sizes) and nothing is stored.
+///
+/// Connections are budgeted per listener by `ConnectionLimits` (head, body, idle; per
+/// address and in all), sockets per session and address by the socket node
+/// (`ExamBellConfiguration.maxConnectionsPerSession`, `maxConnectionsPerAddress`).
+public struct Budgets: Sendable {
+    /// `PUT /api/answers` per candidate (`--answer-saves-per-minute`): a page saves on each
+    /// change, debounced, so 20 at once and then 2 a second is far above a real one.
+    public var answerSaves = Rate(burst: 20, per: .milliseconds(500))
+    /// The pages' other calls per session token (`--page-calls-per-minute`): a reconnect
+    /// makes three (session, ticket, announcements).
+    public var pageCalls = Rate(burst: 60, per: .milliseconds(250))
+    /// Bytes of late submissions kept per candidate (`--late-bytes-per-candidate`): the latest
+    /// answer of each item after the grace window, never every attempt.
+    public var lateBytesPerCandidate = 256 * 1024
+    /// Announcements per sender, an operator or a proctor (`--announcements-per-minute`).
+    public var announcements = Rate(burst: 5, per: .seconds(20))
+    /// Time changes and single candidates' ends per operator (`--changes-per-minute`).
+    public var changes = Rate(burst: 30, per: .seconds(2))
+    /// Failed logins one address may make for one name before that pair waits (429).
+    public var loginFailuresPerNameAndAddress = AttemptLimit(5, per: .seconds(15 * 60))
+    /// Failed logins one address may make in all before it waits (429).
+    public var loginFailuresPerAddress = AttemptLimit(30, per: .seconds(15 * 60))
+    /// Failed logins for one name, from everywhere, before each further login for it is slowed
+    /// by `loginSlowdown` (never refused: an attacker may slow an operator, not lock them out).
+    public var loginFailuresPerName = AttemptLimit(20, per: .seconds(15 * 60))
+    /// How long a login of a name past `loginFailuresPerName` waits before it is checked.
+    public var loginSlowdown: Duration = .seconds(1)
+    /// Rows a list call returns at most (`GET /api/exams`, late submissions); `?limit=` may ask
+    /// for fewer, `?after=` pages on.
+    public var maxListRows = 500
+    /// What a list call returns when it does not say.
+    public var defaultListRows = 100
+    /// Announcements a page fetches (the latest), and shows at most at once.
+    public var latestAnnouncements = 20
+
+    public init() {}
+}
+
+/// `burst` at once, then one more each `per`: a token bucket.
+public struct Rate: Sendable, Hashable {
+    public var burst: Int
+    public var per: Duration
+
+    public init(burst: Int, per: Duration) {
+        self.burst = burst
+        self.per = per
+    }
+
+    /// Like `20, then 1 per 0.5 s`.
+    public var summary: String { "\(burst), then 1 per \(per.inSeconds) s" }
+}
+
+/// One `Rate` per principal, spent atomically: concurrent requests of one principal cannot
+/// overdraw it (each takes its token under the lock before its work).
+final class RateBudget: Sendable {
+    struct Bucket {
+        var tokens: Double
+        var at: ContinuousClock.Instant
+    }
+
+    /// What the budget is of, for the error message ("announcements per sender").
+    let name: String
+    let rate: Rate
+    private let buckets = Mutex<[String: Bucket]>([:])
+
+    init(_ name: String, _ rate: Rate) {
+        self.name = name
+        self.rate = rate
+    }
+
+    /// Takes one for `key` now; false when its bucket is empty.
+    func spend(_ key: String, now: ContinuousClock.Instant = .now) -> Bool {
+        buckets.withLock { buckets in
+            var bucket = refilled(buckets[key], now: now)
+            guard bucket.tokens >= 1 else {
+                buckets[key] = bucket
+                return false
+            }
+            bucket.tokens -= 1
+            buckets[key] = bucket
+            // Full buckets say nothing: drop them now and then, so the table holds only
+            // principals that spent lately.
+            if buckets.count > 4_096 { buckets = buckets.filter { refilled($0.value, now: now).tokens < Double(rate.burst) } }
+            return true
+        }
+    }
+
+    /// Whether `key` has one left now (without taking it).
+    func hasRoom(_ key: String, now: ContinuousClock.Instant = .now) -> Bool {
+        buckets.withLock { refilled($0[key], now: now).tokens >= 1 }
+    }
+
+    /// Gives one back to `key` (a reservation whose work was refused for another reason).
+    func refund(_ key: String) {
+        buckets.withLock { buckets in
+            guard var bucket = buckets[key] else { return }
+            bucket.tokens = min(Double(rate.burst), bucket.tokens + 1)
+            buckets[key] = bucket
+        }
+    }
+
+    /// Takes one for `key`, or throws `429 budget_exceeded` naming the budget.
+    func require(_ key: String) throws {
+        guard spend(key) else { throw exceeded() }
+    }
+
+    /// The refusal of this budget.
+    func exceeded() -> ExamBellError {
+        ExamBellError(
+            status: 429, code: "budget_exceeded",
+            message: "Budget exceeded: \(name) (\(rate.summary)). Wait a moment and try again."
+        )
+    }
+
+    private func refilled(_ bucket: Bucket?, now: ContinuousClock.Instant) -> Bucket {
+        guard var bucket else { return Bucket(tokens: Double(rate.burst), at: now) }
+        let seconds = Double((now - bucket.at).inSeconds) / rate.per.inSeconds
+        bucket.tokens = min(Double(rate.burst), bucket.tokens + seconds)
+        bucket.at = now
+        return bucket
+    }
+}
+
+/// The node's running budgets of `Budgets`' rates, one table per budget, shared by the
+/// controllers that spend them.
+struct Spending: Sendable {
+    /// `PUT /api/answers`, per candidate.
+    let answerSaves: RateBudget
+    /// The pages' other calls (`/api/session`, tickets, announcements, hand-in), per session.
+    let pageCalls: RateBudget
+    /// Announcements, per sender.
+    let announcements: RateBudget
+    /// Time changes and single ends, per operator.
+    let changes: RateBudget
+
+    init(_ budgets: Budgets) {
+        answerSaves = RateBudget("answer saves per candidate", budgets.answerSaves)
+        pageCalls = RateBudget("page calls per session", budgets.pageCalls)
+        announcements = RateBudget("announcements per sender", budgets.announcements)
+        changes = RateBudget("time changes and single ends per operator", budgets.changes)
+    }
+}

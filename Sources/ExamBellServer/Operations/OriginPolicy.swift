@@ -1,0 +1,62 @@
+import ExamBellCore
+import Foundation
+import Hummingbird
+
+/// Which pages may use a node from a browser: open a socket (`/ws`) or call the API with a
+/// credential. A page's `Origin` must be the public web URL's, one of the extra allowed
+/// origins, or the origin the request was sent to, when that `Host` is one this node serves
+/// (its public URLs' hosts, an IP address or `localhost`): a DNS-rebinding page, whose
+/// `Origin` and `Host` both name the attacker's domain, is refused. A request without an
+/// `Origin` is no browser page's and is left to its credential. WebSocket libraries send
+/// `ws://HOST` (no port): taken when HOST is the request's `Host` and one this node serves.
+/// Any other scheme (`null`, `file://`) is refused.
+struct OriginPolicy: Sendable {
+    /// Lowercased `scheme://host[:port]` origins allowed besides the request's own.
+    var allowedOrigins: Set<String>
+    /// Lowercased host names (without port) this node serves under.
+    var servedHosts: Set<String>
+
+    init(allowedOrigins: Set<String> = [], servedURLs: [String] = []) {
+        self.allowedOrigins = Set(allowedOrigins.map { $0.lowercased() })
+        self.servedHosts = Set(servedURLs.compactMap { URL(string: $0)?.host?.lowercased() })
+    }
+
+    /// Whether a request with these `Origin` and `Host` headers may go on.
+    func allows(origin: String?, host: String?) -> Bool {
+        guard let origin = origin?.lowercased() else { return true }
+        if allowedOrigins.contains(origin) { return true }
+        guard let host = host?.lowercased(), !host.isEmpty, serves(host) else { return false }
+        if origin.hasPrefix("ws://") || origin.hasPrefix("wss://") {
+            let named = origin.drop { $0 != "/" }.dropFirst(2)
+            return Self.name(of: named) == Self.name(of: Substring(host))
+        }
+        return origin == "http://\(host)" || origin == "https://\(host)"
+    }
+
+    /// The host name of `host[:port]` (or `[v6]:port`).
+    static func name(of host: Substring) -> Substring {
+        if host.hasPrefix("[") { return host.dropFirst().prefix { $0 != "]" } }
+        return host.split(separator: ":", maxSplits: 1).first ?? ""
+    }
+
+    /// Whether `host` (a `Host` header: name or address, maybe with a port) is one of ours.
+    func serves(_ host: String) -> Bool {
+        let name = Self.name(of: Substring(host))
+        if name == "localhost" || servedHosts.contains(String(name)) { return true }
+        // An address literal is no name a rebinding page could own.
+        return name.contains(":") || (!name.isEmpty && name.allSatisfy { $0.isNumber || $0 == "." } && name.split(separator: ".").count == 4)
+    }
+}
+
+/// `/api/…` called from a page another origin serves: 403 `origin_not_allowed` before any
+/// work (see `OriginPolicy`).
+struct OriginMiddleware<Context: RequestContext>: RouterMiddleware {
+    let policy: OriginPolicy
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path.hasPrefix("/api/"), !policy.allows(origin: request.headers[.origin], host: request.head.authority) {
+            throw ExamBellError(status: 403, code: "origin_not_allowed", message: "The API is taken from ExamBell's own pages only.")
+        }
+        return try await next(request, context)
+    }
+}
