@@ -7,9 +7,18 @@ extension SQLExamStore {
         try await connection { db in try await Self.audit(entry, db) }
     }
 
-    public func auditLog(examId: String) async throws -> [AuditEntry] {
+    public func auditLog(examId: String, latest: Int?) async throws -> [AuditEntry] {
         try await connection { db in
-            try await db.raw("SELECT * FROM exam_audit_log WHERE plan_id = \(bind: examId) ORDER BY id").all().map { row in
+            let query: SQLQueryString =
+                if let latest {
+                    """
+                    SELECT * FROM (SELECT * FROM exam_audit_log WHERE plan_id = \(bind: examId) ORDER BY id DESC LIMIT \(bind: latest)) recent
+                    ORDER BY id
+                    """
+                } else {
+                    "SELECT * FROM exam_audit_log WHERE plan_id = \(bind: examId) ORDER BY id"
+                }
+            return try await db.raw(query).all().map { row in
                 AuditEntry(
                     examId: try row.decode(column: "plan_id", as: String.self),
                     actor: try row.decode(column: "actor", as: String.self),

@@ -36,6 +36,9 @@ public final class SQLiteExecutor: SQLExecutor {
             try await db.raw("PRAGMA synchronous = NORMAL").run()
             try await db.raw("PRAGMA foreign_keys = ON").run()
             try await db.raw("PRAGMA busy_timeout = 5000").run()
+            // The write-ahead log goes back to 16 MiB after each checkpoint: a burst of
+            // writes does not leave the data folder that much larger for good.
+            try await db.raw("PRAGMA journal_size_limit = 16777216").run()
         }
         return executor
     }

@@ -19,14 +19,20 @@ import UnixSignals
 /// periodically. `onServerRunning` is called with the bound port once the server listens.
 public func buildApplication(
     configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
-    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+    onAdminLaneRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> ExamBellNode {
-    try await ExamBellNode(configuration: configuration, backends: backends, logger: logger, onServerRunning: onServerRunning)
+    try await ExamBellNode(
+        configuration: configuration, backends: backends, logger: logger, onServerRunning: onServerRunning,
+        onAdminLaneRunning: onAdminLaneRunning)
 }
 
 /// A node's parts, reachable by tests that drive a part directly (the relay, final sync).
 public struct ExamBellNode: Sendable {
     public let application: Application<RouterResponder<ExamBellRequestContext>>
+    /// The admin lane (`--admin-port`): a listener of its own for operators, whatever the
+    /// public port is going through; nil without an admin port.
+    public let adminLane: Application<RouterResponder<ExamBellRequestContext>>?
     public let hub: SocketHub
     public let outboxRelay: OutboxRelay
     public let finalSync: FinalSync
@@ -38,7 +44,8 @@ public struct ExamBellNode: Sendable {
     /// Assembles a node (through `buildApplication`).
     init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, logger: Logger,
-        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onAdminLaneRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         let closing = SessionClosing(
             closeAfter: configuration.sessionCloseAfter, logger: logger,
@@ -71,9 +78,13 @@ public struct ExamBellNode: Sendable {
                 trustedProxies: configuration.connectionLimits.trustedProxies,
                 metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
             ) : nil
+        let web =
+            configuration.roles.contains(.web)
+            ? try WebRoutes(
+                configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay, metrics: metrics)
+            : nil
         let router = try buildRouter(
-            configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay,
-            metrics: metrics, hub: socketServer == nil ? nil : hub
+            configuration: configuration, backends: backends, web: web, metrics: metrics, hub: socketServer == nil ? nil : hub
         )
         socketServer?.addRoutes(to: router)
         let address = BindAddress.hostname(configuration.host, port: configuration.port)
@@ -131,6 +142,17 @@ public struct ExamBellNode: Sendable {
         }
         application.addServices(services)
         if let prepare = backends.prepare { application.beforeServerStarts(perform: prepare) }
+        if let adminPort = configuration.adminPort, let web {
+            let adminRouter = try buildRouter(configuration: configuration, backends: backends, web: web, metrics: metrics, hub: nil, lane: .admin)
+            let limits = configuration.adminConnectionLimits
+            adminLane = Application(
+                router: adminRouter, server: .guardedHTTP1(limits: limits, budgets: ConnectionBudgets(maxOpen: limits.openBudget)),
+                configuration: .init(address: .hostname(configuration.host, port: adminPort), serverName: "ExamBell"),
+                onServerRunning: { await onAdminLaneRunning($0.localAddress?.port ?? adminPort) }, logger: logger
+            )
+        } else {
+            adminLane = nil
+        }
         self.application = application
         self.hub = hub
         self.outboxRelay = relay
@@ -154,6 +176,7 @@ public struct ExamBellNode: Sendable {
     /// backends' services close their connections (the Redis client, PostgreSQL's pool).
     public func serviceGroup(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) -> ServiceGroup {
         var services: [any Service] = [application]
+        if let adminLane { services.append(adminLane) }
         if runsSockets { services.append(SocketDrain(hub: hub, logger: logger)) }
         return ServiceGroup(
             configuration: .init(
@@ -189,15 +212,61 @@ func metricsResponse(_ text: String) -> Response {
     )
 }
 
-/// The HTTP routes of the node's roles: the JSON API (web), the pages, `/health`.
+/// Which listener a router serves: the public port (everything the node's roles serve), or
+/// the admin lane (`--admin-port`: the operators' and admin API and the console only).
+enum Lane: Sendable {
+    case everything
+    case admin
+}
+
+/// The web role's controllers, made once and shared by both lanes (their budgets and
+/// throttles are per node, not per listener).
+struct WebRoutes: Sendable {
+    let operators: OperatorsController<ExamBellRequestContext>
+    let exams: ExamsController<ExamBellRequestContext>
+    let browser: BrowserController<ExamBellRequestContext>
+    let examDay: ExamDayController<ExamBellRequestContext>
+
+    init(
+        configuration: ExamBellConfiguration, backends: ExamBellBackends, sessions: SessionTokens, endService: EndExamService,
+        examDay: ExamDayService, metrics: NodeMetrics
+    ) throws {
+        guard let adminToken = configuration.adminToken, !adminToken.isEmpty else {
+            throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
+        }
+        let auth = OperatorAuth(adminToken: adminToken, store: backends.store)
+        let spending = Spending(configuration.budgets)
+        operators = OperatorsController(
+            store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
+            secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
+            budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
+        )
+        exams = ExamsController(backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService)
+        browser = BrowserController(
+            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
+        )
+        self.examDay = ExamDayController(
+            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
+        )
+    }
+
+    /// The routes of `lane` under `/api`: the pages' own calls only on the public port.
+    func add(to router: Router<ExamBellRequestContext>, lane: Lane) {
+        router.addRoutes(operators.endpoints, atPath: "api")
+        router.addRoutes(exams.endpoints, atPath: "api")
+        if lane == .everything { router.addRoutes(browser.endpoints, atPath: "api") }
+        router.addRoutes(examDay.endpoints, atPath: "api")
+    }
+}
+
+/// The HTTP routes of the node's roles on `lane`: the JSON API (web), the pages, `/health`.
 func buildRouter(
     configuration: ExamBellConfiguration,
     backends: ExamBellBackends,
-    sessions: SessionTokens,
-    endService: EndExamService,
-    examDay: ExamDayService,
+    web: WebRoutes?,
     metrics: NodeMetrics,
-    hub: SocketHub?
+    hub: SocketHub?,
+    lane: Lane = .everything
 ) throws -> Router<ExamBellRequestContext> {
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
@@ -212,35 +281,8 @@ func buildRouter(
         let backlog = countsOutbox ? try? await backends.store.outboxBacklog() : nil
         return metricsResponse(metrics.exposition(hub: hub, outboxBacklog: backlog))
     }
-    if configuration.roles.contains(.web) {
-        guard let adminToken = configuration.adminToken, !adminToken.isEmpty else {
-            throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
-        }
-        let auth = OperatorAuth(adminToken: adminToken, store: backends.store)
-        let spending = Spending(configuration.budgets)
-        let operators = OperatorsController<ExamBellRequestContext>(
-            store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
-            secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
-            budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
-        )
-        router.addRoutes(operators.endpoints, atPath: "api")
-        let controller = ExamsController<ExamBellRequestContext>(
-            backends: backends, configuration: configuration, auth: auth,
-            sessions: sessions, endService: endService
-        )
-        router.addRoutes(controller.endpoints, atPath: "api")
-        let browser = BrowserController<ExamBellRequestContext>(
-            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics,
-            spending: spending
-        )
-        router.addRoutes(browser.endpoints, atPath: "api")
-        let examDayRoutes = ExamDayController<ExamBellRequestContext>(
-            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay,
-            spending: spending
-        )
-        router.addRoutes(examDayRoutes.endpoints, atPath: "api")
-    }
-    try PageAssets.load().addRoutes(to: router, roles: configuration.roles)
+    web?.add(to: router, lane: lane)
+    try PageAssets.load().addRoutes(to: router, roles: lane == .admin ? configuration.roles.intersection(.admin) : configuration.roles)
     return router
 }
 

@@ -67,6 +67,18 @@ public struct ExamBellConfiguration: Sendable {
     /// What a connection must do before its first request head: arrive within 20 s, fit in
     /// 16 KiB, and be one of at most 1,000 such connections from its address.
     public var connectionLimits = ConnectionLimits()
+    /// A second listener for the operators' and admin API and the console only (on `web` and
+    /// `serve` nodes), with its own connections: a flood of the public port never delays an
+    /// end, a time change or a login sent here. nil: none.
+    public var adminPort: Int?
+    /// The admin lane's own connection budgets: 256 in all, 64 per address.
+    public var adminConnectionLimits: ConnectionLimits = {
+        var limits = ConnectionLimits()
+        limits.maxOpen = 256
+        limits.maxOpenPerAddress = 64
+        limits.maxPendingPerAddress = 32
+        return limits
+    }()
     /// How long an operator's console login lasts.
     public var consoleSessionLifetime: Duration = .seconds(12 * 3600)
     /// Logins whose password is being checked (bcrypt, ~0.25 s of CPU each) or waiting for a

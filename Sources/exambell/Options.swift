@@ -64,6 +64,45 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 
+    @Option(help: "A second port for the operators' and admin API and the console only, with its own connections (EXAMBELL_ADMIN_PORT; default none).")
+    var adminPort: Int?
+
+    @Option(help: "Seconds a request's head may take to arrive (EXAMBELL_HEADER_TIMEOUT; default 20).")
+    var headerTimeout: Int?
+
+    @Option(help: "Seconds a request's body may take to arrive, read or not (EXAMBELL_BODY_TIMEOUT; default 60).")
+    var bodyTimeout: Int?
+
+    @Option(help: "Connections the public port holds in all (EXAMBELL_MAX_OPEN; default the open-file limit less 600).")
+    var maxOpen: Int?
+
+    @Option(help: "HTTP connections one client address may hold open (EXAMBELL_MAX_OPEN_PER_ADDRESS; default 4000).")
+    var maxOpenPerAddress: Int?
+
+    @Option(help: "Connections of one client address still sending a request head (EXAMBELL_MAX_PENDING_PER_ADDRESS; default 1000).")
+    var maxPendingPerAddress: Int?
+
+    @Option(help: "Answer saves per candidate per minute, 20 at once (EXAMBELL_ANSWER_SAVES_PER_MINUTE; default 120).")
+    var answerSavesPerMinute: Int?
+
+    @Option(help: "Other page calls per session per minute, 60 at once (EXAMBELL_PAGE_CALLS_PER_MINUTE; default 240).")
+    var pageCallsPerMinute: Int?
+
+    @Option(help: "Announcements per sender per minute, 5 at once (EXAMBELL_ANNOUNCEMENTS_PER_MINUTE; default 3).")
+    var announcementsPerMinute: Int?
+
+    @Option(help: "Time changes and single ends per operator per minute, 30 at once (EXAMBELL_CHANGES_PER_MINUTE; default 30).")
+    var changesPerMinute: Int?
+
+    @Option(help: "Bytes of late submissions kept per candidate (EXAMBELL_LATE_BYTES_PER_CANDIDATE; default 262144).")
+    var lateBytesPerCandidate: Int?
+
+    @Option(help: "Failed logins for one name from one address in 15 minutes (EXAMBELL_LOGIN_FAILURES_PER_NAME; default 5).")
+    var loginFailuresPerName: Int?
+
+    @Option(help: "Rows a list call returns at most (EXAMBELL_MAX_LIST_ROWS; default 500).")
+    var maxListRows: Int?
+
     @Option(help: "When set, /metrics answers only Authorization: Bearer <this> (EXAMBELL_METRICS_TOKEN; default open).")
     var metricsToken: String?
 
@@ -99,6 +138,13 @@ struct ServerOptions: ParsableArguments {
         // Port 0 picks a free port at bind time: the process id keeps such nodes apart.
         let place = port == 0 ? "pid\(ProcessInfo.processInfo.processIdentifier)" : String(port)
         return "socket-\(safe.isEmpty ? "host" : safe)-\(place)"
+    }
+
+    /// A positive count from its option or environment variable, or nil when neither is set.
+    func count(_ value: Int?, env: String, option: String) throws -> Int? {
+        guard let count = value ?? environment(env).map({ Int($0) ?? 0 }) else { return nil }
+        guard count > 0 else { throw ValidationError("--\(option) (\(env)) must be a positive number.") }
+        return count
     }
 
     func seconds(_ value: Int?, env: String, default fallback: Int) throws -> Duration {

@@ -112,6 +112,7 @@ enum NodeRunner {
             configuration.maxConnectionsPerAddress = perAddress
         }
         configuration.pingInterval = try options.seconds(options.pingInterval, env: "EXAMBELL_PING_INTERVAL", default: 30)
+        try options.applyBudgets(to: &configuration)
         configuration.faults = TestFaults.fromEnvironment()
 
         let (listening, listeningContinuation) = AsyncStream.makeStream(of: Int.self)
@@ -120,6 +121,7 @@ enum NodeRunner {
             listeningContinuation.yield(0)
             listeningContinuation.finish()
         }
+        let adminLaneLine = configuration.adminPort.map { "  Admin lane (operators only): http://\(shownHost):\($0)/admin" }
         let run: @Sendable () async throws -> Void
         if let backends {
             let node = try await buildApplication(configuration: configuration, backends: backends, logger: logger, onServerRunning: announce)
@@ -148,6 +150,7 @@ enum NodeRunner {
                     } else if roles.contains(.admin) {
                         lines += ["  Admin console: \(webURL)/admin", tokenLine, operatorLine]
                     }
+                    if let adminLaneLine { lines.append(adminLaneLine) }
                     if demo {
                         lines += try await DemoExam.create(client: client)
                     }
@@ -194,5 +197,58 @@ extension Result where Failure == any Error {
         } catch {
             self = .failure(error)
         }
+    }
+}
+
+extension ServerOptions {
+    /// The budgets the options set (`Budgets`, `ConnectionLimits`, the admin lane).
+    func applyBudgets(to configuration: inout ExamBellConfiguration) throws {
+        if let port = try count(adminPort, env: "EXAMBELL_ADMIN_PORT", option: "admin-port") {
+            guard port <= 65535 else { throw ValidationError("--admin-port must be a port number.") }
+            configuration.adminPort = port
+        }
+        if let seconds = try count(headerTimeout, env: "EXAMBELL_HEADER_TIMEOUT", option: "header-timeout") {
+            configuration.connectionLimits.headerTimeout = .seconds(Int64(seconds))
+        }
+        if let seconds = try count(bodyTimeout, env: "EXAMBELL_BODY_TIMEOUT", option: "body-timeout") {
+            configuration.connectionLimits.bodyTimeout = .seconds(Int64(seconds))
+        }
+        if let value = try count(maxOpen, env: "EXAMBELL_MAX_OPEN", option: "max-open") {
+            configuration.connectionLimits.maxOpen = value
+        }
+        if let value = try count(maxOpenPerAddress, env: "EXAMBELL_MAX_OPEN_PER_ADDRESS", option: "max-open-per-address") {
+            configuration.connectionLimits.maxOpenPerAddress = value
+        }
+        if let value = try count(maxPendingPerAddress, env: "EXAMBELL_MAX_PENDING_PER_ADDRESS", option: "max-pending-per-address") {
+            configuration.connectionLimits.maxPendingPerAddress = value
+        }
+        var budgets = configuration.budgets
+        if let value = try count(answerSavesPerMinute, env: "EXAMBELL_ANSWER_SAVES_PER_MINUTE", option: "answer-saves-per-minute") {
+            budgets.answerSaves = Rate(burst: budgets.answerSaves.burst, perMinute: value)
+        }
+        if let value = try count(pageCallsPerMinute, env: "EXAMBELL_PAGE_CALLS_PER_MINUTE", option: "page-calls-per-minute") {
+            budgets.pageCalls = Rate(burst: budgets.pageCalls.burst, perMinute: value)
+        }
+        if let value = try count(announcementsPerMinute, env: "EXAMBELL_ANNOUNCEMENTS_PER_MINUTE", option: "announcements-per-minute") {
+            budgets.announcements = Rate(burst: budgets.announcements.burst, perMinute: value)
+        }
+        if let value = try count(changesPerMinute, env: "EXAMBELL_CHANGES_PER_MINUTE", option: "changes-per-minute") {
+            budgets.changes = Rate(burst: budgets.changes.burst, perMinute: value)
+        }
+        if let value = try count(lateBytesPerCandidate, env: "EXAMBELL_LATE_BYTES_PER_CANDIDATE", option: "late-bytes-per-candidate") {
+            budgets.lateBytesPerCandidate = value
+        }
+        if let value = try count(loginFailuresPerName, env: "EXAMBELL_LOGIN_FAILURES_PER_NAME", option: "login-failures-per-name") {
+            budgets.loginFailuresPerNameAndAddress.limit = value
+        }
+        if let value = try count(maxListRows, env: "EXAMBELL_MAX_LIST_ROWS", option: "max-list-rows") {
+            budgets.maxListRows = value
+            budgets.defaultListRows = min(budgets.defaultListRows, value)
+        }
+        configuration.budgets = budgets
+        // The admin lane keeps its own connection counts, with the public port's clocks.
+        configuration.adminConnectionLimits.trustedProxies = configuration.connectionLimits.trustedProxies
+        configuration.adminConnectionLimits.headerTimeout = configuration.connectionLimits.headerTimeout
+        configuration.adminConnectionLimits.bodyTimeout = configuration.connectionLimits.bodyTimeout
     }
 }

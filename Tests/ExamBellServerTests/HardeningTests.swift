@@ -32,7 +32,7 @@ struct HardeningTests {
             try await eventually("5 refused") { slow.filter { !$0.readAvailable() }.count == 5 }
             let refused = slow.filter { $0.received.hasPrefix("HTTP/1.1 429") }
             #expect(refused.count == 5, "\(slow.map { $0.received.prefix(12) })")
-            #expect(refused.first?.received.contains(#""code":"too_many_connections""#) == true)
+            #expect(refused.first?.received.contains(#""code":"budget_exceeded""#) == true)
             #expect(slow.filter { $0.received.isEmpty }.count == 20, "the others are held, unanswered")
             // Closed, they free their places: the node answers as before.
             slow.forEach { $0.close() }
@@ -196,7 +196,7 @@ struct HardeningTests {
             for _ in 0..<3 { open.append(try await RawWebSocket(port: port, token: tokens[0])) }
             let fourth = try await RawWebSocket.refusal(port: port, token: tokens[0])
             #expect(fourth.head.hasPrefix("HTTP/1.1 429"), "\(fourth.head)")
-            #expect(fourth.body.contains(#""code":"too_many_connections""#))
+            #expect(fourth.body.contains(#""code":"budget_exceeded""#))
             // Another candidate is not affected; a closed tab frees its place.
             open.append(try await RawWebSocket(port: port, token: tokens[1]))
             open[0].close()

@@ -282,7 +282,7 @@ struct OperatorsTests {
             }
             let locked = try await Self.tryLogin(client, "park")
             #expect(locked.status == .tooManyRequests)
-            #expect(try decode(ErrorBody.self, locked).error.code == "too_many_attempts")
+            #expect(try decode(ErrorBody.self, locked).error.code == "budget_exceeded")
 
             var refused = 0
             for attempt in 0..<25 {

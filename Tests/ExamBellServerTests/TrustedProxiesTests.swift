@@ -81,7 +81,7 @@ struct TrustedProxiesTests {
             await eventually("both joined") { test.node.hub.connectionCount == 2 }
             let third = try await RawWebSocket.refusal(port: port, token: tokens[2], headers: from)
             #expect(third.head.hasPrefix("HTTP/1.1 429"), "\(third.head)")
-            #expect(third.body.contains(#""code":"too_many_connections""#))
+            #expect(third.body.contains(#""code":"budget_exceeded""#))
             open.append(try await RawWebSocket(port: port, token: tokens[2], headers: "X-Forwarded-For: 203.0.113.8\r\n"))
             open[0].close()
             await eventually("a closed socket frees its place") { test.node.hub.connectionCount == 2 }

@@ -43,8 +43,12 @@ def free_port():
 
 
 class Server:
-    def __init__(self, url):
+    def __init__(self, url, data_dir=None, process=None, admin_url=None):
         self.url = url
+        self.data_dir = data_dir
+        self.process = process
+        # The admin lane (`--admin-port`), when the server has one.
+        self.admin_url = admin_url
 
     def api(self, method, path, body=None, token=ADMIN_TOKEN):
         """Calls the JSON API; returns (status, body)."""
@@ -89,18 +93,29 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(*extra):
-    """A real `exambell serve` on a free loopback port with its own data directory."""
+def running_server(*extra, admin_lane=False, open_files=None):
+    """A real `exambell serve` on a free loopback port with its own data directory (the log
+    beside it); with `admin_lane`, a second port for operators (`--admin-port`); with
+    `open_files`, that open-file limit (soft and hard)."""
     binary = Path(os.environ.get("EXAMBELL_BIN", ROOT / ".build" / "debug" / "exambell"))
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run `swift build` first (scripts/test does)")
     port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="exambell-browser-")
-    log = open(Path(data_dir) / "server.log", "w")
+    admin_port = free_port() if admin_lane else None
+    root = tempfile.mkdtemp(prefix="exambell-browser-")
+    data_dir = str(Path(root) / "data")
+    log = open(Path(root) / "server.log", "w")
+    limit = None
+    if open_files:
+        import resource
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     process = subprocess.Popen(
         [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", data_dir,
-         "--admin-token", ADMIN_TOKEN, "--session-secret", SESSION_SECRET, "--answer-grace", str(GRACE_SECONDS), *extra],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+         "--admin-token", ADMIN_TOKEN, "--session-secret", SESSION_SECRET, "--answer-grace", str(GRACE_SECONDS),
+         *(["--admin-port", str(admin_port)] if admin_port else []), *extra],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=limit,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -111,14 +126,15 @@ def running_server(*extra):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("exambell serve did not come up: " + (Path(data_dir) / "server.log").read_text()[-2000:])
+                    pytest.fail("exambell serve did not come up: " + (Path(root) / "server.log").read_text()[-2000:])
                 time.sleep(0.1)
-        yield Server(url)
+        yield Server(url, data_dir=data_dir, process=process,
+                     admin_url=f"http://127.0.0.1:{admin_port}" if admin_port else None)
     finally:
         process.kill()
         process.wait()
         log.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

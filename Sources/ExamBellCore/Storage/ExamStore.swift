@@ -130,8 +130,8 @@ public protocol AuditStore: Sendable {
     /// Appends one audit row.
     func audit(_ entry: AuditEntry) async throws
 
-    /// The audit rows of a plan, oldest first.
-    func auditLog(examId: String) async throws -> [AuditEntry]
+    /// The audit rows of a plan, oldest first: the latest `latest` of them, or all (nil).
+    func auditLog(examId: String, latest: Int?) async throws -> [AuditEntry]
 }
 
 extension AnswerStore {
@@ -217,6 +217,11 @@ public struct OutboxEntry: Sendable, Hashable {
 }
 
 extension ExamStore {
+    /// An exam's whole audit log, oldest first (tools and tests; the API gives the latest rows).
+    public func auditLog(examId: String) async throws -> [AuditEntry] {
+        try await auditLog(examId: examId, latest: nil)
+    }
+
     /// Every plan, newest first (tools and tests; the API pages them).
     public func exams() async throws -> [ExamPlan] {
         try await exams(after: nil, limit: Int(Int32.max))

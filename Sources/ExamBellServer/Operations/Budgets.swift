@@ -11,34 +11,37 @@ import Synchronization
 /// address and in all), sockets per session and address by the socket node
 /// (`ExamBellConfiguration.maxConnectionsPerSession`, `maxConnectionsPerAddress`).
 public struct Budgets: Sendable {
-    /// `PUT /api/answers` per candidate (`--answer-saves-per-minute`): a page saves on each
-    /// change, debounced, so 20 at once and then 2 a second is far above a real one.
-    public var answerSaves = Rate(burst: 20, per: .milliseconds(500))
-    /// The pages' other calls per session token (`--page-calls-per-minute`): a reconnect
-    /// makes three (session, ticket, announcements).
-    public var pageCalls = Rate(burst: 60, per: .milliseconds(250))
-    /// Bytes of late submissions kept per candidate (`--late-bytes-per-candidate`): the latest
-    /// answer of each item after the grace window, never every attempt.
+    /// `PUT /api/answers` per candidate (`--answer-saves-per-minute`, 120): a page saves on
+    /// each change, debounced, so 20 at once and then 2 a second is far above a real one.
+    public var answerSaves = Rate(burst: 20, perMinute: 120)
+    /// The pages' other calls per session token (`--page-calls-per-minute`, 240): a
+    /// reconnect makes three (session, ticket, announcements).
+    public var pageCalls = Rate(burst: 60, perMinute: 240)
+    /// Bytes of late submissions kept per candidate (`--late-bytes-per-candidate`, 256 KiB):
+    /// the latest answer of each item after the grace window, never every attempt.
     public var lateBytesPerCandidate = 256 * 1024
-    /// Announcements per sender, an operator or a proctor (`--announcements-per-minute`).
-    public var announcements = Rate(burst: 5, per: .seconds(20))
-    /// Time changes and single candidates' ends per operator (`--changes-per-minute`).
-    public var changes = Rate(burst: 30, per: .seconds(2))
-    /// Failed logins one address may make for one name before that pair waits (429).
+    /// Announcements per sender, an operator or a proctor (`--announcements-per-minute`, 3,
+    /// 5 at once).
+    public var announcements = Rate(burst: 5, perMinute: 3)
+    /// Time changes and single candidates' ends per operator (`--changes-per-minute`, 30).
+    public var changes = Rate(burst: 30, perMinute: 30)
+    /// Failed logins one address may make for one name within 15 minutes before that pair is
+    /// refused (429) for the rest of them (`--login-failures-per-name`, 5).
     public var loginFailuresPerNameAndAddress = AttemptLimit(5, per: .seconds(15 * 60))
-    /// Failed logins one address may make in all before it waits (429).
+    /// Failed logins one address may make within 15 minutes, whatever the names (30).
     public var loginFailuresPerAddress = AttemptLimit(30, per: .seconds(15 * 60))
-    /// Failed logins for one name, from everywhere, before each further login for it is slowed
-    /// by `loginSlowdown` (never refused: an attacker may slow an operator, not lock them out).
+    /// Failed logins for one name from everywhere within 15 minutes after which each login
+    /// for it waits `loginSlowdown` first (20): never refused, so an attacker may slow an
+    /// operator's login, not stop it.
     public var loginFailuresPerName = AttemptLimit(20, per: .seconds(15 * 60))
     /// How long a login of a name past `loginFailuresPerName` waits before it is checked.
     public var loginSlowdown: Duration = .seconds(1)
-    /// Rows a list call returns at most (`GET /api/exams`, late submissions); `?limit=` may ask
-    /// for fewer, `?after=` pages on.
+    /// Rows a list call returns at most (`GET /api/exams`, late submissions;
+    /// `--max-list-rows`, 500); `?limit=` asks for fewer, `?after=` pages on.
     public var maxListRows = 500
-    /// What a list call returns when it does not say.
+    /// What a list call returns when it does not say (100).
     public var defaultListRows = 100
-    /// Announcements a page fetches (the latest), and shows at most at once.
+    /// Announcements a page fetches (the latest, with the count of all): 20.
     public var latestAnnouncements = 20
 
     public init() {}
@@ -52,6 +55,11 @@ public struct Rate: Sendable, Hashable {
     public init(burst: Int, per: Duration) {
         self.burst = burst
         self.per = per
+    }
+
+    /// `burst` at once, then `perMinute` a minute.
+    public init(burst: Int, perMinute: Int) {
+        self.init(burst: burst, per: .milliseconds(60_000 / max(1, perMinute)))
     }
 
     /// Like `20, then 1 per 0.5 s`.

@@ -22,10 +22,10 @@ public struct ConnectionLimits: Sendable {
     /// (`429` past it). A WebSocket counts under the socket node's own budgets once upgraded.
     /// An exam hall behind one NAT address holds a keep-alive connection or two per browser.
     public var maxOpenPerAddress = 4_000
-    /// Connections (HTTP and WebSocket) the listener holds in all; a new one past it is refused
-    /// at once (`503 node_busy`), before it is read: the node stays below its open-file limit
-    /// and keeps the connections that are already serving someone. nil: the open-file limit
-    /// less a reserve for the DB, Redis, files and the admin lane (see `forOpenFileLimit`).
+    /// Connections (HTTP and WebSocket) the listener holds in all; a new one past it sheds the
+    /// oldest HTTP connection (`ConnectionBudgets`), or is refused (`503 node_busy`) when only
+    /// WebSockets are open: the node stays below its open-file limit. nil: the open-file
+    /// limit less a reserve for the DB, Redis, files and the admin lane (600 descriptors).
     public var maxOpen: Int?
     /// How long a request's body may take to arrive, from its head, whether or not its route
     /// reads it (an unread body is drained by the server after the answer, within this time).
@@ -47,11 +47,19 @@ public struct ConnectionLimits: Sendable {
 
 /// What a listener's connections hold right now, per client address and in all: one per
 /// listener, shared by its connections' guards, each count checked and taken in one step.
+///
+/// When the listener holds `maxOpen` connections, a new one sheds the oldest connection that
+/// has not shown who it is (an HTTP connection, whatever its phase) rather than be refused:
+/// WebSockets, whose browsers presented a session, stay; a node near its open-file limit
+/// keeps answering, and a flood of idle connections only pushes its own out.
 final class ConnectionBudgets: Sendable {
     struct Counts {
         var pending: [String: Int] = [:]
         var open: [String: Int] = [:]
         var total = 0
+        var nextId: UInt64 = 0
+        /// The HTTP connections, by age (ids grow): the ones a new connection may shed.
+        var sheddable: [UInt64: any Channel] = [:]
     }
 
     private let counts = Mutex(Counts())
@@ -63,31 +71,45 @@ final class ConnectionBudgets: Sendable {
     }
 
     /// Why a new connection is refused.
-    enum Refusal { case node, address }
+    enum Refusal: Error { case node, address }
 
-    /// Counts a new connection (from `address` unless nil: a trusted proxy's).
-    func open(_ address: String?, limit: Int) -> Refusal? {
-        counts.withLock { counts in
-            guard counts.total < maxOpen else { return .node }
+    /// Counts a new connection of `channel` (from `address` unless nil: a trusted proxy's);
+    /// returns its id. At `maxOpen`, the oldest HTTP connection is closed to make room; with
+    /// none to close, `.node`.
+    func open(_ channel: any Channel, address: String?, limit: Int) -> Result<UInt64, Refusal> {
+        let (result, shed): (Result<UInt64, Refusal>, (any Channel)?) = counts.withLock { counts in
+            var shed: (any Channel)?
+            if counts.total >= maxOpen {
+                guard let oldest = counts.sheddable.keys.min() else { return (.failure(.node), nil) }
+                shed = counts.sheddable.removeValue(forKey: oldest)
+            }
             if let address {
-                guard counts.open[address, default: 0] < limit else { return .address }
+                guard counts.open[address, default: 0] < limit else { return (.failure(.address), shed) }
                 counts.open[address, default: 0] += 1
             }
             counts.total += 1
-            return nil
+            counts.nextId += 1
+            counts.sheddable[counts.nextId] = channel
+            return (.success(counts.nextId), shed)
         }
+        shed?.close(promise: nil)
+        return result
     }
 
     /// A counted HTTP connection became a WebSocket: its address's HTTP count is given back
-    /// (the socket node's per-address budget counts it now); it still counts in all.
-    func upgraded(_ address: String?) {
-        guard let address else { return }
-        counts.withLock { $0.open.countDown(address) }
+    /// (the socket node's per-address budget counts it now) and it is no longer shed; it
+    /// still counts in all.
+    func upgraded(_ id: UInt64, address: String?) {
+        counts.withLock { counts in
+            counts.sheddable[id] = nil
+            if let address { counts.open.countDown(address) }
+        }
     }
 
-    func close(_ address: String?, upgraded: Bool) {
+    func close(_ id: UInt64, address: String?, upgraded: Bool) {
         counts.withLock { counts in
             counts.total -= 1
+            counts.sheddable[id] = nil
             if let address, !upgraded { counts.open.countDown(address) }
         }
     }
@@ -114,8 +136,9 @@ final class ConnectionBudgets: Sendable {
 /// The first handler of every connection, for its whole life; with a `RequestPhases` after
 /// the HTTP decoder that tells it where each request is. Every phase has a deadline and a
 /// size, whether or not a route reads the body:
-/// - accept: the listener holds at most `maxOpen` connections (else `503 node_busy`, before
-///   anything is read) and one address at most `maxOpenPerAddress` HTTP ones (else `429`);
+/// - accept: one address holds at most `maxOpenPerAddress` HTTP connections (else `429`);
+///   the listener at most `maxOpen` in all: past it the oldest HTTP connection is shed (see
+///   `ConnectionBudgets`), and with only WebSockets open the new one gets `503 node_busy`;
 /// - each request's head must arrive within `headerTimeout` of its first byte (else `408`) and
 ///   fit in `maxHeaderBytes` counted to its blank line however it is split (else `431`), and
 ///   one address may have at most `maxPendingPerAddress` connections waiting for a head (else
@@ -153,7 +176,8 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     /// upgradable pipeline, where no one else does).
     let answersParseErrors: Bool
     private var phase = Phase.idle
-    private var counted = false
+    /// Its id in the listener's budgets, once counted.
+    private var counted: UInt64?
     /// The address counted per address (nil for a trusted proxy, or before `start`).
     private var address: String?
     private var waitingForHead = false
@@ -182,21 +206,21 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func start(_ context: ChannelHandlerContext) {
-        guard !counted, phase != .done else { return }
+        guard counted == nil, phase != .done else { return }
         let peer = context.channel.remoteAddress?.ipAddress ?? "unknown"
         let address = limits.trustedProxies.trusts(peer) ? nil : peer
-        switch budgets.open(address, limit: limits.maxOpenPerAddress) {
-        case .node:
+        switch budgets.open(context.channel, address: address, limit: limits.maxOpenPerAddress) {
+        case .failure(.node):
             phase = .done
             return refuse(context, 503, "node_busy", "This node holds all the connections it can; try again shortly.")
-        case .address:
+        case .failure(.address):
             phase = .done
             return refuse(
                 context, 429, "budget_exceeded",
-                "Your address holds \(limits.maxOpenPerAddress) connections to this node already (connections per address)."
+                "Budget exceeded: connections per address (\(limits.maxOpenPerAddress) open to this node already)."
             )
-        case nil:
-            counted = true
+        case .success(let id):
+            counted = id
             self.address = address
         }
         // The first head's clock runs from the accept: a connection that sends nothing is
@@ -245,7 +269,9 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         if let address {
             guard budgets.enterHead(address, limit: limits.maxPendingPerAddress) else {
                 phase = .done
-                return refuse(context, 429, "too_many_connections", "Too many unfinished connections from your address.")
+                return refuse(
+                    context, 429, "budget_exceeded",
+                    "Budget exceeded: unfinished connections per address (\(limits.maxPendingPerAddress) still sending a request head).")
             }
             waitingForHead = true
         }
@@ -308,7 +334,7 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         cancelTimer()
         leaveHead()
         phase = .upgraded
-        budgets.upgraded(address)
+        if let counted { budgets.upgraded(counted, address: address) }
     }
 
     /// The decoder refused the bytes.
@@ -336,9 +362,9 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private func finish() {
         cancelTimer()
         leaveHead()
-        if counted {
-            counted = false
-            budgets.close(address, upgraded: phase == .upgraded)
+        if let id = counted {
+            counted = nil
+            budgets.close(id, address: address, upgraded: phase == .upgraded)
         }
         if phase != .upgraded { phase = .done }
     }

@@ -132,9 +132,12 @@ function renderDetail(force = false) {
 
 async function refresh() {
   try {
-    ({ exams } = await api("GET", "exams"));
+    // One page (the newest): the console never draws every exam there is.
+    const page = await api("GET", "exams");
+    exams = page.exams;
+    document.getElementById("more-exams").hidden = !page.next;
     if (selected) {
-      const exam = exams.find((e) => e.examId === selected);
+      const exam = exams.find((e) => e.examId === selected) ?? await api("GET", `exams/${selected}`).catch(() => null);
       if (exam) {
         const [roster, { entries }, late] = await Promise.all([
           api("GET", `exams/${selected}/roster`), api("GET", `exams/${selected}/audit`), api("GET", `exams/${selected}/late-submissions`),

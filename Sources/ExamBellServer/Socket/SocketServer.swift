@@ -110,14 +110,15 @@ struct SocketServer: Sendable {
             // One person's token opens a few connections (a reload, a second tab), never the node.
             return .failure(
                 ExamBellError(
-                    status: 429, code: "too_many_connections",
-                    message: "This session already has \(maxConnectionsPerSession) connections open on this node; close a tab."
+                    status: 429, code: "budget_exceeded",
+                    message:
+                        "Budget exceeded: sockets per session (\(maxConnectionsPerSession) open on this node already); close a tab."
                 ))
         case .failure(.address):
             return .failure(
                 ExamBellError(
-                    status: 429, code: "too_many_connections",
-                    message: "Your address already has \(maxConnectionsPerAddress ?? 0) connections open on this node."
+                    status: 429, code: "budget_exceeded",
+                    message: "Budget exceeded: sockets per address (\(maxConnectionsPerAddress ?? 0) open on this node already)."
                 ))
         case .failure(.node):
             return .failure(

@@ -172,7 +172,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func audit(_ request: Request, context: Context) async throws -> JSONResponse<AuditView> {
         _ = try await auth.require(request, context: context, .read)
         let plan = try await plan(context)
-        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(examId: plan.examId)))
+        // The latest rows (`?limit=`, 100 by default): an exam's log grows with every save.
+        let page = try ListPage(request, budgets: configuration.budgets)
+        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(examId: plan.examId, latest: page.limit)))
     }
 
     // MARK: Admin or proctor calls
