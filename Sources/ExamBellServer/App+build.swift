@@ -308,7 +308,8 @@ public func buildAdminApplication(
     AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize, http: http).addRoutes(to: router)
     try PageAssets.load().addRoutes(to: router, roles: .admin)
     return Application(
-        router: router, server: .guardedHTTP1(
+        router: router,
+        server: .guardedHTTP1(
             limits: configuration.connectionLimits, budgets: ConnectionBudgets(maxOpen: configuration.connectionLimits.openBudget)),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "ExamBell", backlog: configuration.listenBacklog

@@ -64,7 +64,8 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "Browsers one socket node holds at most (EXAMBELL_MAX_CONNECTIONS; default 19000).")
     var maxConnections: Int?
 
-    @Option(help: "A second port for the operators' and admin API and the console only, with its own connections (EXAMBELL_ADMIN_PORT; default none).")
+    @Option(
+        help: "A second port for the operators' and admin API and the console only, with its own connections (EXAMBELL_ADMIN_PORT; default none).")
     var adminPort: Int?
 
     @Option(help: "Seconds a request's head may take to arrive (EXAMBELL_HEADER_TIMEOUT; default 20).")

@@ -136,11 +136,13 @@ struct ClusterTests {
                       proxy_http_version 1.1;
                       proxy_set_header Upgrade $http_upgrade;
                       proxy_set_header Connection "upgrade";
+                      proxy_set_header Host $http_host;
                       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
                       proxy_read_timeout 1h;
                     }
                     location / {
                       proxy_pass http://web; proxy_http_version 1.1; proxy_set_header Connection "";
+                      proxy_set_header Host $http_host;
                       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
                     }
                   }

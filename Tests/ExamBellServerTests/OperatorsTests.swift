@@ -307,17 +307,29 @@ extension OperatorsTests {
                 #expect(try decode(ErrorBody.self, busy).error.code == "busy")
             }
         }
-        // The line itself: of 200 at once with 10 places, exactly 10 get in; a place given back is taken again.
-        let slots = Slots(limit: 10)
-        let admitted = await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<200 { group.addTask { slots.take() } }
+        // The line itself: of 200 at once from 20 addresses with 10 places, exactly 10 get
+        // in; a place given back is taken again.
+        let slots = Slots(limit: 10, perKey: 10)
+        let admitted = await withTaskGroup(of: String?.self) { group in
+            for i in 0..<200 {
+                group.addTask { slots.take("address-\(i % 20)") ? "address-\(i % 20)" : nil }
+            }
+            return await group.compactMap { $0 }.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(admitted.count == 10)
+        #expect(!slots.take("someone else"))
+        let holder = try #require(admitted.first)
+        slots.give(holder)
+        #expect(slots.take("someone else"))
+        #expect(slots.inUse == 10)
+        // Shared fairly: one address flooding the line holds a quarter of it; another still gets in.
+        let fair = Slots(limit: 8)
+        let flooder = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<100 { group.addTask { fair.take("flooder") } }
             return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        #expect(admitted == 10)
-        #expect(!slots.take())
-        slots.give()
-        #expect(slots.take())
-        #expect(slots.inUse == 10)
+        #expect(flooder == 2)
+        #expect(fair.take("operator"))
     }
 
     @Test("a burst of password hashes runs beside the database, never ahead of it: a query answers while they queue")

@@ -385,14 +385,16 @@ public enum ExamStoreConformance {
             let outcomes = await withTaskGroup(of: Bool.self) { group in
                 for item in 1...4 {
                     group.addTask {
-                        (try? await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [item: "2"], at: late, window: window)) == .refused(endDatetime: end)
+                        (try? await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [item: "2"], at: late, window: window))
+                            == .refused(endDatetime: end)
                     }
                 }
                 return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
             }
             #expect(outcomes == 4)
             // The same item again: its latest answer replaces the earlier one.
-            _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "1", 2: "1", 3: "1", 4: "1"], at: late.adding(seconds: 1), window: window)
+            _ = try await store.saveAnswers(
+                candidateId: "e1-c1", examId: "e1", [1: "1", 2: "1", 3: "1", 4: "1"], at: late.adding(seconds: 1), window: window)
             var rows = try await store.lateSubmissions(examId: "e1", after: nil, limit: 10)
             #expect(rows.count == 1, "one open row per candidate, not one per attempt")
             #expect(rows.first?.answers == ["1": "1", "2": "1", "3": "1", "4": "1"])

@@ -114,7 +114,8 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let submissions = try await backends.store.lateSubmissions(examId: plan.examId, after: try page.afterNumber(), limit: page.limit + 1)
         return JSONResponse(
             value: LateSubmissionsView(
-                lateSubmissions: Array(submissions.prefix(page.limit)), next: submissions.count > page.limit ? String(submissions[page.limit - 1].id) : nil)
+                lateSubmissions: Array(submissions.prefix(page.limit)),
+                next: submissions.count > page.limit ? String(submissions[page.limit - 1].id) : nil)
         )
     }
 
