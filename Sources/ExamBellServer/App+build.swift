@@ -241,7 +241,8 @@ struct WebRoutes: Sendable {
             secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
             budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
         )
-        exams = ExamsController(backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService)
+        exams = ExamsController(
+            backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService, spending: spending)
         browser = BrowserController(
             backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
         )

@@ -179,6 +179,7 @@ host, port, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 slowest, failures = 0.0, []
 while True:
     started = time.monotonic()
+    print(f"begin {started:.3f}", flush=True)
     try:
         connection = http.client.HTTPConnection(host, port, timeout=10, source_address=(source, 0))
         connection.request("GET", "/health", headers={"Connection": "close"})
@@ -215,12 +216,17 @@ class HealthProbe:
     def __exit__(self, *_):
         time.sleep(0.3)  # one more probe after the attack
         self.process.terminate()
+        stopped = time.monotonic()
         output, _ = self.process.communicate(timeout=15)
         lines = output.strip().splitlines()
-        assert lines, "the probe never answered"
-        slowest, failures, last = (lines[-1].split(" ", 2) + [""])[:3]
-        self.slowest = float(slowest)
-        self.failures = [last] * int(failures)
+        done = [line for line in lines if not line.startswith("begin ")]
+        if done:
+            slowest, failures, last = (done[-1].split(" ", 2) + [""])[:3]
+            self.slowest = float(slowest)
+            self.failures = [last] * int(failures)
+        # A probe still waiting when stopped counts for as long as it waited.
+        if lines and lines[-1].startswith("begin "):
+            self.slowest = max(self.slowest, stopped - float(lines[-1].split(" ")[1]))
 
 
 def folder_bytes(path):
@@ -350,15 +356,16 @@ def test_a_body_no_route_reads_dripping_a_byte_at_a_time():
 
 
 def test_one_address_takes_every_descriptor():
-    """2. 1,500 connections that never finish their request, from one address, on a node of
-    1,300 descriptors: the node sheds the oldest of them instead of running out (or dying),
-    keeps answering `/health`, and an end on the admin lane is answered at once."""
-    with exam_day("--max-open-per-address", "5000", open_files=1300) as day:
+    """2. 1,000 connections that never finish their request, from one address, on a node of
+    1,000 descriptors (400 for the public port): the node sheds the oldest of them instead of
+    running out (or dying), keeps answering `/health`, and an end on the admin lane is
+    answered at once."""
+    with exam_day("--max-open-per-address", "5000", open_files=1000) as day:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8000)), hard))
         held = []
         with HealthProbe(day.server.url) as probe:
-            for _ in range(1500):
+            for _ in range(1000):
                 try:
                     sock = raw_connection(day.port)
                     sock.sendall(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
@@ -367,12 +374,12 @@ def test_one_address_takes_every_descriptor():
                     break
             time.sleep(1)
             day.end_on_admin_lane()
-        assert len(held) == 1500, f"only {len(held)} connections were accepted: the node refused instead of shedding"
+        assert len(held) == 1000, f"only {len(held)} connections were accepted: the node refused instead of shedding"
         assert probe.slowest < 1.0 and not probe.failures, (probe.slowest, probe.failures[:3])
         # Within the 60 s body time, only shedding closes them: the oldest went, the newest stay.
-        shed = sum(1 for sock in held[:500] if closed_within(sock, 0.01))
+        shed = sum(1 for sock in held[:400] if closed_within(sock, 0.01))
         kept = sum(1 for sock in held[-200:] if not closed_within(sock, 0.01))
-        assert shed >= 400, f"only {shed} of the 500 oldest were shed"
+        assert shed >= 350, f"only {shed} of the 400 oldest were shed"
         assert kept >= 150, f"only {kept} of the 200 newest are still open"
         for sock in held:
             sock.close()

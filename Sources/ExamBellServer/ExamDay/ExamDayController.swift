@@ -147,7 +147,9 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         guard session.role == .proctor, session.examId == examId else {
             throw ExamBellError.forbidden("Only operators and this exam's proctors may do this.")
         }
-        return "proctor:\(session.subject)"
+        let proctor = "proctor:\(session.subject)"
+        try spending.pageCalls.require(proctor)
+        return proctor
     }
 
     private static func id(_ context: Context, _ name: String) throws -> String {

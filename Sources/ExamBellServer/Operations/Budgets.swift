@@ -77,7 +77,8 @@ final class RateBudget: Sendable {
     /// What the budget is of, for the error message ("announcements per sender").
     let name: String
     let rate: Rate
-    private let buckets = Mutex<[String: Bucket]>([:])
+    /// The buckets, and the size at which full ones are next dropped.
+    private let table = Mutex<(buckets: [String: Bucket], pruneAt: Int)>(([:], 4_096))
 
     init(_ name: String, _ rate: Rate) {
         self.name = name
@@ -86,32 +87,18 @@ final class RateBudget: Sendable {
 
     /// Takes one for `key` now; false when its bucket is empty.
     func spend(_ key: String, now: ContinuousClock.Instant = .now) -> Bool {
-        buckets.withLock { buckets in
-            var bucket = refilled(buckets[key], now: now)
-            guard bucket.tokens >= 1 else {
-                buckets[key] = bucket
-                return false
+        table.withLock { table in
+            var bucket = refilled(table.buckets[key], now: now)
+            let spent = bucket.tokens >= 1
+            if spent { bucket.tokens -= 1 }
+            table.buckets[key] = bucket
+            // Full buckets say nothing: drop them when the table has doubled, so it holds only
+            // principals that spent lately, at a cost spread over the spends that grew it.
+            if table.buckets.count >= table.pruneAt {
+                table.buckets = table.buckets.filter { refilled($0.value, now: now).tokens < Double(rate.burst) }
+                table.pruneAt = max(4_096, 2 * table.buckets.count)
             }
-            bucket.tokens -= 1
-            buckets[key] = bucket
-            // Full buckets say nothing: drop them now and then, so the table holds only
-            // principals that spent lately.
-            if buckets.count > 4_096 { buckets = buckets.filter { refilled($0.value, now: now).tokens < Double(rate.burst) } }
-            return true
-        }
-    }
-
-    /// Whether `key` has one left now (without taking it).
-    func hasRoom(_ key: String, now: ContinuousClock.Instant = .now) -> Bool {
-        buckets.withLock { refilled($0[key], now: now).tokens >= 1 }
-    }
-
-    /// Gives one back to `key` (a reservation whose work was refused for another reason).
-    func refund(_ key: String) {
-        buckets.withLock { buckets in
-            guard var bucket = buckets[key] else { return }
-            bucket.tokens = min(Double(rate.burst), bucket.tokens + 1)
-            buckets[key] = bucket
+            return spent
         }
     }
 

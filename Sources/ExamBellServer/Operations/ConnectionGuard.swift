@@ -60,6 +60,17 @@ final class ConnectionBudgets: Sendable {
         var nextId: UInt64 = 0
         /// The HTTP connections, by age (ids grow): the ones a new connection may shed.
         var sheddable: [UInt64: any Channel] = [:]
+        /// No sheddable id is below it: the search for the oldest starts here and only moves
+        /// on (each id is passed once), so shedding costs O(1) amortized.
+        var oldest: UInt64 = 1
+
+        mutating func takeOldest() -> (any Channel)? {
+            while oldest <= nextId {
+                if let channel = sheddable.removeValue(forKey: oldest) { return channel }
+                oldest += 1
+            }
+            return nil
+        }
     }
 
     private let counts = Mutex(Counts())
@@ -80,8 +91,8 @@ final class ConnectionBudgets: Sendable {
         let (result, shed): (Result<UInt64, Refusal>, (any Channel)?) = counts.withLock { counts in
             var shed: (any Channel)?
             if counts.total >= maxOpen {
-                guard let oldest = counts.sheddable.keys.min() else { return (.failure(.node), nil) }
-                shed = counts.sheddable.removeValue(forKey: oldest)
+                guard let oldest = counts.takeOldest() else { return (.failure(.node), nil) }
+                shed = oldest
             }
             if let address {
                 guard counts.open[address, default: 0] < limit else { return (.failure(.address), shed) }

@@ -136,15 +136,20 @@ public struct SessionTokens: Sendable {
 /// The socket tickets a node has taken, each until it expires: a ticket opens one socket.
 /// Bounded by the tickets' 30 s life (and the page-call budget that issues them).
 final class TicketLedger: Sendable {
-    private let used = Mutex<[String: Date]>([:])
+    /// Tickets seen, each until it expires, and the size at which expired ones are dropped
+    /// (doubling, so 19,000 browsers reconnecting at once cost one pass per doubling).
+    private let table = Mutex<(used: [String: Date], pruneAt: Int)>(([:], 4_096))
 
     /// True the first time `id` is shown (and notes it until `expiry`), false after.
     func firstUse(_ id: String, until expiry: Date) -> Bool {
         let now = Date()
-        return used.withLock { used in
-            if used.count > 10_000 { used = used.filter { $0.value > now } }
-            guard used[id] == nil else { return false }
-            used[id] = expiry
+        return table.withLock { table in
+            guard table.used[id] == nil else { return false }
+            table.used[id] = expiry
+            if table.used.count >= table.pruneAt {
+                table.used = table.used.filter { $0.value > now }
+                table.pruneAt = max(4_096, 2 * table.used.count)
+            }
             return true
         }
     }

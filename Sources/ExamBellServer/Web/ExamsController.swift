@@ -10,6 +10,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     let auth: OperatorAuth
     let sessions: SessionTokens
     let endService: EndExamService
+    let spending: Spending
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -187,6 +188,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
             guard session.role == .proctor, session.examId == examId else {
                 throw ExamBellError.forbidden("Only operators and this exam's proctors see its roster.")
             }
+            // A proctor's page calls are budgeted like a candidate's (a roster is costly).
+            try spending.pageCalls.require("proctor:\(session.subject)")
         }
         return JSONResponse(value: try await RosterBuilder(backends: backends).roster(of: try await plan(context)))
     }
