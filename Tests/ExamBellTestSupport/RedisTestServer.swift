@@ -54,6 +54,8 @@ public final class RedisTestServer: Sendable {
                 [
                     binary, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
                     "--protected-mode", "no", "--loglevel", "warning", "--logfile", "/dev/null",
+                    // A replica keeps the primary's snapshot in its folder: never the checkout.
+                    "--dir", FileManager.default.temporaryDirectory.path,
                 ] + extraArguments
             }
         let child = try Self.spawn(arguments)
