@@ -1,7 +1,7 @@
 import ExamBellCore
 import Testing
 
-@Suite("Answer sheet")
+@Suite("Answer sheet", .timeLimit(.minutes(10)))
 struct AnswerSheetTests {
     let items = ExamItems(choice: 3, short: 1)
 

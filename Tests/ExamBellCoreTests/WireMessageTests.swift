@@ -2,7 +2,7 @@ import ExamBellCore
 import Testing
 
 /// The four fixed shapes of DESIGN.md, byte for byte.
-@Suite("Wire messages")
+@Suite("Wire messages", .timeLimit(.minutes(10)))
 struct WireMessageTests {
     let end = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
 
@@ -86,7 +86,7 @@ struct WireMessageTests {
     }
 }
 
-@Suite("Domain")
+@Suite("Domain", .timeLimit(.minutes(10)))
 struct DomainTests {
     @Test("exam plan transitions: scheduled → in_progress → completed, completed is final")
     func examTransitions() {

@@ -3,7 +3,7 @@ import ExamBellMemory
 import ExamBellTestSupport
 import Testing
 
-@Suite("Memory engine")
+@Suite("Memory engine", .timeLimit(.minutes(10)))
 struct MemoryEngineTests {
     @Test("state store conformance", arguments: StateStoreConformance.cases)
     func state(_ check: StateStoreConformance.Case) async throws {

@@ -7,7 +7,7 @@ import Testing
 
 /// The Redis engine against a real redis-server: the same conformance suites as the memory
 /// engine, plus what only a real server shows (reconnects, exact shapes, stream trimming).
-@Suite("Redis engine")
+@Suite("Redis engine", .timeLimit(.minutes(10)))
 struct RedisEngineTests {
     func client(_ server: RedisTestServer) throws -> RedisClient {
         RedisClient(configuration: try Self.configuration(server.url))

@@ -4,7 +4,7 @@ import ExamBellTestSupport
 import Foundation
 import Testing
 
-@Suite("SQLite store")
+@Suite("SQLite store", .timeLimit(.minutes(10)))
 struct SQLiteStoreTests {
     @Test("conformance", arguments: ExamStoreConformance.cases)
     func conformance(_ check: ExamStoreConformance.Case) async throws {
@@ -25,7 +25,7 @@ struct SQLiteStoreTests {
     }
 }
 
-@Suite("PostgreSQL store")
+@Suite("PostgreSQL store", .timeLimit(.minutes(10)))
 struct PostgresStoreTests {
     /// A migrated store on a database of its own in the test cluster.
     ///

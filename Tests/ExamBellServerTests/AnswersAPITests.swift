@@ -7,7 +7,7 @@ import HummingbirdTesting
 import Testing
 
 /// The answer sheet over HTTP (`/api/answers`) and the exam-day fields pages read.
-@Suite("Answers API")
+@Suite("Answers API", .timeLimit(.minutes(10)))
 struct AnswersAPITests {
     struct AnswersBody: Decodable {
         var status: String

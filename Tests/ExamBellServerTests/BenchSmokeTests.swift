@@ -8,7 +8,7 @@ import FoundationNetworking
 
 /// `exambell bench` keeps working: a small run against a real `exambell serve` (no timing
 /// is asserted; BENCHMARKS.md holds the numbers).
-@Suite("exambell bench (smoke)")
+@Suite("exambell bench (smoke)", .timeLimit(.minutes(10)))
 struct BenchSmokeTests {
     func serve(_ directory: URL) async throws -> (TestProcess, Int) {
         let port = try RedisTestServer.freePort()

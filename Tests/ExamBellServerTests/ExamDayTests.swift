@@ -9,7 +9,7 @@ import Testing
 
 /// The exam day over a live node and real WebSocket clients (DESIGN "Exam day"): time
 /// changes, single candidates' ends, hand-in, announcements, receipts, late submissions.
-@Suite("Exam day")
+@Suite("Exam day", .timeLimit(.minutes(10)))
 struct ExamDayTests {
     /// A candidate page's answers to the server's frames: ack and lock after `exam_end`, ack of
     /// `exam_time`, ack of each announcement (as if dismissed).

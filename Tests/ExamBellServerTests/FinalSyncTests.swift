@@ -10,7 +10,7 @@ import Testing
 
 /// Final sync (seed §4.3.2) on both state-store engines: the DB is the truth for what is
 /// missing or drifted in Redis, and candidates' later activity flows from Redis into the DB.
-@Suite("Final sync")
+@Suite("Final sync", .timeLimit(.minutes(10)))
 struct FinalSyncTests {
     enum Engine: String, CaseIterable, CustomTestStringConvertible {
         case memory, redis

@@ -8,7 +8,7 @@ import HummingbirdTesting
 import Testing
 
 /// Every HTTP error code of the API, with the JSON error envelope.
-@Suite("HTTP API")
+@Suite("HTTP API", .timeLimit(.minutes(10)))
 struct HTTPAPITests {
     func expectError(
         _ response: TestResponse, _ status: HTTPResponse.Status, _ code: String,
@@ -189,7 +189,7 @@ struct HTTPAPITests {
     }
 }
 
-@Suite("Session secret")
+@Suite("Session secret", .timeLimit(.minutes(10)))
 struct SessionSecretTests {
     @Test("a session secret shorter than 32 bytes is refused with a clear error, not a crash")
     func shortSecret() async throws {
@@ -200,7 +200,7 @@ struct SessionSecretTests {
     }
 }
 
-@Suite("exambell end")
+@Suite("exambell end", .timeLimit(.minutes(10)))
 struct EndCommandTests {
     @Test("ends an exam through the API and prints the result; a wrong token or exam is a clear error")
     func endCommand() async throws {

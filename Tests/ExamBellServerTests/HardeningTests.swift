@@ -10,7 +10,7 @@ import Testing
 
 /// What an outsider or a candidate could do to take a node down or ride someone's session
 /// (issue 15, "a node no one can take down"), each refused.
-@Suite("Hardening")
+@Suite("Hardening", .timeLimit(.minutes(10)))
 struct HardeningTests {
     @Test("half-sent headers time out with 408; unfinished connections per address are capped (429); /health keeps answering")
     func slowHeaders() async throws {

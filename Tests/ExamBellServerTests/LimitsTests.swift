@@ -7,7 +7,7 @@ import HummingbirdTesting
 import Testing
 
 /// Hostile and broken browsers on the WebSocket: none of them hurts anyone else (issue 6).
-@Suite("WebSocket limits")
+@Suite("WebSocket limits", .timeLimit(.minutes(10)))
 struct LimitsTests {
     @Test("HTTP: a body over 4 MiB gets 413 and changes nothing; a session token is no admin token")
     func httpLimits() async throws {

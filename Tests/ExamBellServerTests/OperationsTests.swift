@@ -12,7 +12,7 @@ import FoundationNetworking
 #endif
 
 /// `/metrics`, and logs that follow an end without ever showing a secret (issue 6).
-@Suite("Operations")
+@Suite("Operations", .timeLimit(.minutes(10)))
 struct OperationsTests {
     /// The value of one sample line of a Prometheus exposition, like `name{label="x"} 3`.
     static func sample(_ text: String, _ name: String) -> Double? {

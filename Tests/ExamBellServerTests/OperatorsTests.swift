@@ -13,7 +13,7 @@ import Testing
 /// In turn: every test hashes passwords (bcrypt, ~0.25 s of CPU each) on the one pool of
 /// the process, and run at once on a loaded machine their logins waited for each other
 /// past the test client's 20 s.
-@Suite("Operators", .serialized)
+@Suite("Operators", .serialized, .timeLimit(.minutes(10)))
 struct OperatorsTests {
     static let csrf = HTTPField.Name("X-CSRF-Token")!
 

@@ -8,7 +8,7 @@ import HummingbirdTesting
 import Testing
 
 /// The scenario on the Redis engine with a real redis-server, checked with redis-cli.
-@Suite("End to end on Redis")
+@Suite("End to end on Redis", .timeLimit(.minutes(10)))
 struct RedisEndToEndTests {
     @Test("an end writes the exact keys and one stream entry, and every browser is told")
     func scenario() async throws {

@@ -12,7 +12,7 @@ import Testing
 
 /// Redis Sentinel (`redis+sentinel://…`): a real primary, replica and three sentinels; the
 /// primary crashes and the node follows the failover with nothing lost.
-@Suite("Redis failover")
+@Suite("Redis failover", .timeLimit(.minutes(10)))
 struct RedisFailoverTests {
     @Test("the client finds the primary through the sentinels and follows a failover to the promoted replica")
     func clientFollowsFailover() async throws {

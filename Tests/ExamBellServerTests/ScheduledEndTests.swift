@@ -9,7 +9,7 @@ import HummingbirdTesting
 import Testing
 
 /// An exam with a planned end ends itself then, once, however many web nodes watch it.
-@Suite("Scheduled end")
+@Suite("Scheduled end", .timeLimit(.minutes(10)))
 struct ScheduledEndTests {
     struct ExamBody: Decodable {
         var status: String

@@ -12,7 +12,7 @@ import Synchronization
 import Testing
 
 /// Session tokens close with their exam (issue 15: "tokens live 12 hours and outlive their exam").
-@Suite("Session closing")
+@Suite("Session closing", .timeLimit(.minutes(10)))
 struct SessionClosingTests {
     /// A clock the test moves, and a lookup that counts its calls and answers what it is set to.
     final class Fixture: Sendable {

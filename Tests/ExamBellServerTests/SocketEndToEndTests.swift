@@ -9,7 +9,7 @@ import HummingbirdTesting
 import Testing
 
 /// The whole scenario through a live server and real WebSocket clients.
-@Suite("End to end over WebSockets")
+@Suite("End to end over WebSockets", .timeLimit(.minutes(10)))
 struct SocketEndToEndTests {
     @Test("50 candidates and 2 proctors all receive exam_end with the response's end time, and acks are counted")
     func broadcast() async throws {

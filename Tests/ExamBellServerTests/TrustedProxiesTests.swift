@@ -7,7 +7,7 @@ import Testing
 
 /// Behind a load balancer, per-address throttles and caps count the client it forwards for,
 /// and nobody else picks the address they are counted by (issue 15).
-@Suite("Trusted proxies")
+@Suite("Trusted proxies", .timeLimit(.minutes(10)))
 struct TrustedProxiesTests {
     @Test("the client is the rightmost forwarded address that is not a trusted proxy; anyone else's X-Forwarded-For is ignored")
     func client() throws {

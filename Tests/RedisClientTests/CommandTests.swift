@@ -5,7 +5,7 @@ import Testing
 
 /// The typed command layer: the words each command sends, and how each reads its reply in
 /// RESP2 and RESP3 shapes (the Redis engine's tests run them against a real redis-server).
-@Suite("Typed Redis commands")
+@Suite("Typed Redis commands", .timeLimit(.minutes(10)))
 struct CommandTests {
     func bulk(_ text: String) -> RESPValue { .bulkString(ByteBuffer(string: text)) }
 

@@ -4,7 +4,7 @@ import Testing
 
 @testable import RedisClient
 
-@Suite("RESP decoding and encoding")
+@Suite("RESP decoding and encoding", .timeLimit(.minutes(10)))
 struct RESPDecoderTests {
     func decodeAll(_ text: String, splitEvery step: Int? = nil) throws -> [RESPValue] {
         var decoder = RESPDecoder()
@@ -72,7 +72,7 @@ struct RESPDecoderTests {
     }
 }
 
-@Suite("Command handler on a test channel")
+@Suite("Command handler on a test channel", .timeLimit(.minutes(10)))
 struct RedisCommandHandlerTests {
     func makeChannel() async throws -> NIOAsyncTestingChannel {
         let channel = NIOAsyncTestingChannel()

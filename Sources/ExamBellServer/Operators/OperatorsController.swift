@@ -73,11 +73,19 @@ struct OperatorsController<Context: RequestContext>: Sendable {
             addressFailures.forgive(addressKey)
             throw error
         }
-        var succeeded = false
+        // Only a wrong password keeps its failure: a login that succeeded, or was not checked
+        // (the line was full, the DB did not answer), gives it back.
+        var checked: Bool?
         defer {
-            if succeeded {
+            switch checked {
+            case false?:
+                break
+            case true?:
                 addressFailures.forgive(addressKey)
                 pairFailures.reset(pairKey)
+            case nil:
+                addressFailures.forgive(addressKey)
+                pairFailures.forgive(pairKey)
             }
         }
         // A name guessed at from everywhere is slowed, never locked.
@@ -85,8 +93,6 @@ struct OperatorsController<Context: RequestContext>: Sendable {
         let account = Operator.isValidName(body.name) ? try await store.operatorAccount(named: body.name) : nil
         // A flood of logins waits in a bounded line, shared between addresses.
         guard checking.take(address) else {
-            addressFailures.forgive(addressKey)
-            pairFailures.forgive(pairKey)
             throw ExamBellError(
                 status: 503, code: "busy", message: "Too many logins are being checked at once; try again in a few seconds."
             )
@@ -94,10 +100,11 @@ struct OperatorsController<Context: RequestContext>: Sendable {
         defer { checking.give(address) }
         let matched = try await Passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
         guard matched, let account = account?.account, !account.disabled else {
+            checked = false
             nameFailures.fail(nameKey)
             throw ExamBellError.unauthorized("Wrong name or password, or the operator is disabled.")
         }
-        succeeded = true
+        checked = true
         let secret = SecretToken.random()
         let csrfToken = SecretToken.random()
         let expiresAt = Timestamp.now().adding(seconds: sessionLifetime.components.seconds)
