@@ -137,9 +137,6 @@ final class ConnectionBudgets: Sendable {
     func leaveHead(_ address: String) {
         counts.withLock { $0.pending.countDown(address) }
     }
-
-    /// Connections held in all.
-    var total: Int { counts.withLock { $0.total } }
 }
 
 /// Keeps a node answering when clients open connections and never finish a request.
@@ -456,11 +453,6 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     func handle(value: Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
     }
-}
-
-/// A request context that knows its connection's channel (to close it).
-protocol ChannelRequestContext {
-    var channel: any Channel { get }
 }
 
 extension Dictionary where Value == Int {

@@ -126,12 +126,10 @@ extension Request {
 }
 
 /// The request context of every ExamBell route: Hummingbird's basic one plus the client's
-/// address, which throttles count by, and the connection's channel.
-public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContext, ChannelRequestContext {
+/// address, which throttles count by.
+public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: SocketAddress?
-    /// The connection's channel (`BodyDeadline` closes it).
-    public let channel: any Channel
     /// The client a trusted proxy forwarded for (`ClientAddressMiddleware`); nil for a
     /// direct connection.
     public var client: String?
@@ -139,6 +137,5 @@ public struct ExamBellRequestContext: RequestContext, RemoteAddressRequestContex
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
-        channel = source.channel
     }
 }

@@ -362,6 +362,4 @@ public final class SocketHub: Sendable {
     /// How many browsers this node holds (joined, or admitted and upgrading).
     public var connectionCount: Int { state.withLock { $0.count } }
 
-    /// The browsers open on this node for one session (a candidate's or proctor's token).
-    func connections(of session: Session) -> Int { state.withLock { $0.perSession[session] ?? 0 } }
 }
