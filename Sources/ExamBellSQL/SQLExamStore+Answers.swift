@@ -10,21 +10,30 @@ extension SQLExamStore {
         try await transaction { db in
             let plan = try await Self.existingPlan(examId, db)
             let row = try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
-            guard let candidate = try row.map(Self.candidate(from:)), candidate.examId == examId else {
+            guard let row, case let candidate = try Self.candidate(from: row), candidate.examId == examId else {
                 throw StoreError.notFound(code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
             }
             let items = answers.keys.sorted()
             let outcome = try window.decide(plan, candidate: candidate, at: at)
-            // A late save gathered into an open late submission was audited with its first.
+            // A late save gathered into an open late submission was audited with its first; saves
+            // while the exam runs, once a minute (`AnswerWindow.audits`).
             var audited = true
             switch outcome {
             case .saved:
+                audited = window.audits(
+                    outcome, at: at, lastAudited: try Self.timestamp(row, "saves_audited_at"),
+                    firstFinal: final && candidate.finalSavedAt == nil)
                 try await db.raw(
                     """
                     UPDATE exam_candidate SET last_active_time = \(bind: at.iso8601)
                     WHERE candidate_id = \(bind: candidateId) AND (last_active_time IS NULL OR last_active_time < \(bind: at.iso8601))
                     """
                 ).run()
+                if audited {
+                    try await db.raw(
+                        "UPDATE exam_candidate SET saves_audited_at = \(bind: at.iso8601) WHERE candidate_id = \(bind: candidateId)"
+                    ).run()
+                }
             case .refused(let end) where !items.isEmpty:
                 // Not taken into the sheet, and not dropped: kept for the operator to decide on,
                 // within the candidate's budget. A later attempt updates the open row.

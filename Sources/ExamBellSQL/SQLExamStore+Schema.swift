@@ -156,6 +156,8 @@ extension SQLExamStore {
                 "ALTER TABLE exam_late_submission ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
                 "CREATE UNIQUE INDEX exam_late_submission_open ON exam_late_submission(open_key)",
             ],
+            // 7: when a candidate's saves were last audited (`AnswerWindow.savesAuditedEvery`).
+            ["ALTER TABLE exam_candidate ADD COLUMN saves_audited_at TEXT"],
         ]
     }
 

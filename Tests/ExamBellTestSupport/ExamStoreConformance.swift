@@ -251,8 +251,29 @@ public enum ExamStoreConformance {
             #expect(try await store.answers(candidateId: "e1-c1") == [1: "4", 2: "서울", 3: "1"], "a refused save changes nothing")
             #expect(try await store.candidates(ids: ["e1-c1"]).first?.lastActiveTime == end, "the end time stays the last activity")
             let audit = try await store.auditLog(examId: "e1").filter { $0.actor == "e1-c1" }
-            #expect(audit.map(\.action) == ["answers_saved", "answers_saved", "answers_saved_late", "answers_refused"])
+            #expect(audit.map(\.action) == ["answers_saved", "answers_saved_late", "answers_refused"], "the second save came within the minute")
             #expect(audit.last?.detail?.contains("items 4") == true)
+        },
+        Case(name: "saves while the exam runs are audited once a minute per candidate; the first final save always") { store in
+            _ = try await store.createExam(examId: "e1", title: "A", actor: "admin", at: t0)
+            let people = [Registrant(id: "e1-c1", name: "One"), Registrant(id: "e1-c2", name: "Two")]
+            _ = try await store.registerCandidates(examId: "e1", people, actor: "admin", at: t0)
+            _ = try await store.startExam(examId: "e1", actor: "admin", at: t0)
+            let window = AnswerWindow(graceSeconds: 10)
+            // A page saving every second for three minutes: 180 saves, three audit rows.
+            for second in 0..<180 {
+                _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "\(second % 4 + 1)"], at: t0.adding(seconds: Int64(second)), window: window)
+            }
+            // Another candidate's minute is its own; its first final save is audited within it, a second one is not.
+            _ = try await store.saveAnswers(candidateId: "e1-c2", examId: "e1", [1: "1"], at: t0, window: window)
+            for second in [5, 6] as [Int64] {
+                _ = try await store.saveAnswers(candidateId: "e1-c2", examId: "e1", [2: "2"], at: t0.adding(seconds: second), window: window, final: true)
+            }
+            let audit = try await store.auditLog(examId: "e1").filter { $0.action == "answers_saved" }
+            #expect(audit.filter { $0.actor == "e1-c1" }.map(\.at) == [0, 60, 120].map { t0.adding(seconds: $0) })
+            #expect(audit.filter { $0.actor == "e1-c2" }.map(\.detail) == ["items 1", "items 2 (final save)"])
+            #expect(try await store.answers(candidateId: "e1-c1") == [1: "4"], "every save was taken, audited or not")
+            #expect(try await store.candidates(ids: ["e1-c2"]).first?.finalSavedAt == t0.adding(seconds: 6))
         },
         Case(name: "time changes: for everyone (accommodations keep their extra), for listed candidates, refusals, preview") { store in
             let planned = t0.adding(seconds: 3600)

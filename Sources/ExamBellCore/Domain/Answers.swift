@@ -89,9 +89,25 @@ public struct AnswerWindow: Sendable, Hashable {
     /// 413 `budget_exceeded` and nothing of it is kept.
     public var lateBytesPerCandidate: Int
 
-    public init(graceSeconds: Int, lateBytesPerCandidate: Int = 256 * 1024) {
+    /// A candidate's saves while the exam runs are audited at most once in this many seconds
+    /// (the answers keep each item's own save time): a page saving at its whole budget adds a
+    /// row a minute to the audit log, not two a second. The first final save is always audited.
+    public var savesAuditedEvery: Int
+
+    public init(graceSeconds: Int, lateBytesPerCandidate: Int = 256 * 1024, savesAuditedEvery: Int = 60) {
         self.graceSeconds = graceSeconds
         self.lateBytesPerCandidate = lateBytesPerCandidate
+        self.savesAuditedEvery = savesAuditedEvery
+    }
+
+    /// Whether a save with `outcome` gets its own audit row, when the candidate's saves were
+    /// last audited at `lastAudited` and `firstFinal` says it is the page's first final save.
+    /// Saves in the grace window are all audited (the window bounds them); a refused save is
+    /// audited with the late submission it opens (`keepLate`).
+    public func audits(_ outcome: AnswerSave, at time: Timestamp, lastAudited: Timestamp?, firstFinal: Bool) -> Bool {
+        guard case .saved = outcome else { return true }
+        guard !firstFinal, let lastAudited else { return true }
+        return time >= lastAudited.adding(seconds: Int64(savesAuditedEvery))
     }
 
     /// The refusal of a late save that would pass `lateBytesPerCandidate`.
