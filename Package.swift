@@ -162,6 +162,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A fresh process for the test that Dispatch is primed before descriptors run out.
+        .executableTarget(
+            name: "exambell-dispatch-probe",
+            dependencies: ["ExamBellCore"],
+            path: "Tests/DispatchProbe",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "ExamBellTestSupport",
             dependencies: ["ExamBellCore", "ExamBellSQL"],
@@ -209,6 +216,7 @@ let package = Package(
                 "ExamBellTestSupport",
                 // Not imported: the cluster, shutdown and bench tests run the built binary.
                 "exambell",
+                "exambell-dispatch-probe",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -27,6 +27,7 @@ struct Serve: AsyncParsableCommand {
 enum NodeRunner {
     static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
         raiseOpenFileLimit()  // a socket node holds up to --max-connections browsers
+        await primeDispatch()  // while descriptors are left: Dispatch traps when it cannot open its own
         var logger = Logger(label: "exambell")
         logger.logLevel = environment("EXAMBELL_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
         // The admin server alone never touches the DB or Redis.

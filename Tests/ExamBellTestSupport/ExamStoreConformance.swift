@@ -262,12 +262,14 @@ public enum ExamStoreConformance {
             let window = AnswerWindow(graceSeconds: 10)
             // A page saving every second for three minutes: 180 saves, three audit rows.
             for second in 0..<180 {
-                _ = try await store.saveAnswers(candidateId: "e1-c1", examId: "e1", [1: "\(second % 4 + 1)"], at: t0.adding(seconds: Int64(second)), window: window)
+                _ = try await store.saveAnswers(
+                    candidateId: "e1-c1", examId: "e1", [1: "\(second % 4 + 1)"], at: t0.adding(seconds: Int64(second)), window: window)
             }
             // Another candidate's minute is its own; its first final save is audited within it, a second one is not.
             _ = try await store.saveAnswers(candidateId: "e1-c2", examId: "e1", [1: "1"], at: t0, window: window)
             for second in [5, 6] as [Int64] {
-                _ = try await store.saveAnswers(candidateId: "e1-c2", examId: "e1", [2: "2"], at: t0.adding(seconds: second), window: window, final: true)
+                _ = try await store.saveAnswers(
+                    candidateId: "e1-c2", examId: "e1", [2: "2"], at: t0.adding(seconds: second), window: window, final: true)
             }
             let audit = try await store.auditLog(examId: "e1").filter { $0.action == "answers_saved" }
             #expect(audit.filter { $0.actor == "e1-c1" }.map(\.at) == [0, 60, 120].map { t0.adding(seconds: $0) })

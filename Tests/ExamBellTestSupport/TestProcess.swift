@@ -21,12 +21,17 @@ public final class TestProcess: Sendable {
 
     /// The `exambell` executable built beside the test bundle.
     public static func exambellBinary() throws -> String {
+        try builtBinary("exambell")
+    }
+
+    /// An executable of the package (`exambell`, `exambell-dispatch-probe`) built beside the test bundle.
+    public static func builtBinary(_ name: String) throws -> String {
         let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("exambell").path
+            let path = candidate.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        throw TestServerError("the exambell executable is not built beside the tests (swift build --build-tests builds it)")
+        throw TestServerError("the \(name) executable is not built beside the tests (swift build --build-tests builds it)")
     }
 
     /// Starts the process with the current environment plus `environment`.

@@ -1,3 +1,5 @@
+import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -18,4 +20,19 @@ public func openFileLimit() -> Int {
     var limit = rlimit()
     guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
     return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
+}
+
+/// Makes the descriptors Dispatch creates on first use (its event loop, and one timer per
+/// clock: uptime, monotonic, wall) while the process still has them to give.
+///
+/// Swift concurrency runs on Dispatch, which opens these lazily and traps (SIGILL) when it
+/// cannot: a node whose open-file limit an attacker had reached died on the first timer of a
+/// kind it had not used before, which could be an end's. Called at start, before any
+/// listener opens.
+public func primeDispatch() async {
+    let moment = DispatchTimeInterval.milliseconds(1)
+    try? await Task.sleep(for: .milliseconds(1))  // ContinuousClock
+    try? await SuspendingClock().sleep(for: .milliseconds(1))
+    await withCheckedContinuation { done in DispatchQueue.global().asyncAfter(deadline: .now() + moment) { done.resume() } }
+    await withCheckedContinuation { done in DispatchQueue.global().asyncAfter(wallDeadline: .now() + moment) { done.resume() } }
 }
