@@ -52,7 +52,8 @@ public struct ExamBellNode: Sendable {
             lookup: configuration.roles.contains(.web) ? SessionClosing.ends(in: backends.store) : SessionClosing.ends(in: backends.state)
         )
         let sessions = try await SessionTokens(
-            secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing
+            secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing,
+            sharedTickets: backends.state
         )
         let hub = SocketHub(forgetEndedAfter: configuration.sessionCloseAfter)
         let metrics = NodeMetrics(failures: backends.failures)

@@ -42,6 +42,39 @@ struct RedisEndToEndTests {
         }
     }
 
+    @Test("a socket ticket opens one socket in the whole cluster: a second node refuses it (401 ticket_used); Redis keeps it until it expires")
+    func ticketsOncePerCluster() async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let first = try await TestNode(redisURL: redis.url)
+        let second = try await TestNode(store: first.backends.store, redisURL: redis.url, nodeId: "socket-2")
+        try await first.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 1)
+            let token = try await client.tokens("e1", role: "candidate", ids: ids)[0]
+            try await second.node.application.test(.live) { other in
+                let otherPort = try #require(other.port)
+                let answer = try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(token)"])
+                let ticket = try decode(TicketBody.self, answer).ticket
+                let opened = try await RawWebSocket(port: otherPort, query: "ticket=\(ticket)")
+                defer { opened.close() }
+                for node in [port, otherPort] {
+                    let refused = try await RawWebSocket.refusal(port: node, query: "ticket=\(ticket)")
+                    #expect(refused.head.hasPrefix("HTTP/1.1 401"), "\(refused.head)")
+                    #expect(refused.body.contains(#""code":"ticket_used""#), "\(refused.body)")
+                }
+                let keys = try await redis.cli("KEYS", "ticket_used:*")
+                #expect(keys.count == 1, "\(keys)")
+                let ttl = Int(try await redis.cli("TTL", keys.first ?? "").first ?? "") ?? -1
+                #expect((1...30).contains(ttl), "kept until the ticket expires, not for good: TTL \(ttl)")
+                // A fresh ticket opens a socket on the node the first one was refused by.
+                let fresh = try decode(TicketBody.self, try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(token)"]))
+                let again = try await RawWebSocket(port: port, query: "ticket=\(fresh.ticket)")
+                again.close()
+            }
+        }
+    }
+
     @Test("Redis down during an end: the end commits and answers 200; once Redis is back, keys are written and browsers told")
     func outage() async throws {
         let redis = try await RedisTestServer.start()

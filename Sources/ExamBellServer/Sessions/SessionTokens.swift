@@ -39,6 +39,10 @@ public struct SessionTokens: Sendable {
     private let lifetime: Duration
     /// The tickets already shown to this node.
     private let ledger = TicketLedger()
+    /// Where tickets are claimed for the whole cluster (the state store: `ticket_used:{jti}`,
+    /// `SET NX` until the ticket expires), so a ticket opens one socket on any node; nil for
+    /// this node's ledger alone.
+    let sharedTickets: (any StateStore)?
     /// Refuses the tokens of exams whose sessions have closed; nil for no such check.
     public let closing: SessionClosing?
 
@@ -47,7 +51,9 @@ public struct SessionTokens: Sendable {
 
     /// Tokens signed with `secret`, valid for `lifetime` and, with `closing`, until their
     /// exam's sessions close.
-    public init(secret: String, lifetime: Duration, closing: SessionClosing? = nil) async throws(ExamBellError) {
+    public init(
+        secret: String, lifetime: Duration, closing: SessionClosing? = nil, sharedTickets: (any StateStore)? = nil
+    ) async throws(ExamBellError) {
         guard secret.utf8.count >= Self.minimumSecretLength else {
             throw .badRequest(code: "weak_session_secret", "The session secret must be at least \(Self.minimumSecretLength) bytes.")
         }
@@ -55,6 +61,7 @@ public struct SessionTokens: Sendable {
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         self.lifetime = lifetime
         self.closing = closing
+        self.sharedTickets = sharedTickets
     }
 
     /// A token for `subject` in `role` at exam `examId`, expiring after the lifetime
@@ -77,7 +84,7 @@ public struct SessionTokens: Sendable {
     /// A socket ticket for `session`: what the pages put in the WebSocket's URL instead of
     /// their session token, since proxies and load balancers log URLs. It opens one socket
     /// within 30 s (or until `expiry`): a second handshake with it is refused (401
-    /// `ticket_used`) by the node that saw the first. It is no session token: the API refuses it.
+    /// `ticket_used`) by any node of the cluster. It is no session token: the API refuses it.
     public func ticket(for session: Session, expiry: Date? = nil) async throws -> String {
         try await sign(
             subject: session.subject, role: session.role, examId: session.examId,
@@ -113,13 +120,30 @@ public struct SessionTokens: Sendable {
             throw .unauthorized("A socket ticket opens a socket only; the API takes the session token.")
         }
         if claims.use == "socket" {
-            guard let id = claims.jti, ledger.firstUse(id, until: claims.exp.value) else {
+            guard let id = claims.jti, ledger.firstUse(id, until: claims.exp.value), await claimedFirst(id, until: claims.exp.value) else {
                 throw ExamBellError(status: 401, code: "ticket_used", message: "This socket ticket was used already; ask for a new one.")
             }
         }
         try await closing?.check(examId: claims.exam)
         return Session(subject: claims.sub.value, role: role, examId: claims.exam)
     }
+
+    /// Whether this is the cluster's first use of ticket `id` (true without a shared store).
+    /// A state store that cannot answer leaves this node's ledger to decide: a Redis outage
+    /// does not keep browsers from connecting, and a ticket still opens one socket per node.
+    private func claimedFirst(_ id: String, until expiry: Date) async -> Bool {
+        guard let sharedTickets else { return true }
+        let left = max(1, Int(expiry.timeIntervalSinceNow.rounded(.up)))
+        do {
+            // An owner of its own: `lock` lets an owner take its lock again.
+            return try await sharedTickets.lock(Self.ticketKey(id), owner: UUID().uuidString, ttl: .seconds(left))
+        } catch {
+            return true
+        }
+    }
+
+    /// The state store's key of a used ticket.
+    static func ticketKey(_ id: String) -> String { "ticket_used:\(id)" }
 
     /// The `alg` of a JWT's header, if the header is base64url JSON.
     static func headerAlgorithm(of token: String) -> String? {
