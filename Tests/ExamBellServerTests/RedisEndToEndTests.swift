@@ -68,7 +68,8 @@ struct RedisEndToEndTests {
                 let ttl = Int(try await redis.cli("TTL", keys.first ?? "").first ?? "") ?? -1
                 #expect((1...30).contains(ttl), "kept until the ticket expires, not for good: TTL \(ttl)")
                 // A fresh ticket opens a socket on the node the first one was refused by.
-                let fresh = try decode(TicketBody.self, try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(token)"]))
+                let fresh = try decode(
+                    TicketBody.self, try await client.call(.post, "/api/socket-ticket", headers: [.authorization: "Bearer \(token)"]))
                 let again = try await RawWebSocket(port: port, query: "ticket=\(fresh.ticket)")
                 again.close()
             }
