@@ -28,7 +28,9 @@ public func openFileLimit() -> Int {
 /// Swift concurrency runs on Dispatch, which opens these lazily and traps (SIGILL) when it
 /// cannot: a node whose open-file limit an attacker had reached died on the first timer of a
 /// kind it had not used before, which could be an end's. Called at start, before any
-/// listener opens.
+/// listener opens. It is not enough alone: Dispatch's worker monitor also opens
+/// `/proc/<tid>/stat` under load and traps without a descriptor, so the listeners never take
+/// the last ones (`ConnectionLimits.maxOpen`: the open-file limit less a reserve).
 public func primeDispatch() async {
     let moment = DispatchTimeInterval.milliseconds(1)
     try? await Task.sleep(for: .milliseconds(1))  // ContinuousClock
