@@ -1,6 +1,5 @@
 import Dispatch
 import ExamBellCore
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -33,8 +32,6 @@ case "exhausted":
     say("the timer ran")
 default:
     if mode == "primed" { await primeDispatch() }
-    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-    let timers = descriptors.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) == "anon_inode:[timerfd]" }
-    say("timer descriptors: \(timers.count)")
+    say("timer descriptors: \(timerDescriptors())")
 }
 exit(0)
