@@ -10,6 +10,9 @@ public final class MemoryStateStore: StateStore {
         var sets: [String: Set<String>] = [:]
         var hashes: [String: [String: String]] = [:]
         var locks: [String: (owner: String, until: ContinuousClock.Instant)] = [:]
+        /// The size at which lapsed locks are dropped (doubling: a used ticket's claim is a lock
+        /// that is never released, only lapses).
+        var pruneLocksAt = 1_024
     }
 
     private let storage = Mutex(Storage())
@@ -71,6 +74,10 @@ public final class MemoryStateStore: StateStore {
             let now = ContinuousClock.now
             if let held = storage.locks[key], held.until > now, held.owner != owner { return false }
             storage.locks[key] = (owner, now + ttl)
+            if storage.locks.count >= storage.pruneLocksAt {
+                storage.locks = storage.locks.filter { $0.value.until > now }
+                storage.pruneLocksAt = max(1_024, 2 * storage.locks.count)
+            }
             return true
         }
     }
