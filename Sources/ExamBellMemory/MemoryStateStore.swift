@@ -82,6 +82,9 @@ public final class MemoryStateStore: StateStore {
         }
     }
 
+    /// How many locks the table holds, lapsed ones included (for tests of the pruning).
+    package var lockTableSize: Int { storage.withLock { $0.locks.count } }
+
     public func unlock(_ key: String, owner: String) async throws {
         storage.withLock { storage in
             if storage.locks[key]?.owner == owner { storage.locks[key] = nil }
