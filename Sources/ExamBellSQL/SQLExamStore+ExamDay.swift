@@ -250,6 +250,23 @@ extension SQLExamStore {
         try await recordFirstTimes(column: "locked_at", times)
     }
 
+    public func recordClockOffsets(_ offsets: [String: Int]) async throws -> Int {
+        guard !offsets.isEmpty else { return 0 }
+        return try await transaction { db in
+            var changed = 0
+            for (candidateId, ms) in offsets.sorted(by: { $0.key < $1.key }) {
+                let rows = try await db.raw(
+                    """
+                    UPDATE exam_candidate SET clock_offset_ms = \(bind: ms)
+                    WHERE candidate_id = \(bind: candidateId) AND clock_offset_ms IS NULL RETURNING candidate_id
+                    """
+                ).all()
+                changed += rows.count
+            }
+            return changed
+        }
+    }
+
     // MARK: Helpers
 
     /// The plan, which must be running (404 / 409 otherwise).

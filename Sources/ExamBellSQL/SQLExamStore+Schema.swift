@@ -158,6 +158,8 @@ extension SQLExamStore {
             ],
             // 7: when a candidate's saves were last audited (`AnswerWindow.savesAuditedEvery`).
             ["ALTER TABLE exam_candidate ADD COLUMN saves_audited_at TEXT"],
+            // 8: how far each page's device clock was from the server's (the SDK's `locked`).
+            ["ALTER TABLE exam_candidate ADD COLUMN clock_offset_ms INTEGER"],
         ]
     }
 

@@ -110,7 +110,8 @@ public struct SQLExamStore: ExamStore {
             scheduledEndDatetime: try timestamp(row, "scheduled_end_datetime"),
             lockedAt: try timestamp(row, "locked_at"),
             finalSavedAt: try timestamp(row, "final_saved_at"),
-            finalSavedItems: try row.decode(column: "final_saved_items", as: Int?.self)
+            finalSavedItems: try row.decode(column: "final_saved_items", as: Int?.self),
+            clockOffsetMs: try row.decode(column: "clock_offset_ms", as: Int?.self)
         )
     }
 

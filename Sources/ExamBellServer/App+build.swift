@@ -272,9 +272,13 @@ func buildRouter(
 ) throws -> Router<ExamBellRequestContext> {
     let router = Router(context: ExamBellRequestContext.self)
     router.middlewares.add(ClientAddressMiddleware(proxies: configuration.connectionLimits.trustedProxies))
+    // Before the error middleware: a listed platform's page reads the errors too.
+    router.middlewares.add(CORSMiddleware(policy: configuration.originPolicy))
     router.middlewares.add(APIErrorMiddleware())
     router.middlewares.add(OriginMiddleware(policy: configuration.originPolicy))
     router.get("health") { _, _ in JSONResponse(value: ["status": "ok"]) }
+    // The server's clock for the SDK's samples: no credential, no backend (like /health).
+    router.get("api/clock") { _, _ in JSONResponse(value: ["serverTimeMs": Int64((Date().timeIntervalSince1970 * 1000).rounded())]) }
     router.get("ready") { _, _ in try await readiness(backends) }
     let countsOutbox = configuration.roles.contains(.web)
     let metricsToken = configuration.metricsToken

@@ -51,16 +51,31 @@ public struct ExamBellConfiguration: Sendable {
     /// cap: an exam hall behind one NAT address holds hundreds, and behind a load balancer
     /// not listed in `connectionLimits.trustedProxies` every browser has its address.
     public var maxConnectionsPerAddress: Int?
+    /// Origins of a platform's own pages (`--allowed-origin`, lowercased `scheme://host[:port]`):
+    /// they may load the browser SDK, call the browser API (CORS, preflight included) and
+    /// open sockets. Empty by default: only ExamBell's own pages.
+    public var platformOrigins: Set<String> = []
+
+    /// `--allowed-origin` values as origins; 400 `invalid_origin` naming the first that is none.
+    public static func platformOrigins(_ values: [String]) throws(ExamBellError) -> Set<String> {
+        var origins: Set<String> = []
+        for value in values { origins.insert(try OriginPolicy.platformOrigin(value)) }
+        return origins
+    }
+
     /// Origins whose pages may open browsers' sockets and call the API, besides the one each
-    /// request was sent to (when it is a host this node serves): the public web URL's.
+    /// request was sent to (when it is a host this node serves): the public web URL's, and
+    /// the platforms'.
     public var allowedOrigins: Set<String> {
-        guard let url = URL(string: publicWebURL), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else { return [] }
-        return ["\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")"]
+        guard let url = URL(string: publicWebURL), let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased() else {
+            return platformOrigins
+        }
+        return platformOrigins.union(["\(scheme)://\(host)\(url.port.map { ":\($0)" } ?? "")"])
     }
 
     /// `allowedOrigins`, and the hosts of the public URLs as the hosts this node serves.
     var originPolicy: OriginPolicy {
-        OriginPolicy(allowedOrigins: allowedOrigins, servedURLs: [publicWebURL, publicSocketURL])
+        OriginPolicy(allowedOrigins: allowedOrigins, servedURLs: [publicWebURL, publicSocketURL], crossOrigins: platformOrigins)
     }
     /// What each principal may spend (answers, announcements, logins, list rows, …).
     public var budgets = Budgets()

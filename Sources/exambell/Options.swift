@@ -107,6 +107,18 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "When set, /metrics answers only Authorization: Bearer <this> (EXAMBELL_METRICS_TOKEN; default open).")
     var metricsToken: String?
 
+    @Option(
+        name: .customLong("allowed-origin"),
+        help: "An origin whose pages may load the SDK, call the browser API and open sockets; repeatable (EXAMBELL_ALLOWED_ORIGINS, comma-separated)."
+    )
+    var allowedOrigins: [String] = []
+
+    /// `--allowed-origin` values, or else `EXAMBELL_ALLOWED_ORIGINS`.
+    var resolvedAllowedOrigins: [String] {
+        if !allowedOrigins.isEmpty { return allowedOrigins }
+        return (environment("EXAMBELL_ALLOWED_ORIGINS") ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+    }
+
     var resolvedHost: String { host ?? environment("EXAMBELL_HOST") ?? "127.0.0.1" }
 
     func resolvedPort(default value: Int) throws -> Int {

@@ -26,6 +26,13 @@ struct Serve: AsyncParsableCommand {
 /// Runs one ExamBell process with the given roles: `serve` (all), `web`, `socket`.
 enum NodeRunner {
     static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
+        // Options that can be wrong are read before anything is opened or made.
+        let platformOrigins: Set<String>
+        do {
+            platformOrigins = try ExamBellConfiguration.platformOrigins(options.resolvedAllowedOrigins)
+        } catch {
+            throw ValidationError(error.message)
+        }
         raiseOpenFileLimit()  // a socket node holds up to --max-connections browsers
         await primeDispatch()  // while descriptors are left: Dispatch traps when it cannot open its own
         var logger = Logger(label: "exambell")
@@ -84,6 +91,7 @@ enum NodeRunner {
         configuration.port = port
         configuration.nodeId = options.givenNodeId ?? ServerOptions.defaultNodeId(port: port)
         configuration.metricsToken = options.resolvedMetricsToken
+        configuration.platformOrigins = platformOrigins
         if roles.contains(.socket) {
             logger.info("socket node id (its consumer group)", metadata: ["nodeId": "\(configuration.nodeId)"])
         }

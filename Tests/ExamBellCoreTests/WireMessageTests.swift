@@ -49,7 +49,13 @@ struct WireMessageTests {
                 == #"{"type":"announcement","examId":"e123","announcementId":"a1","message":"10분 \"남음\"","timestamp":"2024-01-16T18:00:00Z"}"#
         )
         #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123"}"#, examId: "e123") == .endAcknowledged)
-        #expect(BrowserMessage(json: #"{"type":"locked","examId":"e123"}"#, examId: "e123") == .locked)
+        #expect(BrowserMessage(json: #"{"type":"locked","examId":"e123"}"#, examId: "e123") == .locked(clockOffsetMs: nil))
+        // The SDK's lock says how far the device's clock is off; nonsense is no measurement.
+        #expect(
+            BrowserMessage(json: #"{"type":"locked","examId":"e123","clockOffsetMs":-300012.4,"rttMs":12}"#, examId: "e123")
+                == .locked(clockOffsetMs: -300012))
+        #expect(
+            BrowserMessage(json: #"{"type":"locked","examId":"e123","clockOffsetMs":1e300}"#, examId: "e123") == .locked(clockOffsetMs: nil))
         #expect(BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"exam_time"}"#, examId: "e123") == .timeAcknowledged)
         #expect(
             BrowserMessage(json: #"{"type":"ack","examId":"e123","of":"announcement","announcementId":"a1"}"#, examId: "e123")

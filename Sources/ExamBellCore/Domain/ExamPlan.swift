@@ -55,11 +55,14 @@ public struct Candidate: Sendable, Hashable, Codable {
     /// When the page's last save after the lock reached the server, and how many items it held.
     public var finalSavedAt: Timestamp?
     public var finalSavedItems: Int?
+    /// How far the page's device clock was from the server's when it locked (ms; the server's
+    /// clock less the device's).
+    public var clockOffsetMs: Int?
 
     public init(
         candidateId: String, examId: String, name: String, status: CandidateStatus,
         lastActiveTime: Timestamp? = nil, acknowledgedAt: Timestamp? = nil, scheduledEndDatetime: Timestamp? = nil,
-        lockedAt: Timestamp? = nil, finalSavedAt: Timestamp? = nil, finalSavedItems: Int? = nil
+        lockedAt: Timestamp? = nil, finalSavedAt: Timestamp? = nil, finalSavedItems: Int? = nil, clockOffsetMs: Int? = nil
     ) {
         self.candidateId = candidateId
         self.examId = examId
@@ -71,6 +74,7 @@ public struct Candidate: Sendable, Hashable, Codable {
         self.lockedAt = lockedAt
         self.finalSavedAt = finalSavedAt
         self.finalSavedItems = finalSavedItems
+        self.clockOffsetMs = clockOffsetMs
     }
 
     /// When this candidate is planned to end: its own time, else the exam's.

@@ -46,11 +46,13 @@ public struct AnnouncementSocketMessage: Sendable, Hashable {
 
 /// What a browser sends the socket server:
 /// `{"type":"ack","examId"}` (told of `exam_end`), `{"type":"locked","examId"}` (every
-/// control disabled), `{"type":"ack","examId","of":"exam_time"}` and
+/// control disabled; the SDK adds `"clockOffsetMs"` and `"rttMs"`: how far the device's
+/// clock is from the server's), `{"type":"ack","examId","of":"exam_time"}` and
 /// `{"type":"ack","examId","of":"announcement","announcementId"}`.
 public enum BrowserMessage: Sendable, Hashable {
     case endAcknowledged
-    case locked
+    /// `clockOffsetMs`: the server's clock less the device's, as the page estimated it.
+    case locked(clockOffsetMs: Int?)
     case timeAcknowledged
     case announcementAcknowledged(announcementId: String)
 
@@ -61,11 +63,15 @@ public enum BrowserMessage: Sendable, Hashable {
             var examId: String
             var of: String?
             var announcementId: String?
+            var clockOffsetMs: Double?
         }
         guard let wire = try? JSONText.decode(Wire.self, from: json), wire.examId == examId else { return nil }
         switch (wire.type, wire.of) {
         case ("ack", nil), ("ack", "exam_end"): self = .endAcknowledged
-        case ("locked", nil): self = .locked
+        case ("locked", nil):
+            // A year either way is a device's clock, not a measurement gone wrong.
+            let offset = wire.clockOffsetMs.flatMap { abs($0) <= 366 * 86_400_000 ? Int($0.rounded()) : nil }
+            self = .locked(clockOffsetMs: offset)
         case ("ack", "exam_time"): self = .timeAcknowledged
         case ("ack", "announcement"):
             guard let id = wire.announcementId, Identifier.isValid(id) else { return nil }

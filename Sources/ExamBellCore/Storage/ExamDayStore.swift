@@ -34,6 +34,10 @@ public protocol ExamDayStore: Sendable {
     /// a time already recorded stays. Returns rows changed.
     func recordLocks(_ times: [String: Timestamp]) async throws -> Int
 
+    /// Records each candidate's device clock offset (ms) reported with its lock, where none
+    /// was recorded yet; returns how many rows changed.
+    func recordClockOffsets(_ offsets: [String: Int]) async throws -> Int
+
     /// The late submissions of an exam (saves that arrived after the grace window), oldest
     /// first: at most `limit`, those with an id above `after`. A candidate has at most one
     /// undecided one, holding the latest answer of each item it sent late.

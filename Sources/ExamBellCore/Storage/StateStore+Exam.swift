@@ -82,6 +82,17 @@ extension StateStore {
         try await setField("exam_locked:\(examId)", field: candidateId, value: time.iso8601)
     }
 
+    /// Records how far a candidate's device clock was from the server's (the SDK's estimate,
+    /// sent with its lock).
+    public func recordClockOffset(examId: String, candidateId: String, ms: Int) async throws {
+        try await setField("exam_clock:\(examId)", field: candidateId, value: String(ms))
+    }
+
+    /// Each candidate's device clock offset (ms) of a plan, as its page last reported it.
+    public func clockOffsets(examId: String) async throws -> [String: Int] {
+        try await fields("exam_clock:\(examId)").compactMapValues { Int($0) }
+    }
+
     /// When each candidate's page of a plan reported its lock.
     public func locks(examId: String) async throws -> [String: Timestamp] {
         try await fields("exam_locked:\(examId)").compactMapValues(Timestamp.init(iso8601:))

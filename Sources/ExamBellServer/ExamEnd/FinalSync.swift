@@ -153,6 +153,12 @@ public struct FinalSync: Service {
         if !locks.isEmpty {
             report.candidatesUpdatedInDB += try await backends.store.recordLocks(locks)
         }
+        // Redis → DB: how far each page's clock was off, reported with its lock.
+        let unmeasured = Set(candidates.filter { $0.clockOffsetMs == nil }.map(\.candidateId))
+        let offsets = try await backends.state.clockOffsets(examId: examId).filter { unmeasured.contains($0.key) }
+        if !offsets.isEmpty {
+            report.candidatesUpdatedInDB += try await backends.store.recordClockOffsets(offsets)
+        }
 
         // DB → Redis: rewrite what is missing, malformed, behind the DB, or says an end the DB
         // does not hold.

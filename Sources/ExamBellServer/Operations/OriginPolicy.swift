@@ -15,10 +15,27 @@ struct OriginPolicy: Sendable {
     var allowedOrigins: Set<String>
     /// Lowercased host names (without port) this node serves under.
     var servedHosts: Set<String>
+    /// The platforms' origins (`--allowed-origin`): pages there are answered with CORS headers.
+    var crossOrigins: Set<String>
 
-    init(allowedOrigins: Set<String> = [], servedURLs: [String] = []) {
+    init(allowedOrigins: Set<String> = [], servedURLs: [String] = [], crossOrigins: Set<String> = []) {
         self.allowedOrigins = Set(allowedOrigins.map { $0.lowercased() })
         self.servedHosts = Set(servedURLs.compactMap { URL(string: $0)?.host?.lowercased() })
+        self.crossOrigins = Set(crossOrigins.map { $0.lowercased() })
+    }
+
+    /// The `--allowed-origin` value `text` as an origin (`scheme://host[:port]`, lowercased), or
+    /// why it is none.
+    static func platformOrigin(_ text: String) throws(ExamBellError) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        guard let url = URL(string: trimmed), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = url.host, !host.isEmpty, url.path.isEmpty || url.path == "/", url.query == nil, url.fragment == nil,
+            url.user == nil
+        else {
+            throw .badRequest(
+                code: "invalid_origin", "--allowed-origin takes an origin such as https://cbt.example or http://127.0.0.1:9000, not \(text).")
+        }
+        return "\(scheme)://\(host.lowercased())\(url.port.map { ":\($0)" } ?? "")"
     }
 
     /// Whether a request with these `Origin` and `Host` headers may go on.
@@ -55,8 +72,49 @@ struct OriginMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.uri.path.hasPrefix("/api/"), !policy.allows(origin: request.headers[.origin], host: request.head.authority) {
-            throw ExamBellError(status: 403, code: "origin_not_allowed", message: "The API is taken from ExamBell's own pages only.")
+            throw ExamBellError(status: 403, code: "origin_not_allowed", message: Self.refusal)
         }
         return try await next(request, context)
+    }
+
+    static var refusal: String { "The API is taken from ExamBell's own pages and the origins allowed by --allowed-origin only." }
+}
+
+/// CORS for the platforms' pages (`--allowed-origin`): the browser API and the SDK answer a
+/// listed origin with `Access-Control-Allow-Origin`, errors included (it comes before the
+/// error middleware), and its preflights with the methods and headers the SDK uses. Any
+/// other origin gets no CORS header (and `OriginMiddleware` refuses its API calls).
+struct CORSMiddleware<Context: RequestContext>: RouterMiddleware {
+    let policy: OriginPolicy
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard let origin = request.headers[.origin], path.hasPrefix("/api/") || path.hasPrefix("/sdk/") else {
+            return try await next(request, context)
+        }
+        let listed = policy.crossOrigins.contains(origin.lowercased())
+        if request.method == .options, request.headers[.accessControlRequestMethod] != nil {
+            guard listed else {
+                // Answered here: this middleware comes before the one that writes errors.
+                let refusal = ExamBellError(status: 403, code: "origin_not_allowed", message: OriginMiddleware<Context>.refusal)
+                return Response(
+                    status: .forbidden, headers: [.contentType: "application/json; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(string: APIErrorMiddleware<Context>.body(refusal)))
+                )
+            }
+            return Response(
+                status: .noContent,
+                headers: [
+                    .accessControlAllowOrigin: origin, .accessControlAllowMethods: "GET, POST, PUT",
+                    .accessControlAllowHeaders: "Authorization, Content-Type", .accessControlMaxAge: "600", .vary: "Origin",
+                ]
+            )
+        }
+        var response = try await next(request, context)
+        if listed {
+            response.headers[.accessControlAllowOrigin] = origin
+            response.headers[.vary] = "Origin"
+        }
+        return response
     }
 }

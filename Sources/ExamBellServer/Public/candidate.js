@@ -9,12 +9,13 @@
 // `saved` step; the server takes it within its grace window, and keeps a later one as a late
 // submission).
 //
-// The exam day: `exam_time` moves the remaining time at once (acknowledged); announcements
-// show until dismissed (acknowledged); "제출" hands in after a confirmation. A page whose
-// connection is down still locks itself at its planned end by the server's clock, keeps its
-// answers, and sends them when it is back; after any reconnect it asks the server again
-// (`/api/session`, `/api/announcements`) for what it may have missed.
-import { connectSocket, sessionToken, openSession, fetchJSON, showConnection } from "/static/socket.js";
+// The exam day: a new time moves the remaining time at once; announcements show until
+// dismissed; "제출" hands in after a confirmation. The socket, the server's clock, every
+// acknowledgement, what was missed while away and the lock at the planned end while the
+// connection is down are the browser SDK's (`/sdk/exambell.js`), as on any platform's page:
+// this page only draws, saves and locks.
+import { connect } from "/sdk/exambell.js";
+import { sessionToken, fetchJSON, showConnection, showSessionError } from "/static/socket.js";
 import { t, installLanguageSwitch, formatTime, formatClock, formatDuration } from "/static/i18n.js";
 
 const SAVE_DEBOUNCE_MS = 800;
@@ -22,6 +23,7 @@ const token = sessionToken();
 const form = document.getElementById("answers");
 const connection = document.getElementById("connection");
 const saveState = document.getElementById("save-state");
+let bell = null;
 let session = null;
 let ended = false;
 let endDatetime = null;
@@ -31,7 +33,6 @@ let saveTimer = null;
 let saving = null;
 let retryDelay = 1000;
 let lastSave = null; // { key, vars } of the save indicator, redrawn on a language switch
-let socket = null;
 let lockedLocally = false; // locked by the page's own clock, not (yet) by the server
 let finalSent = false; // the final save reached the server
 let finalTimer = null;
@@ -207,7 +208,7 @@ async function sendFinal() {
   const answers = currentAnswers();
   try {
     await fetchJSON("/api/answers", token, { method: "PUT", body: { answers, final: true }, keepalive: true });
-    showSave("candidate.saved", { time: formatClock(Date.now() + session.clockOffsetMs) });
+    showSave("candidate.saved", { time: formatClock(bell.serverNow()) });
   } catch (error) {
     if (!(error.status >= 400 && error.status < 500) || error.status === 408 || error.status === 429) {
       showSave("candidate.saveFailed", { message: error.message });
@@ -224,12 +225,12 @@ async function sendFinal() {
   document.body.dataset.finalSaved = "true";
 }
 
-// The server ended this page's exam (or this candidate): lock, say so, save the last time.
-function endedByServer(end) {
-  lock(end);
-  lockedLocally = false;
-  socket?.send({ type: "ack", examId: session.examId });
-  socket?.send({ type: "locked", examId: session.examId });
+// This page's exam (or this candidate) ended: lock, say so, report the lock, save the last
+// time. At its planned end the page locks by the server's clock (the SDK's `local` end), also
+// while its connection is down, and reports once back.
+function ended_(event) {
+  lock(event.endDatetime, { local: Boolean(event.local) });
+  bell.reportLocked();
   finalSave();
 }
 
@@ -240,7 +241,7 @@ function showTimeNotice() {
 }
 
 function setPlannedEnd(end) {
-  if (!end || end === session.scheduledEndDatetime) return;
+  if (!end) return;
   session.scheduledEndDatetime = end;
   lastTimeNotice = end;
   showTimeNotice();
@@ -290,7 +291,7 @@ function showAnnouncement(notice) {
     box.remove();
     shownAnnouncements.delete(notice.announcementId);
     localStorage.setItem(dismissedKey(), JSON.stringify([...dismissed, notice.announcementId]));
-    socket.send({ type: "ack", examId: session.examId, of: "announcement", announcementId: notice.announcementId });
+    bell.announcementSeen(notice.announcementId);
   });
   box.append(text, when, close);
   shownAnnouncements.set(notice.announcementId, box);
@@ -304,32 +305,13 @@ function showAnnouncement(notice) {
   countAnnouncements();
 }
 
-// After a reconnect: what may have happened while the page was away.
-async function resync() {
-  try {
-    const sent = Date.now();
-    const fresh = await fetchJSON("/api/session", token);
-    session.clockOffsetMs = fresh.serverTimeMs - (sent + Date.now()) / 2;
-    setPlannedEnd(fresh.scheduledEndDatetime);
-    if (fresh.status === "completed") {
-      finalDelay = 1000;
-      endedByServer(fresh.endDatetime);
-    } else if (lockedLocally) {
-      unlock();
-    }
-    showAnnouncements(await fetchJSON("/api/announcements", token));
-  } catch {
-    // Still away; the next reconnect tries again.
-  }
-}
-
 function showEndTime() {
   document.getElementById("end-time").textContent = endDatetime ? t("end.time", { time: formatTime(endDatetime) }) : "";
 }
 
 function tickClock() {
   if (!session) return;
-  const now = Date.now() + session.clockOffsetMs;
+  const now = bell.serverNow();
   document.getElementById("clock").textContent = formatClock(now);
   const remaining = document.getElementById("remaining");
   remaining.dataset.end = session.scheduledEndDatetime || "";
@@ -338,12 +320,6 @@ function tickClock() {
   const left = Math.floor((Date.parse(session.scheduledEndDatetime) - now) / 1000);
   if (left < 0) {
     remaining.textContent = t("candidate.overdue");
-    // Its planned end passed by the server's clock and the server has not said so: with the
-    // connection down the page locks itself and keeps its answers (sent once it is back).
-    if (session.status === "in_progress" && (connectionState !== "open" || !navigator.onLine)) {
-      lock(session.scheduledEndDatetime, { local: true });
-      finalSave();
-    }
     return;
   }
   remaining.textContent = formatDuration(left);
@@ -358,8 +334,15 @@ function redraw() {
 async function main() {
   installLanguageSwitch(redraw);
   showConnection(connection, "connecting");
-  session = await openSession(token);
-  if (!session) return;
+  try {
+    bell = await connect({ token, baseUrl: location.origin });
+  } catch (error) {
+    showSessionError(error);
+    return;
+  }
+  session = bell.info;
+  document.getElementById("title").textContent = session.title;
+  document.getElementById("who").textContent = `${session.name} (${session.id})`;
   endDatetime = session.endDatetime;
   const { answers: saved } = await fetchJSON("/api/answers", token).catch(() => ({ answers: {} }));
   const unsaved = session.status === "in_progress" ? JSON.parse(localStorage.getItem(localKey()) || "{}") : {};
@@ -400,38 +383,28 @@ async function main() {
       await save();
       const result = await fetchJSON("/api/hand-in", token, { method: "POST" });
       document.body.dataset.handedIn = "true";
-      endedByServer(result.endDatetime);
+      ended_({ endDatetime: result.endDatetime });
     } catch (error) {
       document.getElementById("hand-in-error").textContent = t("candidate.handInFailed", { message: error.message });
     } finally {
       document.getElementById("hand-in-confirm").disabled = false;
     }
   });
-  let opened = false;
-  socket = connectSocket({
-    socketUrl: session.socketUrl,
-    token,
-    onState: (state) => {
-      connectionState = state;
-      showConnection(connection, state);
-      if (state === "open") {
-        if (opened) resync();
-        opened = true;
-      }
-    },
-    onMessage: (message) => {
-      if (message.examId !== session.examId) return;
-      if (message.type === "exam_end") {
-        // Collect first: disabled controls still hold their values, and dirty items are known.
-        endedByServer(message.timestamp);
-      } else if (message.type === "exam_time") {
-        setPlannedEnd(message.scheduledEndDatetime);
-        socket.send({ type: "ack", examId: session.examId, of: "exam_time" });
-      } else if (message.type === "announcement") {
-        showAnnouncement(message);
-      }
-    },
+  bell.on("connection", ({ state }) => {
+    connectionState = state;
+    showConnection(connection, state);
   });
+  bell.on("ended", ended_);
+  // Back after an offline lock, the server says the exam still runs here (time was added).
+  bell.on("resumed", ({ scheduledEndDatetime }) => { unlock(); setPlannedEnd(scheduledEndDatetime); });
+  bell.on("confirmed", ({ endDatetime: end }) => {
+    lockedLocally = false;
+    endDatetime = end;
+    delete document.body.dataset.lockedLocally;
+    showEndTime();
+  });
+  bell.on("time", ({ scheduledEndDatetime }) => setPlannedEnd(scheduledEndDatetime));
+  bell.on("announcement", showAnnouncement);
   fetchJSON("/api/announcements", token).then(showAnnouncements).catch(() => {});
   // Back online: a final save waiting for its retry goes at once.
   window.addEventListener("online", () => { if (ended && !finalSent) { finalDelay = 1000; finalSave(); } });

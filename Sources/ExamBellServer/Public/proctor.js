@@ -3,7 +3,8 @@
 // candidates whose browsers have not acknowledged it yet. Each candidate's planned end (and
 // whether its page has a new one), its end's receipts (told, locked, saved), who is missing
 // at which step, and announcements: the proctor may send one to the exam's candidates.
-import { connectSocket, sessionToken, fetchJSON, openSession, showConnection } from "/static/socket.js";
+import { connect } from "/sdk/exambell.js";
+import { sessionToken, fetchJSON, showConnection, showSessionError } from "/static/socket.js";
 import { t, installLanguageSwitch, formatTime, formatClock, isolate } from "/static/i18n.js";
 
 const token = sessionToken();
@@ -30,6 +31,14 @@ function step(time, items) {
   return cell(items === undefined || items === null ? formatClock(Date.parse(time)) : `${formatClock(Date.parse(time))} (${items})`, "step ok");
 }
 
+// How far the page's device clock was from the server's, as its lock reported it: a device
+// more than 30 s off is flagged (the SDK keeps the page on the server's clock regardless).
+function clockCell(offsetMs) {
+  if (offsetMs === undefined || offsetMs === null) return cell("-", "clock");
+  const seconds = Math.round(-offsetMs / 1000);
+  return cell(t("proctor.clockOff", { seconds: seconds > 0 ? `+${seconds}` : String(seconds) }), Math.abs(offsetMs) > 30000 ? "clock bad" : "clock ok");
+}
+
 function render() {
   if (endDatetime) {
     const banner = document.getElementById("end-banner");
@@ -54,8 +63,9 @@ function render() {
       cell(c.scheduledEndDatetime ? formatTime(c.scheduledEndDatetime) : "-"),
       cell(c.hasNewTime === undefined || c.hasNewTime === null ? "-" : t(c.hasNewTime ? "proctor.newTimeOk" : "proctor.newTimePending"),
         c.hasNewTime === false ? "bad" : ""),
-      step(c.told), step(c.locked), step(c.saved, c.savedItems),
+      step(c.told), step(c.locked), step(c.saved, c.savedItems), clockCell(c.clockOffsetMs),
     );
+    tr.dataset.clockOffsetMs = String(c.clockOffsetMs ?? "");
     tr.dataset.told = String(Boolean(c.told));
     tr.dataset.locked = String(Boolean(c.locked));
     tr.dataset.saved = String(Boolean(c.saved));
@@ -106,8 +116,16 @@ function take(next) {
 async function main() {
   installLanguageSwitch(() => { showConnection(connection, connectionState); render(); });
   showConnection(connection, "connecting");
-  session = await openSession(token);
-  if (!session) return;
+  let bell;
+  try {
+    bell = await connect({ token, baseUrl: location.origin });
+  } catch (error) {
+    showSessionError(error);
+    return;
+  }
+  session = bell.info;
+  document.getElementById("title").textContent = session.title;
+  document.getElementById("who").textContent = `${session.name} (${session.id})`;
   if (session.status === "completed") endDatetime = session.endDatetime;
   render();
   // The first roster by HTTP; then the socket node pushes it every second.
@@ -127,23 +145,17 @@ async function main() {
       document.getElementById("error").textContent = error.message;
     }
   });
-  connectSocket({
-    socketUrl: session.socketUrl,
-    token,
-    onState: (state) => { connectionState = state; showConnection(connection, state); },
-    onMessage: (message) => {
-      if (message.examId !== session.examId) return;
-      if (message.type === "exam_end") {
-        endDatetime = message.timestamp;
-        if (roster) roster.status = "completed";
-        render();
-      } else if (message.type === "roster") {
-        take(message);
-      } else if (message.type === "exam_time") {
-        document.getElementById("planned-end").textContent = t("proctor.plannedEnd", { time: formatTime(message.scheduledEndDatetime) });
-      }
-    },
+  // The socket is the browser SDK's; the live roster comes as its other messages.
+  bell.on("connection", ({ state }) => { connectionState = state; showConnection(connection, state); });
+  bell.on("ended", ({ endDatetime: end }) => {
+    endDatetime = end;
+    if (roster) roster.status = "completed";
+    render();
   });
+  bell.on("time", ({ scheduledEndDatetime }) => {
+    document.getElementById("planned-end").textContent = t("proctor.plannedEnd", { time: formatTime(scheduledEndDatetime) });
+  });
+  bell.on("message", (message) => { if (message.type === "roster") take(message); });
 }
 
 main();

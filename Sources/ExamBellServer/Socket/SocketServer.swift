@@ -151,10 +151,11 @@ struct SocketServer: Sendable {
             case .endAcknowledged:
                 guard hub.acknowledge(id, examId: examId) else { return }
                 try await state.recordAck(examId: examId, candidateId: candidateId, at: .now())
-            case .locked:
+            case .locked(let clockOffsetMs):
                 guard let end = hub.markLocked(id, examId: examId) else { return }
                 metrics.locked(after: end)
                 try await state.recordLock(examId: examId, candidateId: candidateId, at: .now())
+                if let clockOffsetMs { try await state.recordClockOffset(examId: examId, candidateId: candidateId, ms: clockOffsetMs) }
             case .timeAcknowledged:
                 guard let end = hub.timeSent(id, examId: examId) else { return }
                 try await state.recordTimeAck(examId: examId, candidateId: candidateId, end: end)

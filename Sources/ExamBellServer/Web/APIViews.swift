@@ -118,6 +118,8 @@ struct RosterView: Codable, Sendable {
         var locked: String?
         var saved: String?
         var savedItems: Int?
+        /// The server's clock less the page's device clock (ms), reported with its lock.
+        var clockOffsetMs: Int?
         /// The announcements it has seen (dismissed).
         var announcementsSeen: [String]
     }
@@ -159,6 +161,8 @@ struct DeliveryView: Codable, Sendable {
         var locked: String?
         var saved: String?
         var savedItems: Int?
+        /// The server's clock less the page's device clock (ms), reported with its lock.
+        var clockOffsetMs: Int?
 
         /// A step not reached is `null` (DESIGN), not a missing key.
         func encode(to encoder: any Encoder) throws {
@@ -168,6 +172,7 @@ struct DeliveryView: Codable, Sendable {
             try container.encode(locked, forKey: .locked)
             try container.encode(saved, forKey: .saved)
             try container.encode(savedItems, forKey: .savedItems)
+            try container.encode(clockOffsetMs, forKey: .clockOffsetMs)
         }
     }
 

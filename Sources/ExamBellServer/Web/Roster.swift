@@ -18,6 +18,8 @@ struct RosterBuilder: Sendable {
         var locked: Timestamp?
         var saved: Timestamp?
         var savedItems: Int?
+        /// How far the page's device clock was from the server's (ms), as reported with its lock.
+        var clockOffsetMs: Int?
     }
 
     /// The candidates of an exam with their receipts.
@@ -25,14 +27,15 @@ struct RosterBuilder: Sendable {
         async let candidatesRead = backends.store.candidates(examId: examId)
         async let acksRead = backends.state.acknowledgements(examId: examId)
         async let locksRead = backends.state.locks(examId: examId)
-        let (candidates, acks, locks) = try await (candidatesRead, acksRead, locksRead)
+        async let offsetsRead = backends.state.clockOffsets(examId: examId)
+        let (candidates, acks, locks, offsets) = try await (candidatesRead, acksRead, locksRead, offsetsRead)
         return candidates.map { candidate in
             let id = candidate.candidateId
             return (
                 candidate,
                 Receipts(
                     told: candidate.acknowledgedAt ?? acks[id], locked: candidate.lockedAt ?? locks[id], saved: candidate.finalSavedAt,
-                    savedItems: candidate.finalSavedItems
+                    savedItems: candidate.finalSavedItems, clockOffsetMs: candidate.clockOffsetMs ?? offsets[id]
                 )
             )
         }
@@ -51,7 +54,7 @@ struct RosterBuilder: Sendable {
             candidates: rows.map { candidate, receipt in
                 .init(
                     candidateId: candidate.candidateId, told: receipt.told?.iso8601, locked: receipt.locked?.iso8601,
-                    saved: receipt.saved?.iso8601, savedItems: receipt.savedItems
+                    saved: receipt.saved?.iso8601, savedItems: receipt.savedItems, clockOffsetMs: receipt.clockOffsetMs
                 )
             },
             missing: missing
@@ -111,7 +114,8 @@ struct RosterBuilder: Sendable {
                     scheduledEndDatetime: plannedEnd?.iso8601,
                     hasNewTime: acked.map { $0 == plannedEnd },
                     told: receipt.told?.iso8601, locked: receipt.locked?.iso8601, saved: receipt.saved?.iso8601,
-                    savedItems: receipt.savedItems, announcementsSeen: (seenBy[candidate.candidateId] ?? []).sorted()
+                    savedItems: receipt.savedItems, clockOffsetMs: receipt.clockOffsetMs,
+                    announcementsSeen: (seenBy[candidate.candidateId] ?? []).sorted()
                 )
             },
             proctorsConnected: presence.proctors.count, scheduledEndDatetime: plan.scheduledEndDatetime?.iso8601,
