@@ -79,7 +79,7 @@ class Bell {
     this.endsTold = new Set();
     this.endedAt = null; // this page's end, once it ended (the server's, or the planned end's)
     this.lockedLocal = false; // ended at its planned end; the server has not confirmed it yet
-    this.announcements = new Set();
+    this.announcements = new Map(); // every announcement told so far, by id, in order
     this.onOffline = () => { if (this.socket) this.socket.close(); };
     this.onOnline = () => {
       if (!this.stopped && (!this.socket || this.socket.readyState === WebSocket.CLOSED)) {
@@ -95,8 +95,9 @@ class Bell {
   on(event, handler) {
     if (!this.handlers.has(event)) this.handlers.set(event, new Set());
     this.handlers.get(event).add(handler);
-    // A page that subscribes after the end still learns it.
+    // A page that subscribes late still learns the end, and every announcement so far.
     if (event === "ended" && this.endedAt) handler(this.lastEnded);
+    if (event === "announcement") for (const notice of this.announcements.values()) handler(notice);
     return () => this.handlers.get(event).delete(handler);
   }
 
@@ -145,6 +146,7 @@ class Bell {
 
   async start() {
     await this.refresh(SAMPLES_AT_CONNECT);
+    if (this.isCandidate()) await this.fetchAnnouncements();
     window.addEventListener("offline", this.onOffline);
     window.addEventListener("online", this.onOnline);
     this.ticker = setInterval(() => this.checkPlannedEnd(), 250);
@@ -210,11 +212,10 @@ class Bell {
   async resync() {
     try {
       await this.refresh(SAMPLES_AT_RECONNECT);
-      const { announcements } = await call(this.baseUrl, "/api/announcements", this.token);
-      for (const announcement of announcements) this.announced(announcement);
     } catch {
-      // still away: the next reconnect asks again
+      return; // still away: the next reconnect asks again
     }
+    await this.fetchAnnouncements();
   }
 
   // A candidate page ends at its planned end by the server's clock, connected or not (a page
@@ -262,21 +263,34 @@ class Bell {
 
   announced(message) {
     if (this.announcements.has(message.announcementId)) return;
-    this.announcements.add(message.announcementId);
-    this.emit("announcement", {
+    const notice = {
       examId: message.examId || this.session.examId, announcementId: message.announcementId, message: message.message, timestamp: message.timestamp,
-    });
+    };
+    this.announcements.set(notice.announcementId, notice);
+    this.emit("announcement", notice);
+  }
+
+  // The announcements made so far (the latest few the server gives, DESIGN's budget).
+  async fetchAnnouncements() {
+    try {
+      const { announcements } = await call(this.baseUrl, "/api/announcements", this.token);
+      for (const announcement of announcements) this.announced(announcement);
+    } catch {
+      // not this page's (a proctor's), or away: the next reconnect asks again
+    }
   }
 
   received(message) {
     if (message.examId !== this.session.examId) return;
+    // Candidates' pages acknowledge what they were told (DESIGN); proctors' do not.
+    const candidate = this.isCandidate();
     if (message.type === "exam_end") {
-      this.send({ type: "ack", examId: message.examId });
+      if (candidate) this.send({ type: "ack", examId: message.examId });
       this.toldEnd = true;
       this.sendLocked(); // a lock reported before the server's end counts once it is told
       this.ended({ examId: message.examId, endDatetime: message.timestamp, candidateId: this.isCandidate() ? this.session.id : undefined });
     } else if (message.type === "exam_time") {
-      this.send({ type: "ack", examId: message.examId, of: "exam_time" });
+      if (candidate) this.send({ type: "ack", examId: message.examId, of: "exam_time" });
       if (message.scheduledEndDatetime !== this.session.scheduledEndDatetime) {
         this.session.scheduledEndDatetime = message.scheduledEndDatetime;
         this.emit("time", { examId: message.examId, scheduledEndDatetime: message.scheduledEndDatetime });
