@@ -215,7 +215,7 @@ class Bell {
     } catch {
       return; // still away: the next reconnect asks again
     }
-    await this.fetchAnnouncements();
+    if (this.isCandidate()) await this.fetchAnnouncements();
   }
 
   // A candidate page ends at its planned end by the server's clock, connected or not (a page
