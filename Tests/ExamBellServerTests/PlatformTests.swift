@@ -48,7 +48,7 @@ struct PlatformTests {
             let answer = try await client.execute(uri: "/api/clock", method: .get)
             let after = Date().timeIntervalSince1970 * 1000
             #expect(answer.status == .ok)
-            let body = try JSONSerialization.jsonObject(with: Data(buffer: answer.body)) as? [String: Any]
+            let body = try JSONSerialization.jsonObject(with: Data(String(buffer: answer.body).utf8)) as? [String: Any]
             let time = try #require(body?["serverTimeMs"] as? Double)
             #expect(time >= before.rounded(.down) && time <= after.rounded(.up))
         }
@@ -98,7 +98,10 @@ struct PlatformTests {
 
     @Test("--allowed-origin takes origins only, and names the one it refuses")
     func originValues() throws {
-        #expect(try ExamBellConfiguration.platformOrigins(["HTTPS://CBT.Example", "http://127.0.0.1:9000/"]) == ["https://cbt.example", "http://127.0.0.1:9000"])
+        #expect(
+            try ExamBellConfiguration.platformOrigins(["HTTPS://CBT.Example", "http://127.0.0.1:9000/"]) == [
+                "https://cbt.example", "http://127.0.0.1:9000",
+            ])
         for bad in ["cbt.example", "ftp://cbt.example", "https://cbt.example/exam", "https://cbt.example?x=1", "https://user@cbt.example"] {
             #expect(throws: ExamBellError.self, "\(bad)") { try ExamBellConfiguration.platformOrigins([bad]) }
             do {

@@ -179,6 +179,26 @@ def test_a_page_offline_at_its_planned_end_locks_on_time_and_reports_when_back(p
     assert body(page, "endedCount") == "1"
 
 
+def test_a_late_subscriber_learns_the_connection_state_and_the_end(platform, new_browser):
+    """A page busy with its own work (loading its questions) subscribes after the socket opened
+    and after the end: it is given both at once, not left showing "connecting"."""
+    origin, server = platform
+    exam = server.make_exam(candidates=1, proctors=0)
+    page = new_browser()
+    open_platform_page(page, origin, server, token_of(exam, exam["candidates"][0]))
+    late = """
+        const done = arguments[arguments.length - 1];
+        const seen = [];
+        window.bell.on("connection", (e) => seen.push(e.state));
+        window.bell.on("ended", (e) => seen.push("ended " + Boolean(e.endDatetime)));
+        done(seen);
+    """
+    assert page.execute_async_script(late) == ["open"]
+    server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "late subscriber"})
+    wait(page, lambda d: body(d, "ended") == "true", timeout=5)
+    assert page.execute_async_script(late) == ["open", "ended true"]
+
+
 def test_session_closed_reaches_the_platform_page(platform, new_browser):
     origin, server = platform
     exam = server.make_exam(candidates=1, proctors=0)

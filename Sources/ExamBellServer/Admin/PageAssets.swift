@@ -62,7 +62,8 @@ struct PageAssets: Sendable {
         router.get("sdk/:file") { request, context in
             let name = "sdk/" + (try context.parameters.require("file"))
             guard let asset = assets[name] else { throw HTTPError(.notFound) }
-            if request.headers[.ifNoneMatch]?.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag }) == true {
+            if request.headers[.ifNoneMatch]?.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag }) == true
+            {
                 return Response(status: .notModified, headers: [.eTag: asset.etag, .cacheControl: Self.sdkCaching])
             }
             var response = try self.response(name)

@@ -76,7 +76,7 @@ export interface EventMap {
 }
 
 export interface Bell {
-  /** Subscribes; returns a function that unsubscribes. `ended` is given at once when the page already ended. */
+  /** Subscribes; returns a function that unsubscribes. A late subscriber is given at once the end (when the page already ended), every announcement so far, and the connection's state (once it left "connecting"). */
   on<K extends keyof EventMap>(event: K, handler: (event: EventMap[K]) => void): () => void;
   /** Milliseconds since the epoch on the server's clock. */
   serverNow(): number;

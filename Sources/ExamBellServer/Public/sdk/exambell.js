@@ -95,8 +95,10 @@ class Bell {
   on(event, handler) {
     if (!this.handlers.has(event)) this.handlers.set(event, new Set());
     this.handlers.get(event).add(handler);
-    // A page that subscribes late still learns the end, and every announcement so far.
+    // A page that subscribes late still learns the end, every announcement so far, and the
+    // connection's state now (the socket may have opened while the page was busy).
     if (event === "ended" && this.endedAt) handler(this.lastEnded);
+    if (event === "connection" && this.state !== "connecting") handler({ state: this.state });
     if (event === "announcement") for (const notice of this.announcements.values()) handler(notice);
     return () => this.handlers.get(event).delete(handler);
   }
