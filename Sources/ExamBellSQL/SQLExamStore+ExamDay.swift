@@ -96,12 +96,19 @@ extension SQLExamStore {
                 ? "everyone: planned end \(plan.scheduledEndDatetime?.iso8601 ?? "none") → \(examEnd.iso8601)"
                 : listed.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.iso8601)" }.joined(separator: ", ")
             try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "change_time", reason: reason, detail: detail, at: at), db)
+            try await Self.insertWebhookEvent(
+                .timeChanged(
+                    examId: examId, scheduledEndDatetime: examEnd, candidateIds: change.candidateIds.map { _ in listed.keys.sorted() },
+                    reason: reason, actor: actor, at: at
+                ), nowMs: Timestamp.milliseconds(), db
+            )
             return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: outbox)
         }
     }
 
     public func endCandidates(
-        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, endedBy: CandidateEndCause,
+        leaseUntil: Timestamp
     ) async throws -> CandidateEndResult {
         try await transaction { db in
             let plan = try await Self.existingPlan(examId, db)
@@ -159,6 +166,12 @@ extension SQLExamStore {
                 try await db.raw(
                     "INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at) VALUES " + rows.joined(separator: ", ")
                 ).run()
+            }
+            let nowMs = Timestamp.milliseconds()
+            for id in ended {
+                try await Self.insertWebhookEvent(
+                    .candidateEnded(examId: examId, candidateId: id, endDatetime: at, endedBy: endedBy), nowMs: nowMs, db
+                )
             }
             return CandidateEndResult(ended: ended, alreadyCompleted: before, outbox: outbox)
         }

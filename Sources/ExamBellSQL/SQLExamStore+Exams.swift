@@ -140,6 +140,9 @@ extension SQLExamStore {
             try await Self.audit(
                 AuditEntry(examId: examId, actor: actor, action: "end", reason: reason, detail: nil, at: endDatetime), db
             )
+            try await Self.insertWebhookEvent(
+                .examEnded(examId: examId, endDatetime: endDatetime, reason: reason, actor: actor), nowMs: Timestamp.milliseconds(), db
+            )
             let plan = try await Self.existingPlan(examId, db)
             return .ended(plan, outbox: outbox)
         }

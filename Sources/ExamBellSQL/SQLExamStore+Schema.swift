@@ -160,6 +160,52 @@ extension SQLExamStore {
             ["ALTER TABLE exam_candidate ADD COLUMN saves_audited_at TEXT"],
             // 8: how far each page's device clock was from the server's (the SDK's `locked`).
             ["ALTER TABLE exam_candidate ADD COLUMN clock_offset_ms INTEGER"],
+            // 9: webhooks: endpoints, the events to deliver (written in the changes'
+            // transactions), one delivery row per endpoint and event. Scheduling times are
+            // milliseconds (`*_ms`): retries start within seconds.
+            [
+                """
+                CREATE TABLE webhook_endpoint (
+                    webhook_id TEXT PRIMARY KEY,
+                    url TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    secret TEXT NOT NULL,
+                    created_by TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    deleted_at TEXT
+                )
+                """,
+                """
+                CREATE TABLE webhook_event (
+                    seq \(dialect.autoIncrementPrimaryKey),
+                    event_id TEXT NOT NULL UNIQUE,
+                    plan_id TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    created_at TEXT NOT NULL
+                )
+                """,
+                "CREATE UNIQUE INDEX webhook_event_once ON webhook_event(plan_id, type) WHERE type = 'exam.delivery_complete'",
+                """
+                CREATE TABLE webhook_delivery (
+                    webhook_id TEXT NOT NULL REFERENCES webhook_endpoint(webhook_id),
+                    event_seq BIGINT NOT NULL REFERENCES webhook_event(seq),
+                    plan_id TEXT NOT NULL,
+                    pending INTEGER NOT NULL DEFAULT 1,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    last_status INTEGER,
+                    last_error TEXT,
+                    last_response TEXT,
+                    next_attempt_ms BIGINT NOT NULL,
+                    claimed_until_ms BIGINT,
+                    delivered_at TEXT,
+                    gave_up_at TEXT,
+                    PRIMARY KEY (webhook_id, event_seq)
+                )
+                """,
+                "CREATE INDEX webhook_delivery_due ON webhook_delivery(pending, next_attempt_ms)",
+                "CREATE INDEX webhook_delivery_line ON webhook_delivery(webhook_id, plan_id, pending, event_seq)",
+            ],
         ]
     }
 

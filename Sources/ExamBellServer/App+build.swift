@@ -140,6 +140,13 @@ public struct ExamBellNode: Sendable {
                     endService: endService, examDay: examDay, store: backends.store, interval: configuration.schedulerInterval, logger: logger
                 )
             )
+            services.append(
+                WebhookDispatcher(
+                    store: backends.store, roster: RosterBuilder(backends: backends), targets: configuration.webhookTargets,
+                    retryFor: configuration.webhookRetryFor, interval: configuration.webhookInterval,
+                    answerGrace: .seconds(configuration.answerGraceSeconds), logger: logger
+                )
+            )
         }
         application.addServices(services)
         if let prepare = backends.prepare { application.beforeServerStarts(perform: prepare) }
@@ -227,6 +234,7 @@ struct WebRoutes: Sendable {
     let exams: ExamsController<ExamBellRequestContext>
     let browser: BrowserController<ExamBellRequestContext>
     let examDay: ExamDayController<ExamBellRequestContext>
+    let webhooks: WebhooksController<ExamBellRequestContext>
 
     init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, sessions: SessionTokens, endService: EndExamService,
@@ -250,6 +258,8 @@ struct WebRoutes: Sendable {
         self.examDay = ExamDayController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )
+        webhooks = WebhooksController(
+            store: backends.store, auth: auth, targets: configuration.webhookTargets, maxBodySize: configuration.maxBodySize)
     }
 
     /// The routes of `lane` under `/api`: the pages' own calls only on the public port.
@@ -258,6 +268,7 @@ struct WebRoutes: Sendable {
         router.addRoutes(exams.endpoints, atPath: "api")
         if lane == .everything { router.addRoutes(browser.endpoints, atPath: "api") }
         router.addRoutes(examDay.endpoints, atPath: "api")
+        router.addRoutes(webhooks.endpoints, atPath: "api")
     }
 }
 

@@ -103,7 +103,13 @@ public struct ExamBellConfiguration: Sendable {
     public var outboxLease: Duration = .seconds(5)
     /// How often the outbox relay looks for unpublished rows.
     public var outboxInterval: Duration = .seconds(1)
-    /// How often web nodes look for exams whose planned end has come.
+    /// Webhooks: where they may go (`--webhook-allow`) and how long a failing delivery is
+    /// retried (`--webhook-retry-hours`, at least 24 h by default).
+    public var webhookTargets = WebhookTargets()
+    public var webhookRetryFor: Duration = .seconds(24 * 3600)
+    /// How often a web node looks for webhook deliveries that are due.
+    public var webhookInterval: Duration = .milliseconds(250)
+    /// How often a web node looks for exams whose planned end has come.
     public var schedulerInterval: Duration = .seconds(1)
     /// How often final sync reconciles Redis and the DB.
     public var syncInterval: Duration = .seconds(30)

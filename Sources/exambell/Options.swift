@@ -113,6 +113,31 @@ struct ServerOptions: ParsableArguments {
     )
     var allowedOrigins: [String] = []
 
+    @Option(
+        name: .customLong("webhook-allow"),
+        help:
+            "Only these address blocks (CIDR) may receive webhooks; repeatable (EXAMBELL_WEBHOOK_ALLOW, comma-separated; default: any but link-local and metadata addresses)."
+    )
+    var webhookAllow: [String] = []
+
+    @Option(help: "Hours a failing webhook delivery is retried before it is given up (EXAMBELL_WEBHOOK_RETRY_HOURS; default 24).")
+    var webhookRetryHours: Double?
+
+    /// `--webhook-allow` values, or else `EXAMBELL_WEBHOOK_ALLOW`.
+    var resolvedWebhookAllow: [String] {
+        if !webhookAllow.isEmpty { return webhookAllow }
+        return (environment("EXAMBELL_WEBHOOK_ALLOW") ?? "").split(separator: ",").map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// `--webhook-retry-hours`, or else `EXAMBELL_WEBHOOK_RETRY_HOURS`, as a duration.
+    func resolvedWebhookRetry() throws -> Duration {
+        let hours = webhookRetryHours ?? environment("EXAMBELL_WEBHOOK_RETRY_HOURS").flatMap(Double.init) ?? 24
+        guard hours > 0, hours <= 24 * 30 else {
+            throw ValidationError("--webhook-retry-hours (EXAMBELL_WEBHOOK_RETRY_HOURS) must be more than 0 and at most 720.")
+        }
+        return .milliseconds(Int64(hours * 3_600_000))
+    }
+
     /// `--allowed-origin` values, or else `EXAMBELL_ALLOWED_ORIGINS`.
     var resolvedAllowedOrigins: [String] {
         if !allowedOrigins.isEmpty { return allowedOrigins }

@@ -28,11 +28,14 @@ enum NodeRunner {
     static func run(options: ServerOptions, roles: ExamBellConfiguration.Roles, defaultPort: Int, demo: Bool) async throws {
         // Options that can be wrong are read before anything is opened or made.
         let platformOrigins: Set<String>
+        let webhookAllowed: [CIDR]
         do {
             platformOrigins = try ExamBellConfiguration.platformOrigins(options.resolvedAllowedOrigins)
+            webhookAllowed = try WebhookTargets.parseAllowed(options.resolvedWebhookAllow)
         } catch {
             throw ValidationError(error.message)
         }
+        let webhookRetry = try options.resolvedWebhookRetry()
         raiseOpenFileLimit()  // a socket node holds up to --max-connections browsers
         await primeDispatch()  // while descriptors are left: Dispatch traps when it cannot open its own
         var logger = Logger(label: "exambell")
@@ -92,6 +95,8 @@ enum NodeRunner {
         configuration.nodeId = options.givenNodeId ?? ServerOptions.defaultNodeId(port: port)
         configuration.metricsToken = options.resolvedMetricsToken
         configuration.platformOrigins = platformOrigins
+        configuration.webhookTargets = WebhookTargets(allowed: webhookAllowed)
+        configuration.webhookRetryFor = webhookRetry
         if roles.contains(.socket) {
             logger.info("socket node id (its consumer group)", metadata: ["nodeId": "\(configuration.nodeId)"])
         }

@@ -15,8 +15,10 @@ public protocol ExamDayStore: Sendable {
     /// Ends candidates of a running exam alone at `at`, with the outbox row (`candidate_end`)
     /// and one audit row each. Candidates ended before are reported with their own time.
     /// 404 for an id not of the exam; 409 for a scheduled exam.
+    /// `endedBy` is what each one's `candidate.ended` webhook event says.
     func endCandidates(
-        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, endedBy: CandidateEndCause,
+        leaseUntil: Timestamp
     ) async throws -> CandidateEndResult
 
     /// Running candidates of running exams whose planned end (their own, else the exam's) is
@@ -143,5 +145,16 @@ public struct LateSubmission: Sendable, Hashable, Codable {
         self.decision = decision
         self.decidedBy = decidedBy
         self.decidedAt = decidedAt
+    }
+}
+
+extension ExamDayStore {
+    /// Ends candidates as an operator or proctor does.
+    public func endCandidates(
+        examId: String, candidateIds: [String], at: Timestamp, actor: String, reason: String?, leaseUntil: Timestamp
+    ) async throws -> CandidateEndResult {
+        try await endCandidates(
+            examId: examId, candidateIds: candidateIds, at: at, actor: actor, reason: reason, endedBy: .byOperator, leaseUntil: leaseUntil
+        )
     }
 }

@@ -48,8 +48,10 @@ public struct ExamDayService: Sendable {
     }
 
     /// Ends one candidate alone now (an operator, or its own hand-in when `actor` is the candidate).
-    public func endCandidate(examId: String, candidateId: String, actor: String, reason: String?) async throws -> CandidateOutcome {
-        let result = try await endCandidates(examId: examId, candidateIds: [candidateId], actor: actor, reason: reason)
+    public func endCandidate(
+        examId: String, candidateId: String, actor: String, reason: String?, endedBy: CandidateEndCause = .byOperator
+    ) async throws -> CandidateOutcome {
+        let result = try await endCandidates(examId: examId, candidateIds: [candidateId], actor: actor, reason: reason, endedBy: endedBy)
         if let time = result.alreadyCompleted[candidateId] {
             return CandidateOutcome(candidateId: candidateId, endDatetime: time, ended: false)
         }
@@ -68,13 +70,14 @@ public struct ExamDayService: Sendable {
 
     /// Ends candidates alone now, in one transaction and one event (the scheduler ends every
     /// due candidate of an exam at once).
-    public func endCandidates(examId: String, candidateIds: [String], actor: String, reason: String?) async throws
-        -> CandidatesOutcome
-    {
+    public func endCandidates(
+        examId: String, candidateIds: [String], actor: String, reason: String?, endedBy: CandidateEndCause = .byOperator
+    ) async throws -> CandidatesOutcome {
         let now = Timestamp.now()
         let result = try await outbox.delivering(examId: examId) {
             let result = try await backends.store.endCandidates(
-                examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, leaseUntil: outbox.leaseUntil(from: now)
+                examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, endedBy: endedBy,
+                leaseUntil: outbox.leaseUntil(from: now)
             )
             if let entry = result.outbox { await outbox.deliver(entry) }
             return result

@@ -53,7 +53,7 @@ struct EndScheduler: Service {
         }
         for (examId, ids) in due.sorted(by: { $0.key < $1.key }) {
             do {
-                _ = try await examDay.endCandidates(examId: examId, candidateIds: ids, actor: "scheduler", reason: "planned end")
+                _ = try await examDay.endCandidates(examId: examId, candidateIds: ids, actor: "scheduler", reason: "planned end", endedBy: .ownTime)
             } catch {
                 logger.warning("scheduled candidate end failed; retrying next pass", metadata: ["examId": "\(examId)", "error": "\(error)"])
             }

@@ -121,7 +121,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
     @Sendable func handIn(_ request: Request, context: Context) async throws -> JSONResponse<CandidateEndView> {
         let session = try await candidateSession(request)
         let outcome = try await examDay.endCandidate(
-            examId: session.examId, candidateId: session.subject, actor: session.subject, reason: "handed in"
+            examId: session.examId, candidateId: session.subject, actor: session.subject, reason: "handed in", endedBy: .handIn
         )
         return JSONResponse(value: CandidateEndView(outcome, examId: session.examId))
     }

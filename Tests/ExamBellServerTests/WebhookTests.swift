@@ -1,0 +1,317 @@
+import ExamBellCore
+import ExamBellSQL
+import ExamBellServer
+import ExamBellTestSupport
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Webhooks (issue 26, DESIGN "Platform integration"): a real HTTP receiver on loopback gets
+/// signed events from the DB's webhook outbox, retried, in order, never lost.
+@Suite("Webhooks", .timeLimit(.minutes(10)))
+struct WebhookTests {
+    /// A receiver on a loopback port: records every request; answers as `answer` says.
+    final class Receiver: Sendable {
+        struct Heard: Sendable {
+            var eventId: String?
+            var signature: String?
+            var body: String
+        }
+
+        final class Log: Sendable {
+            let list = Mutex<[Heard]>([])
+        }
+
+        let port: Int
+        private let heard = Log()
+        private let group: ServiceGroup
+        private let task: Task<Void, any Error>
+
+        /// `answer(n)` is the status of the n-th request (0-based); `delay` holds each answer.
+        init(port: Int? = nil, delay: Duration = .zero, answer: @escaping @Sendable (Int) -> HTTPResponse.Status = { _ in .ok }) async throws {
+            let heard = self.heard
+            let router = Router()
+            router.post("**") { request, _ -> Response in
+                let body = String(buffer: try await request.body.collect(upTo: 1 << 20))
+                let index = heard.list.withLock { list in
+                    list.append(
+                        Heard(
+                            eventId: request.headers[HTTPField.Name("ExamBell-Event-Id")!],
+                            signature: request.headers[HTTPField.Name("ExamBell-Signature")!], body: body
+                        )
+                    )
+                    return list.count - 1
+                }
+                if delay > .zero { try await Task.sleep(for: delay) }
+                return Response(status: answer(index), body: .init(byteBuffer: ByteBuffer(string: String(repeating: "x", count: 5000))))
+            }
+            let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+            var logger = Logger(label: "receiver")
+            logger.logLevel = .critical
+            let app = Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: port ?? 0)),
+                onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger
+            )
+            let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+            self.group = group
+            self.task = Task { try await group.run() }
+            var iterator = stream.makeAsyncIterator()
+            self.port = await iterator.next() ?? 0
+        }
+
+        var url: String { "http://127.0.0.1:\(port)/hooks" }
+        var requests: [Heard] { heard.list.withLock { $0 } }
+
+        /// The bodies' parsed JSON, in arrival order.
+        var events: [[String: Any]] {
+            requests.compactMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] }
+        }
+
+        func stop() async {
+            await group.triggerGracefulShutdown()
+            _ = await task.result
+        }
+    }
+
+    struct Registered: Decodable {
+        var webhookId: String
+        var url: String
+        var events: [String]
+        var secret: String
+    }
+
+    struct Deliveries: Decodable {
+        struct Delivery: Decodable {
+            var eventId: String
+            var type: String
+            var attempts: Int
+            var lastStatus: Int?
+            var deliveredAt: String?
+        }
+        var deliveries: [Delivery]
+    }
+
+    static func register(_ client: some TestClientProtocol, url: String, events: [String]) async throws -> Registered {
+        let list = events.map { "\"\($0)\"" }.joined(separator: ",")
+        let response = try await client.call(.post, "/api/webhooks", json: #"{"url":"\#(url)","events":[\#(list)]}"#)
+        #expect(response.status == .created, "\(String(buffer: response.body))")
+        return try decode(Registered.self, response)
+    }
+
+    static let allTypes = WebhookEventType.allCases.map(\.rawValue)
+
+    @Test(
+        "events are signed, shaped as DESIGN says and in order: a time change, a hand-in, an operator's end of one, the exam's end",
+        arguments: TestNode.engines)
+    func signedAndShaped(_ engines: String) async throws {
+        try await TestNode.on(engines, answerGraceSeconds: 1) { test in
+            let receiver = try await Receiver()
+            try await test.node.application.test(.live) { client in
+                let hook = try await Self.register(client, url: receiver.url, events: Self.allTypes)
+                #expect(hook.secret.hasPrefix("whsec_") && hook.events == Self.allTypes)
+                let listed = String(buffer: try await client.call(.get, "/api/webhooks").body)
+                #expect(listed.contains(hook.webhookId) && !listed.contains(hook.secret), "the secret is shown only once")
+
+                let ids = try await client.makeExam("w1", candidates: 3)
+                #expect(
+                    try await client.call(.post, "/api/exams/w1/time", json: #"{"addMinutes":10,"candidateIds":["w1-c1"],"reason":"accommodation"}"#)
+                        .status == .badRequest, "no planned end yet")
+                #expect(
+                    try await client.call(.post, "/api/exams/w1/time", json: #"{"scheduledEndDatetime":"2099-01-01T00:00:00Z","reason":"set"}"#)
+                        .status == .ok)
+                let token = try await client.tokens("w1", role: "candidate", ids: [ids[0]])[0]
+                var handIn = TestNode.admin
+                handIn[.authorization] = "Bearer \(token)"
+                #expect(try await client.call(.post, "/api/hand-in", headers: handIn).status == .ok)
+                #expect(try await client.call(.post, "/api/exams/w1/candidates/\(ids[1])/end", json: #"{"reason":"ill"}"#).status == .ok)
+                let end = try await client.end("w1", reason: "done")
+
+                try await eventually("five events received", within: .seconds(30)) { receiver.requests.count >= 5 }
+                let events = receiver.events
+                #expect(
+                    events.map { $0["type"] as? String } == [
+                        "exam.time_changed", "candidate.ended", "candidate.ended", "exam.ended", "exam.delivery_complete",
+                    ])
+                for request in receiver.requests {
+                    #expect(throws: Never.self) {
+                        try WebhookSignature.verify(
+                            header: request.signature, body: request.body, secret: hook.secret, now: Int64(Date().timeIntervalSince1970))
+                    }
+                    let body = try #require(try JSONSerialization.jsonObject(with: Data(request.body.utf8)) as? [String: Any])
+                    #expect(body["eventId"] as? String == request.eventId)
+                    #expect(Set(body.keys) == ["eventId", "type", "createdAt", "data"])
+                }
+                let data = events.compactMap { $0["data"] as? [String: Any] }
+                #expect(data[0]["scheduledEndDatetime"] as? String == "2099-01-01T00:00:00Z" && data[0]["candidateIds"] is NSNull)
+                #expect(data[0]["reason"] as? String == "set" && data[0]["actor"] as? String == "admin")
+                #expect(data[1]["candidateId"] as? String == ids[0] && data[1]["endedBy"] as? String == "hand_in")
+                #expect(data[2]["candidateId"] as? String == ids[1] && data[2]["endedBy"] as? String == "operator")
+                #expect(data[3]["endDatetime"] as? String == end.endDatetime && data[3]["reason"] as? String == "done")
+                #expect(data[3]["examId"] as? String == "w1" && data[3]["actor"] as? String == "admin")
+                let counts = try #require(data[4]["counts"] as? [String: Int])
+                #expect(counts["candidates"] == 3 && counts["saved"] == 0)
+                #expect(data[4]["missing"] as? [String] == ids.sorted(), "nobody locked or saved; the 1 s grace ran out")
+
+                let deliveries = try decode(Deliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries"))
+                #expect(deliveries.deliveries.count == 5)
+                #expect(deliveries.deliveries.allSatisfy { $0.attempts == 1 && $0.lastStatus == 200 && $0.deliveredAt != nil })
+            }
+            await receiver.stop()
+        }
+    }
+
+    @Test("an endpoint that answers 500 twice, then 200, gets the event three times with one eventId; the console can send it again")
+    func retriedWithOneEventId() async throws {
+        let receiver = try await Receiver { $0 < 2 ? .internalServerError : .ok }
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let hook = try await Self.register(client, url: receiver.url, events: ["exam.ended"])
+            _ = try await client.makeExam("r1", candidates: 1)
+            _ = try await client.end("r1")
+            try await eventually("three attempts", within: .seconds(40)) { receiver.requests.count >= 3 }
+            let ids = Set(receiver.requests.map(\.eventId))
+            #expect(ids.count == 1 && receiver.requests.count == 3)
+            try await eventually("the third attempt recorded") {
+                let list = try decode(Deliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries"))
+                return list.deliveries.first.map { $0.attempts == 3 && $0.lastStatus == 200 && $0.deliveredAt != nil } ?? false
+            }
+            let eventId = try #require(ids.first ?? nil)
+            let resent = try await client.call(.post, "/api/webhooks/\(hook.webhookId)/deliveries/\(eventId)/resend")
+            #expect(resent.status == .accepted)
+            try await eventually("sent again") { receiver.requests.count == 4 }
+            #expect(receiver.requests.last?.eventId == eventId)
+            #expect(try await client.call(.post, "/api/webhooks/\(hook.webhookId)/deliveries/evt_nope/resend").status == .notFound)
+        }
+        await receiver.stop()
+    }
+
+    @Test("a receiver down for a while (refusing connections, then answering 503) gets the backlog in order once it is back")
+    func backlogInOrder() async throws {
+        let port = try RedisTestServer.freePort()
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let hook = try await Self.register(client, url: "http://127.0.0.1:\(port)/hooks", events: ["exam.time_changed", "exam.ended"])
+            _ = try await client.makeExam("b1", candidates: 1)
+            for minute in 1...4 {
+                let at = "2099-01-01T00:0\(minute):00Z"
+                #expect(
+                    try await client.call(.post, "/api/exams/b1/time", json: #"{"scheduledEndDatetime":"\#(at)","reason":"r\#(minute)"}"#).status
+                        == .ok)
+            }
+            _ = try await client.end("b1")
+            try await Task.sleep(for: .seconds(1))  // nothing listens: the first attempt waits for a connection
+            // Back, but still answering 503 for two seconds: the first attempts fail.
+            let upAt = ContinuousClock.now + .seconds(2)
+            let receiver = try await Receiver(port: port) { _ in ContinuousClock.now < upAt ? .serviceUnavailable : .ok }
+            try await eventually("the backlog delivered", within: .seconds(40)) {
+                let list = try decode(Deliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries"))
+                return list.deliveries.count == 5 && list.deliveries.allSatisfy { $0.deliveredAt != nil }
+            }
+            let data = receiver.requests.suffix(5).compactMap { try? JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any] }
+                .compactMap { $0["data"] as? [String: Any] }
+            #expect(
+                data.map { ($0["scheduledEndDatetime"] as? String) ?? "end" }
+                    == ["2099-01-01T00:01:00Z", "2099-01-01T00:02:00Z", "2099-01-01T00:03:00Z", "2099-01-01T00:04:00Z", "end"],
+                "the last five requests are the five events, in order"
+            )
+            let failed = receiver.requests.dropLast(5)
+            #expect(!failed.isEmpty && Set(failed.map(\.eventId)).count == 1, "only the first in line was tried while it failed")
+            let first = try decode(Deliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries")).deliveries.last
+            #expect((first?.attempts ?? 0) >= 2, "the first event failed while the receiver was down: \(String(describing: first))")
+            await receiver.stop()
+        }
+    }
+
+    @Test("bad registrations get a clear 4xx and change nothing; --webhook-allow narrows targets")
+    func badInput() async throws {
+        let test = try await TestNode { $0.webhookTargets = WebhookTargets(allowed: [CIDR("10.0.0.0/8")!]) }
+        try await test.node.application.test(.router) { client in
+            let cases: [(String, HTTPResponse.Status, String)] = [
+                (#"{"url":"ftp://10.0.0.1/x","events":["exam.ended"]}"#, .badRequest, "invalid_url"),
+                (#"{"url":"not a url","events":["exam.ended"]}"#, .badRequest, "invalid_url"),
+                (#"{"url":"http://user:pw@10.0.0.1/x","events":["exam.ended"]}"#, .badRequest, "invalid_url"),
+                (#"{"url":"http://169.254.169.254/latest","events":["exam.ended"]}"#, .badRequest, "webhook_target_refused"),
+                (#"{"url":"http://[fe80::1]/x","events":["exam.ended"]}"#, .badRequest, "webhook_target_refused"),
+                (#"{"url":"http://127.0.0.1:9/x","events":["exam.ended"]}"#, .badRequest, "webhook_target_refused"),
+                (#"{"url":"http://10.0.0.1/x","events":["exam.started"]}"#, .badRequest, "unknown_event_type"),
+                (#"{"url":"http://10.0.0.1/x","events":[]}"#, .badRequest, "events_required"),
+                (#"{"url":"http://10.0.0.1/x"}"#, .badRequest, "invalid_json"),
+                (#"{"url":"http://10.0.0.1/\#(String(repeating: "a", count: 3000))","events":["exam.ended"]}"#, .badRequest, "invalid_url"),
+            ]
+            for (body, status, code) in cases {
+                let response = try await client.call(.post, "/api/webhooks", json: body)
+                #expect(response.status == status, "\(body.prefix(80))")
+                #expect(String(buffer: response.body).contains(code), "\(body.prefix(80)): \(String(buffer: response.body))")
+            }
+            #expect(String(buffer: try await client.call(.get, "/api/webhooks").body) == #"{"webhooks":[]}"#)
+            let ok = try await client.call(.post, "/api/webhooks", json: #"{"url":"http://10.1.2.3:8080/x","events":["exam.ended"]}"#)
+            #expect(ok.status == .created)
+            #expect(try await client.call(.delete, "/api/webhooks/wh_unknown").status == .notFound)
+            #expect(try await client.call(.get, "/api/webhooks/wh_unknown/deliveries").status == .notFound)
+            var anonymous = TestNode.admin
+            anonymous[.authorization] = nil
+            #expect(try await client.call(.get, "/api/webhooks", headers: anonymous).status == .unauthorized)
+            let id = try decode(Registered.self, ok).webhookId
+            #expect(try await client.call(.delete, "/api/webhooks/\(id)").status == .noContent)
+            #expect(String(buffer: try await client.call(.get, "/api/webhooks").body) == #"{"webhooks":[]}"#)
+        }
+    }
+
+    @Test("1,000 candidates handing in one by one produce 1,000 candidate.ended events, none lost, none twice")
+    func thousandCandidates() async throws {
+        let receiver = try await Receiver()
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            _ = try await Self.register(client, url: receiver.url, events: ["candidate.ended"])
+            let created = try await client.call(.post, "/api/exams", json: #"{"examId":"k1","title":"Thousand"}"#)
+            #expect(created.status == .created)
+            let ids = (1...1000).map { "k1-c\($0)" }
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                let people = chunk.map { #"{"candidateId":"\#($0)","name":"\#($0)"}"# }.joined(separator: ",")
+                #expect(try await client.call(.post, "/api/exams/k1/candidates", json: #"{"candidates":[\#(people)]}"#).status == .ok)
+            }
+            #expect(try await client.call(.post, "/api/exams/k1/start").status == .ok)
+            var tokens: [String] = []
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                tokens += try await client.tokens("k1", role: "candidate", ids: chunk)
+            }
+            for token in tokens {
+                var headers = TestNode.admin
+                headers[.authorization] = "Bearer \(token)"
+                #expect(try await client.call(.post, "/api/hand-in", headers: headers).status == .ok)
+            }
+            try await eventually("1,000 events", within: .seconds(120)) { Set(receiver.requests.compactMap(\.eventId)).count >= 1000 }
+            let candidates = receiver.events.compactMap { ($0["data"] as? [String: Any])?["candidateId"] as? String }
+            #expect(Set(candidates) == Set(ids))
+            #expect(Set(receiver.requests.compactMap(\.eventId)).count == 1000)
+        }
+        await receiver.stop()
+    }
+
+    @Test("two web nodes on one database never make one attempt at once: each event reaches a slow receiver once")
+    func twoNodesOneAttempt() async throws {
+        let receiver = try await Receiver(delay: .milliseconds(300))
+        let store = try await PostgresTestDatabase.freshStore()
+        let first = try await TestNode(store: store)
+        let second = try await TestNode(store: store, nodeId: "socket-2")
+        try await first.node.application.test(.live) { client in
+            try await second.node.application.test(.live) { _ in
+                _ = try await Self.register(client, url: receiver.url, events: ["candidate.ended"])
+                let ids = try await client.makeExam("t1", candidates: 20)
+                for id in ids {
+                    #expect(try await client.call(.post, "/api/exams/t1/candidates/\(id)/end", json: #"{"reason":"x"}"#).status == .ok)
+                }
+                try await eventually("20 events", within: .seconds(60)) { Set(receiver.requests.compactMap(\.eventId)).count >= 20 }
+                try await Task.sleep(for: .seconds(1))
+                #expect(receiver.requests.count == 20, "an event was sent twice: \(receiver.requests.count) requests")
+            }
+        }
+        await receiver.stop()
+    }
+}
