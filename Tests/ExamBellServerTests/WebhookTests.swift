@@ -12,6 +12,10 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
 /// Webhooks (issue 26, DESIGN "Platform integration"): a real HTTP receiver on loopback gets
 /// signed events from the DB's webhook outbox, retried, in order, never lost.
 @Suite("Webhooks", .timeLimit(.minutes(10)))
@@ -313,5 +317,99 @@ struct WebhookTests {
             }
         }
         await receiver.stop()
+    }
+
+    /// Calls a node's API over HTTP with the admin token.
+    static func api(_ port: Int, _ method: String, _ path: String, _ body: String? = nil, token: String) async throws -> (Int, String) {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = method
+        request.timeoutInterval = 30
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+
+    static func healthy(_ port: Int) async throws {
+        try await eventually("port \(port) healthy", within: .seconds(60)) {
+            guard let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!) else { return false }
+            return (response as? HTTPURLResponse)?.statusCode == 200
+        }
+    }
+
+    @Test(
+        "a node SIGKILLed right after an end commits delivers exam.ended after its restart; exambell webhook listen prints it, and refuses a wrong secret"
+    )
+    func killedAfterCommit() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-webhooks-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let token = "webhook-test-admin-token"
+        let port = try RedisTestServer.freePort()
+        let node = TestProcess(
+            arguments: [
+                try TestProcess.exambellBinary(), "serve", "--port", String(port), "--data-dir", directory.appendingPathComponent("data").path,
+                "--admin-token", token,
+            ],
+            environment: ["EXAMBELL_TEST_FAULT": "after-commit@\(directory.appendingPathComponent("crashed").path)"],
+            logPath: directory.appendingPathComponent("serve.log").path
+        )
+        try node.start()
+        defer { node.stop() }
+        try await Self.healthy(port)
+        let (rightPort, wrongPort) = (try RedisTestServer.freePort(), try RedisTestServer.freePort())
+        var secrets: [String] = []
+        for listener in [rightPort, wrongPort] {
+            let (status, body) = try await Self.api(
+                port, "POST", "/api/webhooks", #"{"url":"http://127.0.0.1:\#(listener)/exambell","events":["exam.ended"]}"#, token: token)
+            #expect(status == 201, "\(body)")
+            secrets.append(try JSONDecoder().decode(Registered.self, from: Data(body.utf8)).secret)
+        }
+        #expect(!node.log.contains(secrets[0]), "no secret in a log line")
+        func listen(_ port: Int, secret: String, _ name: String) throws -> TestProcess {
+            let process = TestProcess(
+                arguments: [try TestProcess.exambellBinary(), "webhook", "listen", "--port", String(port)],
+                environment: ["EXAMBELL_WEBHOOK_SECRET": secret], logPath: directory.appendingPathComponent("\(name).log").path
+            )
+            try process.start()
+            return process
+        }
+        let right = try listen(rightPort, secret: secrets[0], "right")
+        defer { right.stop() }
+        let wrong = try listen(wrongPort, secret: secrets[0] + "x", "wrong")
+        defer { wrong.stop() }
+        try await eventually("listeners up") { right.log.contains("listening") && wrong.log.contains("listening") }
+
+        #expect(try await Self.api(port, "POST", "/api/exams", #"{"examId":"s1","title":"Crash"}"#, token: token).0 == 201)
+        #expect(
+            try await Self.api(port, "POST", "/api/exams/s1/candidates", #"{"candidates":[{"candidateId":"s1-c1","name":"C"}]}"#, token: token).0
+                == 200)
+        #expect(try await Self.api(port, "POST", "/api/exams/s1/start", token: token).0 == 200)
+        // The node commits the end and dies before answering (or telling anyone).
+        await #expect(throws: (any Error).self) { try await Self.api(port, "POST", "/api/exams/s1/end", #"{"reason":"crash"}"#, token: token) }
+        #expect(await node.exitStatus(within: .seconds(30)) == 128 + SIGKILL)
+        #expect(!right.log.contains("exam.ended"), "nothing was sent before the crash")
+
+        try node.start()
+        try await Self.healthy(port)
+        try await eventually("exam.ended printed by the listener", within: .seconds(30)) { right.log.contains(#""type":"exam.ended""#) }
+        let line = try #require(right.log.split(separator: "\n").first { $0.contains(#""type":"exam.ended""#) })
+        let event = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect((event["data"] as? [String: Any])?["examId"] as? String == "s1")
+        #expect((event["data"] as? [String: Any])?["reason"] as? String == "crash")
+        try await eventually("the wrong secret refused") { wrong.log.contains("does not match") }
+        #expect(!wrong.log.contains(#""type":"exam.ended""#))
+        let (_, hooks) = try await Self.api(port, "GET", "/api/webhooks", token: token)
+        let ids = try JSONDecoder().decode([String: [WebhookView]].self, from: Data(hooks.utf8))["webhooks"]?.map(\.webhookId) ?? []
+        let (_, deliveries) = try await Self.api(port, "GET", "/api/webhooks/\(ids.last ?? "-")/deliveries", token: token)
+        let refused = try JSONDecoder().decode(Deliveries.self, from: Data(deliveries.utf8)).deliveries.first
+        #expect(refused?.lastStatus == 401 && refused?.deliveredAt == nil, "\(deliveries)")
+    }
+
+    struct WebhookView: Decodable {
+        var webhookId: String
     }
 }
