@@ -1,8 +1,9 @@
 """Fixtures of the browser tests: a real `exambell serve` process and headless Chromium.
 
 The server runs on a free loopback port with its own data directory; exams are made through
-the same JSON API operators use. Screenshots of each page state go to `screenshots/browser/`
-(git-ignored) for people to look at.
+the same JSON API operators use. Screenshots of each page state go to `$EXAMBELL_SCREENSHOTS`
+(scripts/test: a folder under the system's temporary directory, never the checkout) for
+people to look at.
 """
 import contextlib
 import json
@@ -22,7 +23,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "screenshots" / "browser"
+SCREENSHOTS = Path(os.environ.get("EXAMBELL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "exambell-screenshots")
 ADMIN_TOKEN = "browser-test-admin-token"
 SESSION_SECRET = "browser-test-session-secret-0123456789abcdef"
 GRACE_SECONDS = 3

@@ -433,6 +433,7 @@ async function refreshAccounts() {
       return tr;
     }));
   }
+  await refreshWebhooks();
   if (me && !me.bootstrap) {
     const { tokens } = await api("GET", "tokens");
     document.getElementById("token-rows").replaceChildren(...tokens.map((tok) => {
@@ -445,6 +446,65 @@ async function refreshAccounts() {
     }));
   }
 }
+
+// Webhooks: every operator sees them; operators and admins register, remove and resend.
+let hookShown = null;
+async function refreshWebhooks() {
+  const section = document.getElementById("webhooks");
+  section.hidden = !me;
+  if (!me) return;
+  const canChange = me.role !== "viewer";
+  document.getElementById("hook-form").hidden = !canChange;
+  const { webhooks } = await api("GET", "webhooks");
+  document.getElementById("hook-rows").replaceChildren(...webhooks.map((hook) => {
+    const tr = document.createElement("tr");
+    tr.dataset.webhook = hook.webhookId;
+    const actions = cell("");
+    actions.append(button("hooks.show", "secondary", () => { hookShown = hook.webhookId; act(showDeliveries); }));
+    if (canChange) actions.append(button("hooks.remove", "secondary", () => act(() => api("DELETE", `webhooks/${encodeURIComponent(hook.webhookId)}`))));
+    tr.append(cell(hook.url), cell(hook.events.join(", ")), cell(formatTime(hook.createdAt)), actions);
+    return tr;
+  }));
+  if (hookShown && !webhooks.some((hook) => hook.webhookId === hookShown)) hookShown = null;
+  await showDeliveries();
+}
+
+async function showDeliveries() {
+  const box = document.getElementById("hook-deliveries");
+  box.hidden = !hookShown;
+  if (!hookShown) return;
+  const { deliveries } = await api("GET", `webhooks/${encodeURIComponent(hookShown)}/deliveries`);
+  const canChange = me.role !== "viewer";
+  document.getElementById("delivery-rows").replaceChildren(...deliveries.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.event = d.eventId;
+    tr.dataset.delivered = String(Boolean(d.deliveredAt));
+    const actions = cell("");
+    if (canChange) {
+      actions.append(button("hooks.resend", "secondary", () => act(async () => {
+        await api("POST", `webhooks/${encodeURIComponent(hookShown)}/deliveries/${encodeURIComponent(d.eventId)}/resend`);
+        info("hooks.resent");
+      })));
+    }
+    const status = d.lastStatus ?? d.lastError ?? "–";
+    const state = d.deliveredAt ? formatTime(d.deliveredAt) : d.gaveUpAt ? t("hooks.gaveUp") : d.nextAttemptAt ? t("hooks.next", { time: formatTime(d.nextAttemptAt) }) : "–";
+    tr.append(cell(`${d.type} ${d.eventId}`), cell(d.examId), cell(String(d.attempts)), cell(String(status)), cell(state), actions);
+    return tr;
+  }));
+}
+
+document.getElementById("hook-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const url = document.getElementById("new-hook-url").value.trim();
+  const events = [...document.querySelectorAll('input[name="hook-event"]:checked')].map((box) => box.value);
+  act(async () => {
+    const made = await api("POST", "webhooks", { url, events });
+    event.target.reset();
+    const box = document.getElementById("new-hook");
+    box.textContent = t("hooks.made", { secret: made.secret });
+    box.hidden = false;
+  });
+});
 
 document.getElementById("operator-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -480,6 +540,7 @@ function logout(message) {
   document.getElementById("logout").hidden = true;
   document.getElementById("whoami").hidden = true;
   document.getElementById("new-token").hidden = true;
+  document.getElementById("new-hook").hidden = true;
   document.getElementById("login").hidden = false;
   info(null);
   errorBox.textContent = message || "";

@@ -20,7 +20,7 @@ public enum WebhookListener {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
-        router.post("**") { request, _ -> Response in
+        let receive: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
             let buffer = try await request.body.collect(upTo: 1 << 20)
             let body = String(buffer: buffer)
             let header = request.headers[HTTPField.Name(WebhookSignature.header)!]
@@ -37,6 +37,9 @@ public enum WebhookListener {
             heard(.event(body))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"ok\":true}")))
         }
+        // Any path, the root included.
+        router.post("/", use: receive)
+        router.post("**", use: receive)
         return Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "ExamBell-webhook-listener"),
             onServerRunning: { await onServerRunning($0.localAddress?.port ?? port) }, logger: logger
