@@ -8,6 +8,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -362,11 +363,14 @@ struct WebhookTests {
         try await Self.healthy(port)
         let (rightPort, wrongPort) = (try RedisTestServer.freePort(), try RedisTestServer.freePort())
         var secrets: [String] = []
+        var hookIds: [String] = []
         for listener in [rightPort, wrongPort] {
             let (status, body) = try await Self.api(
                 port, "POST", "/api/webhooks", #"{"url":"http://127.0.0.1:\#(listener)/exambell","events":["exam.ended"]}"#, token: token)
             #expect(status == 201, "\(body)")
-            secrets.append(try JSONDecoder().decode(Registered.self, from: Data(body.utf8)).secret)
+            let registered = try JSONDecoder().decode(Registered.self, from: Data(body.utf8))
+            secrets.append(registered.secret)
+            hookIds.append(registered.webhookId)
         }
         #expect(!node.log.contains(secrets[0]), "no secret in a log line")
         func listen(_ port: Int, secret: String, _ name: String) throws -> TestProcess {
@@ -403,13 +407,93 @@ struct WebhookTests {
         try await eventually("the wrong secret refused") { wrong.log.contains("does not match") }
         #expect(!wrong.log.contains(#""type":"exam.ended""#))
         let (_, hooks) = try await Self.api(port, "GET", "/api/webhooks", token: token)
-        let ids = try JSONDecoder().decode([String: [WebhookView]].self, from: Data(hooks.utf8))["webhooks"]?.map(\.webhookId) ?? []
-        let (_, deliveries) = try await Self.api(port, "GET", "/api/webhooks/\(ids.last ?? "-")/deliveries", token: token)
-        let refused = try JSONDecoder().decode(Deliveries.self, from: Data(deliveries.utf8)).deliveries.first
-        #expect(refused?.lastStatus == 401 && refused?.deliveredAt == nil, "\(deliveries)")
+        let listed = try JSONDecoder().decode([String: [WebhookView]].self, from: Data(hooks.utf8))["webhooks"]?.map(\.webhookId) ?? []
+        #expect(Set(listed) == Set(hookIds))
+        try await eventually("the refusal recorded: 401, not delivered") {
+            let (_, deliveries) = try await Self.api(port, "GET", "/api/webhooks/\(hookIds[1])/deliveries", token: token)
+            let refused = try JSONDecoder().decode(Deliveries.self, from: Data(deliveries.utf8)).deliveries.first
+            return refused?.lastStatus == 401 && refused?.deliveredAt == nil
+        }
     }
 
     struct WebhookView: Decodable {
         var webhookId: String
+    }
+
+    @Test("signatures: a good one holds; a wrong secret, a changed body, an old time, a missing or malformed header each fail, named")
+    func signatureChecks() throws {
+        let body = #"{"eventId":"evt_1","type":"exam.ended","createdAt":"2030-01-01T00:00:00Z","data":{}}"#
+        let now: Int64 = 1_900_000_000
+        let header = WebhookSignature.sign(body: body, secret: "whsec_a", time: now)
+        #expect(header.hasPrefix("t=1900000000,v1=") && header.count == "t=1900000000,v1=".count + 64)
+        try WebhookSignature.verify(header: header, body: body, secret: "whsec_a", now: now + 10)
+        #expect(throws: WebhookSignature.Failure.mismatch) { try WebhookSignature.verify(header: header, body: body, secret: "whsec_b", now: now) }
+        #expect(throws: WebhookSignature.Failure.mismatch) {
+            try WebhookSignature.verify(header: header, body: body + " ", secret: "whsec_a", now: now)
+        }
+        #expect(throws: WebhookSignature.Failure.stale(seconds: 301)) {
+            try WebhookSignature.verify(header: header, body: body, secret: "whsec_a", now: now + 301)
+        }
+        #expect(throws: WebhookSignature.Failure.missing) { try WebhookSignature.verify(header: nil, body: body, secret: "whsec_a", now: now) }
+        #expect(throws: WebhookSignature.Failure.malformed) { try WebhookSignature.verify(header: "v1=abc", body: body, secret: "whsec_a", now: now) }
+        #expect(WebhookSignature.newSecret() != WebhookSignature.newSecret())
+    }
+
+    @Test("targets: link-local and metadata addresses always refused, --webhook-allow narrows, bad CIDRs named")
+    func targetPolicy() throws {
+        let open = WebhookTargets()
+        func address(_ ip: String) throws -> SocketAddress { try SocketAddress(ipAddress: ip, port: 80) }
+        #expect(open.refusal([try address("169.254.169.254")]) != nil)
+        #expect(open.refusal([try address("fe80::1")]) != nil)
+        #expect(open.refusal([try address("fd00:ec2::254")]) != nil)
+        #expect(open.refusal([try address("::ffff:169.254.169.254")]) != nil, "an IPv4-mapped address counts as its IPv4")
+        #expect(open.refusal([try address("127.0.0.1"), try address("203.0.113.7")]) == nil)
+        let narrow = WebhookTargets(allowed: try WebhookTargets.parseAllowed(["10.0.0.0/8,192.168.1.0/24", "fd00::/8"]))
+        #expect(narrow.refusal([try address("10.200.3.4")]) == nil)
+        #expect(narrow.refusal([try address("192.168.1.77")]) == nil)
+        #expect(narrow.refusal([try address("192.168.2.1")]) != nil)
+        #expect(narrow.refusal([try address("fd12::1")]) == nil)
+        #expect(narrow.refusal([try address("10.0.0.1"), try address("8.8.8.8")]) != nil, "every address of a name must be allowed")
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0.0/x", "::/129"] {
+            #expect(throws: ExamBellError.self, "\(bad)") { try WebhookTargets.parseAllowed([bad]) }
+        }
+    }
+
+    @Test("retries: the first within 5 s, then doubling up to 10 minutes, until the retry window after the event ends")
+    func retrySchedule() {
+        let retry = WebhookRetry(retryFor: .seconds(24 * 3600))
+        let created = Timestamp(secondsSince1970: 1_900_000_000)
+        let now = created.secondsSince1970 * 1000
+        #expect(WebhookRetry.ceilingMs(afterAttempt: 1) == 5_000)
+        #expect(WebhookRetry.ceilingMs(afterAttempt: 2) == 10_000)
+        #expect(WebhookRetry.ceilingMs(afterAttempt: 8) == 600_000)
+        #expect(WebhookRetry.ceilingMs(afterAttempt: 1000) == 600_000)
+        for _ in 0..<100 {
+            let next = retry.next(afterAttempt: 1, createdAt: created, nowMs: now)
+            #expect(next.map { $0 - now >= 2_500 && $0 - now <= 5_000 } == true)
+        }
+        #expect(retry.next(afterAttempt: 300, createdAt: created, nowMs: now + 24 * 3_600_000 - 1) != nil)
+        #expect(retry.next(afterAttempt: 300, createdAt: created, nowMs: now + 24 * 3_600_000) == nil, "given up after 24 h")
+    }
+
+    @Test("a slow endpoint holds neither an end, another exam's events, nor another endpoint")
+    func slowEndpointHoldsNothing() async throws {
+        let slow = try await Receiver(delay: .seconds(8))
+        let fast = try await Receiver()
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            _ = try await Self.register(client, url: slow.url, events: ["exam.ended"])
+            _ = try await Self.register(client, url: fast.url, events: ["exam.ended"])
+            for exam in ["s1", "s2", "s3"] { _ = try await client.makeExam(exam, candidates: 1) }
+            _ = try await client.end("s1")
+            try await eventually("the slow endpoint holds s1's event") { slow.requests.count == 1 }
+            // While it holds it: ends answer, and the fast endpoint hears every exam.
+            _ = try await client.end("s2")
+            _ = try await client.end("s3")
+            try await eventually("the fast endpoint heard all three", within: .seconds(5)) { fast.requests.count == 3 }
+            try await eventually("the slow endpoint hears the other exams too (not behind s1)", within: .seconds(5)) { slow.requests.count == 3 }
+        }
+        await slow.stop()
+        await fast.stop()
     }
 }

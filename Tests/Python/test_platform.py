@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, running_server, screenshot
+from conftest import ADMIN_TOKEN, ROOT, SESSION_SECRET, Server, free_port, running_server, screenshot
 from test_exam_day import wait
 
 PLATFORM_PAGE = ROOT / "examples" / "platform-page"
@@ -197,6 +197,60 @@ def test_a_late_subscriber_learns_the_connection_state_and_the_end(platform, new
     server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "late subscriber"})
     wait(page, lambda d: body(d, "ended") == "true", timeout=5)
     assert page.execute_async_script(late) == ["open", "ended true"]
+
+
+def test_pages_told_once_when_their_node_is_killed_mid_fan_out_and_they_reconnect(new_browser):
+    """The node is SIGKILLed right after the first page was told the end (the rest may or may
+    not have been); restarted, it tells every reconnecting page the end again. Each page's
+    "ended" fires once."""
+    import os
+    import signal
+    import tempfile
+    binary = os.environ.get("EXAMBELL_BIN", str(ROOT / ".build" / "debug" / "exambell"))
+    with platform_origin() as origin, tempfile.TemporaryDirectory() as root:
+        port = free_port()
+        command = [binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", f"{root}/data", "--admin-token", ADMIN_TOKEN,
+                   "--session-secret", SESSION_SECRET, "--allowed-origin", origin]
+
+        def start():
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=1)) as connection:
+                        connection.request("GET", "/health")
+                        if connection.getresponse().status == 200:
+                            return process
+                except OSError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        process.kill()
+                        pytest.fail("exambell serve did not come up")
+                    time.sleep(0.05)
+
+        process = start()
+        try:
+            server = Server(f"http://127.0.0.1:{port}")
+            exam = server.make_exam(candidates=3, proctors=0)
+            pages = [new_browser() for _ in exam["candidates"]]
+            for page, person in zip(pages, exam["candidates"]):
+                open_platform_page(page, origin, server, token_of(exam, person))
+            server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "crash mid fan-out"})
+            wait(pages[0], lambda d: body(d, "ended") == "true", timeout=5, message="the first page was not told")
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            process = start()
+            for page in pages:
+                wait(page, lambda d: body(d, "ended") == "true", timeout=30, message="a page was never told")
+                wait(page, lambda d: body(d, "connection") == "open", timeout=30, message="a page never reconnected")
+            # Reconnected, each page was told the end again by the restarted node (a late joiner's
+            # telling); the lock reports of the restarted node's connections prove it.
+            wait(pages[0], lambda d: server.ok("GET", f"exams/{exam['examId']}/delivery")["counts"]["locked"] == 3, timeout=20,
+                 message="the locks never reached the delivery")
+            time.sleep(0.5)
+            assert [body(page, "endedCount") for page in pages] == ["1", "1", "1"], "ended fires once per end"
+        finally:
+            process.kill()
+            process.wait()
 
 
 def test_session_closed_reaches_the_platform_page(platform, new_browser):

@@ -118,6 +118,7 @@ class Bell {
   // Sent once the server has told this connection the end (at once when it has; a page that
   // locked at its planned end, or while away, when the server's end arrives).
   reportLocked() {
+    this.lockedPage = true;
     this.lockPending = true;
     this.sendLocked();
   }
@@ -289,7 +290,10 @@ class Bell {
     if (message.type === "exam_end") {
       if (candidate) this.send({ type: "ack", examId: message.examId });
       this.toldEnd = true;
-      this.sendLocked(); // a lock reported before the server's end counts once it is told
+      // A lock reported before the server's end counts once it is told; a page told again on
+      // a new connection (its node restarted and may have lost the receipt) reports it again.
+      if (this.lockedPage) this.lockPending = true;
+      this.sendLocked();
       this.ended({ examId: message.examId, endDatetime: message.timestamp, candidateId: this.isCandidate() ? this.session.id : undefined });
     } else if (message.type === "exam_time") {
       if (candidate) this.send({ type: "ack", examId: message.examId, of: "exam_time" });
