@@ -91,7 +91,7 @@ extension SQLExamStore {
             try await Self.existingWebhook(webhookId, db)
             return try await db.raw(
                 """
-                SELECT e.event_id, e.type, e.plan_id, e.created_at, d.attempts, d.last_status, d.last_error, d.delivered_at,
+                SELECT e.event_id, e.type, e.plan_id, e.created_at, d.attempts, d.last_status, d.last_error, d.last_response, d.delivered_at,
                     d.gave_up_at, d.pending, d.next_attempt_ms
                 FROM webhook_delivery d JOIN webhook_event e ON e.seq = d.event_seq
                 WHERE d.webhook_id = \(bind: webhookId) ORDER BY d.event_seq DESC LIMIT \(bind: limit)
@@ -106,7 +106,8 @@ extension SQLExamStore {
                     attempts: try row.decode(column: "attempts", as: Int.self), lastStatus: try row.decode(column: "last_status", as: Int?.self),
                     lastError: try row.decode(column: "last_error", as: String?.self), deliveredAt: try Self.timestamp(row, "delivered_at"),
                     gaveUpAt: try Self.timestamp(row, "gave_up_at"),
-                    nextAttemptMs: pending ? try row.decode(column: "next_attempt_ms", as: Int64.self) : nil
+                    nextAttemptMs: pending ? try row.decode(column: "next_attempt_ms", as: Int64.self) : nil,
+                    lastResponse: try row.decode(column: "last_response", as: String?.self)
                 )
             }
         }

@@ -39,7 +39,10 @@ struct WebhookTests {
         private let task: Task<Void, any Error>
 
         /// `answer(n)` is the status of the n-th request (0-based); `delay` holds each answer.
-        init(port: Int? = nil, delay: Duration = .zero, answer: @escaping @Sendable (Int) -> HTTPResponse.Status = { _ in .ok }) async throws {
+        init(
+            port: Int? = nil, delay: Duration = .zero, location: String? = nil,
+            answer: @escaping @Sendable (Int) -> HTTPResponse.Status = { _ in .ok }
+        ) async throws {
             let heard = self.heard
             let router = Router()
             router.post("**") { request, _ -> Response in
@@ -54,7 +57,10 @@ struct WebhookTests {
                     return list.count - 1
                 }
                 if delay > .zero { try await Task.sleep(for: delay) }
-                return Response(status: answer(index), body: .init(byteBuffer: ByteBuffer(string: String(repeating: "x", count: 5000))))
+                var headers = HTTPFields()
+                if let location { headers[.location] = location }
+                return Response(
+                    status: answer(index), headers: headers, body: .init(byteBuffer: ByteBuffer(string: String(repeating: "x", count: 5000))))
             }
             let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
             var logger = Logger(label: "receiver")
@@ -495,5 +501,46 @@ struct WebhookTests {
         }
         await slow.stop()
         await fast.stop()
+    }
+
+    struct FullDeliveries: Decodable {
+        struct Delivery: Decodable {
+            var attempts: Int
+            var lastStatus: Int?
+            var lastError: String?
+            var lastResponse: String?
+            var deliveredAt: String?
+        }
+        var deliveries: [Delivery]
+    }
+
+    @Test("an attempt follows no redirect, is given up after 10 s without an answer, and keeps 1 KiB of the answer")
+    func attemptLimits() async throws {
+        let elsewhere = try await Receiver()
+        let redirecting = try await Receiver(location: elsewhere.url) { _ in .found }
+        let silent = try await Receiver(delay: .seconds(15))
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let moved = try await Self.register(client, url: redirecting.url, events: ["exam.ended"])
+            let slow = try await Self.register(client, url: silent.url, events: ["exam.ended"])
+            _ = try await client.makeExam("l1", candidates: 1)
+            _ = try await client.end("l1")
+            func first(_ hook: Registered) async throws -> FullDeliveries.Delivery? {
+                try decode(FullDeliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries")).deliveries.first
+            }
+            try await eventually("the redirect recorded", within: .seconds(20)) { try await first(moved)?.attempts ?? 0 >= 1 }
+            let redirected = try #require(try await first(moved))
+            #expect(redirected.lastStatus == 302 && redirected.deliveredAt == nil, "a 3xx is not delivered")
+            #expect(redirected.lastResponse?.utf8.count == 1024, "1 KiB of a 5,000-byte answer kept")
+            #expect(elsewhere.requests.isEmpty, "the redirect was not followed")
+            try await eventually("the silent endpoint's attempt given up at its limit", within: .seconds(30)) {
+                try await first(slow)?.attempts ?? 0 >= 1
+            }
+            let unanswered = try #require(try await first(slow))
+            #expect(unanswered.lastStatus == nil && unanswered.lastError == "no answer within 10 s", "\(String(describing: unanswered.lastError))")
+        }
+        await redirecting.stop()
+        await elsewhere.stop()
+        await silent.stop()
     }
 }

@@ -152,11 +152,14 @@ public struct WebhookDelivery: Sendable, Hashable {
     public var gaveUpAt: Timestamp?
     /// When the next attempt is due (milliseconds since the epoch), while pending.
     public var nextAttemptMs: Int64?
+    /// The start of the target's last answer (at most 1 KiB).
+    public var lastResponse: String?
 
     public init(
         eventId: String, type: WebhookEventType, examId: String, createdAt: Timestamp, attempts: Int, lastStatus: Int?, lastError: String?,
-        deliveredAt: Timestamp?, gaveUpAt: Timestamp?, nextAttemptMs: Int64?
+        deliveredAt: Timestamp?, gaveUpAt: Timestamp?, nextAttemptMs: Int64?, lastResponse: String? = nil
     ) {
+        self.lastResponse = lastResponse
         self.eventId = eventId
         self.type = type
         self.examId = examId

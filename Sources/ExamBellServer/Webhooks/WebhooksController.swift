@@ -137,8 +137,11 @@ struct WebhookDeliveryView: Codable, Sendable {
     var deliveredAt: String?
     var gaveUpAt: String?
     var nextAttemptAt: String?
+    /// The start of the target's last answer (at most 1 KiB), for whoever debugs the endpoint.
+    var lastResponse: String?
 
     init(_ delivery: WebhookDelivery) {
+        lastResponse = delivery.lastResponse
         eventId = delivery.eventId
         type = delivery.type.rawValue
         examId = delivery.examId
@@ -164,6 +167,7 @@ struct WebhookDeliveryView: Codable, Sendable {
         try container.encode(deliveredAt, forKey: .deliveredAt)
         try container.encode(gaveUpAt, forKey: .gaveUpAt)
         try container.encode(nextAttemptAt, forKey: .nextAttemptAt)
+        try container.encode(lastResponse, forKey: .lastResponse)
     }
 }
 
