@@ -14,8 +14,7 @@
 // acknowledgement, what was missed while away and the lock at the planned end while the
 // connection is down are the browser SDK's (`/sdk/exambell.js`), as on any platform's page:
 // this page only draws, saves and locks.
-import { connect } from "/sdk/exambell.js";
-import { sessionToken, fetchJSON, showConnection, showSessionError } from "/static/socket.js";
+import { sessionToken, fetchJSON, showConnection, connectPage } from "/static/socket.js";
 import { t, installLanguageSwitch, formatTime, formatClock, formatDuration } from "/static/i18n.js";
 
 const SAVE_DEBOUNCE_MS = 800;
@@ -333,16 +332,9 @@ function redraw() {
 
 async function main() {
   installLanguageSwitch(redraw);
-  showConnection(connection, "connecting");
-  try {
-    bell = await connect({ token, baseUrl: location.origin });
-  } catch (error) {
-    showSessionError(error);
-    return;
-  }
+  bell = await connectPage(token, connection);
+  if (!bell) return;
   session = bell.info;
-  document.getElementById("title").textContent = session.title;
-  document.getElementById("who").textContent = `${session.name} (${session.id})`;
   endDatetime = session.endDatetime;
   const { answers: saved } = await fetchJSON("/api/answers", token).catch(() => ({ answers: {} }));
   const unsaved = session.status === "in_progress" ? JSON.parse(localStorage.getItem(localKey()) || "{}") : {};

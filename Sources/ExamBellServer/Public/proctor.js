@@ -3,8 +3,7 @@
 // candidates whose browsers have not acknowledged it yet. Each candidate's planned end (and
 // whether its page has a new one), its end's receipts (told, locked, saved), who is missing
 // at which step, and announcements: the proctor may send one to the exam's candidates.
-import { connect } from "/sdk/exambell.js";
-import { sessionToken, fetchJSON, showConnection, showSessionError } from "/static/socket.js";
+import { sessionToken, fetchJSON, showConnection, connectPage } from "/static/socket.js";
 import { t, installLanguageSwitch, formatTime, formatClock, isolate } from "/static/i18n.js";
 
 const token = sessionToken();
@@ -115,17 +114,9 @@ function take(next) {
 
 async function main() {
   installLanguageSwitch(() => { showConnection(connection, connectionState); render(); });
-  showConnection(connection, "connecting");
-  let bell;
-  try {
-    bell = await connect({ token, baseUrl: location.origin });
-  } catch (error) {
-    showSessionError(error);
-    return;
-  }
+  const bell = await connectPage(token, connection);
+  if (!bell) return;
   session = bell.info;
-  document.getElementById("title").textContent = session.title;
-  document.getElementById("who").textContent = `${session.name} (${session.id})`;
   if (session.status === "completed") endDatetime = session.endDatetime;
   render();
   // The first roster by HTTP; then the socket node pushes it every second.

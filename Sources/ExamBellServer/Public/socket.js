@@ -2,6 +2,7 @@
 // which owns the socket and the server's clock): the session token, JSON calls, the
 // connection indicator, a session's error.
 import { t } from "/static/i18n.js";
+import { connect } from "/sdk/exambell.js";
 
 // The session token of a page: in the URL's fragment (never sent to a server log).
 export function sessionToken() {
@@ -46,4 +47,22 @@ export function showConnection(element, state) {
   element.className = `pill ${state === "open" ? "on" : "off"}`;
   element.dataset.state = state;
   element.textContent = t(state === "open" ? "common.connected" : state === "connecting" ? "common.connecting" : "common.reconnecting");
+}
+
+// Connects an own page (candidate or proctor) on the SDK, shows "connecting" on `connection`
+// meanwhile, and its title and person once known; null (the error shown) when the session
+// is refused.
+export async function connectPage(token, connection) {
+  showConnection(connection, "connecting");
+  let bell;
+  try {
+    bell = await connect({ token, baseUrl: location.origin });
+  } catch (error) {
+    showSessionError(error);
+    return null;
+  }
+  const session = bell.info;
+  document.getElementById("title").textContent = session.title;
+  document.getElementById("who").textContent = `${session.name} (${session.id})`;
+  return bell;
 }
