@@ -128,7 +128,7 @@ def test_a_time_change_and_an_announcement_reach_the_platform_page(platform, new
 @pytest.mark.parametrize("skew_minutes", [5, -5])
 def test_a_device_clock_minutes_off_still_locks_within_a_second_of_the_planned_end(platform, new_browser, skew_minutes):
     origin, server = platform
-    exam = server.make_exam(candidates=1, proctors=0)
+    exam = server.make_exam(candidates=1, proctors=1)
     candidate = exam["candidates"][0]
     page = new_browser()
     open_platform_page(page, origin, server, token_of(exam, candidate), skew_ms=skew_minutes * 60_000)
@@ -153,6 +153,16 @@ def test_a_device_clock_minutes_off_still_locks_within_a_second_of_the_planned_e
     assert body(page, "endedCount") == "1"
     delivery = server.ok("GET", f"exams/{exam['examId']}/delivery")["candidates"][0]
     assert abs(delivery["clockOffsetMs"] + skew_minutes * 60_000) < 1000, delivery
+    # The proctor's roster flags the device whose clock is minutes off.
+    proctor = new_browser()
+    proctor.get(exam["sessions"][exam["proctors"][0]]["pageUrl"])
+    row = f'#roster tr[data-candidate="{candidate}"]'
+    wait(proctor, lambda d: d.execute_script(f"const r = document.querySelector('{row}'); return r && r.dataset.clockOffsetMs") not in (None, ""),
+         timeout=15, message="the roster never showed the device clock")
+    shown = int(proctor.execute_script(f"return document.querySelector('{row}').dataset.clockOffsetMs"))
+    assert abs(shown + skew_minutes * 60_000) < 1000
+    assert proctor.find_elements("css selector", f"{row} td.clock.bad"), "a device minutes off is flagged"
+    screenshot(proctor, f"proctor-device-clock-{'fast' if skew_minutes > 0 else 'slow'}")
 
 
 def test_a_page_offline_at_its_planned_end_locks_on_time_and_reports_when_back(platform, new_browser):
