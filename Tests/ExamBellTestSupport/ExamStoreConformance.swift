@@ -563,7 +563,8 @@ public enum ExamStoreConformance {
             // The device clock offset reported with a lock: kept once, like the lock.
             #expect(try await store.recordClockOffsets(["e1-c1": -300_004, "nobody": 1]) == 1)
             #expect(try await store.recordClockOffsets(["e1-c1": 12]) == 0, "the first report stays")
-            #expect(try await store.candidates(ids: ["e1-c1", "e1-c2"]).map(\.clockOffsetMs) == [-300_004, nil])
+            let offsets = try await store.candidates(ids: ["e1-c1", "e1-c2"]).map { ($0.candidateId, $0.clockOffsetMs) }
+            #expect(Dictionary(uniqueKeysWithValues: offsets) == ["e1-c1": -300_004, "e1-c2": nil])
             // An outbox row of each topic is claimed with its content.
             let claimed = try await store.claimOutbox(now: t0.adding(seconds: 1), leaseUntil: t0.adding(seconds: 60), limit: 10)
             #expect(claimed.map(\.topic) == [QueueStream.events, QueueStream.events])
