@@ -36,8 +36,17 @@ extension SQLExamStore {
         text.split(separator: ",").compactMap { WebhookEventType(rawValue: String($0)) }
     }
 
-    public func createWebhook(_ endpoint: WebhookEndpoint, secret: String) async throws {
+    public func createWebhook(_ endpoint: WebhookEndpoint, secret: String, limit: Int) async throws {
+        let exclusive = executor.dialect.migrationLock
         try await transaction { db in
+            // Counted and inserted with other registrations kept out (SQLite's writer lock;
+            // PostgreSQL's advisory lock), so concurrent ones cannot pass the limit together.
+            if let exclusive { try await db.raw(SQLQueryString(exclusive)).run() }
+            let count = try await db.raw("SELECT COUNT(*) AS n FROM webhook_endpoint WHERE deleted_at IS NULL").first()?
+                .decode(column: "n", as: Int.self) ?? 0
+            guard count < limit else {
+                throw ExamBellError(status: 429, code: "budget_exceeded", message: "At most \(limit) webhooks; remove one first.")
+            }
             try await db.raw(
                 """
                 INSERT INTO webhook_endpoint (webhook_id, url, events, secret, created_by, created_at)

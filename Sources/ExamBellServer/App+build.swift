@@ -259,7 +259,8 @@ struct WebRoutes: Sendable {
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )
         webhooks = WebhooksController(
-            store: backends.store, auth: auth, targets: configuration.webhookTargets, maxBodySize: configuration.maxBodySize)
+            store: backends.store, auth: auth, targets: configuration.webhookTargets, maxBodySize: configuration.maxBodySize,
+            maxEndpoints: configuration.budgets.webhookEndpoints, spending: spending)
     }
 
     /// The routes of `lane` under `/api`: the pages' own calls only on the public port.

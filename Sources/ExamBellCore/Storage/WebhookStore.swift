@@ -5,8 +5,9 @@
 /// by a node that dies after the commit. Each gets one delivery row per endpoint subscribed
 /// at that moment.
 public protocol WebhookStore: Sendable {
-    /// Registers an endpoint; its secret is kept for signing.
-    func createWebhook(_ endpoint: WebhookEndpoint, secret: String) async throws
+    /// Registers an endpoint; its secret is kept for signing. 429 `budget_exceeded` when
+    /// `limit` endpoints exist already (counted and inserted in one exclusive transaction).
+    func createWebhook(_ endpoint: WebhookEndpoint, secret: String, limit: Int) async throws
 
     /// The endpoints not removed, oldest first.
     func webhooks() async throws -> [WebhookEndpoint]

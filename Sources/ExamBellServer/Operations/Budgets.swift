@@ -25,6 +25,11 @@ public struct Budgets: Sendable {
     public var announcements = Rate(burst: 5, perMinute: 3)
     /// Time changes and single candidates' ends per operator (`--changes-per-minute`, 30).
     public var changes = Rate(burst: 30, perMinute: 30)
+    /// Webhook registrations, removals and resends per operator (each resend is an outgoing
+    /// request): 20 at once, then 20 a minute.
+    public var webhookCalls = Rate(burst: 20, perMinute: 20)
+    /// Webhook endpoints of a deployment (each is a fan-out of every event it listens for).
+    public var webhookEndpoints = 50
     /// Failed logins one address may make for one name within 15 minutes before that pair is
     /// refused (429) for the rest of them (`--login-failures-per-name`, 5).
     public var loginFailuresPerNameAndAddress = AttemptLimit(5, per: .seconds(15 * 60))
@@ -135,8 +140,11 @@ struct Spending: Sendable {
     let announcements: RateBudget
     /// Time changes and single ends, per operator.
     let changes: RateBudget
+    /// Webhook registrations, removals and resends, per operator.
+    let webhookCalls: RateBudget
 
     init(_ budgets: Budgets) {
+        webhookCalls = RateBudget("webhook changes and resends per operator", budgets.webhookCalls)
         answerSaves = RateBudget("answer saves per candidate", budgets.answerSaves)
         pageCalls = RateBudget("page calls per session", budgets.pageCalls)
         announcements = RateBudget("announcements per sender", budgets.announcements)

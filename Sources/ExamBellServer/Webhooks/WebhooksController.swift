@@ -11,8 +11,9 @@ struct WebhooksController<Context: RequestContext>: Sendable {
     let auth: OperatorAuth
     let targets: WebhookTargets
     let maxBodySize: Int
-    /// Endpoints a deployment may register (each is a fan-out of every event).
-    static var maxEndpoints: Int { 50 }
+    /// Endpoints a deployment may register.
+    let maxEndpoints: Int
+    let spending: Spending
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -31,21 +32,18 @@ struct WebhooksController<Context: RequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<NewWebhookView> {
         let caller = try await auth.require(request, context: context, .operate)
+        try spending.webhookCalls.require(caller.name)
         let body = try await request.decodeJSON(CreateBody.self, limit: maxBodySize)
         let url = try WebhookTargets.validURL(body.url)
         guard body.events.count <= 16 else { throw ExamBellError.badRequest(code: "invalid_events", "events lists at most 16 types.") }
         let events = try WebhookEventType.parse(body.events)
         _ = try await targets.check(url)
-        guard try await store.webhooks().count < Self.maxEndpoints else {
-            throw ExamBellError(
-                status: 429, code: "budget_exceeded", message: "At most \(Self.maxEndpoints) webhooks; remove one first.")
-        }
         let endpoint = WebhookEndpoint(
             webhookId: "wh_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased(), url: body.url,
             events: events, createdAt: .now(), createdBy: caller.name
         )
         let secret = WebhookSignature.newSecret()
-        try await store.createWebhook(endpoint, secret: secret)
+        try await store.createWebhook(endpoint, secret: secret, limit: maxEndpoints)
         context.logger.info(
             "webhook registered", metadata: ["webhookId": "\(endpoint.webhookId)", "host": "\(url.host ?? "")", "by": "\(caller.name)"]
         )
@@ -62,6 +60,7 @@ struct WebhooksController<Context: RequestContext>: Sendable {
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         let caller = try await auth.require(request, context: context, .operate)
+        try spending.webhookCalls.require(caller.name)
         let id = try Self.webhookId(context)
         try await store.deleteWebhook(id, at: .now())
         context.logger.info("webhook removed", metadata: ["webhookId": "\(id)", "by": "\(caller.name)"])
@@ -77,6 +76,7 @@ struct WebhooksController<Context: RequestContext>: Sendable {
 
     @Sendable func resend(_ request: Request, context: Context) async throws -> JSONResponse<ResendView> {
         let caller = try await auth.require(request, context: context, .operate)
+        try spending.webhookCalls.require(caller.name)
         let id = try Self.webhookId(context)
         let eventId = try context.parameters.require("eventId")
         guard eventId.utf8.count <= 64 else { throw ExamBellError.badRequest(code: "invalid_id", "eventId is too long.") }
