@@ -42,7 +42,8 @@ extension SQLExamStore {
             // Counted and inserted with other registrations kept out (SQLite's writer lock;
             // PostgreSQL's advisory lock), so concurrent ones cannot pass the limit together.
             if let exclusive { try await db.raw(SQLQueryString(exclusive)).run() }
-            let count = try await db.raw("SELECT COUNT(*) AS n FROM webhook_endpoint WHERE deleted_at IS NULL").first()?
+            let count =
+                try await db.raw("SELECT COUNT(*) AS n FROM webhook_endpoint WHERE deleted_at IS NULL").first()?
                 .decode(column: "n", as: Int.self) ?? 0
             guard count < limit else {
                 throw ExamBellError(status: 429, code: "budget_exceeded", message: "At most \(limit) webhooks; remove one first.")
