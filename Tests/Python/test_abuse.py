@@ -23,6 +23,11 @@ from pathlib import Path
 
 from conftest import ADMIN_TOKEN, GRACE_SECONDS, running_server
 
+# How slow a `/health` probe may be during an attack. The attacks this file replays made it
+# take 6 to 32 s; a node that holds them answers in milliseconds, but a debug build on two
+# cores shared with another test suite once took 1.17 s, so the bound is not a benchmark.
+HEALTH_BOUND = 3.0
+
 ATTACKER = "127.0.0.1"
 ELSEWHERE = "127.0.0.2"
 BROWSERS = 12
@@ -314,7 +319,7 @@ def test_any_candidate_fills_the_disk_with_late_saves():
         assert statuses.count(429) >= 300, f"past the save budget: 429 ({sorted(set(statuses))})"
         assert all(code(body) == "budget_exceeded" for status, body in answers if status in (413, 429))
         assert set(statuses) <= {409, 413, 429}, sorted(set(statuses))
-        assert probe.slowest < 1.0 and not probe.failures, (probe.slowest, probe.failures[:3])
+        assert probe.slowest < HEALTH_BOUND and not probe.failures, (probe.slowest, probe.failures[:3])
         grown = folder_bytes(day.server.data_dir) - before
         # The kept row (64 KiB at most) and the WAL's pages for it, never 400 × 300 KB.
         assert grown < 16 * 1024 * 1024, f"the data folder grew by {grown} bytes"
@@ -351,7 +356,7 @@ def test_a_body_no_route_reads_dripping_a_byte_at_a_time():
         dripping.set()
         assert closed, "a body no route reads is still held"
         assert time.monotonic() - started < 10
-        assert probe.slowest < 1.0 and not probe.failures
+        assert probe.slowest < HEALTH_BOUND and not probe.failures
         day.end_on_admin_lane()
 
 
@@ -375,12 +380,19 @@ def test_one_address_takes_every_descriptor():
             time.sleep(1)
             day.end_on_admin_lane()
         assert len(held) == 1000, f"only {len(held)} connections were accepted: the node refused instead of shedding"
-        # Every probe answered; within 2 s rather than the other attacks' 1 s: a debug build
-        # accepting 1,000 connections in a burst, with two other processes spinning on the two
-        # cores, once took 1.16 s (the end on the admin lane stays within 1 s).
-        assert probe.slowest < 2.0 and not probe.failures, (probe.slowest, probe.failures[:3])
+        # Every probe answered within the bound (the end on the admin lane stays within 1 s).
+        assert probe.slowest < HEALTH_BOUND and not probe.failures, (probe.slowest, probe.failures[:3])
         # Within the 60 s body time, only shedding closes them: the oldest went, the newest stay.
-        shed = sum(1 for sock in held[:400] if closed_within(sock, 0.01))
+        # The node may still be closing what it shed when the burst ends (a loaded machine):
+        # the oldest are counted again until 350 are closed or 15 s passed.
+        deadline = time.monotonic() + 15
+        closed = set()
+        while True:
+            closed |= {i for i, sock in enumerate(held[:400]) if i not in closed and closed_within(sock, 0.01)}
+            if len(closed) >= 350 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        shed = len(closed)
         kept = sum(1 for sock in held[-200:] if not closed_within(sock, 0.01))
         assert shed >= 350, f"only {shed} of the 400 oldest were shed"
         assert kept >= 150, f"only {kept} of the 200 newest are still open"
@@ -417,7 +429,7 @@ def test_one_token_opens_thousands_of_sockets_at_once():
         refused = [b for b in attempts if b.status == 429]
         assert len(refused) == 298
         assert all('"budget_exceeded"' in b.body for b in refused[:20])
-        assert probe.slowest < 1.0 and not probe.failures
+        assert probe.slowest < HEALTH_BOUND and not probe.failures
         day.browsers += admitted
         day.end_on_admin_lane()
 
@@ -434,7 +446,7 @@ def test_a_proctor_floods_announcements():
         assert statuses.count(200) == 5, sorted(set(statuses))
         assert statuses.count(429) == 95
         assert all(code(body) == "budget_exceeded" for status, body in sent if status == 429)
-        assert probe.slowest < 1.0 and not probe.failures
+        assert probe.slowest < HEALTH_BOUND and not probe.failures
         time.sleep(0.5)
         announced = [sum('"type":"announcement"' in f for f in b.frames) for b in day.browsers]
         assert max(announced) == 5
@@ -481,7 +493,7 @@ def test_operators_are_locked_out_and_the_throttles_race():
             flood_done.set()
             flooder.join(60)
             assert real == [200] * 5, real
-        assert probe.slowest < 1.0 and not probe.failures, (probe.slowest, probe.failures[:3])
+        assert probe.slowest < HEALTH_BOUND and not probe.failures, (probe.slowest, probe.failures[:3])
         day.end_on_admin_lane()
 
 
