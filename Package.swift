@@ -6,6 +6,7 @@ import PackageDescription
 /// Modules follow the seed's boxes:
 /// - `ExamBellCore`: the domain (states, wire messages, errors) and the protocols of the
 ///   DB store, the state store (Redis side) and the queue. No server framework in it.
+/// - `ExamBellProof`: evidence anyone can check: canonical JSON, the audit chain, receipts.
 /// - `ExamBellSQL`: the DB (SQLite now, PostgreSQL later) behind one SQL layer.
 /// - `ExamBellMemory`: the in-process memory engine for state and queue (embedded default).
 /// - `RedisClient`: a RESP2/RESP3 client on SwiftNIO (no server framework in it).
@@ -58,9 +59,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ExamBellProof",
+            dependencies: ["ExamBellCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "ExamBellSQL",
             dependencies: [
                 "ExamBellCore",
+                "ExamBellProof",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "SQLiteKit", package: "sqlite-kit"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
@@ -97,6 +104,7 @@ let package = Package(
             name: "ExamBellServer",
             dependencies: [
                 "ExamBellCore",
+                "ExamBellProof",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -148,6 +156,7 @@ let package = Package(
             name: "exambell",
             dependencies: [
                 "ExamBellCore",
+                "ExamBellProof",
                 "ExamBellSQL",
                 "ExamBellMemory",
                 "ExamBellRedis",
@@ -177,7 +186,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ExamBellCoreTests",
-            dependencies: ["ExamBellCore"],
+            dependencies: ["ExamBellCore", "ExamBellProof", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -208,6 +217,7 @@ let package = Package(
             name: "ExamBellServerTests",
             dependencies: [
                 "ExamBellCore",
+                "ExamBellProof",
                 "ExamBellServer",
                 "ExamBellSQL",
                 "ExamBellMemory",
@@ -225,6 +235,7 @@ let package = Package(
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

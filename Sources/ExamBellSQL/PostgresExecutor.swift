@@ -33,6 +33,7 @@ public final class PostgresExecutor: SQLExecutor {
     /// The pool's run, when the executor runs it itself (nil: its owner's service group does).
     private let runner: Task<Void, Never>?
     private let timeouts: DatabaseTimeouts
+    private let logger: Logger
 
     /// Who runs the pool (`PostgresClient.run()`).
     public enum PoolRunner: Sendable {
@@ -67,6 +68,7 @@ public final class PostgresExecutor: SQLExecutor {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.timeouts = timeouts
+        self.logger = logger
         switch poolRunner {
         case .executor:
             // Detached: the pool lives as long as the executor, not as long as whichever task
@@ -122,18 +124,60 @@ public final class PostgresExecutor: SQLExecutor {
                     attempt += 1
                 }
             }
+            // The transaction's own id, so that a lost answer to COMMIT is settled by asking
+            // PostgreSQL about this transaction, not by a read that may race the COMMIT.
+            let xid = try await db.raw("SELECT CAST(pg_current_xact_id_if_assigned() AS text) AS xid").first()?
+                .decode(column: "xid", as: String?.self)
             // Past its time the call has already been answered with an error: never commit then.
             guard gate.beginCommit() else { throw CallTimedOut() }
             do {
                 try await db.raw("COMMIT").run()
             } catch {
-                // Sent, not confirmed: the transaction may have committed (every error before
-                // this point rolled it back).
-                throw StoreError.outcomeUnknown(
-                    "The database did not confirm the commit; read the data again to see whether it changed.")
+                // Sent, not confirmed: every error before this point rolled the transaction
+                // back, this one may hide a commit. Without an id it wrote nothing.
+                guard let xid else { return result }
+                switch await self.settledStatus(of: xid, within: self.timeouts.statement) {
+                case .committed:
+                    self.logger.warning("COMMIT answer lost; PostgreSQL says the transaction committed", metadata: ["xid": "\(xid)"])
+                    return result
+                case .aborted:
+                    throw Self.isServerError(error)
+                        ? error
+                        : StoreError.unavailable("The database connection was lost before the commit; nothing was changed.")
+                case nil:
+                    throw StoreError.outcomeUnknown(
+                        "The database did not confirm the commit and its outcome was still unknown after \(self.timeouts.statement); read the data again to see whether it changed."
+                    )
+                }
             }
             return result
         }
+    }
+
+    /// The outcome of a transaction whose COMMIT went out unanswered.
+    enum TransactionStatus { case committed, aborted }
+
+    /// Asks PostgreSQL, on other connections, what became of transaction `xid`
+    /// (`pg_xact_status`) until it is committed or aborted; nil when it is still in progress
+    /// (or the DB did not answer) at `limit`.
+    func settledStatus(of xid: String, within limit: Duration) async -> TransactionStatus? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let status = try? await bounded(callLimit: .seconds(2)) { connection, _ in
+                try await LiveConnectionDatabase(connection).raw("SELECT pg_xact_status(CAST(\(bind: xid) AS xid8)) AS status")
+                    .first()?.decode(column: "status", as: String?.self)
+            }
+            switch status ?? nil {
+            case "committed": return .committed
+            case "aborted": return .aborted
+            default: try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        return nil
+    }
+
+    static func isServerError(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.code == .server
     }
 
     /// Runs `operation` on a pooled connection within the bounds above; backend failures

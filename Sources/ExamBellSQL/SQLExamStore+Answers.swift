@@ -9,12 +9,19 @@ extension SQLExamStore {
     ) async throws -> AnswerSave {
         try await transaction { db in
             let plan = try await Self.existingPlan(examId, db)
-            let row = try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id = \(bind: candidateId)").first()
+            // The row is held until the save commits: a receipt issued meanwhile waits for it
+            // (and one issued before refuses it below).
+            let lock: SQLQueryString = db.dialect.name == "postgresql" ? " FOR UPDATE" : ""
+            let row = try await db.raw("SELECT * FROM exam_candidate WHERE candidate_id = \(bind: candidateId)" + lock).first()
             guard let row, case let candidate = try Self.candidate(from: row), candidate.examId == examId else {
                 throw StoreError.notFound(code: "candidate_not_found", message: "\(candidateId) is not a candidate of exam \(examId).")
             }
             let items = answers.keys.sorted()
-            let outcome = try window.decide(plan, candidate: candidate, at: at)
+            var outcome = try window.decide(plan, candidate: candidate, at: at)
+            // A receipt states the answers as stored when it was issued: none are taken after it.
+            if case .savedLate(_, let end) = outcome, try await Self.hasReceipt(candidateId, db) {
+                outcome = .refused(endDatetime: end)
+            }
             // A late save gathered into an open late submission was audited with its first; saves
             // while the exam runs, once a minute (`AnswerWindow.audits`).
             var audited = true

@@ -141,7 +141,8 @@ extension SQLExamStore {
             for chunk in sorted.chunked(Self.chunkSize) {
                 ended += try await db.raw(
                     """
-                    UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue), last_active_time = \(bind: at.iso8601)
+                    UPDATE exam_candidate SET status = \(bind: CandidateStatus.completed.rawValue), last_active_time = \(bind: at.iso8601),
+                        ended_by = \(bind: endedBy.rawValue)
                     WHERE plan_id = \(bind: examId) AND candidate_id IN (\(binds: Array(chunk)))
                         AND status <> \(bind: CandidateStatus.completed.rawValue)
                     RETURNING candidate_id
@@ -159,14 +160,8 @@ extension SQLExamStore {
                 .event(.candidateEnd(CandidateEndEvent(examId: examId, candidateIds: ended, timestamp: at))), examId: examId, at: at,
                 leaseUntil: leaseUntil, db
             )
-            for chunk in ended.chunked(Self.chunkSize) {
-                let rows: [SQLQueryString] = chunk.map { id in
-                    "(\(bind: examId), \(bind: actor), 'end_candidate', \(bind: reason), \(bind: id), \(bind: at.iso8601))"
-                }
-                try await db.raw(
-                    "INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at) VALUES " + rows.joined(separator: ", ")
-                ).run()
-            }
+            try await Self.audit(
+                ended.map { AuditEntry(examId: examId, actor: actor, action: "end_candidate", reason: reason, detail: $0, at: at) }, db)
             let nowMs = Timestamp.milliseconds()
             for id in ended {
                 try await Self.insertWebhookEvent(

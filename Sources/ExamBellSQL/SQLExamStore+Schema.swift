@@ -206,6 +206,40 @@ extension SQLExamStore {
                 "CREATE INDEX webhook_delivery_due ON webhook_delivery(pending, next_attempt_ms)",
                 "CREATE INDEX webhook_delivery_line ON webhook_delivery(webhook_id, plan_id, pending, event_seq)",
             ],
+            // 10: the audit chain (DESIGN, "Proof"): each row's place, its predecessor's hash and
+            // its own; one head row per exam serializes appends. Rows written before it are
+            // chained in id order by `chainExistingAuditRows`, in the same transaction.
+            [
+                "ALTER TABLE exam_audit_log ADD COLUMN seq INTEGER",
+                "ALTER TABLE exam_audit_log ADD COLUMN prev_hash TEXT",
+                "ALTER TABLE exam_audit_log ADD COLUMN hash TEXT",
+                "CREATE UNIQUE INDEX exam_audit_log_chain ON exam_audit_log(plan_id, seq)",
+                "CREATE TABLE exam_audit_head (plan_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL)",
+            ],
+            // 11: receipts (one a candidate, the signed file as issued), their signing keys
+            // (the private half sealed with the web nodes' secret), and how a candidate that
+            // ended alone ended (`CandidateEndCause`; NULL: by the exam's end).
+            [
+                """
+                CREATE TABLE exam_receipt (
+                    candidate_id TEXT PRIMARY KEY,
+                    plan_id TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    issued_at TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_receipt_plan_id ON exam_receipt(plan_id)",
+                """
+                CREATE TABLE exam_receipt_key (
+                    key_id TEXT PRIMARY KEY,
+                    public_key TEXT NOT NULL,
+                    sealed_private_key TEXT NOT NULL,
+                    created_at TEXT NOT NULL,
+                    retired_at TEXT
+                )
+                """,
+                "ALTER TABLE exam_candidate ADD COLUMN ended_by TEXT",
+            ],
         ]
     }
 
@@ -227,6 +261,7 @@ extension SQLExamStore {
                 for statement in statements {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
+                if version == Self.auditChainVersion { try await Self.chainExistingAuditRows(db) }
                 try await db.raw(
                     "INSERT INTO exam_schema_version (version, applied_at) VALUES (\(bind: version), \(bind: Timestamp.now().iso8601))"
                 ).run()

@@ -235,6 +235,7 @@ struct WebRoutes: Sendable {
     let browser: BrowserController<ExamBellRequestContext>
     let examDay: ExamDayController<ExamBellRequestContext>
     let webhooks: WebhooksController<ExamBellRequestContext>
+    let receipts: ReceiptsController<ExamBellRequestContext>
 
     init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, sessions: SessionTokens, endService: EndExamService,
@@ -252,9 +253,14 @@ struct WebRoutes: Sendable {
         )
         exams = ExamsController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService, spending: spending)
+        let receiptService = ReceiptService(
+            store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds)
         browser = BrowserController(
-            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
+            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending,
+            receipts: receiptService
         )
+        receipts = ReceiptsController(
+            receipts: receiptService, auth: auth, sessions: sessions, spending: spending, budgets: configuration.budgets, store: backends.store)
         self.examDay = ExamDayController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )
@@ -270,6 +276,7 @@ struct WebRoutes: Sendable {
         if lane == .everything { router.addRoutes(browser.endpoints, atPath: "api") }
         router.addRoutes(examDay.endpoints, atPath: "api")
         router.addRoutes(webhooks.endpoints, atPath: "api")
+        router.addRoutes(receipts.endpoints, atPath: "api")
     }
 }
 

@@ -9,7 +9,7 @@ struct ExamBellCommand: AsyncParsableCommand {
         abstract: "Ends a computer-based exam for every candidate and proctor at once.",
         subcommands: [
             Serve.self, WebCommand.self, SocketCommand.self, AdminCommand.self, End.self, OperatorCommand.self, Bench.self, BenchFloor.self,
-            BenchClient.self, WebhookCommand.self,
+            BenchClient.self, WebhookCommand.self, AuditCommand.self, VerifyCommand.self,
         ],
         defaultSubcommand: Serve.self
     )

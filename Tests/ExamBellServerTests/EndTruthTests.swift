@@ -200,6 +200,105 @@ struct EndTruthTests {
         try await store.shutdown()
     }
 
+    // MARK: A lost answer to COMMIT
+
+    @Test(
+        "the end's COMMIT goes through but its answer is lost (a relay drops the connection first): 200, every browser told by the request, DB and Redis agree",
+        .timeLimit(.minutes(2)))
+    func lostCommitAnswerCommitted() async throws {
+        try await withRelayedNode { test, relay, store, redis in
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
+                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+                let browsers = (tokens + [proctorToken]).map { TestBrowser(port: port, token: $0) }
+                await eventually("browsers connected") { test.node.hub.connectionCount == 4 }
+
+                // The COMMIT reaches PostgreSQL 800 ms after the node saw its connection die:
+                // a read-back in that time sees the exam still in progress.
+                relay.arm(.lateCommit(delay: .milliseconds(800)))
+                let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"lost answer"}"#)
+                #expect(relay.fired == 1, "the end's COMMIT met the fault")
+                #expect(response.status == .ok, "PostgreSQL committed the end: the request says so")
+                let end = try decode(EndBody.self, response)
+                #expect(end.result == "completed")
+                // The outbox lease is 60 s here: a frame within 15 s came from the request
+                // itself, not from the relay taking over a row whose lease ran out.
+                for browser in browsers {
+                    #expect(await browser.frames(atLeast: 1, within: .seconds(15)) == [frame("e1", end.endDatetime)])
+                }
+                for browser in browsers {
+                    #expect(await browser.frames(over: .milliseconds(500)).count == 1, "told exactly once")
+                }
+                let plan = try #require(try await store.exam("e1"))
+                #expect(plan.status == .completed && plan.endDatetime?.iso8601 == end.endDatetime, "the DB holds the end")
+                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+                for id in ids {
+                    #expect(try await redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == true)
+                }
+                #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1)
+                browsers.forEach { $0.close() }
+            }
+        }
+    }
+
+    @Test(
+        "the end's COMMIT never reaches PostgreSQL and the connection is lost: an error answer, nobody told, DB and Redis unchanged; the next end tells everyone",
+        .timeLimit(.minutes(2)))
+    func lostCommitAborted() async throws {
+        try await withRelayedNode { test, relay, store, redis in
+            try await test.node.application.test(.live) { client in
+                let port = try #require(client.port)
+                let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
+                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+                let browsers = (tokens + [proctorToken]).map { TestBrowser(port: port, token: $0) }
+                await eventually("browsers connected") { test.node.hub.connectionCount == 4 }
+
+                relay.arm(.lostCommit)
+                let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"lost commit"}"#)
+                #expect(relay.fired == 1, "the end's COMMIT met the fault")
+                #expect(response.status == .serviceUnavailable)
+                let error = try decode(ErrorBody.self, response).error
+                #expect(error.code != "database_outcome_unknown", "PostgreSQL said aborted: the outcome is known")
+                #expect(error.message.contains("nothing was changed"))
+                for browser in browsers {
+                    #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB rolled back")
+                }
+                #expect(try await store.exam("e1")?.status == .inProgress, "the DB did not end it")
+                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
+                #expect(try await redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
+                #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.isEmpty)
+
+                let end = try await client.end("e1", reason: "again")
+                for browser in browsers {
+                    #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+                }
+                browsers.forEach { $0.close() }
+            }
+        }
+    }
+
+    /// A node whose PostgreSQL connections all pass through a `PostgresRelay`, on Redis,
+    /// with an outbox lease far longer than any wait in the test.
+    func withRelayedNode(
+        _ body: @escaping @Sendable (TestNode, PostgresRelay, SQLExamStore, RedisTestServer) async throws -> Void
+    ) async throws {
+        let redis = try await RedisTestServer.start()
+        defer { redis.stop() }
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let target = try #require(URLComponents(string: url))
+        let relay = try await PostgresRelay.start(to: try #require(target.host), port: try #require(target.port))
+        let store = try await PostgresExamStore.open(url: relay.url(through: url))
+        let test = try await TestNode(store: store, redisURL: redis.url, outboxLease: .seconds(60))
+        try await bounded("the relayed node's scenario and its shutdown", within: .seconds(90)) {
+            try await body(test, relay, store, redis)
+        }
+        try await store.shutdown()
+        await relay.stop()
+    }
+
     @Test(
         "acks keep last_active_time at the end time in Redis and the DB; the ack time goes to its own field and column",
         .timeLimit(.minutes(1)))

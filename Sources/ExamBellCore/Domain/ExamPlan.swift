@@ -135,6 +135,10 @@ public struct AuditEntry: Sendable, Hashable, Codable {
     public var reason: String?
     public var detail: String?
     public var at: Timestamp
+    /// The row's place in the exam's audit chain (DESIGN, "Proof"); set by the store.
+    public var seq: Int?
+    public var prevHash: String?
+    public var hash: String?
 
     public init(examId: String, actor: String, action: String, reason: String?, detail: String?, at: Timestamp) {
         self.examId = examId

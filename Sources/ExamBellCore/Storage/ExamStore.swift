@@ -7,7 +7,9 @@
 /// `unavailable` when the database cannot be reached (the server maps them to 404, 409, 503).
 /// A domain rule the store applies (the answer window, item counts) throws its own
 /// `ExamBellError`.
-public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore, ExamDayStore, OperatorStore, WebhookStore {
+public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore, ExamDayStore, OperatorStore, WebhookStore,
+    ReceiptStore
+{
     /// Closes the store's connections; call once, after the last use.
     func shutdown() async throws
 }

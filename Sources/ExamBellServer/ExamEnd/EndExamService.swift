@@ -62,8 +62,9 @@ public struct EndExamService: Sendable {
                 examId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
             )
         } catch {
-            // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose answer
-            // was lost): read the truth back before answering.
+            // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose outcome
+            // PostgreSQL still called in progress at the executor's bound; a lost answer it
+            // could settle came back as the commit itself): read the truth back before answering.
             guard let truth = await readBack(examId: examId, after: error),
                 let ownEnd = Self.ownEnd(after: error, truth: truth, endDatetime: endDatetime)
             else { throw error }

@@ -90,7 +90,7 @@ function renderDetail(force = false) {
   const key = JSON.stringify(detail);
   if (!force && key === renderedDetail) return;
   renderedDetail = key;
-  const { exam, roster, audit } = detail;
+  const { exam, roster, audit, auditHead, receipts } = detail;
   section.dataset.exam = exam.examId;
   section.dataset.status = exam.status;
   document.getElementById("detail-title").textContent = t("admin.detail", { examId: exam.examId, title: isolate(exam.title) });
@@ -121,6 +121,15 @@ function renderDetail(force = false) {
     }));
   }
   renderExamDay(exam, roster);
+  document.getElementById("audit-head").textContent = auditHead || "-";
+  document.getElementById("receipts-summary").textContent = t("admin.receipts.count", { count: receipts ? receipts.total : 0 });
+  document.getElementById("receipts").replaceChildren(...(receipts ? receipts.receipts : []).slice().reverse().map((item) => {
+    const tr = document.createElement("tr");
+    tr.dataset.candidate = item.receipt.candidateId;
+    tr.append(cell(item.receipt.candidateId), cell(item.receipt.endedBy), cell(formatTime(item.receipt.endDatetime)),
+      cell(String(item.receipt.answeredCount)), cell(item.fingerprint));
+    return tr;
+  }));
   document.getElementById("audit").replaceChildren(...(audit || []).slice().reverse().map((entry) => {
     const tr = document.createElement("tr");
     tr.dataset.action = entry.action;
@@ -139,10 +148,11 @@ async function refresh() {
     if (selected) {
       const exam = exams.find((e) => e.examId === selected) ?? await api("GET", `exams/${selected}`).catch(() => null);
       if (exam) {
-        const [roster, { entries }, late] = await Promise.all([
+        const [roster, { entries, head }, late, receipts] = await Promise.all([
           api("GET", `exams/${selected}/roster`), api("GET", `exams/${selected}/audit`), api("GET", `exams/${selected}/late-submissions`),
+          exam.status === "scheduled" ? null : api("GET", `exams/${selected}/receipts`).catch(() => null),
         ]);
-        detail = { exam, roster, audit: entries, late: late.lateSubmissions };
+        detail = { exam, roster, audit: entries, auditHead: head, late: late.lateSubmissions, receipts };
       } else {
         selected = null; detail = null;
       }

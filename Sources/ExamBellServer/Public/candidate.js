@@ -222,6 +222,31 @@ async function sendFinal() {
   dirty.clear();
   localStorage.removeItem(localKey());
   document.body.dataset.finalSaved = "true";
+  showReceipt();
+}
+
+// The signed receipt, once the server issued it (at the final save, or when the grace window
+// passed): its fingerprint, and the file to keep. Asked again a few times while not ready.
+let receiptTimer = null;
+async function showReceipt(attempt = 0) {
+  clearTimeout(receiptTimer);
+  let signed;
+  try {
+    signed = await bell.receipt();
+  } catch (error) {
+    if (attempt < 20 && (error.code === "receipt_not_ready" || !(error.status >= 400 && error.status < 500))) {
+      receiptTimer = setTimeout(() => showReceipt(attempt + 1), 3000);
+    }
+    return;
+  }
+  const box = document.getElementById("receipt");
+  document.getElementById("receipt-fingerprint").textContent = signed.fingerprint;
+  const link = document.getElementById("receipt-download");
+  const file = new Blob([JSON.stringify(signed, null, 2) + "\n"], { type: "application/json" });
+  link.href = URL.createObjectURL(file);
+  link.download = `receipt-${signed.receipt.examId}-${signed.receipt.candidateId}.json`;
+  box.hidden = false;
+  document.body.dataset.receipt = signed.fingerprint;
 }
 
 // This page's exam (or this candidate) ended: lock, say so, report the lock, save the last

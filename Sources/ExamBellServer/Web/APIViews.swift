@@ -262,6 +262,8 @@ struct ProctorListView: Codable, Sendable {
 
 struct AuditView: Codable, Sendable {
     var entries: [AuditEntry]
+    /// The hash of the chain's last row: written down at the end of the day, it pins the chain.
+    var head: String?
 }
 
 // MARK: Request bodies

@@ -1,4 +1,5 @@
 import ExamBellCore
+import ExamBellProof
 import Foundation
 import Hummingbird
 
@@ -170,12 +171,21 @@ struct ExamsController<Context: RequestContext>: Sendable {
         return JSONResponse(value: SessionsView(sessions: result))
     }
 
-    @Sendable func audit(_ request: Request, context: Context) async throws -> JSONResponse<AuditView> {
+    /// The latest rows (`?limit=`, 100 by default: an exam's log grows with every save), or
+    /// with `?format=jsonl` the whole chain in order, one canonical row a line (DESIGN, "Proof").
+    @Sendable func audit(_ request: Request, context: Context) async throws -> Response {
         _ = try await auth.require(request, context: context, .read)
         let plan = try await plan(context)
-        // The latest rows (`?limit=`, 100 by default): an exam's log grows with every save.
+        if try ExportFormat(request, allowed: [.jsonl]) == .jsonl {
+            let rows = try await backends.store.auditLog(examId: plan.examId)
+            return try TextResponse(
+                contentType: "application/jsonl; charset=utf-8",
+                text: rows.map { AuditChain.exportLine($0) + "\n" }.joined(), filename: "\(plan.examId)-audit.jsonl"
+            ).response(from: request, context: context)
+        }
         let page = try ListPage(request, budgets: configuration.budgets)
-        return JSONResponse(value: AuditView(entries: try await backends.store.auditLog(examId: plan.examId, latest: page.limit)))
+        let entries = try await backends.store.auditLog(examId: plan.examId, latest: page.limit)
+        return try JSONResponse(value: AuditView(entries: entries, head: entries.last?.hash)).response(from: request, context: context)
     }
 
     // MARK: Admin or proctor calls

@@ -69,3 +69,31 @@ struct JSONResponse<Value: Encodable & Sendable>: ResponseGenerator {
         )
     }
 }
+
+/// A text body of a given type (JSON lines, CSV), for exports.
+struct TextResponse: ResponseGenerator {
+    var contentType: String
+    var text: String
+    /// Offered as a download under this name.
+    var filename: String?
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers: HTTPFields = [.contentType: contentType]
+        if let filename { headers[.contentDisposition] = "attachment; filename=\"\(filename)\"" }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// `?format=`: `json` (the default) or one other export format.
+enum ExportFormat: String {
+    case json, jsonl, csv
+
+    init(_ request: Request, allowed: [ExportFormat]) throws {
+        let raw = request.uri.queryParameters.get("format") ?? "json"
+        guard let format = ExportFormat(rawValue: raw), format == .json || allowed.contains(format) else {
+            let names = ([.json] + allowed).map(\.rawValue).joined(separator: ", ")
+            throw ExamBellError.badRequest(code: "invalid_format", "format must be one of: \(names).")
+        }
+        self = format
+    }
+}

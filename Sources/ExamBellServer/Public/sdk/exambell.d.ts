@@ -75,6 +75,32 @@ export interface EventMap {
   message: { type: string; examId: string; [field: string]: unknown };
 }
 
+/** What a receipt states (DESIGN, "Proof"); signed with Ed25519 over its canonical JSON. */
+export interface Receipt {
+  examId: string;
+  candidateId: string;
+  endDatetime: string;
+  /** "exam", "own_time", "operator" or "hand_in". */
+  endedBy: string;
+  /** Hex SHA-256 of the canonical JSON of the answers as stored. */
+  answersSha256: string;
+  answeredCount: number;
+  lastSavedAt: string | null;
+  issuedAt: string;
+}
+
+/** A receipt file: check it with `exambell verify FILE --keys …/api/receipt-keys`. */
+export interface SignedReceipt {
+  receipt: Receipt;
+  keyId: string;
+  /** base64url Ed25519 signature. */
+  signature: string;
+  /** Not signed: lets a check name the field that was changed. */
+  fieldDigests: Record<string, string>;
+  /** A short form for people to compare (e.g. "3f2a-91c0-77de"). */
+  fingerprint: string;
+}
+
 export interface Bell {
   /** Subscribes; returns a function that unsubscribes. A late subscriber is given at once the end (when the page already ended), every announcement so far, and the connection's state (once it left "connecting"). */
   on<K extends keyof EventMap>(event: K, handler: (event: EventMap[K]) => void): () => void;
@@ -86,6 +112,8 @@ export interface Bell {
   reportLocked(): void;
   /** The person saw this announcement. */
   announcementSeen(announcementId: string): void;
+  /** A candidate's signed receipt once its end and final save are in; rejects with code `receipt_not_ready` before. */
+  receipt(): Promise<SignedReceipt>;
   /** The session as the server last described it. */
   readonly info: SessionInfo | null;
   /** The clock estimate: the device's offset from the server, and the sample's round trip. */

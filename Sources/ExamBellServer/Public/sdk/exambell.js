@@ -273,6 +273,13 @@ class Bell {
     this.emit("announcement", notice);
   }
 
+  // The candidate's signed receipt once its end and final save are in (DESIGN, "Proof"):
+  // `{receipt, keyId, signature, fieldDigests, fingerprint}`, a file anyone can check with
+  // `exambell verify`. Rejects with code `receipt_not_ready` before.
+  async receipt() {
+    return call(this.baseUrl, "/api/receipt", this.token);
+  }
+
   // The announcements made so far (the latest few the server gives, DESIGN's budget).
   async fetchAnnouncements() {
     try {

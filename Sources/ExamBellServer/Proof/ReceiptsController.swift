@@ -1,0 +1,92 @@
+import ExamBellCore
+import ExamBellProof
+import Foundation
+import Hummingbird
+
+/// Receipts over HTTP (DESIGN, "Proof"): `GET /api/receipt` (the candidate's own, with its
+/// session token), `GET /api/receipt-keys` (public), `GET /api/exams/{examId}/receipts`
+/// (operators and the exam's proctors), `POST /api/receipt-keys/rotate` (admin).
+struct ReceiptsController<Context: RequestContext>: Sendable {
+    let receipts: ReceiptService
+    let auth: OperatorAuth
+    let sessions: SessionTokens
+    let spending: Spending
+    let budgets: Budgets
+    let store: any ExamPlanStore
+
+    var endpoints: RouteCollection<Context> {
+        let routes = RouteCollection(context: Context.self)
+        routes.get("receipt", use: own)
+        routes.get("receipt-keys", use: keys)
+        routes.post("receipt-keys/rotate", use: rotate)
+        routes.get("exams/:examId/receipts", use: list)
+        return routes
+    }
+
+    @Sendable func own(_ request: Request, context: Context) async throws -> JSONResponse<ReceiptListItem> {
+        let session = try await sessions.verify(request.bearerToken)
+        try spending.pageCalls.require("\(session.role.rawValue):\(session.subject)")
+        guard session.role == .candidate else { throw ExamBellError.forbidden("Only a candidate's session has a receipt.") }
+        guard let receipt = try await receipts.receipt(candidateId: session.subject, examId: session.examId) else {
+            throw ExamBellError.conflict(
+                code: "receipt_not_ready",
+                "Your receipt is issued once your exam has ended and your final save is in (or the grace window of \(receipts.graceSeconds) s has passed)."
+            )
+        }
+        return JSONResponse(value: ReceiptListItem(receipt))
+    }
+
+    @Sendable func keys(_ request: Request, context: Context) async throws -> JSONResponse<ReceiptKeysView> {
+        JSONResponse(value: ReceiptKeysView(keys: try await receipts.publishedKeys()))
+    }
+
+    @Sendable func rotate(_ request: Request, context: Context) async throws -> JSONResponse<ReceiptKey> {
+        _ = try await auth.require(request, context: context, .manage)
+        return JSONResponse(status: .created, value: try await receipts.rotate())
+    }
+
+    @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<ReceiptsView> {
+        let examId = try context.parameters.require("examId")
+        try Identifier.validate(examId, field: "examId")
+        if try await auth.identify(request, context: context) == nil {
+            let session = try await sessions.verify(request.bearerToken)
+            guard session.role == .proctor, session.examId == examId else {
+                throw ExamBellError.forbidden("Only operators and this exam's proctors see its receipts.")
+            }
+            try spending.pageCalls.require("proctor:\(session.subject)")
+        } else {
+            _ = try await auth.require(request, context: context, .read)
+        }
+        _ = try await store.existingExam(examId)
+        let page = try ListPage(request, budgets: budgets)
+        let list = try await receipts.receipts(examId: examId, latest: page.limit)
+        return JSONResponse(value: ReceiptsView(receipts: list.receipts.map { ReceiptListItem($0) }, total: list.total))
+    }
+}
+
+struct ReceiptKeysView: Codable, Sendable {
+    var keys: [ReceiptKey]
+}
+
+/// A receipt as listed: the DESIGN shape plus its fingerprint for people to compare.
+struct ReceiptListItem: Codable, Sendable {
+    var receipt: Receipt
+    var keyId: String
+    var signature: String
+    var fieldDigests: [String: String]
+    var fingerprint: String
+
+    init(_ signed: SignedReceipt) {
+        receipt = signed.receipt
+        keyId = signed.keyId
+        signature = signed.signature
+        fieldDigests = signed.fieldDigests
+        fingerprint = signed.fingerprint
+    }
+}
+
+struct ReceiptsView: Codable, Sendable {
+    /// The latest (`?limit=`, 100 by default), oldest first.
+    var receipts: [ReceiptListItem]
+    var total: Int
+}

@@ -1,0 +1,105 @@
+"""Evidence anyone can check without ExamBell's code (issue 27): a receipt's Ed25519
+signature and an audit chain's hashes, recomputed here with Python's json, hashlib and
+cryptography from DESIGN's rules alone; and `exambell verify` / `exambell audit verify`
+on the same files, whole and with one byte changed."""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from conftest import ADMIN_TOKEN, ROOT
+
+BINARY = Path(os.environ.get("EXAMBELL_BIN", ROOT / ".build" / "debug" / "exambell"))
+
+
+def canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def run(*arguments):
+    return subprocess.run([str(BINARY), *arguments], capture_output=True, text=True, timeout=60)
+
+
+def ended_candidate(server):
+    exam = server.make_exam(candidates=1, proctors=0, choice=4, short=1)
+    candidate = exam["candidates"][0]
+    token = exam["sessions"][candidate]["token"]
+    server.ok("PUT", "answers", {"answers": {"1": "3", "5": "광합성 \"작용\""}}, token=token)
+    server.ok("POST", f"exams/{exam['examId']}/end", {"reason": "정시 종료"})
+    server.ok("PUT", "answers", {"answers": {"2": "4"}, "final": True}, token=token)
+    return exam, candidate, token
+
+
+def test_a_receipt_checks_out_with_python_alone_and_with_exambell_verify(server, tmp_path):
+    exam, candidate, token = ended_candidate(server)
+    signed = server.ok("GET", "receipt", token=token)
+    receipt = signed["receipt"]
+    answers = server.ok("GET", "answers", token=token)["answers"]
+    assert answers == {"1": "3", "2": "4", "5": "광합성 \"작용\""}
+    assert receipt["answersSha256"] == hashlib.sha256(canonical(answers).encode()).hexdigest()
+    assert receipt["answeredCount"] == 3 and receipt["candidateId"] == candidate and receipt["endedBy"] == "exam"
+
+    keys = server.ok("GET", "receipt-keys", token="none")["keys"]
+    key = next(k for k in keys if k["keyId"] == signed["keyId"])
+    assert key["alg"] == "Ed25519"
+    # Raises InvalidSignature when it does not hold.
+    Ed25519PublicKey.from_public_bytes(b64url(key["publicKey"])).verify(b64url(signed["signature"]), canonical(receipt).encode())
+    print(f"receipt {signed['fingerprint']} for {candidate}: {canonical(receipt)}")
+
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text(json.dumps(signed, ensure_ascii=False, indent=2))
+    result = run("verify", str(receipt_file), "--keys", f"{server.url}/api/receipt-keys")
+    assert result.returncode == 0, result.stderr
+    assert "holds" in result.stdout
+
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps({"keys": keys}))
+    changed = json.loads(receipt_file.read_text())
+    changed["receipt"]["answeredCount"] = 4
+    changed_file = tmp_path / "changed.json"
+    changed_file.write_text(json.dumps(changed))
+    result = run("verify", str(changed_file), "--keys", str(keys_file))
+    assert result.returncode == 1
+    assert "field answeredCount was changed" in result.stderr, result.stderr
+
+
+def test_an_audit_chain_checks_out_with_python_alone_and_a_changed_row_is_named(server, tmp_path):
+    exam, _, _ = ended_candidate(server)
+    request = f"{server.url}/api/exams/{exam['examId']}/audit?format=jsonl"
+    with urllib.request.urlopen(urllib.request.Request(request, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}), timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("application/jsonl")
+        text = r.read().decode()
+    rows = [json.loads(line) for line in text.splitlines()]
+    previous = "0" * 64
+    for number, row in enumerate(rows, start=1):
+        assert row["seq"] == number and row["prevHash"] == previous
+        body = {k: v for k, v in row.items() if k != "hash"}
+        assert row["hash"] == hashlib.sha256((previous + canonical(body)).encode()).hexdigest(), f"row {number}"
+        previous = row["hash"]
+    head = server.ok("GET", f"exams/{exam['examId']}/audit")["head"]
+    assert head == previous
+    print(f"audit chain of {exam['examId']}: {len(rows)} rows, head {head}")
+
+    chain = tmp_path / "audit.jsonl"
+    chain.write_text(text)
+    result = run("audit", "verify", str(chain), "--head", head)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(rows)} rows" in result.stdout
+
+    lines = text.splitlines()
+    lines[1] = lines[1].replace('"actor":"', '"actor":"x', 1)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines) + "\n")
+    result = run("audit", "verify", str(broken))
+    assert result.returncode == 1
+    assert "row 2: hash does not match" in result.stderr, result.stderr
+    print(f"broken chain: {result.stderr.strip()}")
