@@ -20,15 +20,12 @@ struct BenchSmokeTests {
             environment: ["EXAMBELL_LOG_LEVEL": "warning"], logPath: directory.appendingPathComponent("serve.log").path
         )
         try server.start()
-        for _ in 0..<200 {
-            if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
-                (response as? HTTPURLResponse)?.statusCode == 200
-            {
-                return (server, port)
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        do {
+            try await waitHealthy(port: port, "exambell serve")
+        } catch {
+            throw TestServerError("\(error); its log: \(server.log)")
         }
-        throw TestServerError("serve did not start: \(server.log)")
+        return (server, port)
     }
 
     func bench(_ directory: URL, _ arguments: [String]) async throws -> [String: Any] {
@@ -88,16 +85,26 @@ struct BenchSmokeTests {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/pub")!)
         request.httpMethod = "POST"
         request.httpBody = Data("ping".utf8)
+        request.timeoutInterval = 2
         var listening = false
-        for _ in 0..<200 where !listening {
-            if let (body, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
-                #expect(String(decoding: body, as: UTF8.self) == "published to 0\n")
-                listening = true
-            } else {
-                try await Task.sleep(for: .milliseconds(50))
+        var last = "no probe was answered"
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !listening, ContinuousClock.now < deadline {
+            do {
+                let (body, response) = try await URLSession.shared.data(for: request)
+                let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+                if status == 200 {
+                    #expect(String(decoding: body, as: UTF8.self) == "published to 0\n")
+                    listening = true
+                } else {
+                    last = "answered \(status)"
+                }
+            } catch {
+                last = "\(error)"
             }
+            if !listening { try await Task.sleep(for: .milliseconds(50)) }
         }
-        #expect(listening, "bench-floor did not start: \(floor.log)")
+        #expect(listening, "bench-floor did not start within 30 s (\(last)): \(floor.log)")
         let run = try await bench(
             directory,
             ["--ws-url", "ws://127.0.0.1:\(port)/sub", "--publish-url", "http://127.0.0.1:\(port)/pub", "--browsers", "100"]

@@ -169,15 +169,7 @@ struct ClusterTests {
         }
 
         func waitHealthy(_ port: Int) async throws {
-            for _ in 0..<200 {
-                if let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!),
-                    (response as? HTTPURLResponse)?.statusCode == 200
-                {
-                    return
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            throw TestServerError("node on port \(port) never became healthy; logs in \(directory.path)")
+            try await ExamBellServerTests.waitHealthy(port: port, "a node (logs in \(directory.path))")
         }
 
         /// Calls the API with the admin token (or `bearer`) through the load balancer (or the

@@ -5,6 +5,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 
 /// The scenario on the Redis engine with a real redis-server, checked with redis-cli.
@@ -76,11 +77,20 @@ struct RedisEndToEndTests {
         }
     }
 
-    @Test("Redis down during an end: the end commits and answers 200; once Redis is back, keys are written and browsers told")
+    @Test(
+        "Redis goes down at a fixed point of an end (the DB committed, nothing written to Redis yet): 200; once Redis is back, keys are written and browsers told"
+    )
     func outage() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
-        let test = try await TestNode(redisURL: redis.url)
+        let reached = Mutex(0)
+        let test = try await TestNode(
+            redisURL: redis.url,
+            faults: FaultPoints { point in
+                guard point == .afterEndCommit else { return }
+                reached.withLock { $0 += 1 }
+                redis.stop()
+            })
         try await test.node.application.test(.live) { client in
             let port = try #require(client.port)
             let ids = try await client.makeExam("e1", candidates: 2, proctors: 1)
@@ -88,8 +98,8 @@ struct RedisEndToEndTests {
             let browsers = tokens.map { TestBrowser(port: port, token: $0) }
             await eventually("connected") { test.node.hub.connectionCount == 3 }
 
-            redis.stop()
             let end = try await client.end("e1", reason: "during outage")
+            #expect(reached.withLock { $0 } == 1, "Redis stopped inside the end, after its commit")
             #expect(end.result == "completed")
             #expect(try await test.backends.store.exam("e1")?.status == .completed, "the DB committed")
             let second = try await client.end("e1")

@@ -166,17 +166,24 @@ struct ShutdownTests {
         let restarted = ContinuousClock.now
         try cluster.sockets[0].process.start()
         var probes: [Int] = []
+        // A probe that fails once the restarted node first answered counts (until then it is
+        // still starting and refuses connections).
+        var failures: [String] = []
         let healthURL = URL(string: "http://127.0.0.1:\(port)/health")!
         while browsers.contains(where: { $0.connections < 2 }), ContinuousClock.now < restarted + .seconds(60) {
             var request = URLRequest(url: healthURL)
             request.timeoutInterval = 5
-            if let (_, response) = try? await URLSession.shared.data(for: request) {
+            do {
+                let (_, response) = try await URLSession.shared.data(for: request)
                 probes.append((response as? HTTPURLResponse)?.statusCode ?? 0)
+            } catch {
+                if !probes.isEmpty { failures.append("\(error)") }
             }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(browsers.allSatisfy { $0.connections >= 2 }, "every browser came back")
         #expect(!probes.isEmpty && probes.allSatisfy { $0 == 200 }, "/health answered throughout the storm: \(probes)")
+        #expect(failures.isEmpty, "no /health probe failed once the node was up: \(failures.prefix(3))")
         let reconnects = browsers.compactMap { $0.events.opened.withLock { $0.dropFirst().first } }.sorted()
         let spread = try #require(reconnects.last) - (try #require(reconnects.first))
         #expect(spread > .milliseconds(200), "jittered backoff spread the reconnects over \(spread)")

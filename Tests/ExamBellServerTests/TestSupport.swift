@@ -399,6 +399,28 @@ enum SocketCloseCodes {
     static let restart = WebSocketErrorCode.unknown(1012)
 }
 
+/// Waits until `GET /health` on `port` answers 200, within `limit` as a whole (each probe at
+/// most 2 s: a node that takes the connection and never answers cannot hold it); throws
+/// naming the last failure instead of dropping it.
+func waitHealthy(port: Int, within limit: Duration = .seconds(60), _ what: String) async throws {
+    let deadline = ContinuousClock.now + limit
+    var last = "no probe was answered"
+    while ContinuousClock.now < deadline {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/health")!)
+        request.timeoutInterval = 2
+        do {
+            let (_, response) = try await URLSession.shared.data(for: request)
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            if status == 200 { return }
+            last = "answered \(status)"
+        } catch {
+            last = "\(error)"
+        }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw TestServerError("\(what) on port \(port) was not healthy within \(limit): \(last)")
+}
+
 /// Polls `condition` until it holds, failing the test after `limit` (a hang guard, not a timing check).
 func eventually(
     _ what: Comment, within limit: Duration = .seconds(15), sourceLocation: SourceLocation = #_sourceLocation,

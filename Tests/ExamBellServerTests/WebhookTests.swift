@@ -344,10 +344,7 @@ struct WebhookTests {
     }
 
     static func healthy(_ port: Int) async throws {
-        try await eventually("port \(port) healthy", within: .seconds(60)) {
-            guard let (_, response) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/health")!) else { return false }
-            return (response as? HTTPURLResponse)?.statusCode == 200
-        }
+        try await waitHealthy(port: port, "a webhook test's node")
     }
 
     @Test(

@@ -6,7 +6,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from conftest import ADMIN_TOKEN, ROOT
+from conftest import ADMIN_TOKEN, ROOT, running_server
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
@@ -15,7 +15,7 @@ def schemathesis(server, token, *extra):
     command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
                "-H", f"Authorization: Bearer {token}", "--checks", CHECKS, "--max-examples", "30",
                "--warnings", "off", *extra]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT / ".build-venv")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280, cwd=ROOT / ".build-venv")
     summary = "\n".join(result.stdout.splitlines()[-25:])
     assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
     assert " passed" in result.stdout and "failed" not in summary.lower(), summary
@@ -33,10 +33,13 @@ def test_the_document_is_served_and_lists_every_route(server):
         assert path in served["paths"]
 
 
-def test_admin_api_conforms(server):
-    schemathesis(server, ADMIN_TOKEN, "--exclude-path-regex", "^/api/(session|answers|announcements)$")
-    # Generated requests that were valid did take effect: exams exist beyond the one above.
-    assert len(server.ok("GET", "exams")["exams"]) > 1
+def test_admin_api_conforms():
+    # A server of its own: what the generated requests did is all it holds.
+    with running_server() as own:
+        assert own.ok("GET", "exams")["exams"] == []
+        schemathesis(own, ADMIN_TOKEN, "--exclude-path-regex", "^/api/(session|answers|announcements)$")
+        # Generated requests that were valid did take effect: exams exist on a server that had none.
+        assert len(own.ok("GET", "exams")["exams"]) >= 1
 
 
 def test_session_api_conforms(server):
