@@ -55,7 +55,7 @@ public struct ExamBellNode: Sendable {
             secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing,
             sharedTickets: backends.state
         )
-        let hub = SocketHub(forgetEndedAfter: configuration.sessionCloseAfter)
+        let hub = SocketHub(forgetEndedAfter: configuration.sessionCloseAfter, faults: configuration.faults)
         let metrics = NodeMetrics(failures: backends.failures)
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger

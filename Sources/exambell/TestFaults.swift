@@ -17,18 +17,23 @@ enum TestFaults {
         let parts = text.split(separator: "@", maxSplits: 1).map(String.init)
         guard let chosen = FaultPoints.Point(rawValue: parts[0]) else { return .none }
         let marker = parts.count == 2 ? parts[1] : nil
-        return FaultPoints { point in
+        @Sendable func crash(_ point: FaultPoints.Point) {
             guard point == chosen else { return }
-            if point == .beforeEndCommit {
-                try? await Task.sleep(for: .milliseconds(1500))
-                return
-            }
             if let marker {
                 guard !FileManager.default.fileExists(atPath: marker) else { return }
                 _ = FileManager.default.createFile(atPath: marker, contents: nil)
             }
             kill(getpid(), SIGKILL)
         }
+        return FaultPoints(
+            { point in
+                guard point == chosen else { return }
+                if point == .beforeEndCommit {
+                    try? await Task.sleep(for: .milliseconds(1500))
+                    return
+                }
+                crash(point)
+            }, now: crash)
         #else
         return .none
         #endif

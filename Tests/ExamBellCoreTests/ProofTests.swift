@@ -10,6 +10,8 @@ struct ProofTests {
     func canonical() throws {
         let value = try JSONValue.parse(#"{ "b": "x\"y\\z\n\u0001é/한", "a": 1, "c": [true, null, -3], "B": {"z": 1, "y": "2"} }"#)
         #expect(value.canonical == #"{"B":{"y":"2","z":1},"a":1,"b":"x\"y\\z\n\u0001é/한","c":[true,null,-3]}"#)
+        // Python: json.dumps("\x08\x0c\x1f\t") == '"\\b\\f\\u001f\\t"'
+        #expect(JSONValue.string("\u{08}\u{0C}\u{1F}\t").canonical == #""\b\f\u001f\t""#)
     }
 
     static func entries(_ count: Int) -> [AuditEntry] {

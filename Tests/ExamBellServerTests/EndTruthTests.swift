@@ -208,12 +208,7 @@ struct EndTruthTests {
     func lostCommitAnswerCommitted() async throws {
         try await withRelayedNode { test, relay, store, redis in
             try await test.node.application.test(.live) { client in
-                let port = try #require(client.port)
-                let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
-                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
-                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
-                let browsers = (tokens + [proctorToken]).map { TestBrowser(port: port, token: $0) }
-                await eventually("browsers connected") { test.node.hub.connectionCount == 4 }
+                let (ids, browsers) = try await Self.examWithBrowsers(client, test)
 
                 // The COMMIT reaches PostgreSQL 800 ms after the node saw its connection die:
                 // a read-back in that time sees the exam still in progress.
@@ -249,12 +244,7 @@ struct EndTruthTests {
     func lostCommitAborted() async throws {
         try await withRelayedNode { test, relay, store, redis in
             try await test.node.application.test(.live) { client in
-                let port = try #require(client.port)
-                let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
-                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
-                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
-                let browsers = (tokens + [proctorToken]).map { TestBrowser(port: port, token: $0) }
-                await eventually("browsers connected") { test.node.hub.connectionCount == 4 }
+                let (ids, browsers) = try await Self.examWithBrowsers(client, test)
 
                 relay.arm(.lostCommit)
                 let response = try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"lost commit"}"#)
@@ -278,6 +268,17 @@ struct EndTruthTests {
                 browsers.forEach { $0.close() }
             }
         }
+    }
+
+    /// Exam e1 running with three candidates and a proctor, each with a browser connected.
+    static func examWithBrowsers(_ client: some TestClientProtocol, _ test: TestNode) async throws -> ([String], [TestBrowser]) {
+        let port = try #require(client.port)
+        let ids = try await client.makeExam("e1", candidates: 3, proctors: 1)
+        let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+        let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+        let browsers = (tokens + [proctorToken]).map { TestBrowser(port: port, token: $0) }
+        await eventually("browsers connected") { test.node.hub.connectionCount == 4 }
+        return (ids, browsers)
     }
 
     /// A node whose PostgreSQL connections all pass through a `PostgresRelay`, on Redis,

@@ -127,6 +127,57 @@ struct ShutdownTests {
         browsers.forEach { $0.close() }
     }
 
+    @Test(
+        "a socket node SIGKILLed after K of N browsers were sent the end (one write chunk per event loop): the K got it before the crash, every browser is told after the restart, none more than twice in its life"
+    )
+    func socketNodeDiesAfterSomeFrames() async throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-fault-\(UUID().uuidString)").path
+        let cluster = try await Cluster.start(
+            socketNodes: 1, socketEnvironment: ["EXAMBELL_TEST_FAULT": "socket-mid-broadcast@\(marker)"]
+        )
+        defer { cluster.stopAll() }
+        // More browsers than the node's event loops' first chunks (one loop a core, 256 each,
+        // browsers spread round-robin): every loop has a second chunk left when it dies.
+        let count = SocketHub.writeChunk * ProcessInfo.processInfo.activeProcessorCount + 188
+        let tokens = try await makeExam(cluster, "e1", candidates: count)
+        let port = cluster.sockets[0].port
+        var browsers: [ReconnectingBrowser] = []
+        for (index, token) in tokens.enumerated() {
+            browsers.append(ReconnectingBrowser(ports: [port], token: token))
+            if index % 100 == 99 { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try await eventually("\(count) browsers connected", within: .seconds(60)) { try await connected(cluster, "e1", count) }
+        let (status, body) = try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"crash mid-broadcast"}"#)
+        #expect(status == 200)
+        let end = try JSONDecoder().decode(EndBody.self, from: Data(body.utf8))
+        #expect(await cluster.sockets[0].process.exitStatus(within: .seconds(15)) == 128 + SIGKILL, "the node died mid-broadcast")
+        #expect(FileManager.default.fileExists(atPath: marker))
+        func endFrames(_ browser: ReconnectingBrowser) -> Int {
+            browser.received.all.filter { $0.contains(#""type":"exam_end""#) && $0.contains(end.endDatetime) }.count
+        }
+        // What reached a browser before the crash was in its socket buffers: read within a moment.
+        try await Task.sleep(for: .milliseconds(500))
+        let toldBefore = browsers.filter { endFrames($0) > 0 }.count
+        #expect(toldBefore >= SocketHub.writeChunk, "at least one event loop's first chunk went out before the crash: \(toldBefore)")
+        #expect(toldBefore < count, "the crash came before every browser was sent the end: \(toldBefore)")
+
+        let newPort = try RedisTestServer.freePort()
+        let restarted = try Cluster.node(
+            "socket", port: newPort, databaseURL: cluster.databaseURL, redisURL: cluster.redisURL, directory: cluster.directory, nodeId: "s1",
+            extra: ["EXAMBELL_TEST_FAULT": "socket-mid-broadcast@\(marker)"]
+        )
+        defer { restarted.stop() }
+        try await cluster.waitHealthy(newPort)
+        browsers.forEach { $0.setPorts([newPort]) }
+        await eventually("every browser told after the restart", within: .seconds(90)) {
+            browsers.allSatisfy { endFrames($0) >= 1 && $0.connections >= 2 }
+        }
+        let lifetime = browsers.map(endFrames)
+        #expect(lifetime.allSatisfy { $0 >= 1 }, "every browser was told: \(lifetime.filter { $0 == 0 }.count) untold")
+        #expect(lifetime.allSatisfy { $0 <= 2 }, "once per connection at most: \(lifetime.max() ?? 0)")
+        browsers.forEach { $0.close() }
+    }
+
     @Test("SIGTERM on a web node finishes the end in flight, publishes it, and exits cleanly")
     func webNodeSigterm() async throws {
         let cluster = try await Cluster.start(socketNodes: 1, webEnvironment: ["EXAMBELL_TEST_FAULT": "slow-end"])

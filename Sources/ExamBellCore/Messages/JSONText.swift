@@ -5,7 +5,9 @@ import Foundation
 /// `JSONEncoder` does not promise key order, and the wire shapes of DESIGN.md are pinned
 /// byte for byte, so the fixed shapes (and the API's error body) are written with this instead.
 public enum JSONText {
-    /// `value` as a JSON string literal, quotes included.
+    /// `value` as a JSON string literal, quotes included: only what JSON requires is escaped
+    /// (`"`, `\`, control characters, as `\n` or `\u001f`), as Python's `json.dumps` with
+    /// `ensure_ascii=False` does; the canonical JSON of receipts and the audit chain uses it.
     public static func string(_ value: String) -> String {
         var out = "\""
         out.reserveCapacity(value.utf8.count + 2)
@@ -16,6 +18,8 @@ public enum JSONText {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             case let c where c.value < 0x20:
                 let hex = String(c.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex

@@ -59,8 +59,12 @@ public final class SocketHub: Sendable {
     /// it, a node that has run many exams would keep (and scan every second) each one's room.
     let forgetEndedAfter: Duration?
 
-    public init(forgetEndedAfter: Duration? = nil) {
+    /// The crash tests' points (`.none` in the product).
+    let faults: FaultPoints
+
+    public init(forgetEndedAfter: Duration? = nil, faults: FaultPoints = .none) {
         self.forgetEndedAfter = forgetEndedAfter
+        self.faults = faults
     }
 
     /// What one browser may hold on this node: the budgets `reserve` checks.
@@ -191,7 +195,7 @@ public final class SocketHub: Sendable {
         let (frame, byLoop, told) = state.withLock { state in
             Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh, time: message.timestamp)
         }
-        for (loop, browsers) in byLoop.values { Self.write(frame, to: browsers, on: loop) }
+        for (loop, browsers) in byLoop.values { Self.write(frame, to: browsers, on: loop, faults: faults) }
         return told
     }
 
@@ -223,17 +227,22 @@ public final class SocketHub: Sendable {
     }
 
     /// Browsers one job on an event loop writes to before it lets the loop's other work run.
-    static let writeChunk = 256
+    public static let writeChunk = 256
 
     /// Jobs on `loop` write a frame's wire bytes to each browser (a browser that cannot take
     /// them is cut): the per-browser work is only the write itself. Each job writes one chunk
     /// and queues the next, so what else the loop has to do (the end request's own answer, a
     /// handshake) waits for one chunk, not for the whole room.
-    static func write(_ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop, from start: Int = 0) {
+    static func write(
+        _ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop, from start: Int = 0, faults: FaultPoints = .none
+    ) {
         loop.execute {
             let end = min(start + writeChunk, browsers.count)
             for index in start..<end { browsers[index].handler.value.write(encoded: bytes) }
-            if end < browsers.count { write(bytes, to: browsers, on: loop, from: end) }
+            if end < browsers.count {
+                if start == 0 { faults.reachNow(.socketMidBroadcast) }
+                write(bytes, to: browsers, on: loop, from: end, faults: faults)
+            }
         }
     }
 
