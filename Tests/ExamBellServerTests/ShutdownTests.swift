@@ -32,6 +32,25 @@ struct ShutdownTests {
         return try await cluster.tokens(examId, role: "candidate", ids: ids)
     }
 
+    /// The crashed socket node s1 back under the same name (its consumer group) on a fresh port
+    /// (its old port may have been taken meanwhile by another test's server), healthy, and the
+    /// browsers' load balancer pointed at it. The fault stays armed: its marker file says it fired.
+    func restartSocketNode(_ cluster: Cluster, fault: String, for browsers: [ReconnectingBrowser]) async throws -> TestProcess {
+        let newPort = try RedisTestServer.freePort()
+        let restarted = try Cluster.node(
+            "socket", port: newPort, databaseURL: cluster.databaseURL, redisURL: cluster.redisURL, directory: cluster.directory, nodeId: "s1",
+            extra: ["EXAMBELL_TEST_FAULT": fault]
+        )
+        do {
+            try await cluster.waitHealthy(newPort)
+        } catch {
+            restarted.stop()
+            throw error
+        }
+        browsers.forEach { $0.setPorts([newPort]) }
+        return restarted
+    }
+
     func connected(_ cluster: Cluster, _ examId: String, _ count: Int) async throws -> Bool {
         try await cluster.api("GET", "/api/exams/\(examId)").1.contains(#""connected":{"candidates":\#(count),"#)
     }
@@ -99,16 +118,8 @@ struct ShutdownTests {
         #expect(await cluster.sockets[0].process.exitStatus(within: .seconds(15)) == 128 + SIGKILL, "the node died mid-broadcast")
         #expect(FileManager.default.fileExists(atPath: marker))
         #expect(try await cluster.redis.cli("XPENDING", "queue:exam_end", "s1").first == "1", "the entry was read and never acknowledged")
-        // The node comes back under the same name (its consumer group) on a fresh port: its old
-        // port may have been taken meanwhile by another test's server.
-        let newPort = try RedisTestServer.freePort()
-        let restarted = try Cluster.node(
-            "socket", port: newPort, databaseURL: cluster.databaseURL, redisURL: cluster.redisURL, directory: cluster.directory, nodeId: "s1",
-            extra: ["EXAMBELL_TEST_FAULT": "socket-after-read@\(marker)"]
-        )
+        let restarted = try await restartSocketNode(cluster, fault: "socket-after-read@\(marker)", for: browsers)
         defer { restarted.stop() }
-        try await cluster.waitHealthy(newPort)
-        browsers.forEach { $0.setPorts([newPort]) }
         // A browser that failed on the dead node waits at most 45 s (30 s backoff, +50 % jitter)
         // before its next try, which now goes to the restarted node.
         await eventually("every browser told after the restart", within: .seconds(90)) {
@@ -161,14 +172,8 @@ struct ShutdownTests {
         #expect(toldBefore >= SocketHub.writeChunk, "at least one event loop's first chunk went out before the crash: \(toldBefore)")
         #expect(toldBefore < count, "the crash came before every browser was sent the end: \(toldBefore)")
 
-        let newPort = try RedisTestServer.freePort()
-        let restarted = try Cluster.node(
-            "socket", port: newPort, databaseURL: cluster.databaseURL, redisURL: cluster.redisURL, directory: cluster.directory, nodeId: "s1",
-            extra: ["EXAMBELL_TEST_FAULT": "socket-mid-broadcast@\(marker)"]
-        )
+        let restarted = try await restartSocketNode(cluster, fault: "socket-mid-broadcast@\(marker)", for: browsers)
         defer { restarted.stop() }
-        try await cluster.waitHealthy(newPort)
-        browsers.forEach { $0.setPorts([newPort]) }
         await eventually("every browser told after the restart", within: .seconds(90)) {
             browsers.allSatisfy { endFrames($0) >= 1 && $0.connections >= 2 }
         }
