@@ -207,13 +207,14 @@ extension SQLExamStore {
                 "CREATE INDEX webhook_delivery_line ON webhook_delivery(webhook_id, plan_id, pending, event_seq)",
             ],
             // 10: the audit chain (DESIGN, "Proof"): each row's place, its predecessor's hash and
-            // its own; one head row per exam serializes appends. Rows written before it are
-            // chained in id order by `chainExistingAuditRows`, in the same transaction.
+            // its own, filled in by `chainAudit` (rows written before it are linked the same way);
+            // one head row per exam makes chainers take turns.
             [
                 "ALTER TABLE exam_audit_log ADD COLUMN seq INTEGER",
                 "ALTER TABLE exam_audit_log ADD COLUMN prev_hash TEXT",
                 "ALTER TABLE exam_audit_log ADD COLUMN hash TEXT",
                 "CREATE UNIQUE INDEX exam_audit_log_chain ON exam_audit_log(plan_id, seq)",
+                "CREATE INDEX exam_audit_log_unlinked ON exam_audit_log(plan_id, id) WHERE hash IS NULL",
                 "CREATE TABLE exam_audit_head (plan_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL)",
             ],
             // 11: receipts (one a candidate, the signed file as issued), their signing keys
@@ -261,7 +262,6 @@ extension SQLExamStore {
                 for statement in statements {
                     try await db.raw(SQLQueryString(statement)).run()
                 }
-                if version == Self.auditChainVersion { try await Self.chainExistingAuditRows(db) }
                 try await db.raw(
                     "INSERT INTO exam_schema_version (version, applied_at) VALUES (\(bind: version), \(bind: Timestamp.now().iso8601))"
                 ).run()

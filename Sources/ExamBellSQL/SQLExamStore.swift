@@ -38,61 +38,20 @@ public struct SQLExamStore: ExamStore {
         try await audit([entry], db)
     }
 
-    /// Appends `entries` (all of one exam) to the exam's audit chain. The head row's update
-    /// holds its lock until the transaction ends, so concurrent appends from any node take
-    /// their places one after another and the chain has one order.
+    /// Appends `entries` (all of one exam) to the audit log. Rows are written unlinked, so
+    /// that a save or an end never waits for another node's append; `chainAudit` links them
+    /// into the exam's hash chain in the order it finds them (a second or so later, and at once
+    /// before an export).
     static func audit(_ entries: [AuditEntry], _ db: any SQLDatabase) async throws {
-        guard let examId = entries.first?.examId else { return }
-        let head = try await db.raw(
-            """
-            INSERT INTO exam_audit_head (plan_id, seq, hash) VALUES (\(bind: examId), \(bind: entries.count), \(bind: AuditChain.genesis))
-            ON CONFLICT (plan_id) DO UPDATE SET seq = exam_audit_head.seq + \(bind: entries.count)
-            RETURNING seq, hash
-            """
-        ).first()
-        guard let head, let last = try head.decode(column: "seq", as: Int?.self) else {
-            throw StoreError.unavailable("The database did not return the audit chain's head.")
-        }
-        let previous = try head.decode(column: "hash", as: String.self)
-        let linked = AuditChain.link(entries, after: (last - entries.count, previous))
-        try await db.raw(
-            "UPDATE exam_audit_head SET hash = \(bind: linked.last?.hash ?? previous) WHERE plan_id = \(bind: examId)"
-        ).run()
-        for chunk in linked.chunked(Self.chunkSize / 2) {
+        for chunk in entries.chunked(Self.chunkSize / 2) {
             let rows: [SQLQueryString] = chunk.map { entry in
                 """
                 (\(bind: entry.examId), \(bind: entry.actor), \(bind: entry.action), \(bind: entry.reason), \(bind: entry.detail),
-                \(bind: entry.at.iso8601), \(bind: entry.seq), \(bind: entry.prevHash), \(bind: entry.hash))
+                \(bind: entry.at.iso8601))
                 """
             }
             try await db.raw(
-                "INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at, seq, prev_hash, hash) VALUES "
-                    + rows.joined(separator: ", ")
-            ).run()
-        }
-    }
-
-    /// The schema version that brought the audit chain.
-    static let auditChainVersion = 10
-
-    /// Chains the rows written before the chain existed, per exam in the order they were written.
-    static func chainExistingAuditRows(_ db: any SQLDatabase) async throws {
-        let rows = try await db.raw("SELECT * FROM exam_audit_log WHERE seq IS NULL ORDER BY plan_id, id").all()
-        var byExam: [(String, [(Int64, AuditEntry)])] = []
-        for row in rows {
-            let id = try row.decode(column: "id", as: Int64.self)
-            let entry = try auditEntry(row)
-            if byExam.last?.0 == entry.examId { byExam[byExam.count - 1].1.append((id, entry)) } else { byExam.append((entry.examId, [(id, entry)])) }
-        }
-        for (examId, rows) in byExam {
-            let linked = AuditChain.link(rows.map(\.1), after: (0, AuditChain.genesis))
-            for ((id, _), entry) in zip(rows, linked) {
-                try await db.raw(
-                    "UPDATE exam_audit_log SET seq = \(bind: entry.seq), prev_hash = \(bind: entry.prevHash), hash = \(bind: entry.hash) WHERE id = \(bind: id)"
-                ).run()
-            }
-            try await db.raw(
-                "INSERT INTO exam_audit_head (plan_id, seq, hash) VALUES (\(bind: examId), \(bind: linked.count), \(bind: linked.last?.hash ?? AuditChain.genesis))"
+                "INSERT INTO exam_audit_log (plan_id, actor, action, reason, detail, at) VALUES " + rows.joined(separator: ", ")
             ).run()
         }
     }

@@ -135,6 +135,7 @@ public struct ExamBellNode: Sendable {
         if configuration.roles.contains(.web) {
             services.append(relay)
             services.append(sync)
+            services.append(AuditChainer(store: backends.store, interval: .seconds(1), logger: logger))
             services.append(
                 EndScheduler(
                     endService: endService, examDay: examDay, store: backends.store, interval: configuration.schedulerInterval, logger: logger

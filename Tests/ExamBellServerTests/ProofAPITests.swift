@@ -138,7 +138,9 @@ struct ProofAPITests {
         }
     }
 
-    @Test("two web nodes appending to one exam's chain at once: one order, every row, the chain holds", .timeLimit(.minutes(2)))
+    @Test(
+        "two web nodes appending to one exam's log and linking its chain at once: one order, every row once, the chain holds",
+        .timeLimit(.minutes(2)))
     func concurrentAppends() async throws {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let first = try await PostgresExamStore.open(url: url)
@@ -154,8 +156,18 @@ struct ProofAPITests {
                     }
                 }
             }
+            // Both nodes link while both write.
+            for store in [first, second] {
+                group.addTask {
+                    for _ in 0..<20 {
+                        try await store.chainAudit(examId: "e1")
+                        try await Task.sleep(for: .milliseconds(5))
+                    }
+                }
+            }
             try await group.waitForAll()
         }
+        try await second.chainAudit(examId: "e1")
         let rows = try await first.auditLog(examId: "e1")
         #expect(rows.count == 2 * perNode + 1, "the exam's creation and every note")
         #expect(rows.map(\.seq) == Array(1...(2 * perNode + 1)).map(Optional.some))

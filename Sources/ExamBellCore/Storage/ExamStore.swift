@@ -133,7 +133,13 @@ public protocol AuditStore: Sendable {
     func audit(_ entry: AuditEntry) async throws
 
     /// The audit rows of a plan, oldest first: the latest `latest` of them, or all (nil).
+    /// Rows not yet linked into the chain come last, without `seq` and hashes.
     func auditLog(examId: String, latest: Int?) async throws -> [AuditEntry]
+
+    /// Links rows not yet in their exam's hash chain (of `examId`, or of any exam: a bounded
+    /// batch); returns how many. Chainers on several nodes take turns on each exam's head.
+    @discardableResult
+    func chainAudit(examId: String?) async throws -> Int
 }
 
 extension AnswerStore {
