@@ -102,14 +102,15 @@ extension SQLExamStore {
     }
 
     /// Within a transaction holding the candidate's row: the stored receipt, or a new one when
-    /// due (the candidate ended, and its final save is in or the grace window passed).
+    /// due (the candidate ended and the grace window after its end passed).
     static func issueReceipt(
         plan: ExamPlan, candidate: Candidate, endedBy: String?, now: Timestamp, graceSeconds: Int,
         sign: @Sendable (ReceiptFacts) throws -> String, _ db: any SQLDatabase
     ) async throws -> String? {
         if let body = try await storedReceipt(candidate.candidateId, db) { return body }
         guard let end = candidate.endTime(in: plan) else { return nil }
-        guard candidate.finalSavedAt != nil || now > end.adding(seconds: Int64(graceSeconds)) else { return nil }
+        // After the grace window nothing more is taken: the receipt's answers are final.
+        guard now > end.adding(seconds: Int64(graceSeconds)) else { return nil }
         var answers: [Int: String] = [:]
         var lastSaved: Timestamp?
         for row in try await db.raw(

@@ -257,8 +257,7 @@ struct WebRoutes: Sendable {
         let receiptService = ReceiptService(
             store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds)
         browser = BrowserController(
-            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending,
-            receipts: receiptService
+            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
         )
         receipts = ReceiptsController(
             receipts: receiptService, auth: auth, sessions: sessions, spending: spending, budgets: configuration.budgets, store: backends.store)

@@ -281,16 +281,16 @@ struct EndTruthTests {
         return (ids, browsers)
     }
 
-    /// A node whose PostgreSQL connections all pass through a `PostgresRelay`, on Redis,
+    /// A node whose PostgreSQL connections all pass through a `TCPRelay`, on Redis,
     /// with an outbox lease far longer than any wait in the test.
     func withRelayedNode(
-        _ body: @escaping @Sendable (TestNode, PostgresRelay, SQLExamStore, RedisTestServer) async throws -> Void
+        _ body: @escaping @Sendable (TestNode, TCPRelay, SQLExamStore, RedisTestServer) async throws -> Void
     ) async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let target = try #require(URLComponents(string: url))
-        let relay = try await PostgresRelay.start(to: try #require(target.host), port: try #require(target.port))
+        let relay = try await TCPRelay.start(to: try #require(target.host), port: try #require(target.port))
         let store = try await PostgresExamStore.open(url: relay.url(through: url))
         let test = try await TestNode(store: store, redisURL: redis.url, outboxLease: .seconds(60))
         try await bounded("the relayed node's scenario and its shutdown", within: .seconds(90)) {

@@ -8,6 +8,7 @@ import HummingbirdTesting
 import Logging
 import NIOCore
 import RedisClient
+import Synchronization
 import Testing
 
 /// Redis Sentinel (`redis+sentinel://…`): a real primary, replica and three sentinels; the
@@ -130,6 +131,59 @@ extension RedisFailoverTests {
                 try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains(payload)
             }
         }
+    }
+}
+
+extension RedisFailoverTests {
+    @Test(
+        "the replica lags (its replication held back by a relay) when the primary dies right after an end: 200, every browser told, and the promoted replica gets the plan key, the candidates' keys and the queue entry"
+    )
+    func endThenFailoverWithLaggingReplica() async throws {
+        let relays = Mutex<[TCPRelay]>([])
+        let cluster = try await SentinelTestCluster.start { primaryPort in
+            let relay = try await TCPRelay.start(to: "127.0.0.1", port: primaryPort)
+            relays.withLock { $0.append(relay) }
+            return relay.port
+        }
+        defer { cluster.stop() }
+        let relay = try #require(relays.withLock { $0.first })
+        let test = try await TestNode(redisURL: cluster.url)
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 20, proctors: 1)
+            let tokens = try await client.tokens("e1", role: "candidate", ids: ids) + client.tokens("e1", role: "proctor", ids: ["e1-p1"])
+            let browsers = tokens.map { TestBrowser(port: port, token: $0) }
+            defer { browsers.forEach { $0.close() } }
+            await eventually("connected", within: .seconds(60)) { test.node.hub.connectionCount == 21 }
+            try await eventually("the replica has the running exam") {
+                try await cluster.replica.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#]
+            }
+
+            // From here the replica hears nothing of the primary: the end's writes stay on the primary.
+            relay.holdReplies(true)
+            let end = try await client.end("e1", reason: "lagging replica")
+            try await eventually("the end is on the primary") {
+                try await cluster.primary.cli("XRANGE", "queue:exam_end", "-", "+").contains { $0.contains(#""examId":"e1""#) }
+            }
+            #expect(
+                try await cluster.replica.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#],
+                "the replica lags: it has not heard of the end")
+            cluster.killPrimary()
+            try await eventually("the sentinels promote the lagging replica", within: .seconds(30)) {
+                try await cluster.primaryPort() == cluster.replica.port
+            }
+
+            for browser in browsers {
+                #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame("e1", end.endDatetime)])
+            }
+            // Nothing the old primary took is lost: the DB's truth is written again on the new one.
+            try await cluster.waitForEndOnPromotedReplica("e1", candidates: ids, end: end.endDatetime)
+            try await eventually("the queue entry is on the new primary", within: .seconds(60)) {
+                try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains { $0.contains(#""examId":"e1""#) }
+            }
+            try await eventually("outbox drained", within: .seconds(30)) { try await test.backends.store.outboxBacklog() == 0 }
+        }
+        await relay.stop()
     }
 }
 

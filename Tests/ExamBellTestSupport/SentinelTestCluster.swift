@@ -15,9 +15,12 @@ public final class SentinelTestCluster: Sendable {
         "redis+sentinel://" + sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") + "/\(Self.masterName)"
     }
 
-    public static func start() async throws -> SentinelTestCluster {
+    /// With `replicaLink`, the replica reaches the primary on the port it returns for the
+    /// primary's (a relay the test controls, to make the replica lag).
+    public static func start(replicaLink: (@Sendable (Int) async throws -> Int)? = nil) async throws -> SentinelTestCluster {
         let primary = try await RedisTestServer.start()
-        let replica = try await RedisTestServer.start(["--replicaof", "127.0.0.1", String(primary.port)])
+        let link = try await replicaLink?(primary.port) ?? primary.port
+        let replica = try await RedisTestServer.start(["--replicaof", "127.0.0.1", String(link)])
         var sentinels: [RedisTestServer] = []
         for _ in 0..<3 {
             sentinels.append(

@@ -96,8 +96,8 @@ def test_candidate_page_locks_within_two_seconds_and_keeps_answers(server, new_b
 
     wait(driver, lambda d: saved_answers(server, exam, candidate) == {"1": "3", "2": "4", "5": "서울"},
          message="the answers typed before the end were not saved")
-    # The final save is in: the page shows its signed receipt's fingerprint and offers the file.
-    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-receipt"),
+    # Once the grace window passed, the page shows its signed receipt's fingerprint and offers the file.
+    wait(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-receipt"), timeout=GRACE_SECONDS + 15,
          message="the candidate page never showed its receipt")
     issued = server.ok("GET", "receipt", token=exam["sessions"][candidate]["token"])
     assert css(driver, "#receipt-fingerprint").text == issued["fingerprint"]

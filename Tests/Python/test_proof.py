@@ -7,12 +7,13 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from conftest import ADMIN_TOKEN, ROOT
+from conftest import ADMIN_TOKEN, GRACE_SECONDS, ROOT
 
 BINARY = Path(os.environ.get("EXAMBELL_BIN", ROOT / ".build" / "debug" / "exambell"))
 
@@ -41,7 +42,15 @@ def ended_candidate(server):
 
 def test_a_receipt_checks_out_with_python_alone_and_with_exambell_verify(server, tmp_path):
     exam, candidate, token = ended_candidate(server)
-    signed = server.ok("GET", "receipt", token=token)
+    # Issued once the grace window after the end has passed.
+    deadline = time.monotonic() + GRACE_SECONDS + 10
+    while True:
+        status, signed = server.api("GET", "receipt", token=token)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        assert status == 409 and signed["error"]["code"] == "receipt_not_ready"
+        time.sleep(0.25)
+    assert status == 200, signed
     receipt = signed["receipt"]
     answers = server.ok("GET", "answers", token=token)["answers"]
     assert answers == {"1": "3", "2": "4", "5": "광합성 \"작용\""}

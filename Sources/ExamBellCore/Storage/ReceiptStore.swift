@@ -43,9 +43,10 @@ public struct StoredReceiptKey: Sendable, Hashable {
 /// The DB's role of receipts and their keys.
 public protocol ReceiptStore: Sendable {
     /// The candidate's receipt (as `sign` wrote it), issued now if it is due: the candidate
-    /// ended and its final save is in, or `graceSeconds` passed since its end. Issuing reads
-    /// the answers and records the receipt in one transaction that holds the candidate's row,
-    /// so no save lands between them; once issued, later saves are refused (kept as late).
+    /// ended and `graceSeconds` passed since its end, so every save the window takes (the
+    /// page's final save among them) is in and no other can come. Issuing reads the answers
+    /// and records the receipt in one transaction that holds the candidate's row; a save that
+    /// still reaches it afterwards (a node whose clock is behind) is refused and kept as late.
     /// Nil when not due yet; 404 for a candidate not of the exam.
     func receipt(
         candidateId: String, examId: String, now: Timestamp, graceSeconds: Int,

@@ -30,7 +30,7 @@ struct ReceiptsController<Context: RequestContext>: Sendable {
         guard let receipt = try await receipts.receipt(candidateId: session.subject, examId: session.examId) else {
             throw ExamBellError.conflict(
                 code: "receipt_not_ready",
-                "Your receipt is issued once your exam has ended and your final save is in (or the grace window of \(receipts.graceSeconds) s has passed)."
+                "Your receipt is issued once your exam has ended and its grace window of \(receipts.graceSeconds) s for answers in flight has passed."
             )
         }
         return JSONResponse(value: ReceiptListItem(receipt))

@@ -123,7 +123,7 @@ function renderDetail(force = false) {
   renderExamDay(exam, roster);
   document.getElementById("audit-head").textContent = auditHead || "-";
   document.getElementById("receipts-summary").textContent = t("admin.receipts.count", { count: receipts ? receipts.total : 0 });
-  document.getElementById("receipts").replaceChildren(...(receipts ? receipts.receipts : []).slice().reverse().map((item) => {
+  document.getElementById("receipt-list").replaceChildren(...(receipts ? receipts.receipts : []).slice().reverse().map((item) => {
     const tr = document.createElement("tr");
     tr.dataset.candidate = item.receipt.candidateId;
     tr.append(cell(item.receipt.candidateId), cell(item.receipt.endedBy), cell(formatTime(item.receipt.endDatetime)),

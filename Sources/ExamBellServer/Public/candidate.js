@@ -225,8 +225,9 @@ async function sendFinal() {
   showReceipt();
 }
 
-// The signed receipt, once the server issued it (at the final save, or when the grace window
-// passed): its fingerprint, and the file to keep. Asked again a few times while not ready.
+// The signed receipt, once the server issues it (when the grace window after the end has
+// passed): its fingerprint, and the file to keep. Asked every few seconds until then (for at
+// most five minutes; the page's call budget allows it).
 let receiptTimer = null;
 async function showReceipt(attempt = 0) {
   clearTimeout(receiptTimer);
@@ -234,8 +235,8 @@ async function showReceipt(attempt = 0) {
   try {
     signed = await bell.receipt();
   } catch (error) {
-    if (attempt < 20 && (error.code === "receipt_not_ready" || !(error.status >= 400 && error.status < 500))) {
-      receiptTimer = setTimeout(() => showReceipt(attempt + 1), 3000);
+    if (attempt < 100 && (error.code === "receipt_not_ready" || !(error.status >= 400 && error.status < 500))) {
+      receiptTimer = setTimeout(() => showReceipt(attempt + 1), Math.min(5000, 1000 * (attempt + 1)));
     }
     return;
   }

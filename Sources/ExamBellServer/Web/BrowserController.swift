@@ -16,7 +16,6 @@ struct BrowserController<Context: RequestContext>: Sendable {
     let examDay: ExamDayService
     let metrics: NodeMetrics
     let spending: Spending
-    let receipts: ReceiptService
 
     var endpoints: RouteCollection<Context> {
         let routes = RouteCollection(context: Context.self)
@@ -100,10 +99,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
         )
         if final {
             switch outcome {
-            case .savedLate(_, let end), .refused(let end):
-                metrics.saved(after: end)
-                // The final save is in: the receipt is issued now (the page fetches it next).
-                _ = try? await receipts.receipt(candidateId: session.subject, examId: plan.examId)
+            case .savedLate(_, let end), .refused(let end): metrics.saved(after: end)
             case .saved: break
             }
         }

@@ -112,7 +112,7 @@ export interface Bell {
   reportLocked(): void;
   /** The person saw this announcement. */
   announcementSeen(announcementId: string): void;
-  /** A candidate's signed receipt once its end and final save are in; rejects with code `receipt_not_ready` before. */
+  /** A candidate's signed receipt once its end's grace window has passed; rejects with code `receipt_not_ready` before. */
   receipt(): Promise<SignedReceipt>;
   /** The session as the server last described it. */
   readonly info: SessionInfo | null;

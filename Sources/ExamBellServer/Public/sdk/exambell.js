@@ -273,7 +273,7 @@ class Bell {
     this.emit("announcement", notice);
   }
 
-  // The candidate's signed receipt once its end and final save are in (DESIGN, "Proof"):
+  // The candidate's signed receipt once its end's grace window has passed (DESIGN, "Proof"):
   // `{receipt, keyId, signature, fieldDigests, fingerprint}`, a file anyone can check with
   // `exambell verify`. Rejects with code `receipt_not_ready` before.
   async receipt() {

@@ -3,8 +3,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A TCP relay between a node and PostgreSQL that can lose the answer to one end's COMMIT:
-/// the fault a network gives, played in the test, with no hook in the product.
+/// A TCP relay in front of a server, for the faults a network gives, played in the test with no
+/// hook in the product: between a node and PostgreSQL it can lose the answer to one end's
+/// COMMIT (`arm`); between a Redis replica and its primary it can hold the replication stream
+/// back (`holdReplies`), so the replica lags when the primary dies.
 ///
 /// Every byte passes unchanged until the relay is armed. Armed, it watches each connection
 /// for a transaction that ends an exam (`UPDATE exam_plan SET status`); at that
@@ -12,7 +14,7 @@ import Synchronization
 /// answer, and then either hands the COMMIT to PostgreSQL after `delay` (`.lateCommit`: the
 /// end commits while the node already sees a dead connection) or never (`.lostCommit`:
 /// PostgreSQL sees its client go and rolls the transaction back). It fires once.
-final class PostgresRelay: Sendable {
+final class TCPRelay: Sendable {
     enum Fault: Sendable {
         case lateCommit(delay: Duration)
         case lostCommit
@@ -21,6 +23,8 @@ final class PostgresRelay: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let listener: any Channel
     private let state: Mutex<(armed: Fault?, fired: Int)>
+    /// While true, what the server sends is kept back (and lost if the server dies).
+    private let holding = Atomic<Bool>(false)
     let port: Int
 
     private init(group: MultiThreadedEventLoopGroup, listener: any Channel) {
@@ -31,7 +35,7 @@ final class PostgresRelay: Sendable {
     }
 
     /// A relay on a free loopback port in front of `host:port`.
-    static func start(to host: String, port targetPort: Int) async throws -> PostgresRelay {
+    static func start(to host: String, port targetPort: Int) async throws -> TCPRelay {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let box = RelayBox()
         let listener = try await ServerBootstrap(group: group)
@@ -39,13 +43,13 @@ final class PostgresRelay: Sendable {
             .childChannelInitializer { inbound in
                 ClientBootstrap(group: inbound.eventLoop).connect(host: host, port: targetPort).flatMap { outbound in
                     let connection = RelayConnection(inbound: inbound, outbound: outbound, relay: box)
-                    return inbound.pipeline.addHandler(ToPostgres(connection)).flatMap {
-                        outbound.pipeline.addHandler(FromPostgres(connection))
+                    return inbound.pipeline.addHandler(ToServer(connection)).flatMap {
+                        outbound.pipeline.addHandler(FromServer(connection))
                     }
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        let relay = PostgresRelay(group: group, listener: listener)
+        let relay = TCPRelay(group: group, listener: listener)
         box.relay.withLock { $0 = relay }
         return relay
     }
@@ -60,6 +64,10 @@ final class PostgresRelay: Sendable {
 
     /// The next end transaction's COMMIT meets `fault`.
     func arm(_ fault: Fault) { state.withLock { $0.armed = fault } }
+
+    /// From now on the server's bytes are held back (true) or pass again, with what was held (false).
+    func holdReplies(_ hold: Bool) { holding.store(hold, ordering: .sequentiallyConsistent) }
+    var holdsReplies: Bool { holding.load(ordering: .sequentiallyConsistent) }
 
     /// How many times a fault fired.
     var fired: Int { state.withLock { $0.fired } }
@@ -85,7 +93,7 @@ final class PostgresRelay: Sendable {
 
 /// Lets connections find their relay, which exists only once its listener is bound.
 private final class RelayBox: Sendable {
-    let relay = Mutex<PostgresRelay?>(nil)
+    let relay = Mutex<TCPRelay?>(nil)
 }
 
 /// One node connection and its PostgreSQL connection; used on the inbound channel's loop.
@@ -127,9 +135,26 @@ private final class RelayConnection: @unchecked Sendable {
         outbound.writeAndFlush(buffer, promise: nil)
     }
 
-    func fromPostgres(_ buffer: ByteBuffer) {
+    /// Bytes the server sent while the relay held them back.
+    var held: [ByteBuffer] = []
+
+    func fromServer(_ buffer: ByteBuffer) {
         guard !answersDropped else { return }
+        if relay.relay.withLock({ $0 })?.holdsReplies == true {
+            held.append(buffer)
+            // Look again shortly: the hold may be lifted while the server stays quiet.
+            outbound.eventLoop.scheduleTask(in: .milliseconds(50)) { self.releaseHeld() }
+            return
+        }
+        releaseHeld()
         inbound.writeAndFlush(buffer, promise: nil)
+    }
+
+    func releaseHeld() {
+        guard !held.isEmpty, relay.relay.withLock({ $0 })?.holdsReplies != true, !answersDropped else { return }
+        for buffer in held { inbound.write(buffer, promise: nil) }
+        held = []
+        inbound.flush()
     }
 
     func closed() {
@@ -139,7 +164,7 @@ private final class RelayConnection: @unchecked Sendable {
     }
 }
 
-private final class ToPostgres: ChannelInboundHandler, Sendable {
+private final class ToServer: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let connection: RelayConnection
     init(_ connection: RelayConnection) { self.connection = connection }
@@ -150,7 +175,7 @@ private final class ToPostgres: ChannelInboundHandler, Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
 }
 
-private final class FromPostgres: ChannelInboundHandler, Sendable {
+private final class FromServer: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let connection: RelayConnection
     init(_ connection: RelayConnection) { self.connection = connection }
@@ -158,7 +183,7 @@ private final class FromPostgres: ChannelInboundHandler, Sendable {
         let buffer = unwrapInboundIn(data)
         // Both channels of a connection share one event loop (the outbound one was made on
         // the inbound one's loop).
-        connection.fromPostgres(buffer)
+        connection.fromServer(buffer)
     }
     func channelInactive(context: ChannelHandlerContext) { connection.closed() }
     func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
