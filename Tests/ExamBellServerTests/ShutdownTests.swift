@@ -154,7 +154,11 @@ struct ShutdownTests {
         let port = cluster.sockets[0].port
         var browsers: [ReconnectingBrowser] = []
         for (index, token) in tokens.enumerated() {
-            browsers.append(ReconnectingBrowser(ports: [port], token: token))
+            // No acknowledgement back: a node killed with a browser's bytes unread in its socket
+            // answers with a reset, which drops the frame the browser had not read yet (clean
+            // run Q1 counted 23 of the 256 written that way); without it the kernel still sends
+            // what the node wrote, then closes.
+            browsers.append(ReconnectingBrowser(ports: [port], token: token, ackExamEnd: false))
             if index % 100 == 99 { try await Task.sleep(for: .milliseconds(100)) }
         }
         try await eventually("\(count) browsers connected", within: .seconds(60)) { try await connected(cluster, "e1", count) }
@@ -169,6 +173,7 @@ struct ShutdownTests {
         // What reached a browser before the crash was in its socket buffers: read within a moment.
         try await Task.sleep(for: .milliseconds(500))
         let toldBefore = browsers.filter { endFrames($0) > 0 }.count
+        print("socket node killed mid-broadcast: \(toldBefore) of \(count) browsers had the end before the crash")
         #expect(toldBefore >= SocketHub.writeChunk, "at least one event loop's first chunk went out before the crash: \(toldBefore)")
         #expect(toldBefore < count, "the crash came before every browser was sent the end: \(toldBefore)")
 
