@@ -54,8 +54,11 @@ public final class MemoryStateStore: StateStore {
         storage.withLock { $0.sets[key] ?? [] }
     }
 
-    public func setField(_ key: String, field: String, value: String) async throws {
-        storage.withLock { $0.hashes[key, default: [:]][field] = value }
+    public func setFields(_ key: String, _ fields: [(field: String, value: String)]) async throws {
+        guard !fields.isEmpty else { return }
+        storage.withLock { storage in
+            for (field, value) in fields { storage.hashes[key, default: [:]][field] = value }
+        }
     }
 
     public func deleteField(_ key: String, field: String) async throws {

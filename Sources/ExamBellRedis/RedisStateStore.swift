@@ -37,8 +37,9 @@ public struct RedisStateStore: StateStore {
         try await client.execute(SMEMBERS(key))
     }
 
-    public func setField(_ key: String, field: String, value: String) async throws {
-        try await client.execute(HSET(key, field: field, value: value))
+    public func setFields(_ key: String, _ fields: [(field: String, value: String)]) async throws {
+        guard !fields.isEmpty else { return }
+        try await client.execute(HSET(key, fields: fields))
     }
 
     public func deleteField(_ key: String, field: String) async throws {

@@ -96,6 +96,13 @@ extension SQLExamStore {
                 ? "everyone: planned end \(plan.scheduledEndDatetime?.iso8601 ?? "none") → \(examEnd.iso8601)"
                 : listed.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.iso8601)" }.joined(separator: ", ")
             try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "change_time", reason: reason, detail: detail, at: at), db)
+            try await db.raw(
+                """
+                INSERT INTO exam_time_change (plan_id, actor, reason, at, everyone, scheduled_end_datetime, ends)
+                VALUES (\(bind: examId), \(bind: actor), \(bind: reason), \(bind: at.iso8601), \(bind: change.candidateIds == nil ? 1 : 0),
+                    \(bind: examEnd.iso8601), \(bind: JSONText.object(pairs: own.sorted { $0.key < $1.key }.map { ($0.key, JSONText.string($0.value.iso8601)) })))
+                """
+            ).run()
             try await Self.insertWebhookEvent(
                 .timeChanged(
                     examId: examId, scheduledEndDatetime: examEnd, candidateIds: change.candidateIds.map { _ in listed.keys.sorted() },

@@ -72,12 +72,26 @@ extension SQLExamStore {
         }
     }
 
-    public func addReceiptKey(_ key: StoredReceiptKey, retiringOthers: Bool) async throws {
+    public func addReceiptKey(_ key: StoredReceiptKey, retiringOthers: Bool, limit: Int?) async throws {
         try await transaction { db in
+            // Rotations take turns (SQLite's one writer does this by itself): a count taken beside
+            // another rotation's uncommitted insert would let both take the last place.
+            if db.dialect.name == "postgresql" {
+                try await db.raw("SELECT pg_advisory_xact_lock(\(bind: Self.receiptKeyLock))").run()
+            }
             if retiringOthers {
                 try await db.raw(
                     "UPDATE exam_receipt_key SET retired_at = \(bind: key.createdAt.iso8601) WHERE retired_at IS NULL"
                 ).run()
+            }
+            if let limit {
+                let kept =
+                    try await db.raw("SELECT COUNT(*) AS n FROM exam_receipt_key").first()?.decode(column: "n", as: Int.self) ?? 0
+                guard kept < limit else {
+                    throw StoreError.conflict(
+                        code: "receipt_key_limit",
+                        message: "\(kept) receipt keys are kept (the most there may be: every key stays published); nothing was changed.")
+                }
             }
             try await db.raw(
                 """
@@ -88,6 +102,9 @@ extension SQLExamStore {
             ).run()
         }
     }
+
+    /// The advisory lock rotations hold for their transaction (any fixed number of ExamBell's own).
+    static let receiptKeyLock: Int64 = 0x4578_616D_4B65_79
 
     /// Receipts one listing issues at most.
     static let receiptsIssuedPerListing = 200

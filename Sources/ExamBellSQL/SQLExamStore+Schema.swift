@@ -241,6 +241,23 @@ extension SQLExamStore {
                 """,
                 "ALTER TABLE exam_candidate ADD COLUMN ended_by TEXT",
             ],
+            // 12: every move of planned ends, for the exam report (who moved whose end, when):
+            // `ends` holds the candidates' own ends it set as JSON (`{"c1":"…"}`).
+            [
+                """
+                CREATE TABLE exam_time_change (
+                    id \(dialect.autoIncrementPrimaryKey),
+                    plan_id TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    reason TEXT,
+                    at TEXT NOT NULL,
+                    everyone INTEGER NOT NULL,
+                    scheduled_end_datetime TEXT NOT NULL,
+                    ends TEXT NOT NULL
+                )
+                """,
+                "CREATE INDEX exam_time_change_plan_id ON exam_time_change(plan_id)",
+            ],
         ]
     }
 

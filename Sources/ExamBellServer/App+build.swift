@@ -55,7 +55,9 @@ public struct ExamBellNode: Sendable {
             secret: configuration.sessionSecret, lifetime: configuration.sessionLifetime, closing: closing,
             sharedTickets: backends.state
         )
-        let hub = SocketHub(forgetEndedAfter: configuration.sessionCloseAfter, faults: configuration.faults)
+        let hub = SocketHub(
+            forgetEndedAfter: configuration.sessionCloseAfter, faults: configuration.faults,
+            instance: "\(configuration.nodeId)~\(Timestamp.milliseconds())")
         let metrics = NodeMetrics(failures: backends.failures)
         let relay = OutboxRelay(
             backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
@@ -237,6 +239,7 @@ struct WebRoutes: Sendable {
     let examDay: ExamDayController<ExamBellRequestContext>
     let webhooks: WebhooksController<ExamBellRequestContext>
     let receipts: ReceiptsController<ExamBellRequestContext>
+    let report: ReportController<ExamBellRequestContext>
 
     init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, sessions: SessionTokens, endService: EndExamService,
@@ -255,12 +258,15 @@ struct WebRoutes: Sendable {
         exams = ExamsController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService, spending: spending)
         let receiptService = ReceiptService(
-            store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds)
+            store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds,
+            maxKeys: configuration.budgets.receiptKeys)
         browser = BrowserController(
             backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
         )
         receipts = ReceiptsController(
             receipts: receiptService, auth: auth, sessions: sessions, spending: spending, budgets: configuration.budgets, store: backends.store)
+        report = ReportController(
+            auth: auth, roster: RosterBuilder(backends: backends), store: backends.store, state: backends.state, receipts: receiptService)
         self.examDay = ExamDayController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )
@@ -277,6 +283,7 @@ struct WebRoutes: Sendable {
         router.addRoutes(examDay.endpoints, atPath: "api")
         router.addRoutes(webhooks.endpoints, atPath: "api")
         router.addRoutes(receipts.endpoints, atPath: "api")
+        router.addRoutes(report.endpoints, atPath: "api")
     }
 }
 

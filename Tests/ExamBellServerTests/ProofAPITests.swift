@@ -112,6 +112,50 @@ struct ProofAPITests {
         }
     }
 
+    @Test("key rotations are budgeted per operator: of 10 at once, 3 are made and 7 refused with 429")
+    func rotationBudget() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.router) { client in
+            #expect(try decode(KeysBody.self, try await client.call(.get, "/api/receipt-keys", headers: [:])).keys.count == 1)
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                for _ in 0..<10 { group.addTask { try await client.call(.post, "/api/receipt-keys/rotate").status } }
+                return try await group.reduce(into: [HTTPResponse.Status]()) { $0.append($1) }
+            }
+            #expect(statuses.count { $0 == .created } == 3)
+            #expect(statuses.count { $0 == .tooManyRequests } == 7)
+            #expect(try decode(KeysBody.self, try await client.call(.get, "/api/receipt-keys", headers: [:])).keys.count == 4)
+        }
+    }
+
+    @Test(
+        "the receipt keys a deployment keeps are capped: rotations at once never overdraw it, the refused ones change nothing",
+        arguments: TestNode.engines)
+    func rotationCap(engines: String) async throws {
+        let capped: (inout ExamBellConfiguration) -> Void = {
+            $0.budgets.receiptKeys = 3
+            $0.budgets.keyRotations = Rate(burst: 50, perMinute: 50)
+        }
+        try await TestNode.on(engines, configure: capped) { test in
+            try await test.node.application.test(.router) { client in
+                #expect(try decode(KeysBody.self, try await client.call(.get, "/api/receipt-keys", headers: [:])).keys.count == 1)
+                let answers = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String).self) { group in
+                    for _ in 0..<10 {
+                        group.addTask {
+                            let response = try await client.call(.post, "/api/receipt-keys/rotate")
+                            return (response.status, String(buffer: response.body))
+                        }
+                    }
+                    return try await group.reduce(into: [(HTTPResponse.Status, String)]()) { $0.append($1) }
+                }
+                #expect(answers.count { $0.0 == .created } == 2)
+                #expect(answers.count { $0.0 == .conflict && $0.1.contains("receipt_key_limit") } == 8)
+                let keys = try decode(KeysBody.self, try await client.call(.get, "/api/receipt-keys", headers: [:])).keys
+                #expect(keys.count == 3)
+                #expect(keys.count { $0.retiredAt == nil } >= 1, "a key still signs")
+            }
+        }
+    }
+
     @Test("the audit chain exports as JSON lines that verify; a row changed in the DB is named", arguments: TestNode.engines)
     func auditChain(engines: String) async throws {
         try await TestNode.on(engines) { test in

@@ -91,15 +91,19 @@ struct TestNode {
 
     /// Runs `body` on a node of the named engines (one of `engines`): SQLite and the memory
     /// engine, or a fresh PostgreSQL database and a Redis server of its own, stopped afterwards.
-    static func on(_ engines: String, answerGraceSeconds: Int = 10, _ body: (TestNode) async throws -> Void) async throws {
+    static func on(
+        _ engines: String, answerGraceSeconds: Int = 10, configure: (inout ExamBellConfiguration) -> Void = { _ in },
+        _ body: (TestNode) async throws -> Void
+    ) async throws {
         let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
         defer { redis?.stop() }
         let test =
             if let redis {
                 try await TestNode(
-                    store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, answerGraceSeconds: answerGraceSeconds)
+                    store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, answerGraceSeconds: answerGraceSeconds,
+                    configure: configure)
             } else {
-                try await TestNode(answerGraceSeconds: answerGraceSeconds)
+                try await TestNode(answerGraceSeconds: answerGraceSeconds, configure: configure)
             }
         try await body(test)
     }

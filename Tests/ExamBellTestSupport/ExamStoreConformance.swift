@@ -339,6 +339,19 @@ public enum ExamStoreConformance {
             #expect(ended?.code == "candidate_ended")
             let audit = try await store.auditLog(examId: "e1").filter { $0.action == "change_time" }
             #expect(audit.map(\.reason) == ["accommodation", "power cut"], "each change audited with its reason, previews not")
+            // The report's record of them: who, when, to what, for whom; refused ones and previews absent.
+            let facts = try await store.reportFacts(examId: "e1")
+            #expect(
+                facts.timeChanges == [
+                    TimeChangeRecord(
+                        at: now, actor: "admin", reason: "accommodation", everyone: false, scheduledEndDatetime: planned,
+                        ends: ["e1-c3": planned.adding(seconds: 600)]),
+                    TimeChangeRecord(
+                        at: now, actor: "admin", reason: "power cut", everyone: true, scheduledEndDatetime: planned.adding(seconds: 300),
+                        ends: ["e1-c3": planned.adding(seconds: 900)]),
+                ])
+            #expect(facts.endedBy == ["e1-c2": "operator"])
+            await #expect(throws: StoreError.self) { _ = try await store.reportFacts(examId: "nope") }
         },
         Case(name: "a candidate ends alone once, with its own time; the exam's end ends the rest at the exam's time") { store in
             try await startedExam(store, id: "e1", candidates: 3)

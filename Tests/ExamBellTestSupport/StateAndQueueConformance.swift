@@ -28,6 +28,32 @@ public enum StateStoreConformance {
             try await state.deleteField("h", field: "n1")
             #expect(try await state.fields("h") == ["n2": "y"])
         },
+        Case(name: "many hash fields in one call; connection spans written and read back") { state in
+            try await state.setFields("m", [("a", "1"), ("b", "2")])
+            try await state.setFields("m", [("b", "3")])
+            try await state.setFields("m", [])
+            #expect(try await state.fields("m") == ["a": "1", "b": "3"])
+            let open = ConnectionSpan(candidateId: "c1", instance: "s1~1700", start: 1_000, end: nil)
+            var closed = open
+            closed.end = 4_000
+            try await state.recordConnections(examId: "e1", [ExamConnections.field(open, serial: "7")])
+            #expect(try await state.connections(examId: "e1") == [open])
+            try await state.recordConnections(
+                examId: "e1",
+                [
+                    ExamConnections.field(closed, serial: "7"),
+                    ExamConnections.field(ConnectionSpan(candidateId: "c2", instance: "s|2", start: 5, end: nil), serial: "x"),
+                ])
+            #expect(
+                Set(try await state.connections(examId: "e1"))
+                    == [closed, ConnectionSpan(candidateId: "c2", instance: "s|2", start: 5, end: nil)])
+            try await state.setPresence(
+                examId: "e1", nodeId: "s1", Presence(candidates: ["c1"], proctors: [], updated: end, instance: "s1~1700"))
+            #expect(
+                try await state.instancesLastSeen(examId: "e1", freshAfter: end.adding(seconds: 1), now: 99)
+                    == ["s1~1700": end.secondsSince1970 * 1000])
+            #expect(try await state.instancesLastSeen(examId: "e1", freshAfter: end, now: 99) == ["s1~1700": 99])
+        },
         Case(name: "the exam day's receipts: locks, acknowledged planned ends, announcements seen") { state in
             try await state.recordLock(examId: "e1", candidateId: "c1", at: end)
             try await state.recordTimeAck(examId: "e1", candidateId: "c1", end: end.adding(seconds: 600))

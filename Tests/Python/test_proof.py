@@ -112,3 +112,82 @@ def test_an_audit_chain_checks_out_with_python_alone_and_a_changed_row_is_named(
     assert result.returncode == 1
     assert "row 2: hash does not match" in result.stderr, result.stderr
     print(f"broken chain: {result.stderr.strip()}")
+
+
+def test_the_exam_report_on_the_embedded_node_in_the_console_and_as_csv(server, new_browser):
+    """The report of a small day on `exambell serve` (SQLite, memory engine): a candidate in
+    Chromium the whole time, one whose page went away and came back, one never connected (a
+    name a spreadsheet would run); read back with Python's csv module; the console draws it and
+    the proctor page lists the receipts."""
+    import csv
+    import io
+
+    from test_exam_day import css, open_page, wait
+    from test_exam_time import open_console
+
+    exam = server.make_exam(candidates=2, proctors=1)
+    exam_id = exam["examId"]
+    first, second = exam["candidates"]
+    third = f"c3-{exam_id}"
+    server.ok("POST", f"exams/{exam_id}/candidates", {"candidates": [{"candidateId": third, "name": "=HYPERLINK(\"x\")"}]})
+    page = new_browser()
+    open_page(page, exam["sessions"][first])
+    away = new_browser()
+    open_page(away, exam["sessions"][second])
+    proctor = new_browser()
+    open_page(proctor, exam["sessions"][exam["proctors"][0]])
+
+    def connected():
+        return server.ok("GET", f"exams/{exam_id}")["connected"]["candidates"]
+
+    deadline = time.monotonic() + 15
+    while connected() < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert connected() == 2
+    # The second page goes away for about 3 s and comes back.
+    away.get("about:blank")
+    gone = time.monotonic()
+    while connected() > 1 and time.monotonic() < gone + 15:
+        time.sleep(0.1)
+    time.sleep(3)
+    open_page(away, exam["sessions"][second])
+    back = time.monotonic()
+    server.ok("POST", f"exams/{exam_id}/time", {"addMinutes": 5, "candidateIds": [first], "reason": "편의 제공"})
+    server.ok("POST", f"exams/{exam_id}/end", {"reason": "정시 종료"})
+
+    deadline = time.monotonic() + GRACE_SECONDS + 20
+    while True:
+        report = server.ok("GET", f"exams/{exam_id}/report")
+        rows = {row["candidateId"]: row for row in report["candidates"]}
+        if (report["receiptsPending"] == 0 and rows[first]["locked"] and rows[second]["locked"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert report["receiptsPending"] == 0, report
+    assert set(rows) == {first, second, third}
+    assert rows[first]["disconnects"] == 0 and rows[first]["offlineSeconds"] == 0
+    assert [(c["by"], c["scheduledEndDatetime"], c["reason"]) for c in rows[first]["timeChanges"]] == [
+        ("admin", "2099-01-01T00:05:00Z", "편의 제공")]
+    assert rows[second]["timeChanges"] == [] and rows[second]["disconnects"] == 1
+    assert 2 <= rows[second]["offlineSeconds"] <= back - gone + 2, rows[second]
+    assert rows[third]["disconnects"] is None and rows[third]["offlineSeconds"] is None and rows[third]["told"] is None
+    for row in rows.values():
+        assert row["endedBy"] == "exam" and row["status"] == "completed" and len(row["answersSha256"]) == 64
+
+    request = urllib.request.Request(f"{server.url}/api/exams/{exam_id}/report?format=csv",
+                                     headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/csv")
+        assert f'filename="{exam_id}-report.csv"' in response.headers["Content-Disposition"]
+        table = list(csv.reader(io.StringIO(response.read().decode())))
+    assert table[0] == ["candidateId", "name", "status", "endDatetime", "endedBy", "told", "locked", "saved", "lastSavedAt",
+                        "answeredCount", "disconnects", "offlineSeconds", "timeChanges", "answersSha256"]
+    by_id = {line[0]: line for line in table[1:]}
+    assert by_id[third][1] == "'=HYPERLINK(\"x\")", "a formula is shown as text"
+    assert by_id[first][13] == rows[first]["answersSha256"] and by_id[second][10] == "1"
+
+    console = open_console(server, new_browser, exam)
+    css(console, "#report-show").click()
+    wait(console, lambda d: len(d.find_elements("css selector", "#report-rows tr")) == 3, message="the console drew no report")
+    assert "편의 제공" in css(console, f'#report-rows tr[data-candidate="{first}"]').text
+    wait(proctor, lambda d: len(d.find_elements("css selector", "#receipt-list tr")) == 3, timeout=20,
+         message="the proctor page listed no receipts")

@@ -22,6 +22,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Now, truncated to whole seconds.
     public static func now() -> Timestamp { Timestamp(Date()) }
 
+    /// Milliseconds since the epoch of `date` (webhook scheduling, connection spans).
+    public static func milliseconds(_ date: Date = Date()) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+    }
+
     /// Parses `YYYY-MM-DDTHH:MM:SSZ`; returns nil for anything else.
     public init?(iso8601 text: String) {
         let b = Array(text.utf8)

@@ -45,6 +45,11 @@ public enum JSONText {
         "{" + fields.map { "\(string($0.key)):\($0.value)" }.joined(separator: ",") + "}"
     }
 
+    /// An object with the given keys in the given order (built at run time); values are JSON text already.
+    public static func object(pairs fields: [(String, String)]) -> String {
+        "{" + fields.map { "\(string($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+    }
+
     /// Decodes `text` as `T` with a plain `JSONDecoder`.
     static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
         try JSONDecoder().decode(T.self, from: Data(text.utf8))

@@ -63,5 +63,8 @@ public protocol ReceiptStore: Sendable {
     func receiptKeys() async throws -> [StoredReceiptKey]
 
     /// Adds a key; with `retiringOthers`, every key not yet retired is retired at its time.
-    func addReceiptKey(_ key: StoredReceiptKey, retiringOthers: Bool) async throws
+    /// 409 `receipt_key_limit` when `limit` keys are kept already (every key stays published,
+    /// so rotations are budgeted); concurrent additions take turns, so two cannot both take
+    /// the last place.
+    func addReceiptKey(_ key: StoredReceiptKey, retiringOthers: Bool, limit: Int?) async throws
 }

@@ -155,16 +155,20 @@ public struct Presence: Sendable, Hashable {
     public var proctors: Set<String>
     /// When the node last wrote it.
     public var updated: Timestamp
+    /// The node's process (`ConnectionSpan.instance`): whose open spans it keeps alive.
+    public var instance: String?
 
-    public init(candidates: Set<String>, proctors: Set<String>, updated: Timestamp) {
+    public init(candidates: Set<String>, proctors: Set<String>, updated: Timestamp, instance: String? = nil) {
         self.candidates = candidates
         self.proctors = proctors
         self.updated = updated
+        self.instance = instance
     }
 
     var json: String {
         JSONText.object([
             "candidates": JSONText.array(candidates.sorted()),
+            "instance": instance.map(JSONText.string) ?? "null",
             "proctors": JSONText.array(proctors.sorted()),
             "updated": JSONText.string(updated.iso8601),
         ])
@@ -175,8 +179,53 @@ public struct Presence: Sendable, Hashable {
             var candidates: [String]
             var proctors: [String]
             var updated: Timestamp
+            var instance: String?
         }
         guard let wire = try? JSONText.decode(Wire.self, from: json) else { return nil }
-        self.init(candidates: Set(wire.candidates), proctors: Set(wire.proctors), updated: wire.updated)
+        self.init(candidates: Set(wire.candidates), proctors: Set(wire.proctors), updated: wire.updated, instance: wire.instance)
+    }
+}
+
+/// The candidates' connection spans (`Connectivity`): `exam_connections:{plan_id}`, a hash of
+/// `{candidateId}|{instance}|{serial}` → `{startMs},{endMs}` (the end empty while open). A
+/// socket node writes the spans that changed with its presence, many in one command.
+public enum ExamConnections {
+    static func key(_ examId: String) -> String { "exam_connections:\(examId)" }
+
+    /// The hash field and value of one span (`serial` tells one node's spans of a candidate apart).
+    public static func field(_ span: ConnectionSpan, serial: String) -> (field: String, value: String) {
+        ("\(span.candidateId)|\(span.instance)|\(serial)", "\(span.start),\(span.end.map(String.init) ?? "")")
+    }
+}
+
+extension StateStore {
+    /// Writes spans given as `ExamConnections.field`s.
+    public func recordConnections(examId: String, _ fields: [(field: String, value: String)]) async throws {
+        try await setFields(ExamConnections.key(examId), fields)
+    }
+
+    /// Every recorded span of the exam (malformed fields skipped).
+    public func connections(examId: String) async throws -> [ConnectionSpan] {
+        try await fields(ExamConnections.key(examId)).compactMap { field, value in
+            guard let first = field.firstIndex(of: "|"), let last = field.lastIndex(of: "|"), first < last,
+                let comma = value.firstIndex(of: ","), let start = Int64(value[..<comma])
+            else { return nil }
+            let endText = value[value.index(after: comma)...]
+            return ConnectionSpan(
+                candidateId: String(field[..<first]), instance: String(field[field.index(after: first)..<last]), start: start,
+                end: endText.isEmpty ? nil : Int64(endText)
+            )
+        }
+    }
+
+    /// Each socket node process's last heartbeat for the exam (ms), `now` for those fresh since
+    /// `freshAfter`: how long its open spans lasted (`Connectivity.measure`).
+    public func instancesLastSeen(examId: String, freshAfter: Timestamp, now: Int64) async throws -> [String: Int64] {
+        var seen: [String: Int64] = [:]
+        for value in try await fields(Self.presenceKey(examId)).values {
+            guard let presence = Presence(json: value), let instance = presence.instance else { continue }
+            seen[instance] = presence.updated >= freshAfter ? now : presence.updated.secondsSince1970 * 1000
+        }
+        return seen
     }
 }

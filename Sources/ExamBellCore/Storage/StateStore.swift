@@ -21,8 +21,8 @@ public protocol StateStore: Sendable {
     /// The members of the set at `key` (`SMEMBERS`).
     func setMembers(_ key: String) async throws -> Set<String>
 
-    /// Sets one field of the hash at `key` (`HSET`).
-    func setField(_ key: String, field: String, value: String) async throws
+    /// Sets fields of the hash at `key` in one round trip (`HSET key f1 v1 f2 v2 …`); none: nothing.
+    func setFields(_ key: String, _ fields: [(field: String, value: String)]) async throws
 
     /// Deletes one field of the hash at `key` (`HDEL`).
     func deleteField(_ key: String, field: String) async throws
@@ -36,4 +36,11 @@ public protocol StateStore: Sendable {
 
     /// Releases the lock `key` if `owner` still holds it.
     func unlock(_ key: String, owner: String) async throws
+}
+
+extension StateStore {
+    /// Sets one field of the hash at `key` (`HSET`).
+    public func setField(_ key: String, field: String, value: String) async throws {
+        try await setFields(key, [(field, value)])
+    }
 }

@@ -223,10 +223,3 @@ public struct WebhookAttemptOutcome: Sendable, Hashable {
         self.next = next
     }
 }
-
-extension Timestamp {
-    /// Milliseconds since the epoch of `date` (webhook scheduling).
-    public static func milliseconds(_ date: Date = Date()) -> Int64 {
-        Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-    }
-}

@@ -30,6 +30,11 @@ public struct Budgets: Sendable {
     public var webhookCalls = Rate(burst: 20, perMinute: 20)
     /// Webhook endpoints of a deployment (each is a fan-out of every event it listens for).
     public var webhookEndpoints = 50
+    /// Receipt key rotations per operator: 3 at once, then 1 an hour (a rotation answers a
+    /// leaked key; every key stays published for good).
+    public var keyRotations = Rate(burst: 3, per: .seconds(3600))
+    /// Receipt keys a deployment keeps, retired ones included (100).
+    public var receiptKeys = 100
     /// Failed logins one address may make for one name within 15 minutes before that pair is
     /// refused (429) for the rest of them (`--login-failures-per-name`, 5).
     public var loginFailuresPerNameAndAddress = AttemptLimit(5, per: .seconds(15 * 60))
@@ -142,6 +147,8 @@ struct Spending: Sendable {
     let changes: RateBudget
     /// Webhook registrations, removals and resends, per operator.
     let webhookCalls: RateBudget
+    /// Receipt key rotations, per operator.
+    let keyRotations: RateBudget
 
     init(_ budgets: Budgets) {
         webhookCalls = RateBudget("webhook changes and resends per operator", budgets.webhookCalls)
@@ -149,5 +156,6 @@ struct Spending: Sendable {
         pageCalls = RateBudget("page calls per session", budgets.pageCalls)
         announcements = RateBudget("announcements per sender", budgets.announcements)
         changes = RateBudget("time changes and single ends per operator", budgets.changes)
+        keyRotations = RateBudget("receipt key rotations per operator", budgets.keyRotations)
     }
 }

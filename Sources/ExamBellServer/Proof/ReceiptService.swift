@@ -14,12 +14,15 @@ import Synchronization
 public final class ReceiptService: Sendable {
     let store: any ReceiptStore & ExamPlanStore
     let graceSeconds: Int
+    /// Keys kept at most (`Budgets.receiptKeys`); a rotation past it is refused.
+    let maxKeys: Int
     private let sealing: SymmetricKey
     private let signer = Mutex<ReceiptSigner?>(nil)
 
-    public init(store: any ReceiptStore & ExamPlanStore, sessionSecret: String, graceSeconds: Int) {
+    public init(store: any ReceiptStore & ExamPlanStore, sessionSecret: String, graceSeconds: Int, maxKeys: Int = Budgets().receiptKeys) {
         self.store = store
         self.graceSeconds = graceSeconds
+        self.maxKeys = maxKeys
         sealing = HKDF<SHA256>.deriveKey(
             inputKeyMaterial: SymmetricKey(data: Data(sessionSecret.utf8)), info: Data("exambell receipt signing key".utf8),
             outputByteCount: 32)
@@ -54,7 +57,7 @@ public final class ReceiptService: Sendable {
     /// A new signing key; the others retire (and stay published).
     public func rotate() async throws -> ReceiptKey {
         let new = ReceiptSigner(key: Curve25519.Signing.PrivateKey())
-        try await store.addReceiptKey(try seal(new), retiringOthers: true)
+        try await store.addReceiptKey(try seal(new), retiringOthers: true, limit: maxKeys)
         signer.withLock { $0 = new }
         return new.published
     }
@@ -80,7 +83,7 @@ public final class ReceiptService: Sendable {
             }
         }
         let new = ReceiptSigner(key: Curve25519.Signing.PrivateKey())
-        try await store.addReceiptKey(try seal(new), retiringOthers: false)
+        try await store.addReceiptKey(try seal(new), retiringOthers: false, limit: nil)
         signer.withLock { $0 = new }
         return new
     }

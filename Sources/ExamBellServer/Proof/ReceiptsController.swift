@@ -41,7 +41,8 @@ struct ReceiptsController<Context: RequestContext>: Sendable {
     }
 
     @Sendable func rotate(_ request: Request, context: Context) async throws -> JSONResponse<ReceiptKey> {
-        _ = try await auth.require(request, context: context, .manage)
+        let principal = try await auth.require(request, context: context, .manage)
+        try spending.keyRotations.require(principal.name)
         return JSONResponse(status: .created, value: try await receipts.rotate())
     }
 

@@ -168,9 +168,63 @@ async function refresh() {
   }
 }
 
+// The exam report (one row a candidate): drawn when asked, not on every refresh.
+const REPORT_COLUMNS = ["candidateId", "name", "status", "endDatetime", "endedBy", "told", "locked", "saved", "lastSavedAt",
+  "answeredCount", "disconnects", "offlineSeconds", "timeChanges", "answersSha256"];
+
+function clearReport() {
+  document.getElementById("report-table").hidden = true;
+  document.getElementById("report-rows").replaceChildren();
+  document.getElementById("report-summary").textContent = "";
+}
+
+async function showReport() {
+  if (!selected) return;
+  const report = await api("GET", `exams/${selected}/report`);
+  document.getElementById("report-head").replaceChildren(...REPORT_COLUMNS.map((name) => {
+    const th = document.createElement("th");
+    th.textContent = name;
+    return th;
+  }));
+  document.getElementById("report-rows").replaceChildren(...report.candidates.map((row) => {
+    const tr = document.createElement("tr");
+    tr.dataset.candidate = row.candidateId;
+    tr.append(...REPORT_COLUMNS.map((name) => {
+      const value = row[name];
+      if (name === "timeChanges") {
+        return cell(value.map((c) => `${formatTime(c.at)} ${c.by} → ${formatTime(c.scheduledEndDatetime)}${c.reason ? ` (${c.reason})` : ""}`).join("; "), "wrap");
+      }
+      if (["endDatetime", "told", "locked", "saved", "lastSavedAt"].includes(name)) return cell(value ? formatTime(value) : "-");
+      if (name === "name") return cell(isolate(value));
+      return cell(value === null || value === undefined ? "-" : String(value));
+    }));
+    return tr;
+  }));
+  document.getElementById("report-table").hidden = false;
+  document.getElementById("report-summary").textContent = t("admin.report.summary", {
+    count: report.candidates.length, pending: report.receiptsPending, time: formatTime(report.generatedAt) });
+}
+
+// The CSV is fetched with the console's credentials and handed to the browser as a file.
+async function downloadReport() {
+  if (!selected) return;
+  const response = await fetch(`/api/exams/${encodeURIComponent(selected)}/report?format=csv`,
+    { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  if (!response.ok) throw Object.assign(new Error(t("admin.report.failed", { status: response.status })), { status: response.status });
+  const link = document.getElementById("report-download");
+  URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${selected}-report.csv`;
+  link.click();
+}
+
+document.getElementById("report-show").addEventListener("click", () => act(showReport));
+document.getElementById("report-csv").addEventListener("click", () => act(downloadReport));
+
 async function open(examId) {
   selected = examId;
   document.getElementById("links").replaceChildren();
+  clearReport();
   await refresh();
   document.getElementById("detail").scrollIntoView({ block: "start" });
 }

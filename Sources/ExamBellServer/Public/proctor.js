@@ -101,6 +101,34 @@ function render() {
   }));
 }
 
+// The receipts issued so far (the latest 100), fetched every 10 s once a candidate has ended:
+// each with the fingerprint its candidate's page shows, so a proctor can compare them.
+let receiptsTimer = null;
+
+async function refreshReceipts() {
+  try {
+    const list = await fetchJSON(`/api/exams/${encodeURIComponent(session.examId)}/receipts?limit=100`, token);
+    document.getElementById("receipts-section").hidden = false;
+    document.getElementById("receipts-summary").textContent = t("proctor.receipts.count", { count: list.total });
+    document.getElementById("receipt-list").replaceChildren(...list.receipts.slice().reverse().map((item) => {
+      const tr = document.createElement("tr");
+      tr.dataset.candidate = item.receipt.candidateId;
+      tr.append(cell(item.receipt.candidateId), cell(item.receipt.endedBy), cell(formatTime(item.receipt.endDatetime)),
+        cell(String(item.receipt.answeredCount)), cell(item.fingerprint));
+      return tr;
+    }));
+  } catch (error) {
+    document.getElementById("error").textContent = error.message;
+  }
+}
+
+function watchReceipts() {
+  if (receiptsTimer || !roster || !session) return;
+  if (roster.status !== "completed" && !roster.candidates.some((c) => c.status === "completed")) return;
+  refreshReceipts();
+  receiptsTimer = setInterval(refreshReceipts, 10000);
+}
+
 let lastRoster = "";
 
 function take(next) {
@@ -110,6 +138,7 @@ function take(next) {
   roster = next;
   if (next.endDatetime) endDatetime = next.endDatetime;
   render();
+  watchReceipts();
 }
 
 async function main() {

@@ -4,6 +4,9 @@ import ServiceLifecycle
 
 /// Publishes who is connected to this socket node into the state store, so that any web
 /// node can count connected browsers: changed exams every tick, all of them as a heartbeat.
+/// Before them go the candidates' connection spans opened or closed since the last tick (one
+/// command an exam), which the exam report reads; the heartbeat keeps this node's open spans
+/// alive.
 struct PresencePublisher: Service {
     let hub: SocketHub
     let state: any StateStore
@@ -15,9 +18,18 @@ struct PresencePublisher: Service {
 
     func publish(all: Bool) async {
         let now = Timestamp.now()
+        for (examId, fields) in hub.takeSpanChanges() {
+            do {
+                try await state.recordConnections(examId: examId, fields)
+            } catch {
+                logger.debug("connection spans not recorded", metadata: ["examId": "\(examId)", "spans": "\(fields.count)"])
+            }
+        }
         for examId in hub.takeChangedExams(all: all) {
             do {
-                try await state.setPresence(examId: examId, nodeId: nodeId, hub.presence(examId, at: now))
+                var presence = hub.presence(examId, at: now)
+                presence.instance = hub.instance
+                try await state.setPresence(examId: examId, nodeId: nodeId, presence)
             } catch {
                 logger.debug("presence not published", metadata: ["examId": "\(examId)"])
             }

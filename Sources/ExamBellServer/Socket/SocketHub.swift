@@ -25,6 +25,8 @@ public final class SocketHub: Sendable {
         var locked = false
         /// The planned end it was last sent in `exam_time`.
         var timeSent: Timestamp?
+        /// Its connection span (candidates): when it joined (ms) and its field's serial.
+        var span: (start: Int64, serial: String)?
         var isCandidate: Bool { session.role == .candidate }
     }
 
@@ -38,6 +40,9 @@ public final class SocketHub: Sendable {
         var candidateEnds: [String: Timestamp] = [:]
         /// Whether membership changed since presence was last published.
         var dirty = true
+        /// Spans recorded per candidate on this node, and where spans past the budget began
+        /// (`recordSpan`).
+        var spans: [String: (count: Int, overflowStart: Int64?)] = [:]
     }
 
     struct State {
@@ -48,6 +53,8 @@ public final class SocketHub: Sendable {
         /// counts addresses; else empty).
         var perSession: [Session: Int] = [:]
         var perAddress: [String: Int] = [:]
+        /// Connection spans opened or closed since they were last taken, by exam.
+        var spanChanges: [String: [(field: String, value: String)]] = [:]
     }
 
     /// Every room, under one lock (`SocketHub+ExamDay.swift` reaches it too).
@@ -62,9 +69,42 @@ public final class SocketHub: Sendable {
     /// The crash tests' points (`.none` in the product).
     let faults: FaultPoints
 
-    public init(forgetEndedAfter: Duration? = nil, faults: FaultPoints = .none) {
+    /// This process among the socket nodes (`ConnectionSpan.instance`): node id and start time.
+    public let instance: String
+
+    /// Connection spans one candidate records on this node separately; later ones are merged
+    /// into one span (first start to last end), so a reconnect loop costs bounded storage.
+    static let spansPerCandidate = 500
+
+    public init(forgetEndedAfter: Duration? = nil, faults: FaultPoints = .none, instance: String = "node") {
         self.forgetEndedAfter = forgetEndedAfter
         self.faults = faults
+        self.instance = instance
+    }
+
+    /// Opens a candidate browser's connection span, for the next presence pass: its serial is
+    /// its member id, or `x` past the candidate's budget (then it starts where the first
+    /// span past the budget started).
+    private func openSpan(_ state: inout State, examId: String, candidateId: String, id: UInt64) -> (start: Int64, serial: String) {
+        let now = Timestamp.milliseconds()
+        var counted = state.rooms[examId]?.spans[candidateId] ?? (0, nil)
+        let span: (start: Int64, serial: String)
+        if counted.count < Self.spansPerCandidate {
+            counted.count += 1
+            span = (now, String(id))
+        } else {
+            span = (counted.overflowStart ?? now, "x")
+            counted.overflowStart = span.start
+        }
+        state.rooms[examId, default: Room()].spans[candidateId] = counted
+        record(&state, examId: examId, candidateId: candidateId, span: span, end: nil)
+        return span
+    }
+
+    private func record(_ state: inout State, examId: String, candidateId: String, span: (start: Int64, serial: String), end: Int64?) {
+        let field = ExamConnections.field(
+            ConnectionSpan(candidateId: candidateId, instance: instance, start: span.start, end: end), serial: span.serial)
+        state.spanChanges[examId, default: []].append(field)
     }
 
     /// What one browser may hold on this node: the budgets `reserve` checks.
@@ -155,6 +195,9 @@ public final class SocketHub: Sendable {
                 }
             }
             member.endSent = end != nil
+            if session.role == .candidate {
+                member.span = openSpan(&state, examId: session.examId, candidateId: session.subject, id: state.nextId)
+            }
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
             state.rooms[session.examId]?.dirty = true
             return (state.nextId, end)
@@ -176,8 +219,11 @@ public final class SocketHub: Sendable {
     func leave(_ id: UInt64, seat: Seat) {
         state.withLock { state in
             // In place: copying the room out would copy its members (O(browsers) per leave).
-            guard state.rooms[seat.session.examId]?.members.removeValue(forKey: id) != nil else { return }
+            guard let member = state.rooms[seat.session.examId]?.members.removeValue(forKey: id) else { return }
             state.rooms[seat.session.examId]?.dirty = true
+            if let span = member.span {
+                record(&state, examId: seat.session.examId, candidateId: member.session.subject, span: span, end: Timestamp.milliseconds())
+            }
         }
         seat.release()
     }
@@ -304,6 +350,14 @@ public final class SocketHub: Sendable {
                 return closedBefore.map { endTime > $0 } ?? true
             }
             return changed
+        }
+    }
+
+    /// The connection spans opened or closed since the last call, by exam.
+    func takeSpanChanges() -> [String: [(field: String, value: String)]] {
+        state.withLock { state in
+            defer { state.spanChanges = [:] }
+            return state.spanChanges
         }
     }
 

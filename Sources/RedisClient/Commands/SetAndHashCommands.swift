@@ -34,6 +34,17 @@ public struct HSET: RedisCommand {
     public init(_ key: String, field: String, value: String) {
         command = ["HSET", key, field, value]
     }
+
+    /// `HSET key f1 v1 f2 v2 …`: many fields in one command.
+    public init(_ key: String, fields: [(field: String, value: String)]) {
+        var arguments = ["HSET", key]
+        arguments.reserveCapacity(2 + 2 * fields.count)
+        for (field, value) in fields {
+            arguments.append(field)
+            arguments.append(value)
+        }
+        command = RESPCommand(arguments)
+    }
 }
 
 /// `HDEL key field`.
