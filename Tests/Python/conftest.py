@@ -171,7 +171,10 @@ def new_browser():
 
     yield make
     for driver in drivers:
-        driver.quit()
+        try:
+            driver.quit()
+        except Exception:  # a test closed it already (a browser that went away)
+            pass
 
 
 def screenshot(driver, name):

@@ -6,7 +6,7 @@
 /// `Presence`), and the exam day's receipts: `exam_locked:{plan_id}` (candidate id → when its
 /// page reported the lock), `exam_time_ack:{plan_id}` (candidate id → the planned end its
 /// page acknowledged) and `exam_announcement_ack:{plan_id}` (`{announcementId}:{candidate id}`
-/// → when it was seen).
+/// → when it was seen); and for the exam report, `exam_connections:{plan_id}` (`ExamConnections`).
 extension StateStore {
     /// Writes the plan key and every candidate key in one round trip.
     public func write(plan examId: String, _ plan: PlanStateValue, candidates: [String: CandidateStateValue])
