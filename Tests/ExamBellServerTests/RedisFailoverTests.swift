@@ -88,16 +88,7 @@ struct RedisFailoverTests {
             let end = try decode(EndBody.self, answer)
             #expect(try await test.backends.store.exam("e1")?.status == .completed)
 
-            for browser in browsers {
-                #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame("e1", end.endDatetime)])
-            }
-            try await cluster.waitForEndOnPromotedReplica("e1", candidates: ids, end: end.endDatetime)
-            // The entry may have reached the old primary (and a socket node) but not the replica:
-            // then the outbox relay publishes it again once it sees the failover.
-            try await eventually("the queue entry is on the new primary", within: .seconds(60)) {
-                try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains { $0.contains(#""examId":"e1""#) }
-            }
-            try await eventually("outbox drained", within: .seconds(30)) { try await test.backends.store.outboxBacklog() == 0 }
+            try await cluster.expectEndSurvivedFailover("e1", end: end.endDatetime, candidates: ids, browsers: browsers, store: test.backends.store)
         }
     }
 }
@@ -173,15 +164,7 @@ extension RedisFailoverTests {
                 try await cluster.primaryPort() == cluster.replica.port
             }
 
-            for browser in browsers {
-                #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame("e1", end.endDatetime)])
-            }
-            // Nothing the old primary took is lost: the DB's truth is written again on the new one.
-            try await cluster.waitForEndOnPromotedReplica("e1", candidates: ids, end: end.endDatetime)
-            try await eventually("the queue entry is on the new primary", within: .seconds(60)) {
-                try await cluster.replica.cli("XRANGE", "queue:exam_end", "-", "+").contains { $0.contains(#""examId":"e1""#) }
-            }
-            try await eventually("outbox drained", within: .seconds(30)) { try await test.backends.store.outboxBacklog() == 0 }
+            try await cluster.expectEndSurvivedFailover("e1", end: end.endDatetime, candidates: ids, browsers: browsers, store: test.backends.store)
         }
         await relay.stop()
     }
@@ -207,6 +190,23 @@ final class SilentListener: Sendable {
 }
 
 extension SentinelTestCluster {
+    /// After a failover during or after an end: every browser was told once, the promoted
+    /// replica holds the end (the DB's truth written again if the old primary took it alone),
+    /// the queue entry is on it (the outbox relay publishes again once it sees the failover)
+    /// and the outbox is drained.
+    func expectEndSurvivedFailover(
+        _ examId: String, end: String, candidates ids: [String], browsers: [TestBrowser], store: any ExamStore
+    ) async throws {
+        for browser in browsers {
+            #expect(await browser.frames(atLeast: 1, within: .seconds(60)) == [expectedFrame(examId, end)])
+        }
+        try await waitForEndOnPromotedReplica(examId, candidates: ids, end: end)
+        try await eventually("the queue entry is on the new primary", within: .seconds(60)) {
+            try await replica.cli("XRANGE", "queue:exam_end", "-", "+").contains { $0.contains(#""examId":"\#(examId)""#) }
+        }
+        try await eventually("outbox drained", within: .seconds(30)) { try await store.outboxBacklog() == 0 }
+    }
+
     /// Checks that the sentinels promoted the replica, then waits (60 s each) until it holds
     /// the exam's plan key and every candidate's key completed at `end`.
     func waitForEndOnPromotedReplica(_ examId: String, candidates ids: [String], end: String) async throws {
