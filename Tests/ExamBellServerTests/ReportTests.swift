@@ -1,7 +1,9 @@
 import ExamBellCore
 import ExamBellProof
+import ExamBellServer
 import ExamBellTestSupport
 import Foundation
+import HummingbirdTesting
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -12,6 +14,35 @@ import FoundationNetworking
 /// nodes as separate processes: every column is checked against what the test did.
 @Suite("The exam report", .timeLimit(.minutes(3)))
 struct ReportTests {
+    @Test(
+        "a candidate reconnecting in a loop records at most 500 spans on a node: 520 connections leave 500 spans and one merged span"
+    )
+    func spanBudget() async throws {
+        let test = try await TestNode()
+        try await test.node.application.test(.live) { client in
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 1)
+            let token = try await client.tokens("e1", role: "candidate", ids: ids)[0]
+            for _ in 0..<520 {
+                let browser = TestBrowser(port: port, token: token)
+                await eventually("connected") { test.node.hub.connectionCount == 1 }
+                browser.close()
+                await eventually("gone") { test.node.hub.connectionCount == 0 }
+            }
+            var spans: [ConnectionSpan] = []
+            try await eventually("every span written") {
+                spans = try await test.backends.state.connections(examId: "e1")
+                return spans.count == 501 && spans.allSatisfy { $0.end != nil }
+            }
+            #expect(spans.count == 501, "500 spans of their own and one merged span past the budget")
+            let starts = spans.map(\.start).sorted()
+            // The merged span ends at the last close and begins at the first connection past the
+            // budget (every span of its own ended before that one began).
+            let merged = try #require(spans.max { $0.end! < $1.end! })
+            #expect(merged.start == starts[500], "the merged span begins where the budget ran out")
+        }
+    }
+
     @Test(
         "a scripted day (time change for two, a hand-in, an operator's end, one candidate offline at the end, one moving between socket nodes): every column matches"
     )

@@ -170,7 +170,13 @@ struct ShutdownTests {
         func endFrames(_ browser: ReconnectingBrowser) -> Int {
             browser.received.all.filter { $0.contains(#""type":"exam_end""#) && $0.contains(end.endDatetime) }.count
         }
-        // What reached a browser before the crash was in its socket buffers: read within a moment.
+        // What reached a browser before the crash was in its socket buffers; the browsers read
+        // it as soon as they get the CPU (under load that is not within half a second): wait,
+        // bounded, for at least one chunk's worth, then count (nothing new can come: the node is dead).
+        let reading = ContinuousClock.now + .seconds(15)
+        while browsers.filter({ endFrames($0) > 0 }).count < SocketHub.writeChunk, ContinuousClock.now < reading {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         try await Task.sleep(for: .milliseconds(500))
         let toldBefore = browsers.filter { endFrames($0) > 0 }.count
         print("socket node killed mid-broadcast: \(toldBefore) of \(count) browsers had the end before the crash")

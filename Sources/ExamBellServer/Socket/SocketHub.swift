@@ -335,7 +335,9 @@ public final class SocketHub: Sendable {
     }
 
     /// The exams whose membership changed since the last call (all of them when `all`);
-    /// rooms left empty are forgotten when never ended, or ended before their sessions closed.
+    /// rooms left empty are forgotten when never ended and holding no candidate's span count
+    /// (a running exam keeps its counts, or a candidate reconnecting alone in a loop would
+    /// reset its span budget each time its room emptied), or ended before their sessions closed.
     func takeChangedExams(all: Bool) -> [String] {
         let closedBefore = forgetEndedAfter.map { Timestamp.now().adding(seconds: -$0.components.seconds) }
         return state.withLock { state in
@@ -346,7 +348,7 @@ public final class SocketHub: Sendable {
             }
             state.rooms = state.rooms.filter { _, room in
                 guard room.members.isEmpty, !room.dirty else { return true }
-                guard let endTime = room.endTime else { return false }
+                guard let endTime = room.endTime else { return !room.spans.isEmpty }
                 return closedBefore.map { endTime > $0 } ?? true
             }
             return changed
