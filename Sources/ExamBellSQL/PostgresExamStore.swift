@@ -1,0 +1,40 @@
+import ExamBellCore
+import Foundation
+import Logging
+
+/// The DB at scale: `SQLExamStore` on PostgreSQL, migrated and ready.
+public enum PostgresExamStore {
+    /// Warnings and worse only: the pool reports every failed connection attempt at info.
+    public static var quietLogger: Logger {
+        var logger = Logger(label: "exambell.postgres")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// Connects to `postgres://…` and applies the migrations not yet applied.
+    public static func open(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
+    ) async throws -> SQLExamStore {
+        let store = try await openUnmigrated(url: url, timeouts: timeouts, failures: failures, logger: logger)
+        try await store.migrate()
+        return store
+    }
+
+    /// Connects without migrating, with the pool left for the node's service group to run
+    /// (`services`); the node migrates before its server starts.
+    public static func openForNode(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
+    ) throws(StoreError) -> SQLExamStore {
+        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, runner: .serviceGroup, logger: logger), failures: failures)
+    }
+
+    /// Connects without migrating (for administration, like creating a database).
+    public static func openUnmigrated(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), failures: BackendFailures = BackendFailures(),
+        logger: Logger = quietLogger
+    ) async throws -> SQLExamStore {
+        SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, logger: logger), failures: failures)
+    }
+}
