@@ -41,7 +41,7 @@ public final class SocketHub: Sendable {
         /// Whether membership changed since presence was last published.
         var dirty = true
         /// Spans recorded per candidate on this node, and where spans past the budget began
-        /// (`recordSpan`).
+        /// (`openSpan`).
         var spans: [String: (count: Int, overflowStart: Int64?)] = [:]
     }
 
@@ -80,31 +80,6 @@ public final class SocketHub: Sendable {
         self.forgetEndedAfter = forgetEndedAfter
         self.faults = faults
         self.instance = instance
-    }
-
-    /// Opens a candidate browser's connection span, for the next presence pass: its serial is
-    /// its member id, or `x` past the candidate's budget (then it starts where the first
-    /// span past the budget started).
-    private func openSpan(_ state: inout State, examId: String, candidateId: String, id: UInt64) -> (start: Int64, serial: String) {
-        let now = Timestamp.milliseconds()
-        var counted = state.rooms[examId]?.spans[candidateId] ?? (0, nil)
-        let span: (start: Int64, serial: String)
-        if counted.count < Self.spansPerCandidate {
-            counted.count += 1
-            span = (now, String(id))
-        } else {
-            span = (counted.overflowStart ?? now, "x")
-            counted.overflowStart = span.start
-        }
-        state.rooms[examId, default: Room()].spans[candidateId] = counted
-        record(&state, examId: examId, candidateId: candidateId, span: span, end: nil)
-        return span
-    }
-
-    private func record(_ state: inout State, examId: String, candidateId: String, span: (start: Int64, serial: String), end: Int64?) {
-        let field = ExamConnections.field(
-            ConnectionSpan(candidateId: candidateId, instance: instance, start: span.start, end: end), serial: span.serial)
-        state.spanChanges[examId, default: []].append(field)
     }
 
     /// What one browser may hold on this node: the budgets `reserve` checks.
@@ -222,7 +197,7 @@ public final class SocketHub: Sendable {
             guard let member = state.rooms[seat.session.examId]?.members.removeValue(forKey: id) else { return }
             state.rooms[seat.session.examId]?.dirty = true
             if let span = member.span {
-                record(&state, examId: seat.session.examId, candidateId: member.session.subject, span: span, end: Timestamp.milliseconds())
+                recordSpan(&state, examId: seat.session.examId, candidateId: member.session.subject, span: span, end: Timestamp.milliseconds())
             }
         }
         seat.release()
@@ -352,14 +327,6 @@ public final class SocketHub: Sendable {
                 return closedBefore.map { endTime > $0 } ?? true
             }
             return changed
-        }
-    }
-
-    /// The connection spans opened or closed since the last call, by exam.
-    func takeSpanChanges() -> [String: [(field: String, value: String)]] {
-        state.withLock { state in
-            defer { state.spanChanges = [:] }
-            return state.spanChanges
         }
     }
 
