@@ -117,13 +117,31 @@ public struct Bench: AsyncParsableCommand {
             } else {
                 try await prepareExams(http: http)
             }
+        let rssBefore = serverPid.flatMap(residentKiB)
+        let connected = try await connect(plan)
+        if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
+        let rssAfter = serverPid.flatMap(residentKiB)
+        let ended = try await end(plan, connected)
+        try report(plan, connected, ended, rss: (rssBefore, rssAfter))
+        if connected.opened < total || ended.received < connected.opened { throw ExitCode(2) }
+    }
+
+    /// The browsers once connected: how many opened, over how many source addresses, in how long.
+    struct Connected {
+        var fleet: Fleet
+        var opened: Int
+        var sources: Int
+        var time: Duration
+    }
+
+    /// Opens every browser of `plan`, in this process or over client processes, with a progress bar.
+    private func connect(_ plan: Plan) async throws -> Connected {
+        let total = plan.urls.count
         let loopback = plan.urls.first.map { $0.contains("//127.") || $0.contains("//localhost") } ?? false
         let sources = (sourceAddresses ?? (loopback ? max(1, (total + 4999) / 5000) : 0))
         let sourceList = sources <= 1 && sourceAddresses == nil ? [] : (0..<max(sources, 1)).map { "127.0.0.\(2 + $0)" }
         let targets = try plan.urls.enumerated().map { try LoadClient.target($0.element, index: $0.offset, sourceAddresses: sourceList) }
-
         let awaited = wsUrl == nil ? #""type":"exam_end""# : nil
-        let rssBefore = serverPid.flatMap(residentKiB)
         let connectStart = ContinuousClock.now
         let fleet: Fleet
         let opened: Int
@@ -155,10 +173,22 @@ public struct Bench: AsyncParsableCommand {
         }
         let connectTime = ContinuousClock.now - connectStart
         if !json { FileHandle.standardError.write(Data("connect took \(Self.format(connectTime.inSeconds)) s\n".utf8)) }
-        if hold > 0 { try await Task.sleep(for: .seconds(hold)) } else { try await Task.sleep(for: .seconds(1)) }
-        let rssAfter = serverPid.flatMap(residentKiB)
+        return Connected(fleet: fleet, opened: opened, sources: max(1, sourceList.count), time: connectTime)
+    }
 
-        // The end: every exam's request at once; each browser is measured from its own exam's request.
+    /// What the end measured: each browser's time from its exam's end request (µs), the end
+    /// requests' answer times (ns), and the client's CPU over the fan-out.
+    struct Ended {
+        var histogram: Histogram<UInt64>
+        var withinOneSecond: Int
+        var responses: [UInt64]
+        var clientCPU: Double
+        var received: Int { Int(histogram.totalCount) }
+    }
+
+    /// Ends every exam at once; each browser is measured from its own exam's request.
+    private func end(_ plan: Plan, _ connected: Connected) async throws -> Ended {
+        let fleet = connected.fleet
         try await fleet.arm()
         let cpuBefore = Self.processCPUSeconds()
         var starts = [UInt64](repeating: 0, count: plan.groups.count)
@@ -177,7 +207,7 @@ public struct Bench: AsyncParsableCommand {
             }
             return responses
         }
-        let (stamps, childrenCPU) = try await fleet.collect(opened: opened)
+        let (stamps, childrenCPU) = try await fleet.collect(opened: connected.opened)
         // The client's own CPU over the fan-out (this process and its children): it shares the
         // cores with the server measured.
         let clientCPU = Self.processCPUSeconds() - cpuBefore + childrenCPU
@@ -192,18 +222,24 @@ public struct Bench: AsyncParsableCommand {
                 if micros <= 1_000_000 { withinOneSecond += 1 }
             }
         }
-        let received = Int(histogram.totalCount)
+        return Ended(histogram: histogram, withinOneSecond: withinOneSecond, responses: responses, clientCPU: clientCPU)
+    }
+
+    /// Prints the figures: lines for people, or one JSON object with `--json`.
+    private func report(_ plan: Plan, _ connected: Connected, _ ended: Ended, rss: (before: Int?, after: Int?)) throws {
+        let total = plan.urls.count
+        let (opened, received, histogram, responses) = (connected.opened, ended.received, ended.histogram, ended.responses)
         func ms(_ percentile: Double) -> Double { received == 0 ? .nan : Double(histogram.valueAtPercentile(percentile)) / 1000 }
         var result: [String: any Sendable] = [
             "target": plan.label, "exams": plan.groups.count, "browsers": total, "connected": opened,
-            "received": received, "missing": opened - received, "withinOneSecond": withinOneSecond,
-            "connectSeconds": connectTime.inSeconds, "sourceAddresses": max(1, sourceList.count),
+            "received": received, "missing": opened - received, "withinOneSecond": ended.withinOneSecond,
+            "connectSeconds": connected.time.inSeconds, "sourceAddresses": connected.sources,
             "endResponseMsMax": Double(responses.max() ?? 0) / 1_000_000,
             "p50Ms": ms(50), "p90Ms": ms(90), "p99Ms": ms(99), "maxMs": received == 0 ? .nan : Double(histogram.max) / 1000,
-            "clientProcesses": clientProcesses, "clientCpuMs": clientCPU * 1000,
-            "clientCpuMicrosPerMessage": received == 0 ? .nan : clientCPU * 1e6 / Double(received),
+            "clientProcesses": clientProcesses, "clientCpuMs": ended.clientCPU * 1000,
+            "clientCpuMicrosPerMessage": received == 0 ? .nan : ended.clientCPU * 1e6 / Double(received),
         ]
-        if let rssBefore, let rssAfter {
+        if let rssBefore = rss.before, let rssAfter = rss.after {
             result["serverRssBeforeKiB"] = rssBefore
             result["serverRssAfterKiB"] = rssAfter
             result["serverKiBPerConnection"] = opened > 0 ? Double(rssAfter - rssBefore) / Double(opened) : .nan
@@ -211,81 +247,20 @@ public struct Bench: AsyncParsableCommand {
         if json {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
-        } else {
+            return
+        }
+        print(
+            "target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connected.time.inSeconds)) s"
+        )
+        print("end request(s) answered within \(Self.format(Double(responses.max() ?? 0) / 1_000_000)) ms")
+        print("exam_end received by \(received), missing \(opened - received); within 1 s of its end request: \(ended.withinOneSecond)")
+        print(
+            "from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
+                + "p99 \(Self.format(ms(99))) ms, max \(Self.format(received == 0 ? .nan : Double(histogram.max) / 1000)) ms")
+        if let rssBefore = rss.before, let rssAfter = rss.after {
             print(
-                "target \(plan.label): \(plan.groups.count) exam(s), \(total) browsers, \(opened) connected in \(Self.format(connectTime.inSeconds)) s"
+                "server RSS \(rssBefore) KiB → \(rssAfter) KiB: \(Self.format(Double(rssAfter - rssBefore) / Double(max(opened, 1)))) KiB per connection"
             )
-            print("end request(s) answered within \(Self.format(Double(responses.max() ?? 0) / 1_000_000)) ms")
-            print("exam_end received by \(received), missing \(opened - received); within 1 s of its end request: \(withinOneSecond)")
-            print(
-                "from end request to receipt: p50 \(Self.format(ms(50))) ms, p90 \(Self.format(ms(90))) ms, "
-                    + "p99 \(Self.format(ms(99))) ms, max \(Self.format(received == 0 ? .nan : Double(histogram.max) / 1000)) ms")
-            if let rssBefore, let rssAfter {
-                print(
-                    "server RSS \(rssBefore) KiB → \(rssAfter) KiB: \(Self.format(Double(rssAfter - rssBefore) / Double(max(opened, 1)))) KiB per connection"
-                )
-            }
-        }
-        if opened < total || received < opened { throw ExitCode(2) }
-    }
-
-    /// The browsers: in this process, or spread over client processes.
-    enum Fleet: Sendable {
-        case local(LoadClient)
-        case processes(ClientProcesses)
-
-        func arm() async throws {
-            switch self {
-            case .local(let load): load.arm()
-            case .processes(let children): try await children.arm()
-            }
-        }
-
-        /// Every browser's stamp (0: never told) once all `opened` were told or 30 s passed,
-        /// and the children's CPU seconds.
-        func collect(opened: Int) async throws -> ([UInt64], Double) {
-            switch self {
-            case .local(let load):
-                let deadline = ContinuousClock.now + .seconds(30)
-                while load.receipts.received < opened, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                return (load.receipts.all, 0)
-            case .processes(let children):
-                return try await children.collect()
-            }
-        }
-
-        func shutdown() async {
-            switch self {
-            case .local(let load): await load.shutdown()
-            case .processes(let children): children.shutdown()
-            }
-        }
-    }
-
-    /// What to connect to and how to end it.
-    struct Plan: Sendable {
-        var urls: [String]
-        /// Each exam's browsers, as index ranges of `urls`.
-        var groups: [Range<Int>]
-        var end: Ender
-        var label: String
-    }
-
-    /// Fires the end of group `index`.
-    enum Ender: Sendable {
-        case exams(APIClient, [String])
-        case publish(APIClient, URL)
-
-        func fire(_ index: Int) async throws {
-            switch self {
-            case .exams(let api, let ids):
-                struct Ended: Decodable { var result: String }
-                _ = try await api.call("POST", "api/exams/\(ids[index])/end", body: ["reason": "benchmark"], as: Ended.self)
-            case .publish(let client, let url):
-                try await client.post(json: ExamEndSocketMessage(examId: "bench", timestamp: .now()).json, to: url)
-            }
         }
     }
 
