@@ -19,64 +19,22 @@ extension SQLExamStore {
                 """
             ).all().map(Self.candidate(from:))
             let byId = Dictionary(uniqueKeysWithValues: running.map { ($0.candidateId, $0) })
-            func moved(_ current: Timestamp?) throws -> Timestamp {
-                switch change.amount {
-                case .to(let time): return time
-                case .minutes(let minutes):
-                    guard let current else {
-                        throw ExamBellError.badRequest(
-                            code: "no_scheduled_end", "Exam \(examId) has no planned end to add minutes to; give scheduledEndDatetime."
-                        )
-                    }
-                    return current.adding(seconds: Int64(minutes) * 60)
-                }
-            }
-            func future(_ time: Timestamp, _ whose: String) throws {
-                guard time > at else {
-                    throw ExamBellError.badRequest(
-                        code: "invalid_time", "The new end of \(whose) (\(time.iso8601)) is not in the future (now \(at.iso8601))."
-                    )
-                }
-            }
-            var examEnd = plan.scheduledEndDatetime
-            var listed: [String: Timestamp] = [:]
-            var affected: [String: Timestamp] = [:]
-            var own: [String: Timestamp] = [:]
+            var listedRows: [Candidate]?
             if let ids = change.candidateIds {
                 let all = try await Self.candidateRows(examId: examId, ids: ids, db)
-                for id in ids {
+                listedRows = try ids.map { id in
                     guard let candidate = all[id] else {
                         throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
                     }
                     guard candidate.status == .inProgress else {
                         throw StoreError.conflict(code: "candidate_ended", message: "Candidate \(id) has ended; its time cannot change.")
                     }
-                    let time = try moved(candidate.plannedEnd(in: plan))
-                    try future(time, id)
-                    listed[id] = time
+                    return candidate
                 }
-                affected = listed
-                own = listed
-            } else {
-                let newEnd = try moved(plan.scheduledEndDatetime)
-                try future(newEnd, "exam \(examId)")
-                // Accommodations keep their extra time: own ends move by the same amount.
-                let shift = plan.scheduledEndDatetime.map { newEnd.secondsSince1970 - $0.secondsSince1970 } ?? 0
-                for candidate in running {
-                    if let mine = candidate.scheduledEndDatetime {
-                        own[candidate.candidateId] = mine.adding(seconds: shift)
-                        affected[candidate.candidateId] = own[candidate.candidateId]
-                    } else {
-                        affected[candidate.candidateId] = newEnd
-                    }
-                }
-                examEnd = newEnd
             }
-            guard let examEnd else {
-                // Listed candidates of an exam with no planned end: they still need a time.
-                throw ExamBellError.badRequest(code: "no_scheduled_end", "Exam \(examId) has no planned end; set one for everyone first.")
-            }
-            let event = ExamTimeEvent(examId: examId, scheduledEndDatetime: examEnd, everyone: change.candidateIds == nil, candidates: own)
+            let planned = try change.plan(for: plan, running: running, listed: listedRows, at: at)
+            let (examEnd, listed, affected, own) = (planned.scheduledEndDatetime, planned.listed, planned.affected, planned.own)
+            let event = planned.event(examId: examId)
             guard !preview else {
                 return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: nil)
             }
