@@ -59,8 +59,11 @@ public struct ExamBellNode: Sendable {
             forgetEndedAfter: configuration.sessionCloseAfter, faults: configuration.faults,
             instance: "\(configuration.nodeId)~\(Timestamp.milliseconds())")
         let metrics = NodeMetrics(failures: backends.failures)
+        let delivery = Delivery(
+            store: backends.store, state: backends.state, queue: backends.queue, events: backends.events, logger: logger)
         let relay = OutboxRelay(
-            backends: backends, interval: configuration.outboxInterval, lease: configuration.outboxLease, logger: logger
+            backends: backends, delivery: delivery, interval: configuration.outboxInterval, lease: configuration.outboxLease,
+            logger: logger
         )
         let sync = FinalSync(
             backends: backends, interval: configuration.syncInterval, window: configuration.syncWindow,

@@ -32,7 +32,7 @@ public struct ExamDayService: Sendable {
             let result = try await backends.store.changeTime(
                 examId: examId, change, actor: actor, reason: reason, at: now, preview: preview, leaseUntil: outbox.leaseUntil(from: now)
             )
-            if let entry = result.outbox { await outbox.deliver(entry) }
+            if let entry = result.outbox { await outbox.delivery.deliver(entry) }
             return result
         }
         if result.outbox != nil {
@@ -79,7 +79,7 @@ public struct ExamDayService: Sendable {
                 examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, endedBy: endedBy,
                 leaseUntil: outbox.leaseUntil(from: now)
             )
-            if let entry = result.outbox { await outbox.deliver(entry) }
+            if let entry = result.outbox { await outbox.delivery.deliver(entry) }
             return result
         }
         if result.outbox != nil {
@@ -97,7 +97,7 @@ public struct ExamDayService: Sendable {
             let (event, entry) = try await backends.store.announce(
                 examId: examId, message: message, candidateIds: candidateIds, actor: actor, at: now, leaseUntil: outbox.leaseUntil(from: now)
             )
-            await outbox.deliver(entry)
+            await outbox.delivery.deliver(entry)
             return event
         }
     }

@@ -2,10 +2,11 @@ import ExamBellCore
 import Foundation
 import Logging
 
-/// The scenario of seed §2 on the web server: validate → the DB commits the end → the plan
-/// key → the queue ∥ the candidates' keys (the seed's `par`, moved after the commit; socket
-/// nodes broadcast meanwhile) → the outbox row marked and the candidates' rows completed →
-/// answer → final sync. Nothing that grows with the candidates comes before the queue entry.
+/// The scenario of seed §2 on the web server, in four steps: validate → the DB commits the
+/// end → `Delivery` (the plan key, then the queue ∥ the candidates' keys: the seed's `par`,
+/// moved after the commit, while socket nodes broadcast; then the outbox row marked and the
+/// candidates' rows completed) → answer, and final sync after it. Nothing that grows with the
+/// candidates comes before the queue entry.
 ///
 /// The DB decides and goes first: its conditional update lets exactly one of concurrent
 /// requests end the exam, and nothing else says "ended" before it committed. Browsers learn of
@@ -28,79 +29,82 @@ public struct EndExamService: Sendable {
     let metrics: NodeMetrics
     let faults: FaultPoints
 
-    /// Ends exam `examId` for `actor`, with an optional reason. `requestLogger` carries the
-    /// request id of the call; the end's log lines carry it and the end's id
-    /// (`examId@endDatetime`), which the socket nodes log when they broadcast it.
+    /// Ends exam `examId` for `actor`, with an optional reason: validate → commit → deliver →
+    /// sync. `requestLogger` carries the request id of the call; the end's log lines carry it
+    /// and the end's id (`examId@endDatetime`), which the socket nodes log when they broadcast it.
     public func end(examId: String, actor: String, reason: String?, requestLogger: Logger? = nil) async throws -> Outcome {
         let logger = requestLogger ?? self.logger
         let started = metrics.endStarted(examId)
         defer { metrics.endRequest.recordInterval(since: started) }
+        // Validate (seed §4.1): the exam exists and is in a state that can end.
         try Identifier.validate(examId, field: "examId")
-        // Validation (seed §4.1): the exam exists and is in a state that can end.
         let plan = try await backends.store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
         let validated = ContinuousClock.now
-        // This node's relay leaves the exam's outbox row to this request until it is told.
+        // This node's relay leaves the exam's outbox row to this request until it is delivered.
         return try await outbox.delivering(examId: examId) {
-            try await commitAndTell(examId: examId, actor: actor, reason: reason, logger: logger, phases: (started, validated))
+            await faults.reach(.beforeEndCommit)
+            let endDatetime = Timestamp.now()
+            switch try await commit(examId: examId, at: endDatetime, actor: actor, reason: reason, logger: logger) {
+            case .lost(let other):
+                return Outcome(plan: other, ended: false)
+            case .committedUnconfirmed(let ended):
+                // The outbox row stays claimed until its lease ends; the relay then delivers it
+                // again (which tells nobody twice), and does all of it if this attempt fails.
+                _ = try? await outbox.delivery.tellEnd(ExamEndQueueMessage(examId: examId, timestamp: endDatetime))
+                return Outcome(plan: ended, ended: true)
+            case .committed(let ended, let entry):
+                let committed = ContinuousClock.now
+                await faults.reach(.afterEndCommit)
+                let delivered = await outbox.delivery.deliver(entry)
+                let settled = ContinuousClock.now
+                logger.info(
+                    "exam ended",
+                    metadata: [
+                        "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
+                        "candidates": "\(delivered.map { String($0.candidateKeys) } ?? "not told yet")",
+                        "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
+                        "publishMs": "\(Self.ms((delivered?.told ?? settled) - committed))",
+                        "settleMs": "\(Self.ms(settled - (delivered?.told ?? settled)))",
+                    ]
+                )
+                if let delay = syncAfterEnd { finalSync.scheduleSync(examId: examId, after: delay) }
+                return Outcome(plan: ended, ended: true)
+            }
         }
     }
 
-    /// The DB commits the end, then the browsers' path is written and the outbox row marked.
-    private func commitAndTell(
-        examId: String, actor: String, reason: String?, logger: Logger,
-        phases: (started: ContinuousClock.Instant, validated: ContinuousClock.Instant)
-    ) async throws -> Outcome {
-        let (started, validated) = phases
-        await faults.reach(.beforeEndCommit)
-        let endDatetime = Timestamp.now()
-        let leaseUntil = outbox.leaseUntil(from: endDatetime)
-        let transition: EndTransition
+    /// How the end's transaction came out.
+    enum Commit {
+        /// This request ended the exam; its outbox row is leased to it.
+        case committed(ExamPlan, OutboxEntry)
+        /// This request's COMMIT went out and PostgreSQL holds it, but its answer was lost.
+        case committedUnconfirmed(ExamPlan)
+        /// Another request ended it first (with its own time).
+        case lost(ExamPlan)
+    }
+
+    /// The DB commits the end (its conditional update lets one request win). A failure as
+    /// unavailable (a lock wait that ran out, a lost connection, a COMMIT PostgreSQL still
+    /// called in progress at the executor's bound) reads the truth back before answering.
+    private func commit(examId: String, at endDatetime: Timestamp, actor: String, reason: String?, logger: Logger) async throws
+        -> Commit
+    {
         do {
-            transition = try await backends.store.endExam(
-                examId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: leaseUntil
-            )
+            switch try await backends.store.endExam(
+                examId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: outbox.leaseUntil(from: endDatetime))
+            {
+            case .alreadyCompleted(let winner): return .lost(winner)
+            case .ended(let ended, let entry): return .committed(ended, entry)
+            }
         } catch {
-            // Unavailable (a lock wait that ran out, a lost connection, a COMMIT whose outcome
-            // PostgreSQL still called in progress at the executor's bound; a lost answer it
-            // could settle came back as the commit itself): read the truth back before answering.
             guard let truth = await readBack(examId: examId, after: error),
                 let ownEnd = Self.ownEnd(after: error, truth: truth, endDatetime: endDatetime)
             else { throw error }
-            guard ownEnd else { return Outcome(plan: truth, ended: false) }
+            guard ownEnd else { return .lost(truth) }
             logger.warning("end committed but its answer was lost; delivering it", metadata: ["examId": "\(examId)"])
-            // The outbox row stays claimed until its lease ends; the relay then publishes it
-            // again (which tells nobody twice), and does all of it if this attempt fails.
-            _ = try? await outbox.announce(ExamEndQueueMessage(examId: examId, timestamp: endDatetime))
-            return Outcome(plan: truth, ended: true)
-        }
-
-        switch transition {
-        case .alreadyCompleted(let winner):
-            // A concurrent request won; it writes the state store with its time, we write nothing.
-            return Outcome(plan: winner, ended: false)
-        case .ended(let ended, let entry):
-            let committed = ContinuousClock.now
-            await faults.reach(.afterEndCommit)
-            // Now that the DB committed: the plan key, then the queue ∥ the candidates' keys (a
-            // failure leaves the row to the relay); while the browsers are told, the row marked
-            // published and the candidates' rows completed.
-            let told = await outbox.tell(entry)
-            let published = ContinuousClock.now
-            if told != nil { await outbox.settle(entry) }
-            let settled = ContinuousClock.now
-            logger.info(
-                "exam ended",
-                metadata: [
-                    "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
-                    "candidates": "\(told.map(String.init) ?? "not told yet")",
-                    "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
-                    "publishMs": "\(Self.ms(published - committed))", "settleMs": "\(Self.ms(settled - published))",
-                ]
-            )
-            if let delay = syncAfterEnd { finalSync.scheduleSync(examId: examId, after: delay) }
-            return Outcome(plan: ended, ended: true)
+            return .committedUnconfirmed(truth)
         }
     }
 

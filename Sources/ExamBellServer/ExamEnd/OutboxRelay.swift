@@ -3,17 +3,9 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Publishes the DB's outbox to the queue: right after an end commits (`tell`, then `settle`),
-/// and in the background for rows nobody published, e.g. after a web node died between its
-/// commit and its publish. A row is leased before it is taken, so two relays never publish it
-/// both.
-///
-/// An end request answers once the browsers' path is written (`tell`: the plan key, then the
-/// queue entry ∥ the candidates' keys), then its row is marked published and the candidates'
-/// DB rows completed (`settle`): the browsers are being told meanwhile, and the answer means
-/// that the DB and the state store both hold the end for every candidate (DESIGN: the web
-/// server marks the exam and its candidates completed in both). A settle that failed is
-/// finished by the relay's next pass or by final sync.
+/// Delivers the DB's outbox rows nobody delivered (`Delivery`), e.g. after a web node died
+/// between its commit and its publish, and after a Redis failover the entries the new primary
+/// lacks. A row is leased before it is taken, so two relays never deliver it both.
 ///
 /// A request that writes a row and delivers it itself does so inside `delivering(examId:)`:
 /// this node's background passes leave that exam's rows alone meanwhile. The row's lease
@@ -22,6 +14,8 @@ import Synchronization
 /// then published the row a second time beside the request.
 public struct OutboxRelay: Service {
     let backends: ExamBellBackends
+    /// What delivers each row, here and in the requests.
+    public let delivery: Delivery
     let interval: Duration
     let lease: Duration
     let logger: Logger
@@ -47,103 +41,6 @@ public struct OutboxRelay: Service {
         return try await body()
     }
 
-    /// Delivers a committed row. An end: its keys and its queue entry (`announce`),
-    /// then the row marked published (at once, so that no relay publishes it a second time),
-    /// then the candidates' DB rows (final sync finishes them if this step fails). An
-    /// exam-day event: its state keys and `queue:exam_events` (`publish`). Failures are
-    /// logged; the row stays for the next pass (every step is idempotent: a second entry for
-    /// the same end tells nobody twice, since a socket node remembers whom it told).
-    @discardableResult
-    public func deliver(_ entry: OutboxEntry) async -> Bool {
-        guard await tell(entry) != nil else { return false }
-        return await settle(entry)
-    }
-
-    /// The row's path to the browsers: an end's state keys and its queue entry (`announce`),
-    /// an event's keys ∥ `queue:exam_events`. Returns how many candidates' keys an end wrote
-    /// (0 for an event), or nil (logged): the row is left to the next pass.
-    func tell(_ entry: OutboxEntry) async -> Int? {
-        do {
-            switch entry.content {
-            case .examEnd(let message): return try await announce(message)
-            case .event(let event):
-                try await publish(event)
-                return 0
-            }
-        } catch {
-            logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
-            return nil
-        }
-    }
-
-    /// After `tell`: the row marked published (at once, so that no relay publishes it a second
-    /// time), then, for an end, the candidates' DB rows (final sync finishes them if this fails).
-    @discardableResult
-    func settle(_ entry: OutboxEntry) async -> Bool {
-        do {
-            try await backends.store.markPublished(outboxId: entry.id, at: .now())
-        } catch {
-            logger.warning(
-                "outbox entry published, not marked yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
-            return false
-        }
-        guard case .examEnd(let message) = entry.content else { return true }
-        do {
-            try await backends.store.completeCandidates(examId: message.examId, at: message.timestamp)
-            return true
-        } catch {
-            logger.warning("candidates' rows not completed yet", metadata: ["examId": "\(message.examId)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    /// An exam-day event after its commit: candidates ended alone get their keys (completed
-    /// at their time) while the event is published to `queue:exam_events`; both are attempted.
-    func publish(_ event: ExamEvent) async throws {
-        guard case .candidateEnd(let ended) = event else {
-            try await backends.events.publish(event)
-            return
-        }
-        _ = try await Self.attemptBoth(
-            { try await backends.state.writeEnded(candidateIds: ended.candidateIds, at: ended.timestamp) },
-            { try await backends.events.publish(event) }
-        )
-    }
-
-    /// The seed's `par`, after the DB committed the end. First the plan key says completed at
-    /// the end time (a browser that joins after the broadcast reads it, so it is written before
-    /// anyone can miss the broadcast); then `exam_end` is published while the candidates' ids
-    /// are read and their keys written in one round trip: the browsers are told
-    /// without waiting for 10,000 ids. Both branches are attempted even when one fails; the
-    /// first failure is thrown. Returns how many candidate keys were written.
-    @discardableResult
-    func announce(_ message: ExamEndQueueMessage) async throws -> Int {
-        try await backends.state.writeEnded(examId: message.examId, at: message.timestamp)
-        let (_, count) = try await Self.attemptBoth(
-            { try await backends.queue.publish(message) },
-            {
-                let ids = try await backends.store.candidateIds(examId: message.examId)
-                try await backends.state.writeEnded(candidateIds: ids, at: message.timestamp)
-                return ids.count
-            }
-        )
-        return count
-    }
-
-    /// Runs both at once and waits for both, even when one fails; throws the first failure.
-    private static func attemptBoth<A: Sendable, B: Sendable>(
-        _ first: @escaping @Sendable () async throws -> A, _ second: @escaping @Sendable () async throws -> B
-    ) async throws -> (A, B) {
-        async let a = first()
-        async let b = second()
-        var results: (A?, B?) = (nil, nil)
-        var failure: (any Error)?
-        do { results.0 = try await a } catch { failure = error }
-        do { results.1 = try await b } catch { failure = failure ?? error }
-        if let failure { throw failure }
-        return (results.0!, results.1!)
-    }
-
     /// One pass: claims the rows that are due and delivers them. Returns how many it published.
     @discardableResult
     public func publishDue() async -> Int {
@@ -153,7 +50,7 @@ public struct OutboxRelay: Service {
             let due = try await backends.store.claimOutbox(now: now, leaseUntil: leaseUntil(from: now), limit: 100)
             var published = 0
             for entry in due where !deliveringHere.contains(entry.examId) {
-                if await deliver(entry) { published += 1 }
+                if await delivery.deliver(entry)?.settled == true { published += 1 }
             }
             return published
         } catch is CancellationError {
