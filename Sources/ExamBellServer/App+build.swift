@@ -259,7 +259,8 @@ struct WebRoutes: Sendable {
             budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
         )
         exams = ExamsController(
-            backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService, spending: spending)
+            backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService,
+            setup: ExamSetupService(store: backends.store, state: backends.state), spending: spending)
         let receiptService = ReceiptService(
             store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds,
             maxKeys: configuration.budgets.receiptKeys)

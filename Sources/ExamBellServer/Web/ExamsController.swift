@@ -11,6 +11,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     let auth: OperatorAuth
     let sessions: SessionTokens
     let endService: EndExamService
+    let setup: ExamSetupService
     let spending: Spending
 
     var endpoints: RouteCollection<Context> {
@@ -79,12 +80,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let examId = try examId(context)
         let body = try await request.decodeJSON(CandidatesBody.self, limit: configuration.maxBodySize)
         let people = try validatePeople(body.candidates.map { Registrant(id: $0.candidateId, name: $0.name) }, field: "candidateId")
-        let result = try await backends.store.registerCandidates(examId: examId, people, actor: caller.name, at: .now())
-        // A running exam's new candidates are in the state store too, for late readers.
-        if let plan = try await backends.store.exam(examId), plan.status == .inProgress {
-            let state = CandidateStateValue(status: .inProgress, lastActiveTime: nil)
-            try? await backends.state.set(people.map { (CandidateStateValue.key($0.id), state.json) })
-        }
+        let result = try await setup.registerCandidates(examId: examId, people, actor: caller.name)
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
     }
 
@@ -107,10 +103,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func start(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
         let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
-        let plan = try await backends.store.startExam(examId: examId, actor: caller.name, at: .now())
-        let candidates = try await backends.store.candidates(examId: examId)
-        // The state store learns the start too; final sync repairs it if this write fails.
-        try? await backends.state.mirror(plan, candidates: candidates)
+        let plan = try await setup.start(examId: examId, actor: caller.name)
         return JSONResponse(value: try await view(of: plan))
     }
 
