@@ -62,7 +62,7 @@ public struct ExamBellNode: Sendable {
         let delivery = Delivery(
             store: backends.store, state: backends.state, queue: backends.queue, events: backends.events, logger: logger)
         let relay = OutboxRelay(
-            backends: backends, delivery: delivery, interval: configuration.outboxInterval, lease: configuration.outboxLease,
+            outbox: backends.store, delivery: delivery, interval: configuration.outboxInterval, lease: configuration.outboxLease,
             logger: logger
         )
         let sync = FinalSync(
@@ -71,10 +71,10 @@ public struct ExamBellNode: Sendable {
             logger: logger, faults: configuration.faults
         )
         let endService = EndExamService(
-            backends: backends, outbox: relay, finalSync: sync,
+            store: backends.store, outbox: relay, finalSync: sync,
             syncAfterEnd: configuration.syncAfterEnd, logger: logger, metrics: metrics, faults: configuration.faults
         )
-        let examDay = ExamDayService(backends: backends, outbox: relay, logger: logger)
+        let examDay = ExamDayService(store: backends.store, outbox: relay, logger: logger)
         let socketServer =
             configuration.roles.contains(.socket)
             ? SocketServer(
@@ -129,7 +129,10 @@ public struct ExamBellNode: Sendable {
                     logger: logger
                 )
             )
-            services.append(RosterPublisher(hub: hub, backends: backends, interval: configuration.presenceInterval, logger: logger))
+            services.append(
+                RosterPublisher(
+                    hub: hub, plans: backends.store, roster: RosterBuilder(store: backends.store, state: backends.state),
+                    interval: configuration.presenceInterval, logger: logger))
         } else {
             application = Application(
                 router: router, server: .guardedHTTP1(limits: guardLimits, budgets: budgets),
@@ -148,7 +151,7 @@ public struct ExamBellNode: Sendable {
             )
             services.append(
                 WebhookDispatcher(
-                    store: backends.store, roster: RosterBuilder(backends: backends), targets: configuration.webhookTargets,
+                    store: backends.store, roster: RosterBuilder(store: backends.store, state: backends.state), targets: configuration.webhookTargets,
                     retryFor: configuration.webhookRetryFor, interval: configuration.webhookInterval,
                     answerGrace: .seconds(configuration.answerGraceSeconds), logger: logger
                 )
@@ -270,7 +273,8 @@ struct WebRoutes: Sendable {
         receipts = ReceiptsController(
             receipts: receiptService, auth: auth, sessions: sessions, spending: spending, budgets: configuration.budgets, store: backends.store)
         report = ReportController(
-            auth: auth, roster: RosterBuilder(backends: backends), store: backends.store, state: backends.state, receipts: receiptService)
+            auth: auth, roster: RosterBuilder(store: backends.store, state: backends.state), store: backends.store, state: backends.state,
+            receipts: receiptService)
         self.examDay = ExamDayController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )

@@ -93,7 +93,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let examId = try Self.id(context, "examId")
         _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
         _ = try await backends.store.existingExam(examId)
-        let all = try await RosterBuilder(backends: backends).announcements(examId: examId)
+        let all = try await RosterBuilder(store: backends.store, state: backends.state).announcements(examId: examId)
         return JSONResponse(value: AnnouncementsView(announcements: Array(all.suffix(configuration.budgets.latestAnnouncements)), total: all.count))
     }
 
@@ -101,7 +101,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let examId = try Self.id(context, "examId")
         _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
         let plan = try await backends.store.existingExam(examId)
-        return JSONResponse(value: try await RosterBuilder(backends: backends).delivery(of: plan))
+        return JSONResponse(value: try await RosterBuilder(store: backends.store, state: backends.state).delivery(of: plan))
     }
 
     /// `@_optimize(none)`: the release compiler (Swift 6.3.1) crashed with signal 11 while

@@ -19,7 +19,7 @@ public struct ExamDayService: Sendable {
         public var ended: Bool
     }
 
-    let backends: ExamBellBackends
+    let store: any ExamDayStore
     let outbox: OutboxRelay
     let logger: Logger
 
@@ -29,7 +29,7 @@ public struct ExamDayService: Sendable {
     {
         let result = try await outbox.delivering(examId: examId) {
             let now = Timestamp.now()
-            let result = try await backends.store.changeTime(
+            let result = try await store.changeTime(
                 examId: examId, change, actor: actor, reason: reason, at: now, preview: preview, leaseUntil: outbox.leaseUntil(from: now)
             )
             if let entry = result.outbox { await outbox.delivery.deliver(entry) }
@@ -75,7 +75,7 @@ public struct ExamDayService: Sendable {
     ) async throws -> CandidatesOutcome {
         let now = Timestamp.now()
         let result = try await outbox.delivering(examId: examId) {
-            let result = try await backends.store.endCandidates(
+            let result = try await store.endCandidates(
                 examId: examId, candidateIds: candidateIds, at: now, actor: actor, reason: reason, endedBy: endedBy,
                 leaseUntil: outbox.leaseUntil(from: now)
             )
@@ -94,7 +94,7 @@ public struct ExamDayService: Sendable {
     public func announce(examId: String, message: String, candidateIds: [String]?, actor: String) async throws -> AnnouncementEvent {
         try await outbox.delivering(examId: examId) {
             let now = Timestamp.now()
-            let (event, entry) = try await backends.store.announce(
+            let (event, entry) = try await store.announce(
                 examId: examId, message: message, candidateIds: candidateIds, actor: actor, at: now, leaseUntil: outbox.leaseUntil(from: now)
             )
             await outbox.delivery.deliver(entry)

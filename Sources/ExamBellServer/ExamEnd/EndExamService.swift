@@ -21,7 +21,7 @@ public struct EndExamService: Sendable {
         public var ended: Bool
     }
 
-    let backends: ExamBellBackends
+    let store: any ExamPlanStore
     let outbox: OutboxRelay
     let finalSync: FinalSync
     let syncAfterEnd: Duration?
@@ -38,7 +38,7 @@ public struct EndExamService: Sendable {
         defer { metrics.endRequest.recordInterval(since: started) }
         // Validate (seed §4.1): the exam exists and is in a state that can end.
         try Identifier.validate(examId, field: "examId")
-        let plan = try await backends.store.existingExam(examId)
+        let plan = try await store.existingExam(examId)
         if plan.status == .completed { return Outcome(plan: plan, ended: false) }
         guard plan.status == .inProgress else { throw ExamBellError.wrongState(examId, is: plan.status, action: "end") }
         let validated = ContinuousClock.now
@@ -92,7 +92,7 @@ public struct EndExamService: Sendable {
         -> Commit
     {
         do {
-            switch try await backends.store.endExam(
+            switch try await store.endExam(
                 examId: examId, at: endDatetime, actor: actor, reason: reason, leaseUntil: outbox.leaseUntil(from: endDatetime))
             {
             case .alreadyCompleted(let winner): return .lost(winner)
@@ -112,7 +112,7 @@ public struct EndExamService: Sendable {
     /// nil (a clear refusal like a wrong state is taken as it is; so is a DB still away).
     private func readBack(examId: String, after error: any Error) async -> ExamPlan? {
         guard let error = error as? StoreError, error.isUnavailable else { return nil }
-        return try? await backends.store.exam(examId)
+        return try? await store.exam(examId)
     }
 
     /// After an end transaction failed and the plan was read back: nil when the exam is not

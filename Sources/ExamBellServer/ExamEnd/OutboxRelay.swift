@@ -13,7 +13,8 @@ import Synchronization
 /// queued on one SQLite connection) the wait can outlast the lease, and the node's own relay
 /// then published the row a second time beside the request.
 public struct OutboxRelay: Service {
-    let backends: ExamBellBackends
+    /// The rows to claim, and the rows published lately (checked after a failover).
+    let outbox: any OutboxStore
     /// What delivers each row, here and in the requests.
     public let delivery: Delivery
     let interval: Duration
@@ -47,7 +48,7 @@ public struct OutboxRelay: Service {
         await republishAfterFailover()
         do {
             let now = Timestamp.now()
-            let due = try await backends.store.claimOutbox(now: now, leaseUntil: leaseUntil(from: now), limit: 100)
+            let due = try await outbox.claimOutbox(now: now, leaseUntil: leaseUntil(from: now), limit: 100)
             var published = 0
             for entry in due where !deliveringHere.contains(entry.examId) {
                 if await delivery.deliver(entry)?.settled == true { published += 1 }
@@ -67,14 +68,14 @@ public struct OutboxRelay: Service {
     /// the state keys the same way. A socket node tells nobody twice, so an entry that was
     /// there after all costs nothing.
     func republishAfterFailover() async {
-        for queue in [backends.queue, backends.events] {
+        for queue in [delivery.queue, delivery.events] {
             let seen = queue.failovers
             let known = failoversChecked.note(queue.stream, seen)
             // The first look only notes the count: a node that starts has nothing to check.
             guard let known, known != seen else { continue }
             do {
                 let since = Timestamp.now().adding(seconds: -Self.failoverRecheck)
-                let rows = try await backends.store.publishedOutbox(since: since).filter { $0.topic == queue.stream }
+                let rows = try await outbox.publishedOutbox(since: since).filter { $0.topic == queue.stream }
                 // Stream ids are the Redis server's clock: a minute's slack for clocks apart.
                 let missing = Set(try await queue.missing(rows.map(\.payload), since: since.adding(seconds: -60)))
                 for row in rows where missing.contains(row.payload) {

@@ -9,17 +9,18 @@ import ServiceLifecycle
 /// who is connected, status, last activity, answered count and, after an end, the acks.
 struct RosterPublisher: Service {
     let hub: SocketHub
-    let backends: ExamBellBackends
+    let plans: any ExamPlanStore
+    let roster: RosterBuilder
     let interval: Duration
     let logger: Logger
 
     func publishOnce() async {
-        let builder = RosterBuilder(backends: backends)
+        let builder = roster
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         for examId in hub.examsWithProctors() {
             do {
-                guard let plan = try await backends.store.exam(examId) else { continue }
+                guard let plan = try await plans.exam(examId) else { continue }
                 let roster = try await builder.roster(of: plan)
                 hub.sendToProctors(examId, text: ByteBuffer(bytes: try encoder.encode(roster)))
             } catch {

@@ -197,7 +197,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
             // A proctor's page calls are budgeted like a candidate's (a roster is costly).
             try spending.pageCalls.require("proctor:\(session.subject)")
         }
-        return JSONResponse(value: try await RosterBuilder(backends: backends).roster(of: try await plan(context)))
+        return JSONResponse(value: try await RosterBuilder(store: backends.store, state: backends.state).roster(of: try await plan(context)))
     }
 
     // MARK: Helpers

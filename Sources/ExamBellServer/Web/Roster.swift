@@ -7,7 +7,8 @@ import ExamBellCore
 /// One builder serves `GET /api/exams/{id}/roster` and `/delivery` (web node) and the live
 /// roster frames a socket node pushes to its proctors (`RosterPublisher`).
 struct RosterBuilder: Sendable {
-    let backends: ExamBellBackends
+    let store: any PeopleStore & AnswerStore & ExamDayStore
+    let state: any StateStore
 
     /// Presence older than this is from a node that stopped without saying so.
     static func presenceCutoff() -> Timestamp { Timestamp.now().adding(seconds: -15) }
@@ -24,10 +25,10 @@ struct RosterBuilder: Sendable {
 
     /// The candidates of an exam with their receipts.
     func receipts(examId: String) async throws -> [(Candidate, Receipts)] {
-        async let candidatesRead = backends.store.candidates(examId: examId)
-        async let acksRead = backends.state.acknowledgements(examId: examId)
-        async let locksRead = backends.state.locks(examId: examId)
-        async let offsetsRead = backends.state.clockOffsets(examId: examId)
+        async let candidatesRead = store.candidates(examId: examId)
+        async let acksRead = state.acknowledgements(examId: examId)
+        async let locksRead = state.locks(examId: examId)
+        async let offsetsRead = state.clockOffsets(examId: examId)
         let (candidates, acks, locks, offsets) = try await (candidatesRead, acksRead, locksRead, offsetsRead)
         return candidates.map { candidate in
             let id = candidate.candidateId
@@ -70,8 +71,8 @@ struct RosterBuilder: Sendable {
 
     /// The announcements of an exam with how many candidates saw each.
     func announcements(examId: String) async throws -> [AnnouncementView] {
-        async let listRead = backends.store.announcements(examId: examId, for: nil)
-        async let seenRead = backends.state.announcementsSeen(examId: examId)
+        async let listRead = store.announcements(examId: examId, for: nil)
+        async let seenRead = state.announcementsSeen(examId: examId)
         let (list, seen) = try await (listRead, seenRead)
         return list.map {
             AnnouncementView(
@@ -84,14 +85,14 @@ struct RosterBuilder: Sendable {
     func roster(of plan: ExamPlan) async throws -> RosterView {
         let examId = plan.examId
         async let rowsRead = receipts(examId: examId)
-        async let answeredRead = backends.store.answeredCounts(examId: examId)
-        async let presenceRead = backends.state.presence(examId: examId, freshAfter: Self.presenceCutoff())
-        async let timeAcksRead = backends.state.timeAcks(examId: examId)
+        async let answeredRead = store.answeredCounts(examId: examId)
+        async let presenceRead = state.presence(examId: examId, freshAfter: Self.presenceCutoff())
+        async let timeAcksRead = state.timeAcks(examId: examId)
         async let announcementsRead = announcements(examId: examId)
-        async let seenRead = backends.state.announcementsSeen(examId: examId)
+        async let seenRead = state.announcementsSeen(examId: examId)
         let (rows, answered) = try await (rowsRead, answeredRead)
         let (presence, timeAcks, announcements, seen) = try await (presenceRead, timeAcksRead, announcementsRead, seenRead)
-        let cached = try await backends.state.candidates(rows.map(\.0.candidateId))
+        let cached = try await state.candidates(rows.map(\.0.candidateId))
         var seenBy: [String: [String]] = [:]
         for (announcementId, ids) in seen {
             for id in ids { seenBy[id, default: []].append(announcementId) }
