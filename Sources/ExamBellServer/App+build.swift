@@ -66,7 +66,7 @@ public struct ExamBellNode: Sendable {
             logger: logger
         )
         let sync = FinalSync(
-            backends: backends, interval: configuration.syncInterval, window: configuration.syncWindow,
+            store: backends.store, state: backends.state, interval: configuration.syncInterval, window: configuration.syncWindow,
             nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
             logger: logger, faults: configuration.faults
         )

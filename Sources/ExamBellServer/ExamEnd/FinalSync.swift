@@ -25,7 +25,9 @@ public struct FinalSync: Service {
         public init() {}
     }
 
-    let backends: ExamBellBackends
+    /// The DB's plans and candidates (the truth) and where the receipts are copied.
+    let store: any ExamPlanStore & PeopleStore & ExamDayStore
+    let state: any StateStore
     let interval: Duration
     /// How long after its end an exam stays in the periodic pass.
     let window: Duration
@@ -40,10 +42,11 @@ public struct FinalSync: Service {
     private let requested: AsyncStream<(examId: String, due: ContinuousClock.Instant)>.Continuation
 
     init(
-        backends: ExamBellBackends, interval: Duration, window: Duration = .seconds(600), nodeId: String, logger: Logger,
-        faults: FaultPoints = .none
+        store: any ExamPlanStore & PeopleStore & ExamDayStore, state: any StateStore, interval: Duration,
+        window: Duration = .seconds(600), nodeId: String, logger: Logger, faults: FaultPoints = .none
     ) {
-        self.backends = backends
+        self.store = store
+        self.state = state
         self.interval = interval
         self.window = window
         self.nodeId = nodeId
@@ -84,35 +87,35 @@ public struct FinalSync: Service {
     func reconcileOrThrow(examId: String) async throws -> Report {
         // Only one node syncs a given exam at a time; a node that finds it taken leaves it.
         let lockKey = "exam_sync_lock:\(examId)"
-        guard try await backends.state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return Report() }
+        guard try await state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return Report() }
         do {
             let report = try await reconcileLocked(examId: examId)
-            try? await backends.state.unlock(lockKey, owner: nodeId)
+            try? await state.unlock(lockKey, owner: nodeId)
             return report
         } catch {
-            try? await backends.state.unlock(lockKey, owner: nodeId)
+            try? await state.unlock(lockKey, owner: nodeId)
             throw error
         }
     }
 
     private func reconcileLocked(examId: String) async throws -> Report {
         var report = Report()
-        guard let plan = try await backends.store.exam(examId), plan.status != .scheduled else { return report }
-        var candidates = try await backends.store.candidates(examId: examId)
+        guard let plan = try await store.exam(examId), plan.status != .scheduled else { return report }
+        var candidates = try await store.candidates(examId: examId)
         // An end whose node died before completing the candidates' rows is finished here.
         if plan.status == .completed, let end = plan.endDatetime, candidates.contains(where: { $0.status != .completed }) {
             let before = candidates.filter { $0.status != .completed }.count
-            try await backends.store.completeCandidates(examId: examId, at: end)
-            candidates = try await backends.store.candidates(examId: examId)
+            try await store.completeCandidates(examId: examId, at: end)
+            candidates = try await store.candidates(examId: examId)
             report.candidatesUpdatedInDB += before - candidates.filter { $0.status != .completed }.count
         }
         await faults.reach(.syncAfterRowsRead)
         let ids = candidates.map(\.candidateId)
-        let raw = try await backends.state.rawCandidates(ids)
-        let planCached = try await backends.state.get([PlanStateValue.key(examId)])[0].flatMap(PlanStateValue.init(json:))
+        let raw = try await state.rawCandidates(ids)
+        let planCached = try await state.get([PlanStateValue.key(examId)])[0].flatMap(PlanStateValue.init(json:))
         // The state store says "completed" only after the DB committed it, so the DB read
         // *after* the state store is the truth for both: a key ahead of it is wrong, not early.
-        guard let fresh = try await backends.store.exam(examId) else { return report }
+        guard let fresh = try await store.exam(examId) else { return report }
         // The same holds for one candidate ended alone: its row was read before the state
         // store, so a key that says completed where that row does not is checked against the
         // row read now (the end committed before its key was written), never taken as wrong.
@@ -121,7 +124,7 @@ public struct FinalSync: Service {
         }
         if !claimed.isEmpty {
             let now = Dictionary(
-                uniqueKeysWithValues: try await backends.store.candidates(ids: claimed.map(\.candidateId)).map { ($0.candidateId, $0) }
+                uniqueKeysWithValues: try await store.candidates(ids: claimed.map(\.candidateId)).map { ($0.candidateId, $0) }
             )
             candidates = candidates.map { now[$0.candidateId] ?? $0 }
         }
@@ -136,28 +139,28 @@ public struct FinalSync: Service {
             if later || candidate.status.canMove(to: cached.status) { activity[candidate.candidateId] = cached }
         }
         if !activity.isEmpty {
-            report.candidatesUpdatedInDB += try await backends.store.applyCandidateActivity(activity)
-            candidates = try await backends.store.candidates(examId: examId)
+            report.candidatesUpdatedInDB += try await store.applyCandidateActivity(activity)
+            candidates = try await store.candidates(examId: examId)
         }
 
         // Redis → DB: when each browser acknowledged the end (a column of its own; the
         // candidate's last_active_time stays the end time).
         let unrecorded = Set(candidates.filter { $0.acknowledgedAt == nil }.map(\.candidateId))
-        let acks = try await backends.state.acknowledgements(examId: examId).filter { unrecorded.contains($0.key) }
+        let acks = try await state.acknowledgements(examId: examId).filter { unrecorded.contains($0.key) }
         if !acks.isEmpty {
-            report.candidatesUpdatedInDB += try await backends.store.recordAcknowledgements(acks)
+            report.candidatesUpdatedInDB += try await store.recordAcknowledgements(acks)
         }
         // Redis → DB: when each page reported its lock (the `locked` receipt).
         let unlocked = Set(candidates.filter { $0.lockedAt == nil }.map(\.candidateId))
-        let locks = try await backends.state.locks(examId: examId).filter { unlocked.contains($0.key) }
+        let locks = try await state.locks(examId: examId).filter { unlocked.contains($0.key) }
         if !locks.isEmpty {
-            report.candidatesUpdatedInDB += try await backends.store.recordLocks(locks)
+            report.candidatesUpdatedInDB += try await store.recordLocks(locks)
         }
         // Redis → DB: how far each page's clock was off, reported with its lock.
         let unmeasured = Set(candidates.filter { $0.clockOffsetMs == nil }.map(\.candidateId))
-        let offsets = try await backends.state.clockOffsets(examId: examId).filter { unmeasured.contains($0.key) }
+        let offsets = try await state.clockOffsets(examId: examId).filter { unmeasured.contains($0.key) }
         if !offsets.isEmpty {
-            report.candidatesUpdatedInDB += try await backends.store.recordClockOffsets(offsets)
+            report.candidatesUpdatedInDB += try await store.recordClockOffsets(offsets)
         }
 
         // DB → Redis: rewrite what is missing, malformed, behind the DB, or says an end the DB
@@ -183,7 +186,7 @@ public struct FinalSync: Service {
             if wrong { rewrite.append((CandidateStateValue.key(candidate.candidateId), truth.json)) }
         }
         if !rewrite.isEmpty {
-            try await backends.state.set(rewrite)
+            try await state.set(rewrite)
             report.keysRewritten = rewrite.count
         }
         return report
@@ -195,7 +198,7 @@ public struct FinalSync: Service {
     public func reconcileAll() async -> [String] {
         do {
             let since = Timestamp.now().adding(seconds: -Int64(window.inSeconds.rounded(.up)))
-            let live = try await backends.store.examsToSync(endedSince: since)
+            let live = try await store.examsToSync(endedSince: since)
             let examIds = live + dirtyExams.subtracting(live).sorted()
             for examId in examIds { await reconcile(examId: examId) }
             return examIds
