@@ -84,11 +84,13 @@ public struct ExamBellNode: Sendable {
                 trustedProxies: configuration.connectionLimits.trustedProxies,
                 metrics: metrics, pingInterval: .nanoseconds(Int64(configuration.pingInterval.inSeconds * 1e9))
             ) : nil
-        let web =
-            configuration.roles.contains(.web)
-            ? try WebRoutes(
-                configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay, metrics: metrics)
-            : nil
+        // Operators' passwords are checked on the web role only, on threads the node owns.
+        let passwords = configuration.roles.contains(.web) ? Passwords() : nil
+        let web = try passwords.map { passwords in
+            try WebRoutes(
+                configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay, metrics: metrics,
+                passwords: passwords)
+        }
         let router = try buildRouter(
             configuration: configuration, backends: backends, web: web, metrics: metrics, hub: socketServer == nil ? nil : hub
         )
@@ -99,6 +101,8 @@ public struct ExamBellNode: Sendable {
         // The backends' own services first: a service group stops its services in reverse
         // order, so the pools outlive every part that uses them.
         var services: [any Service] = backends.services
+        // The password threads stop after the HTTP server and before the pools.
+        if let passwords { services.append(passwords) }
         var application: Application<RouterResponder<ExamBellRequestContext>>
         if let socketServer {
             application = Application(
@@ -249,7 +253,7 @@ struct WebRoutes: Sendable {
 
     init(
         configuration: ExamBellConfiguration, backends: ExamBellBackends, sessions: SessionTokens, endService: EndExamService,
-        examDay: ExamDayService, metrics: NodeMetrics
+        examDay: ExamDayService, metrics: NodeMetrics, passwords: Passwords
     ) throws {
         guard let adminToken = configuration.adminToken, !adminToken.isEmpty else {
             throw ExamBellError.badRequest(code: "admin_token_required", "A web node needs --admin-token (EXAMBELL_ADMIN_TOKEN).")
@@ -259,7 +263,7 @@ struct WebRoutes: Sendable {
         operators = OperatorsController(
             store: backends.store, auth: auth, maxBodySize: configuration.maxBodySize,
             secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
-            budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking)
+            budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking), passwords: passwords
         )
         exams = ExamsController(
             backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService,

@@ -60,7 +60,9 @@ struct OperatorCommand: AsyncParsableCommand {
             }
             try await report {
                 let account = try await place.withStore { store in
-                    try await OperatorAdmin.add(name: name, password: password, role: role, store: store)
+                    try await Passwords.withPasswords { passwords in
+                        try await OperatorAdmin.add(name: name, password: password, role: role, store: store, passwords: passwords)
+                    }
                 }
                 print("Operator \(account.name) added as \(account.role.rawValue).")
             }

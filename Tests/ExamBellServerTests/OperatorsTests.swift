@@ -335,11 +335,12 @@ extension OperatorsTests {
     @Test("a burst of password hashes runs beside the database, never ahead of it: a query answers while they queue")
     func hashesLeaveTheStoreAlone() async throws {
         let store = try await SQLiteExamStore.open(path: ":memory:")
+        let passwords = Passwords()
         // What finished, in order: "hash" 8 times and "query" once.
         let order = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    _ = try await Passwords.hash("a password of eight hashes")
+                    _ = try await passwords.hash("a password of eight hashes")
                     return "hash"
                 }
             }

@@ -26,11 +26,14 @@ struct OperatorsController<Context: RequestContext>: Sendable {
     let slowdown: Duration
     /// Logins whose password check is running or waiting for a thread.
     let checking: Slots
+    /// Hashes and checks passwords on threads of their own.
+    let passwords: Passwords
 
     init(
         store: any OperatorStore, auth: OperatorAuth, maxBodySize: Int, secureCookies: Bool, sessionLifetime: Duration,
-        budgets: Budgets, checking: Slots
+        budgets: Budgets, checking: Slots, passwords: Passwords
     ) {
+        self.passwords = passwords
         self.store = store
         self.auth = auth
         self.maxBodySize = maxBodySize
@@ -98,7 +101,7 @@ struct OperatorsController<Context: RequestContext>: Sendable {
             )
         }
         defer { checking.give(address) }
-        let matched = try await Passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
+        let matched = try await passwords.verify(String(body.password.prefix(200)), hash: account?.passwordHash)
         guard matched, let account = account?.account, !account.disabled else {
             checked = false
             nameFailures.fail(nameKey)
@@ -143,7 +146,7 @@ struct OperatorsController<Context: RequestContext>: Sendable {
     @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<OperatorView> {
         let caller = try await auth.require(request, context: context, .manage)
         let body = try await request.decodeJSON(NewOperatorBody.self, limit: maxBodySize)
-        let account = try await OperatorAdmin.add(name: body.name, password: body.password, role: body.role, store: store)
+        let account = try await OperatorAdmin.add(name: body.name, password: body.password, role: body.role, store: store, passwords: passwords)
         context.logger.info("operator added", metadata: ["operator": "\(account.name)", "role": "\(account.role.rawValue)", "by": "\(caller.name)"])
         return JSONResponse(status: .created, value: OperatorView(account))
     }

@@ -3,6 +3,7 @@ import Foundation
 import HummingbirdBcrypt
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Random secrets (console session ids, API tokens, CSRF tokens) and what the DB keeps of
 /// them: a SHA-256 hash, so a copy of the DB opens no session.
@@ -40,24 +41,47 @@ public enum SecretToken {
 /// cores), and a burst of logins queued ahead of them held up every query of the node, the
 /// end request's included (CI saw a request wait 20 s). Logins queue behind each other only;
 /// a query shares the CPU with them but never waits in their line.
-public enum Passwords {
+///
+/// A service of the node that uses it (the web role): its threads start with it and stop
+/// when the node stops, after the HTTP server; a tool makes one for its call (`withPasswords`).
+public final class Passwords: Service {
     /// bcrypt's cost: 2^12 rounds.
     public static let cost: UInt8 = 12
     /// Checked when the name is unknown, so a wrong name takes as long as a wrong password.
     static let decoy = Bcrypt.hash("not-a-password-of-anyone", cost: cost)
-    /// The threads hashes run on (one a core), for the process's lifetime.
-    static let pool: NIOThreadPool = {
-        let pool = NIOThreadPool(numberOfThreads: System.coreCount)
-        pool.start()
-        return pool
-    }()
+    /// The threads hashes run on (one a core).
+    private let pool: NIOThreadPool
 
-    public static func hash(_ password: String) async throws -> String {
-        try await pool.runIfActive { Bcrypt.hash(password, cost: cost) }
+    public init(threads: Int = System.coreCount) {
+        pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()
     }
 
-    public static func verify(_ password: String, hash: String?) async throws -> Bool {
-        let matched = try await pool.runIfActive { Bcrypt.verify(password, hash: hash ?? decoy) }
+    public func hash(_ password: String) async throws -> String {
+        try await pool.runIfActive { Bcrypt.hash(password, cost: Self.cost) }
+    }
+
+    public func verify(_ password: String, hash: String?) async throws -> Bool {
+        let matched = try await pool.runIfActive { Bcrypt.verify(password, hash: hash ?? Self.decoy) }
         return matched && hash != nil
+    }
+
+    /// Runs until the node stops gracefully, then stops the threads.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await pool.shutdownGracefully()
+    }
+
+    /// Runs `body` with a pool of its own, stopped afterwards (tools and tests).
+    public static func withPasswords<R: Sendable>(_ body: (Passwords) async throws -> R) async throws -> R {
+        let passwords = Passwords()
+        do {
+            let result = try await body(passwords)
+            try await passwords.pool.shutdownGracefully()
+            return result
+        } catch {
+            try? await passwords.pool.shutdownGracefully()
+            throw error
+        }
     }
 }
