@@ -265,14 +265,18 @@ struct WebRoutes: Sendable {
             secureCookies: configuration.publicWebURL.lowercased().hasPrefix("https:"), sessionLifetime: configuration.consoleSessionLifetime,
             budgets: configuration.budgets, checking: Slots(limit: configuration.maxLoginsChecking), passwords: passwords
         )
+        let settings = RequestSettings(configuration)
+        let roster = RosterBuilder(store: backends.store, state: backends.state)
         exams = ExamsController(
-            backends: backends, configuration: configuration, auth: auth, sessions: sessions, endService: endService,
+            store: backends.store, state: backends.state, roster: roster, settings: settings, auth: auth, sessions: sessions,
+            endService: endService,
             setup: ExamSetupService(store: backends.store, state: backends.state), spending: spending)
         let receiptService = ReceiptService(
             store: backends.store, sessionSecret: configuration.sessionSecret, graceSeconds: configuration.answerGraceSeconds,
             maxKeys: configuration.budgets.receiptKeys)
         browser = BrowserController(
-            backends: backends, configuration: configuration, sessions: sessions, examDay: examDay, metrics: metrics, spending: spending
+            store: backends.store, state: backends.state, settings: settings, sessions: sessions, examDay: examDay, metrics: metrics,
+            spending: spending
         )
         receipts = ReceiptsController(
             receipts: receiptService, auth: auth, sessions: sessions, spending: spending, budgets: configuration.budgets, store: backends.store)
@@ -280,7 +284,7 @@ struct WebRoutes: Sendable {
             auth: auth, roster: RosterBuilder(store: backends.store, state: backends.state), store: backends.store, state: backends.state,
             receipts: receiptService)
         self.examDay = ExamDayController(
-            backends: backends, configuration: configuration, auth: auth, sessions: sessions, examDay: examDay, spending: spending
+            store: backends.store, roster: roster, settings: settings, auth: auth, sessions: sessions, examDay: examDay, spending: spending
         )
         webhooks = WebhooksController(
             store: backends.store, auth: auth, targets: configuration.webhookTargets, maxBodySize: configuration.maxBodySize,

@@ -224,12 +224,15 @@ public struct OutboxEntry: Sendable, Hashable {
     }
 }
 
-extension ExamStore {
-    /// An exam's whole audit log, oldest first (tools and tests; the API gives the latest rows).
+extension AuditStore {
+    /// An exam's whole audit log, oldest first (the export, tools and tests; the API's list
+    /// gives the latest rows).
     public func auditLog(examId: String) async throws -> [AuditEntry] {
         try await auditLog(examId: examId, latest: nil)
     }
+}
 
+extension ExamPlanStore {
     /// Every plan, newest first (tools and tests; the API pages them).
     public func exams() async throws -> [ExamPlan] {
         try await exams(after: nil, limit: Int(Int32.max))

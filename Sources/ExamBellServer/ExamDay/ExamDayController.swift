@@ -5,8 +5,9 @@ import Hummingbird
 /// The exam day's admin calls (DESIGN "Exam day"): move the planned end, end one candidate,
 /// announce; and what proves the end reached everyone: delivery receipts, late submissions.
 struct ExamDayController<Context: RequestContext>: Sendable {
-    let backends: ExamBellBackends
-    let configuration: ExamBellConfiguration
+    let store: any ExamPlanStore & ExamDayStore
+    let roster: RosterBuilder
+    let settings: RequestSettings
     let auth: OperatorAuth
     let sessions: SessionTokens
     let examDay: ExamDayService
@@ -25,13 +26,13 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     }
 
     /// Most ids a time change or announcement may list.
-    var maxListed: Int { configuration.maxBatch }
+    var maxListed: Int { settings.maxBatch }
 
     @Sendable func changeTime(_ request: Request, context: Context) async throws -> JSONResponse<TimeChangeView> {
         let caller = try await auth.require(request, context: context, .operate)
         try spending.changes.require(caller.name)
         let examId = try Self.id(context, "examId")
-        let body = try await request.decodeJSON(TimeChangeBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(TimeChangeBody.self, limit: settings.maxBodySize)
         let reason = try Reason.validate(body.reason, required: true) ?? ""
         let amount: TimeChange.Amount
         switch (body.scheduledEndDatetime, body.addMinutes) {
@@ -69,7 +70,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         try spending.changes.require(caller.name)
         let examId = try Self.id(context, "examId")
         let candidateId = try Self.id(context, "candidateId")
-        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: settings.maxBodySize)
         let reason = try Reason.validate(body?.reason, required: false)
         let outcome = try await examDay.endCandidate(examId: examId, candidateId: candidateId, actor: caller.name, reason: reason)
         return JSONResponse(value: CandidateEndView(outcome, examId: examId))
@@ -79,7 +80,7 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         let examId = try Self.id(context, "examId")
         let actor = try await operatorOrProctor(request, context: context, examId: examId, .operate)
         try spending.announcements.require(actor)
-        let body = try await request.decodeJSON(AnnouncementBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(AnnouncementBody.self, limit: settings.maxBodySize)
         let message = body.message.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !message.isEmpty, TextLimit.fits(message, characters: 500) else {
             throw ExamBellError.badRequest(code: "invalid_message", "message must be 1 to 500 characters (2,000 bytes).")
@@ -92,16 +93,16 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
         let examId = try Self.id(context, "examId")
         _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
-        _ = try await backends.store.existingExam(examId)
-        let all = try await RosterBuilder(store: backends.store, state: backends.state).announcements(examId: examId)
-        return JSONResponse(value: AnnouncementsView(announcements: Array(all.suffix(configuration.budgets.latestAnnouncements)), total: all.count))
+        _ = try await store.existingExam(examId)
+        let all = try await roster.announcements(examId: examId)
+        return JSONResponse(value: AnnouncementsView(announcements: Array(all.suffix(settings.budgets.latestAnnouncements)), total: all.count))
     }
 
     @Sendable func delivery(_ request: Request, context: Context) async throws -> JSONResponse<DeliveryView> {
         let examId = try Self.id(context, "examId")
         _ = try await operatorOrProctor(request, context: context, examId: examId, .read)
-        let plan = try await backends.store.existingExam(examId)
-        return JSONResponse(value: try await RosterBuilder(store: backends.store, state: backends.state).delivery(of: plan))
+        let plan = try await store.existingExam(examId)
+        return JSONResponse(value: try await roster.delivery(of: plan))
     }
 
     /// `@_optimize(none)`: the release compiler (Swift 6.3.1) crashed with signal 11 while
@@ -109,9 +110,9 @@ struct ExamDayController<Context: RequestContext>: Sendable {
     @_optimize(none)
     @Sendable func lateSubmissions(_ request: Request, context: Context) async throws -> JSONResponse<LateSubmissionsView> {
         _ = try await auth.require(request, context: context, .read)
-        let plan = try await backends.store.existingExam(try Self.id(context, "examId"))
-        let page = try ListPage(request, budgets: configuration.budgets)
-        let submissions = try await backends.store.lateSubmissions(examId: plan.examId, after: try page.afterNumber(), limit: page.limit + 1)
+        let plan = try await store.existingExam(try Self.id(context, "examId"))
+        let page = try ListPage(request, budgets: settings.budgets)
+        let submissions = try await store.lateSubmissions(examId: plan.examId, after: try page.afterNumber(), limit: page.limit + 1)
         return JSONResponse(
             value: LateSubmissionsView(
                 lateSubmissions: Array(submissions.prefix(page.limit)),
@@ -126,12 +127,12 @@ struct ExamDayController<Context: RequestContext>: Sendable {
         guard let id = Int64(try context.parameters.require("submissionId")), id > 0 else {
             throw ExamBellError.badRequest(code: "invalid_id", "submissionId must be a late submission's number.")
         }
-        let body = try await request.decodeJSON(LateSubmissionDecisionBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(LateSubmissionDecisionBody.self, limit: settings.maxBodySize)
         let reason = try Reason.validate(body.reason, required: true)
         guard body.decision == "accept" || body.decision == "reject" else {
             throw ExamBellError.badRequest(code: "invalid_decision", "decision must be accept or reject.")
         }
-        let decided = try await backends.store.decideLateSubmission(
+        let decided = try await store.decideLateSubmission(
             examId: examId, id: id, accept: body.decision == "accept", actor: caller.name, reason: reason, at: .now()
         )
         return JSONResponse(value: decided)

@@ -10,8 +10,9 @@ import Hummingbird
 /// meant for it, for a page that was away when they were sent) and `POST /api/socket-ticket`
 /// (a 30-second ticket for the WebSocket's URL, so the session token stays out of URLs).
 struct BrowserController<Context: RequestContext>: Sendable {
-    let backends: ExamBellBackends
-    let configuration: ExamBellConfiguration
+    let store: any ExamPlanStore & PeopleStore & AnswerStore & ExamDayStore
+    let state: any StateStore
+    let settings: RequestSettings
     let sessions: SessionTokens
     let examDay: ExamDayService
     let metrics: NodeMetrics
@@ -40,19 +41,19 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// Who the session token's browser is, and its exam's state: what a page shows first.
     @Sendable func session(_ request: Request, context: Context) async throws -> JSONResponse<SessionInfoView> {
         let session = try await pageSession(request)
-        let plan = try await backends.store.existingExam(session.examId)
+        let plan = try await store.existingExam(session.examId)
         let candidate: Candidate? =
-            session.role == .candidate ? try await backends.store.candidates(ids: [session.subject]).first : nil
+            session.role == .candidate ? try await store.candidates(ids: [session.subject]).first : nil
         let name: String? =
             switch session.role {
             case .candidate: candidate?.name
-            case .proctor: try await backends.store.proctors(examId: plan.examId).first { $0.proctorId == session.subject }?.name
+            case .proctor: try await store.proctors(examId: plan.examId).first { $0.proctorId == session.subject }?.name
             }
         // A candidate sees its own planned end, and its own end once it ended alone.
         let ownEnd = candidate?.endTime(in: plan)
         if let candidate, ownEnd == nil, let planned = candidate.plannedEnd(in: plan) {
             // The page now has this planned end (as if told by `exam_time`): the roster shows it.
-            try? await backends.state.recordTimeAck(examId: plan.examId, candidateId: candidate.candidateId, end: planned)
+            try? await state.recordTimeAck(examId: plan.examId, candidateId: candidate.candidateId, end: planned)
         }
         return JSONResponse(
             value: SessionInfoView(
@@ -61,7 +62,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
                 startDatetime: plan.startDatetime?.iso8601,
                 scheduledEndDatetime: (candidate?.plannedEnd(in: plan) ?? plan.scheduledEndDatetime)?.iso8601,
                 endDatetime: (ownEnd ?? plan.endDatetime)?.iso8601,
-                socketUrl: configuration.publicSocketURL, choiceItems: plan.items.choice, shortItems: plan.items.short,
+                socketUrl: settings.publicSocketURL, choiceItems: plan.items.choice, shortItems: plan.items.short,
                 candidateStatus: candidate?.status.rawValue,
                 serverTimeMs: Int64((Date().timeIntervalSince1970 * 1000).rounded())
             )
@@ -71,8 +72,8 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// The candidate's saved answers; what a reopened page shows (read-only after the end).
     @Sendable func answers(_ request: Request, context: Context) async throws -> JSONResponse<AnswersView> {
         let session = try await candidateSession(request)
-        let plan = try await backends.store.existingExam(session.examId)
-        let saved = try await backends.store.answers(candidateId: session.subject)
+        let plan = try await store.existingExam(session.examId)
+        let saved = try await store.answers(candidateId: session.subject)
         return JSONResponse(
             value: AnswersView(
                 examId: plan.examId, status: plan.status.rawValue, endDatetime: plan.endDatetime?.iso8601,
@@ -85,16 +86,16 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// answers already in flight; after that 409 `exam_ended`. Both outcomes are audited.
     @Sendable func saveAnswers(_ request: Request, context: Context) async throws -> JSONResponse<AnswerSaveView> {
         let session = try await candidateSession(request, budget: spending.answerSaves)
-        let plan = try await backends.store.existingExam(session.examId)
-        let body = try await request.decodeJSON(SaveAnswersBody.self, limit: configuration.maxBodySize)
+        let plan = try await store.existingExam(session.examId)
+        let body = try await request.decodeJSON(SaveAnswersBody.self, limit: settings.maxBodySize)
         let final = body.final ?? false
         // A page's final save may hold no answer at all: it still proves the page got there.
         let answers = final && body.answers.isEmpty ? [:] : try plan.items.validate(body.answers)
         let now = Timestamp.now()
-        let outcome = try await backends.store.saveAnswers(
+        let outcome = try await store.saveAnswers(
             candidateId: session.subject, examId: plan.examId, answers, at: now,
             window: AnswerWindow(
-                graceSeconds: configuration.answerGraceSeconds, lateBytesPerCandidate: configuration.budgets.lateBytesPerCandidate),
+                graceSeconds: settings.answerGraceSeconds, lateBytesPerCandidate: settings.budgets.lateBytesPerCandidate),
             final: final
         )
         if final {
@@ -111,7 +112,7 @@ struct BrowserController<Context: RequestContext>: Sendable {
         case .refused(let end):
             throw ExamBellError.conflict(
                 code: "exam_ended",
-                "Exam \(plan.examId) ended at \(end.iso8601) for you; answers are no longer taken (grace window \(configuration.answerGraceSeconds) s). These were kept as a late submission for the operator to decide on."
+                "Exam \(plan.examId) ended at \(end.iso8601) for you; answers are no longer taken (grace window \(settings.answerGraceSeconds) s). These were kept as a late submission for the operator to decide on."
             )
         }
     }
@@ -129,11 +130,11 @@ struct BrowserController<Context: RequestContext>: Sendable {
     /// The announcements meant for this candidate (all of the exam's for a proctor), oldest first.
     @Sendable func announcements(_ request: Request, context: Context) async throws -> JSONResponse<AnnouncementsView> {
         let session = try await pageSession(request)
-        let all = try await backends.store.announcements(
+        let all = try await store.announcements(
             examId: session.examId, for: session.role == .candidate ? session.subject : nil
         )
         // The latest few, with how many there are: a page shows those, never a stack.
-        let list = all.suffix(configuration.budgets.latestAnnouncements)
+        let list = all.suffix(settings.budgets.latestAnnouncements)
         return JSONResponse(
             value: AnnouncementsView(
                 announcements: list.map {

@@ -6,8 +6,10 @@ import Hummingbird
 /// The web server's JSON API of DESIGN.md (`/api/exams…`) plus what the admin console and
 /// proctors need (roster, audit log). The pages' own calls are `BrowserController`'s.
 struct ExamsController<Context: RequestContext>: Sendable {
-    let backends: ExamBellBackends
-    let configuration: ExamBellConfiguration
+    let store: any ExamPlanStore & PeopleStore & AuditStore
+    let state: any StateStore
+    let roster: RosterBuilder
+    let settings: RequestSettings
     let auth: OperatorAuth
     let sessions: SessionTokens
     let endService: EndExamService
@@ -34,9 +36,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
 
     @Sendable func list(_ request: Request, context: Context) async throws -> JSONResponse<ExamListView> {
         _ = try await auth.require(request, context: context, .read)
-        let page = try ListPage(request, budgets: configuration.budgets)
+        let page = try ListPage(request, budgets: settings.budgets)
         if let after = page.after { try Identifier.validate(after, field: "after") }
-        let plans = try await backends.store.exams(after: page.after, limit: page.limit + 1)
+        let plans = try await store.exams(after: page.after, limit: page.limit + 1)
         var views: [ExamView] = []
         for plan in plans.prefix(page.limit) {
             views.append(try await view(of: plan))
@@ -46,7 +48,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
 
     @Sendable func create(_ request: Request, context: Context) async throws -> JSONResponse<ExamView> {
         let caller = try await auth.require(request, context: context, .operate)
-        let body = try await request.decodeJSON(CreateExamBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(CreateExamBody.self, limit: settings.maxBodySize)
         try Identifier.validate(body.examId, field: "examId")
         let title = body.title.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !title.isEmpty, TextLimit.fits(title, characters: 200) else {
@@ -64,7 +66,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
             }
             scheduledEnd = time
         }
-        let plan = try await backends.store.createExam(
+        let plan = try await store.createExam(
             examId: body.examId, title: title, items: items, scheduledEnd: scheduledEnd, actor: caller.name, at: .now()
         )
         return JSONResponse(status: .created, value: try await view(of: plan))
@@ -78,7 +80,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func registerCandidates(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
         let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
-        let body = try await request.decodeJSON(CandidatesBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(CandidatesBody.self, limit: settings.maxBodySize)
         let people = try validatePeople(body.candidates.map { Registrant(id: $0.candidateId, name: $0.name) }, field: "candidateId")
         let result = try await setup.registerCandidates(examId: examId, people, actor: caller.name)
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
@@ -87,16 +89,16 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func registerProctors(_ request: Request, context: Context) async throws -> JSONResponse<RegistrationView> {
         let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
-        let body = try await request.decodeJSON(ProctorsBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeJSON(ProctorsBody.self, limit: settings.maxBodySize)
         let people = try validatePeople(body.proctors.map { Registrant(id: $0.proctorId, name: $0.name) }, field: "proctorId")
-        let result = try await backends.store.registerProctors(examId: examId, people, actor: caller.name, at: .now())
+        let result = try await store.registerProctors(examId: examId, people, actor: caller.name, at: .now())
         return JSONResponse(value: RegistrationView(examId: examId, added: result.added, existing: result.existing))
     }
 
     @Sendable func proctors(_ request: Request, context: Context) async throws -> JSONResponse<ProctorListView> {
         _ = try await auth.require(request, context: context, .read)
         let plan = try await plan(context)
-        let proctors = try await backends.store.proctors(examId: plan.examId)
+        let proctors = try await store.proctors(examId: plan.examId)
         return JSONResponse(value: ProctorListView(proctors: proctors.map { .init(proctorId: $0.proctorId, name: $0.name) }))
     }
 
@@ -110,7 +112,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
     @Sendable func end(_ request: Request, context: Context) async throws -> JSONResponse<EndView> {
         let caller = try await auth.require(request, context: context, .operate)
         let examId = try examId(context)
-        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: configuration.maxBodySize)
+        let body = try await request.decodeOptionalJSON(ReasonBody.self, limit: settings.maxBodySize)
         let reason = try Reason.validate(body?.reason, required: false)
         let outcome = try await endService.end(examId: examId, actor: caller.name, reason: reason, requestLogger: context.logger)
         return JSONResponse(
@@ -127,19 +129,19 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let examId = try examId(context)
         let body: SessionsBody
         do {
-            body = try await request.decodeJSON(SessionsBody.self, limit: configuration.maxBodySize)
+            body = try await request.decodeJSON(SessionsBody.self, limit: settings.maxBodySize)
         } catch let error as ExamBellError where error.message.contains("role") {
             throw ExamBellError.badRequest(code: "invalid_role", "role must be candidate or proctor.")
         }
-        guard !body.ids.isEmpty, body.ids.count <= configuration.maxBatch else {
-            throw ExamBellError.badRequest(code: "invalid_batch", "ids must hold 1 to \(configuration.maxBatch) ids.")
+        guard !body.ids.isEmpty, body.ids.count <= settings.maxBatch else {
+            throw ExamBellError.badRequest(code: "invalid_batch", "ids must hold 1 to \(settings.maxBatch) ids.")
         }
         for id in body.ids { try Identifier.validate(id, field: "ids[]") }
         _ = try await plan(context)
         let known: Set<String> =
             switch body.role {
-            case .candidate: Set(try await backends.store.candidates(examId: examId).map(\.candidateId))
-            case .proctor: Set(try await backends.store.proctors(examId: examId).map(\.proctorId))
+            case .candidate: Set(try await store.candidates(examId: examId).map(\.candidateId))
+            case .proctor: Set(try await store.proctors(examId: examId).map(\.proctorId))
             }
         let unknown = body.ids.filter { !known.contains($0) }
         guard unknown.isEmpty else {
@@ -156,8 +158,8 @@ struct ExamsController<Context: RequestContext>: Sendable {
             result.append(
                 .init(
                     id: id, token: token,
-                    socketUrl: "\(configuration.publicSocketURL)?token=\(token)",
-                    pageUrl: "\(configuration.publicWebURL)/\(page)#token=\(token)"
+                    socketUrl: "\(settings.publicSocketURL)?token=\(token)",
+                    pageUrl: "\(settings.publicWebURL)/\(page)#token=\(token)"
                 )
             )
         }
@@ -171,16 +173,16 @@ struct ExamsController<Context: RequestContext>: Sendable {
         let plan = try await plan(context)
         let format = try ExportFormat(request, allowed: [.jsonl])
         // What is written by now is in the chain before it is read (bounded: 20 passes).
-        for _ in 0..<20 where try await backends.store.chainAudit(examId: plan.examId) > 0 {}
+        for _ in 0..<20 where try await store.chainAudit(examId: plan.examId) > 0 {}
         if format == .jsonl {
-            let rows = try await backends.store.auditLog(examId: plan.examId)
+            let rows = try await store.auditLog(examId: plan.examId)
             return try TextResponse(
                 contentType: "application/jsonl; charset=utf-8",
                 text: rows.map { AuditChain.exportLine($0) + "\n" }.joined(), filename: "\(plan.examId)-audit.jsonl"
             ).response(from: request, context: context)
         }
-        let page = try ListPage(request, budgets: configuration.budgets)
-        let entries = try await backends.store.auditLog(examId: plan.examId, latest: page.limit)
+        let page = try ListPage(request, budgets: settings.budgets)
+        let entries = try await store.auditLog(examId: plan.examId, latest: page.limit)
         return try JSONResponse(value: AuditView(entries: entries, head: entries.last?.hash)).response(from: request, context: context)
     }
 
@@ -197,7 +199,7 @@ struct ExamsController<Context: RequestContext>: Sendable {
             // A proctor's page calls are budgeted like a candidate's (a roster is costly).
             try spending.pageCalls.require("proctor:\(session.subject)")
         }
-        return JSONResponse(value: try await RosterBuilder(store: backends.store, state: backends.state).roster(of: try await plan(context)))
+        return JSONResponse(value: try await roster.roster(of: try await plan(context)))
     }
 
     // MARK: Helpers
@@ -209,12 +211,12 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     private func plan(_ context: Context) async throws -> ExamPlan {
-        try await backends.store.existingExam(try examId(context))
+        try await store.existingExam(try examId(context))
     }
 
     private func validatePeople(_ people: [Registrant], field: String) throws -> [Registrant] {
-        guard !people.isEmpty, people.count <= configuration.maxBatch else {
-            throw ExamBellError.badRequest(code: "invalid_batch", "Send 1 to \(configuration.maxBatch) people in one request.")
+        guard !people.isEmpty, people.count <= settings.maxBatch else {
+            throw ExamBellError.badRequest(code: "invalid_batch", "Send 1 to \(settings.maxBatch) people in one request.")
         }
         var seen = Set<String>()
         return try people.map { person in
@@ -231,9 +233,9 @@ struct ExamsController<Context: RequestContext>: Sendable {
     }
 
     private func view(of plan: ExamPlan) async throws -> ExamView {
-        let counts = try await backends.store.candidateCounts(examId: plan.examId)
-        let presence = try? await backends.state.presence(examId: plan.examId, freshAfter: RosterBuilder.presenceCutoff())
-        let acknowledged = try? await backends.state.acknowledged(examId: plan.examId)
+        let counts = try await store.candidateCounts(examId: plan.examId)
+        let presence = try? await state.presence(examId: plan.examId, freshAfter: RosterBuilder.presenceCutoff())
+        let acknowledged = try? await state.acknowledged(examId: plan.examId)
         return ExamView(
             examId: plan.examId, title: plan.title, status: plan.status.rawValue,
             createdAt: plan.createdAt.iso8601, startDatetime: plan.startDatetime?.iso8601,
