@@ -1,6 +1,7 @@
 import ExamBellCore
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// The DB at scale: `SQLExamStore` on PostgreSQL, migrated and ready.
 public enum PostgresExamStore {
@@ -28,6 +29,21 @@ public enum PostgresExamStore {
         logger: Logger = quietLogger
     ) throws(StoreError) -> SQLExamStore {
         SQLExamStore(executor: try PostgresExecutor(url: url, timeouts: timeouts, runner: .serviceGroup, logger: logger), failures: failures)
+    }
+
+    /// Runs `body` with a migrated store whose pool runs in this call's task group (tools): the
+    /// pool stops when `body` returns or throws; nothing outlives the call.
+    public static func withStore<R: Sendable>(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger = quietLogger,
+        _ body: (SQLExamStore) async throws -> R
+    ) async throws -> R {
+        let store = try openForNode(url: url, timeouts: timeouts, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            for service in store.services { group.addTask { try await service.run() } }
+            defer { group.cancelAll() }
+            try await store.migrate()
+            return try await body(store)
+        }
     }
 
     /// Connects without migrating (for administration, like creating a database).

@@ -21,7 +21,7 @@ struct OperatorCommand: AsyncParsableCommand {
         @Option(help: "postgres://… or sqlite://PATH (EXAMBELL_DATABASE_URL; default the embedded SQLite file).")
         var database: String?
 
-        func withStore<R>(_ body: (SQLExamStore) async throws -> R) async throws -> R {
+        func withStore<R: Sendable>(_ body: (SQLExamStore) async throws -> R) async throws -> R {
             let store: SQLExamStore
             switch database ?? environment("EXAMBELL_DATABASE_URL") {
             case nil:
@@ -31,7 +31,8 @@ struct OperatorCommand: AsyncParsableCommand {
             case let url? where url.hasPrefix("sqlite://"):
                 store = try await SQLiteExamStore.open(path: String(url.dropFirst("sqlite://".count)))
             case let url? where url.hasPrefix("postgres://") || url.hasPrefix("postgresql://"):
-                store = try await PostgresExamStore.open(url: url)
+                // The pool runs in the call's task group and stops with it.
+                return try await PostgresExamStore.withStore(url: url, body)
             case let url?:
                 throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
             }

@@ -224,6 +224,25 @@ struct OperatorsTests {
         }
     }
 
+    @Test("exambell operator on PostgreSQL: the pool runs in the command's task group and stops with it, so the command exits")
+    func commandLineOnPostgres() async throws {
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let binary = try TestProcess.exambellBinary()
+        let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-operator-pg-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: logPath) }
+        for (index, shell) in [
+            "printf '%s\\n' '\(Self.password)' | '\(binary)' operator add kim --role admin --database '\(url)'",
+            "'\(binary)' operator list --database '\(url)'",
+        ].enumerated() {
+            let process = TestProcess(arguments: ["/bin/sh", "-c", shell], environment: [:], logPath: logPath)
+            try process.start()
+            let status = await process.exitStatus(within: .seconds(60))
+            if status == nil { process.stop() }
+            #expect(status == 0, "command \(index) exited \(status.map(String.init) ?? "never"): \(process.log)")
+            if index == 1 { #expect(process.log.contains("kim")) }
+        }
+    }
+
     @Test("exambell operator add (password on stdin), list, disable; exambell end --api-token is audited as its operator")
     func commandLine() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("exambell-operator-\(UUID().uuidString)").path
