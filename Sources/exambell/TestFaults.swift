@@ -7,9 +7,9 @@ import Glibc
 
 /// The crash tests' fault points, for the debug executable only: `EXAMBELL_TEST_FAULT=<point>`
 /// SIGKILLs the process at that point (as a crash would), `<point>@<file>` does it once (only
-/// while the file does not exist yet), and `slow-end` holds an end 1.5 s before its
-/// transaction so a test can stop the node with the request in flight. Release builds ignore
-/// the variable.
+/// while the file does not exist yet; a point reached on an event loop holds the loop 0.3 s
+/// first), and `slow-end` holds an end 1.5 s before its transaction so a test can stop the
+/// node with the request in flight. Release builds ignore the variable.
 enum TestFaults {
     static func fromEnvironment() -> FaultPoints {
         #if DEBUG
@@ -33,7 +33,15 @@ enum TestFaults {
                     return
                 }
                 crash(point)
-            }, now: crash)
+            },
+            now: { point in
+                // Reached on an event loop that just wrote frames: hold the loop (nothing more
+                // is written) while the kernel puts those on the wire, which under CPU load it
+                // does later (loopback delivery runs in ksoftirqd), then die.
+                guard point == chosen, marker.map({ !FileManager.default.fileExists(atPath: $0) }) ?? true else { return }
+                usleep(300_000)
+                crash(point)
+            })
         #else
         return .none
         #endif

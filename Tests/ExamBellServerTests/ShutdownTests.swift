@@ -179,8 +179,17 @@ struct ShutdownTests {
         }
         try await Task.sleep(for: .milliseconds(500))
         let toldBefore = browsers.filter { endFrames($0) > 0 }.count
-        print("socket node killed mid-broadcast: \(toldBefore) of \(count) browsers had the end before the crash")
-        #expect(toldBefore >= SocketHub.writeChunk, "at least one event loop's first chunk went out before the crash: \(toldBefore)")
+        // A dead node's kernel resets a socket that held unread bytes (a ping, a pong), and a
+        // reset drops what the browser had not read yet: those may miss a frame that was sent.
+        let resetUntold = browsers.filter { endFrames($0) == 0 && $0.firstConnectionFailed == true }.count
+        print(
+            "socket node killed mid-broadcast: \(toldBefore) of \(count) browsers had the end before the crash, \(resetUntold) untold were reset"
+        )
+        #expect(toldBefore > 0, "frames went out before the crash")
+        #expect(
+            toldBefore + resetUntold >= SocketHub.writeChunk,
+            "at least one event loop's first chunk went out before the crash: \(toldBefore) told, \(resetUntold) untold reset"
+        )
         #expect(toldBefore < count, "the crash came before every browser was sent the end: \(toldBefore)")
 
         let restarted = try await restartSocketNode(cluster, fault: "socket-mid-broadcast@\(marker)", for: browsers)

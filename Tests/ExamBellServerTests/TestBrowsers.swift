@@ -206,6 +206,15 @@ final class ReconnectingBrowser: Sendable {
 
     var connections: Int { events.opened.withLock { $0.count } }
 
+    /// Whether the first connection that opened ended in an error (a reset) rather than a close
+    /// frame or the peer's FIN; nil while it is open. A reset drops what the browser had not
+    /// read yet.
+    var firstConnectionFailed: Bool? {
+        let history = events.history.withLock { $0 }.map(\.1)
+        guard let opened = history.firstIndex(where: { $0.hasPrefix("opened") }), opened + 1 < history.count else { return nil }
+        return history[opened + 1].hasPrefix("failed")
+    }
+
     /// The port of the node that holds this browser now (nil while it is not connected).
     var livePort: Int? { events.livePort.withLock { $0 } }
 
