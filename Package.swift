@@ -11,8 +11,15 @@ import PackageDescription
 /// - `ExamBellMemory`: the in-process memory engine for state and queue (embedded default).
 /// - `RedisClient`: a RESP2/RESP3 client on SwiftNIO (no server framework in it).
 /// - `ExamBellRedis`: the Redis engine: `RedisStateStore` and the Redis Streams queue.
-/// - `ExamBellServer`: web server (JSON API), the exam end (`ExamEnd/`: end service, outbox
-///   relay, final sync, scheduler), socket server, admin console, browser pages.
+/// - `ExamBellRuntime`: what every node role shares, no HTTP in it: budgets, metrics, fault
+///   points, session tokens and tickets, secrets and passwords, the roster.
+/// - `ExamBellFlow`: the end and the exam day as services (end, delivery, outbox relay, final
+///   sync, scheduler, time changes, setup, receipts, the audit chain). No HTTP framework in it.
+/// - `ExamBellHTTP`: the HTTP edge both servers share: request context and who is asking,
+///   connection guard and budgets, origins, trusted proxies, error bodies.
+/// - `ExamBellWeb`: the web server: JSON API controllers, webhooks, admin console, pages.
+/// - `ExamBellSocket`: the socket server: its NIO pipeline, the hub, the queue consumer.
+/// - `ExamBellServer`: the assembly: builds `serve`, `web`, `socket` and `admin` nodes.
 /// - `ExamBellClient`: the web server's JSON API from outside (`exambell end`, the demo, bench).
 /// - `ExamBellBench`: `exambell bench`, the load generator (kept out of the server's graph).
 /// - `exambell`: the thin executable.
@@ -101,29 +108,103 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "ExamBellServer",
+            name: "ExamBellRuntime",
+            dependencies: [
+                "ExamBellCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellFlow",
             dependencies: [
                 "ExamBellCore",
                 "ExamBellProof",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdCore", package: "hummingbird"),
-                .product(name: "HTTPTypes", package: "swift-http-types"),
-                .product(name: "JWTKit", package: "jwt-kit"),
-                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                "ExamBellRuntime",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellHTTP",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellRuntime",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellSocket",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellRuntime",
+                "ExamBellHTTP",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellWeb",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellProof",
+                "ExamBellRuntime",
+                "ExamBellFlow",
+                "ExamBellHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Public")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ExamBellServer",
+            dependencies: [
+                "ExamBellCore",
+                "ExamBellRuntime",
+                "ExamBellFlow",
+                "ExamBellHTTP",
+                "ExamBellSocket",
+                "ExamBellWeb",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -161,6 +242,9 @@ let package = Package(
                 "ExamBellMemory",
                 "ExamBellRedis",
                 "RedisClient",
+                "ExamBellRuntime",
+                "ExamBellHTTP",
+                "ExamBellWeb",
                 "ExamBellServer",
                 "ExamBellClient",
                 "ExamBellBench",
@@ -219,6 +303,11 @@ let package = Package(
                 "ExamBellCore",
                 "ExamBellProof",
                 "ExamBellServer",
+                "ExamBellRuntime",
+                "ExamBellFlow",
+                "ExamBellHTTP",
+                "ExamBellSocket",
+                "ExamBellWeb",
                 "ExamBellSQL",
                 "ExamBellMemory",
                 "ExamBellRedis",

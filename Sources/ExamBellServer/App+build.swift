@@ -1,5 +1,10 @@
 import AsyncHTTPClient
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
+import ExamBellRuntime
+import ExamBellSocket
+import ExamBellWeb
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -327,10 +332,11 @@ func buildRouter(
     router.get("metrics") { request, _ in
         try requireMetricsToken(metricsToken, request)
         let backlog = countsOutbox ? try? await backends.store.outboxBacklog() : nil
-        return metricsResponse(metrics.exposition(hub: hub, outboxBacklog: backlog))
+        return metricsResponse(metrics.exposition(browsers: hub.map(NodeMetrics.Browsers.init), outboxBacklog: backlog))
     }
     web?.add(to: router, lane: lane)
-    try PageAssets.load().addRoutes(to: router, roles: lane == .admin ? configuration.roles.intersection(.admin) : configuration.roles)
+    let pageRoles = lane == .admin ? configuration.roles.intersection(.admin) : configuration.roles
+    try PageAssets.load().addRoutes(to: router, pages: pageRoles.contains(.web), console: pageRoles.contains(.admin))
     return router
 }
 
@@ -351,10 +357,10 @@ public func buildAdminApplication(
     let metricsToken = configuration.metricsToken
     router.get("metrics") { request, _ in
         try requireMetricsToken(metricsToken, request)
-        return metricsResponse(metrics.exposition(hub: nil, outboxBacklog: nil))
+        return metricsResponse(metrics.exposition(browsers: nil, outboxBacklog: nil))
     }
     AdminAPIProxy(webURL: webURL, maxBodySize: configuration.maxBodySize, http: http).addRoutes(to: router)
-    try PageAssets.load().addRoutes(to: router, roles: .admin)
+    try PageAssets.load().addRoutes(to: router, pages: false, console: true)
     return Application(
         router: router,
         server: .guardedHTTP1(
@@ -374,5 +380,13 @@ extension HTTPServerBuilder {
                 base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: .seconds(120))), limits: limits, budgets: budgets
             )
         }
+    }
+}
+
+extension NodeMetrics.Browsers {
+    /// What a socket node's hub holds now.
+    init(_ hub: SocketHub) {
+        let counts = hub.countsByRole()
+        self.init(candidates: counts.candidates, proctors: counts.proctors, rooms: hub.roomCount)
     }
 }

@@ -1,4 +1,7 @@
 import ExamBellCore
+import ExamBellHTTP
+import ExamBellRuntime
+import ExamBellWeb
 import Foundation
 import ServiceLifecycle
 
@@ -179,5 +182,16 @@ public struct ExamBellBackends: Sendable {
         self.failures = failures
         self.services = services
         self.prepare = prepare
+    }
+}
+
+extension RequestSettings {
+    /// What the node's request handlers read of its configuration.
+    init(_ configuration: ExamBellConfiguration) {
+        self.init(
+            maxBodySize: configuration.maxBodySize, maxBatch: configuration.maxBatch, budgets: configuration.budgets,
+            answerGraceSeconds: configuration.answerGraceSeconds, publicSocketURL: configuration.publicSocketURL,
+            publicWebURL: configuration.publicWebURL
+        )
     }
 }

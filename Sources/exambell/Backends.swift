@@ -2,6 +2,7 @@ import ArgumentParser
 import ExamBellCore
 import ExamBellMemory
 import ExamBellRedis
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
 import Foundation

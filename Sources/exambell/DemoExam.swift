@@ -1,5 +1,6 @@
 import ExamBellClient
 import ExamBellCore
+import ExamBellRuntime
 import Foundation
 
 /// `serve --demo`: a started exam with a few candidates and a proctor, made through the API

@@ -1,7 +1,9 @@
 import ArgumentParser
 import ExamBellCore
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
+import ExamBellWeb
 import Foundation
 
 /// `exambell operator add|list|disable`: operator accounts, straight in the DB the server

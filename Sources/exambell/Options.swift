@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExamBellServer
+import ExamBellWeb
 import Foundation
 
 /// Reads an environment variable, treating an empty one as unset.

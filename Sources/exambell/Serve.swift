@@ -1,7 +1,10 @@
 import ArgumentParser
 import ExamBellClient
 import ExamBellCore
+import ExamBellHTTP
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellWeb
 import Foundation
 import Hummingbird
 import Logging

@@ -1,3 +1,4 @@
+import ExamBellRuntime
 import ExamBellServer
 import Foundation
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ExamBellServer
+import ExamBellWeb
 import Foundation
 import Hummingbird
 import Logging

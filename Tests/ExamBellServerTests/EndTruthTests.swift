@@ -1,7 +1,12 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

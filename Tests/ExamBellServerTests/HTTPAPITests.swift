@@ -1,6 +1,11 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

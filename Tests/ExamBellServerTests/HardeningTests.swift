@@ -1,6 +1,11 @@
 import Crypto
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellSocket
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,5 +1,10 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellSocket
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

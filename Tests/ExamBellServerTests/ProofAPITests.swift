@@ -1,8 +1,13 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
 import ExamBellProof
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,7 +1,12 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
 import ExamBellProof
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HummingbirdTesting
 import Testing

@@ -1,8 +1,13 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
 import ExamBellRedis
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import NIOWebSocket
 import RedisClient

@@ -1,7 +1,12 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
 import ExamBellMemory
+import ExamBellRuntime
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

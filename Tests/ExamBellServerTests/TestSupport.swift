@@ -1,9 +1,14 @@
 import ExamBellCore
+import ExamBellFlow
+import ExamBellHTTP
 import ExamBellMemory
 import ExamBellRedis
+import ExamBellRuntime
 import ExamBellSQL
 import ExamBellServer
+import ExamBellSocket
 import ExamBellTestSupport
+import ExamBellWeb
 import Foundation
 import HTTPTypes
 import Hummingbird

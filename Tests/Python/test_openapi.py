@@ -26,7 +26,7 @@ def test_the_document_is_served_and_lists_every_route(server):
     with urllib.request.urlopen(f"{server.url}/openapi.json") as response:
         assert response.headers["Content-Type"].startswith("application/json")
         served = json.load(response)
-    kept = json.loads((ROOT / "Sources/ExamBellServer/Public/openapi.json").read_text())
+    kept = json.loads((ROOT / "Sources/ExamBellWeb/Public/openapi.json").read_text())
     assert served == kept
     assert served["openapi"].startswith("3.1")
     for path in ["/api/exams", "/api/exams/{examId}/end", "/api/exams/{examId}/sessions", "/api/answers", "/ready"]:
