@@ -24,8 +24,8 @@ public protocol SQLExecutor: Sendable {
         timeLimit: Duration, _ body: @escaping @Sendable (any SQLDatabase) async throws -> R
     ) async throws -> R
 
-    /// What must run for the executor to work, when its owner runs it in a service group
-    /// (PostgreSQL's pool); empty when the executor runs itself.
+    /// What must run for the executor to work, in its owner's service group (PostgreSQL's
+    /// pool; SQLite's closing of its file when the group stops).
     var services: [any Service] { get }
 
     /// Closes the connections it runs itself.

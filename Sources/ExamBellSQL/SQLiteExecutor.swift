@@ -6,6 +6,7 @@ import NIOPosix
 import SQLKit
 import SQLiteKit
 import SQLiteNIO
+import ServiceLifecycle
 import Synchronization
 
 /// The embedded DB: one SQLite file (WAL journal), one connection, transactions in turn.
@@ -75,6 +76,19 @@ public final class SQLiteExecutor: SQLExecutor {
                 }
                 throw error
             }
+        }
+    }
+
+    /// The file is closed by the node's service group, when it stops: its first service, so
+    /// it stops after every part that uses the file.
+    public var services: [any Service] { [Closer(executor: self)] }
+
+    struct Closer: Service {
+        let executor: SQLiteExecutor
+
+        func run() async throws {
+            try? await gracefulShutdown()
+            try await executor.shutdown()
         }
     }
 

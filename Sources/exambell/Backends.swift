@@ -15,7 +15,6 @@ enum Backends {
     static func open(_ options: ServerOptions, logger: Logger) async throws -> ExamBellBackends {
         let failures = BackendFailures()
         let store: SQLExamStore
-        var services: [any Service] = []
         var prepare: (@Sendable () async throws -> Void)?
         switch options.resolvedDatabase {
         case nil:
@@ -36,7 +35,6 @@ enum Backends {
             } catch {
                 throw ValidationError("--database (EXAMBELL_DATABASE_URL): \(error.message).")
             }
-            services = store.services
             prepare = { [store] in
                 do {
                     try await store.migrate()
@@ -47,6 +45,8 @@ enum Backends {
         case let url?:
             throw ValidationError("--database must be postgres://… or sqlite://PATH, not \(url.prefix(12))….")
         }
+        // PostgreSQL's pool, or SQLite's file closing: run in the node's service group.
+        let services = store.services
         guard let redisURL = options.resolvedRedis else {
             return ExamBellBackends(
                 store: store, state: MemoryStateStore(), queue: MemoryQueue(), events: MemoryQueue(stream: QueueStream.events), failures: failures,
