@@ -8,66 +8,73 @@ import SQLKit
 /// update (a row lock on PostgreSQL; SQLite serialises writers anyway), so it cannot cross
 /// the exam's end: it sees the exam either running or ended.
 extension SQLExamStore {
-    public func changeTime(
-        examId: String, _ change: TimeChange, actor: String, reason: String, at: Timestamp, preview: Bool, leaseUntil: Timestamp
-    ) async throws -> TimeChangeResult {
-        try await transaction { db in
-            let plan = try await Self.runningPlan(examId, action: "change its time", db)
+    public func timeChangeFacts(examId: String, candidateIds: [String]?) async throws -> TimeChangeFacts {
+        try await connection { db in
+            let plan = try await Self.existingPlan(examId, db)
             let running = try await db.raw(
                 """
                 SELECT * FROM exam_candidate WHERE plan_id = \(bind: examId) AND status = \(bind: CandidateStatus.inProgress.rawValue)
                 """
             ).all().map(Self.candidate(from:))
-            let byId = Dictionary(uniqueKeysWithValues: running.map { ($0.candidateId, $0) })
-            var listedRows: [Candidate]?
-            if let ids = change.candidateIds {
-                let all = try await Self.candidateRows(examId: examId, ids: ids, db)
-                listedRows = try ids.map { id in
-                    guard let candidate = all[id] else {
-                        throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
-                    }
-                    guard candidate.status == .inProgress else {
-                        throw StoreError.conflict(code: "candidate_ended", message: "Candidate \(id) has ended; its time cannot change.")
-                    }
-                    return candidate
-                }
-            }
-            let planned = try change.plan(for: plan, running: running, listed: listedRows, at: at)
-            let (examEnd, listed, affected, own) = (planned.scheduledEndDatetime, planned.listed, planned.affected, planned.own)
-            let event = planned.event(examId: examId)
-            guard !preview else {
-                return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: nil)
-            }
-            if change.candidateIds == nil {
+            var listed: [String: Candidate] = [:]
+            if let candidateIds { listed = try await Self.candidateRows(examId: examId, ids: candidateIds, db) }
+            return TimeChangeFacts(plan: plan, running: running, listed: listed)
+        }
+    }
+
+    public func applyTimeChange(
+        examId: String, _ plan: TimeChangePlan, from facts: TimeChangeFacts, actor: String, reason: String, at: Timestamp,
+        leaseUntil: Timestamp
+    ) async throws -> OutboxEntry {
+        try await transaction { db in
+            // The exam's row, taken only while the exam runs, with the planned end planned from.
+            let current = try await Self.runningPlan(examId, action: "change its time", db)
+            let changed = StoreError.conflict(
+                code: "time_changed", message: "Exam \(examId) changed while its time change was planned; send the change again.")
+            guard current.scheduledEndDatetime == facts.plan.scheduledEndDatetime else { throw changed }
+            if plan.everyone {
                 try await db.raw(
-                    "UPDATE exam_plan SET scheduled_end_datetime = \(bind: examEnd.iso8601) WHERE plan_id = \(bind: examId)"
+                    "UPDATE exam_plan SET scheduled_end_datetime = \(bind: plan.scheduledEndDatetime.iso8601) WHERE plan_id = \(bind: examId)"
                 ).run()
             }
-            for (id, time) in own.sorted(by: { $0.key < $1.key }) where byId[id] != nil {
-                try await db.raw(
-                    "UPDATE exam_candidate SET scheduled_end_datetime = \(bind: time.iso8601) WHERE candidate_id = \(bind: id)"
-                ).run()
+            // The candidates' own ends, only while each still runs: one conditional update a chunk.
+            let own = plan.own.sorted { $0.key < $1.key }
+            var written = 0
+            for chunk in own.chunked(Self.chunkSize) {
+                var cases: SQLQueryString = "CASE candidate_id"
+                for (id, time) in chunk { cases += " WHEN \(bind: id) THEN \(bind: time.iso8601)" }
+                cases += " END"
+                written += try await db.raw(
+                    """
+                    UPDATE exam_candidate SET scheduled_end_datetime = \(cases)
+                    WHERE plan_id = \(bind: examId) AND status = \(bind: CandidateStatus.inProgress.rawValue)
+                        AND candidate_id IN (\(binds: chunk.map(\.key)))
+                    RETURNING candidate_id
+                    """
+                ).all().count
             }
-            let outbox = try await Self.insertOutbox(.event(.time(event)), examId: examId, at: at, leaseUntil: leaseUntil, db)
+            guard written == own.count else { throw changed }
+            let outbox = try await Self.insertOutbox(
+                .event(.time(plan.event(examId: examId))), examId: examId, at: at, leaseUntil: leaseUntil, db)
             let detail =
-                change.candidateIds == nil
-                ? "everyone: planned end \(plan.scheduledEndDatetime?.iso8601 ?? "none") → \(examEnd.iso8601)"
-                : listed.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.iso8601)" }.joined(separator: ", ")
+                plan.everyone
+                ? "everyone: planned end \(facts.plan.scheduledEndDatetime?.iso8601 ?? "none") → \(plan.scheduledEndDatetime.iso8601)"
+                : plan.listed.sorted { $0.key < $1.key }.map { "\($0.key) → \($0.value.iso8601)" }.joined(separator: ", ")
             try await Self.audit(AuditEntry(examId: examId, actor: actor, action: "change_time", reason: reason, detail: detail, at: at), db)
             try await db.raw(
                 """
                 INSERT INTO exam_time_change (plan_id, actor, reason, at, everyone, scheduled_end_datetime, ends)
-                VALUES (\(bind: examId), \(bind: actor), \(bind: reason), \(bind: at.iso8601), \(bind: change.candidateIds == nil ? 1 : 0),
-                    \(bind: examEnd.iso8601), \(bind: JSONText.object(pairs: own.sorted { $0.key < $1.key }.map { ($0.key, JSONText.string($0.value.iso8601)) })))
+                VALUES (\(bind: examId), \(bind: actor), \(bind: reason), \(bind: at.iso8601), \(bind: plan.everyone ? 1 : 0),
+                    \(bind: plan.scheduledEndDatetime.iso8601), \(bind: JSONText.object(pairs: own.map { ($0.key, JSONText.string($0.value.iso8601)) })))
                 """
             ).run()
             try await Self.insertWebhookEvent(
                 .timeChanged(
-                    examId: examId, scheduledEndDatetime: examEnd, candidateIds: change.candidateIds.map { _ in listed.keys.sorted() },
-                    reason: reason, actor: actor, at: at
+                    examId: examId, scheduledEndDatetime: plan.scheduledEndDatetime,
+                    candidateIds: plan.everyone ? nil : plan.listed.keys.sorted(), reason: reason, actor: actor, at: at
                 ), nowMs: Timestamp.milliseconds(), db
             )
-            return TimeChangeResult(scheduledEndDatetime: examEnd, listed: listed, affected: affected, event: event, outbox: outbox)
+            return outbox
         }
     }
 

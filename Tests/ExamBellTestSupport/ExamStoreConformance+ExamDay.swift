@@ -4,6 +4,46 @@ import Testing
 /// The exam day's store rules: time changes, single ends, late saves, due ends, announcements.
 extension ExamStoreConformance {
     static let examDayCases: [Case] = [
+        Case(name: "a time change planned from facts that changed before it was applied writes nothing: 409, the exam as it was") {
+            store in
+            let planned = t0.adding(seconds: 3600)
+            _ = try await store.createExam(examId: "e1", title: "A", items: .standard, scheduledEnd: planned, actor: "admin", at: t0)
+            _ = try await store.registerCandidates(
+                examId: "e1", (1...3).map { Registrant(id: "e1-c\($0)", name: "C\($0)") }, actor: "admin", at: t0
+            )
+            _ = try await store.startExam(examId: "e1", actor: "admin", at: t0)
+            let now = t0.adding(seconds: 60)
+            // Planned for everyone, then another change moves the exam's end first.
+            let everyone = TimeChange(amount: .minutes(5), candidateIds: nil)
+            let facts = try await store.timeChangeFacts(examId: "e1", candidateIds: nil)
+            let stale = try everyone.plan(for: facts.plan, running: facts.running, listed: nil, at: now)
+            _ = try await store.changeTime(
+                examId: "e1", TimeChange(amount: .minutes(1), candidateIds: nil), actor: "admin", reason: "first", at: now,
+                preview: false, leaseUntil: now
+            )
+            let moved = await #expect(throws: StoreError.self) {
+                _ = try await store.applyTimeChange(
+                    examId: "e1", stale, from: facts, actor: "admin", reason: "stale", at: now, leaseUntil: now)
+            }
+            #expect(moved?.code == "time_changed")
+            #expect(try await store.exam("e1")?.scheduledEndDatetime == planned.adding(seconds: 60), "the first change stands alone")
+            // Planned for two listed candidates, then one of them ends alone.
+            let listedIds = ["e1-c1", "e1-c2"]
+            let listedFacts = try await store.timeChangeFacts(examId: "e1", candidateIds: listedIds)
+            let listedPlan = try TimeChange(amount: .minutes(10), candidateIds: listedIds).plan(
+                for: listedFacts.plan, running: listedFacts.running, listed: listedIds.compactMap { listedFacts.listed[$0] }, at: now)
+            _ = try await store.endCandidates(examId: "e1", candidateIds: ["e1-c2"], at: now, actor: "admin", reason: nil, leaseUntil: now)
+            let ended = await #expect(throws: StoreError.self) {
+                _ = try await store.applyTimeChange(
+                    examId: "e1", listedPlan, from: listedFacts, actor: "admin", reason: "stale", at: now, leaseUntil: now)
+            }
+            #expect(ended?.code == "time_changed")
+            #expect(
+                try await store.candidates(examId: "e1").map(\.scheduledEndDatetime) == [nil, nil, nil],
+                "the running candidate's end was not written either: nothing of the plan was")
+            let audit = try await store.auditLog(examId: "e1").filter { $0.action == "change_time" }
+            #expect(audit.map(\.reason) == ["first"])
+        },
         Case(name: "time changes: for everyone (accommodations keep their extra), for listed candidates, refusals, preview") { store in
             let planned = t0.adding(seconds: 3600)
             _ = try await store.createExam(examId: "e1", title: "A", items: .standard, scheduledEnd: planned, actor: "admin", at: t0)

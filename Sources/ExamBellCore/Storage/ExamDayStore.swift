@@ -4,13 +4,19 @@
 /// Changes that browsers must learn write, in the same transaction, an outbox row for
 /// `queue:exam_events` (the relay publishes it after the commit, like `exam_end`).
 public protocol ExamDayStore: Sendable {
-    /// Moves the planned end of a running exam, for everyone or for the listed candidates,
-    /// with its outbox row and audit row; with `preview`, computes the same and changes
-    /// nothing. 409 for an exam not running or a listed candidate already ended; 400 for a
-    /// time not after `at`, or minutes with no planned end to add them to.
-    func changeTime(
-        examId: String, _ change: TimeChange, actor: String, reason: String, at: Timestamp, preview: Bool, leaseUntil: Timestamp
-    ) async throws -> TimeChangeResult
+    /// What a time change is planned from: the exam, its running candidates, and those of
+    /// `candidateIds` that are candidates of it (any state). 404 for an exam that does not exist.
+    func timeChangeFacts(examId: String, candidateIds: [String]?) async throws -> TimeChangeFacts
+
+    /// Writes `plan`, made from `facts`, with its outbox, audit and time-change rows, only if
+    /// the exam is still as it was planned from: a conditional update takes the exam's row
+    /// while it runs, its planned end must be the one planned from, and every candidate whose
+    /// own end it writes must still run. Otherwise it writes nothing and throws 409
+    /// (`exam_not_running`-like `wrongState`, or `time_changed`). Only storage errors else.
+    func applyTimeChange(
+        examId: String, _ plan: TimeChangePlan, from facts: TimeChangeFacts, actor: String, reason: String, at: Timestamp,
+        leaseUntil: Timestamp
+    ) async throws -> OutboxEntry
 
     /// Ends candidates of a running exam alone at `at`, with the outbox row (`candidate_end`)
     /// and one audit row each. Candidates ended before are reported with their own time.
@@ -156,5 +162,57 @@ extension ExamDayStore {
         try await endCandidates(
             examId: examId, candidateIds: candidateIds, at: at, actor: actor, reason: reason, endedBy: .byOperator, leaseUntil: leaseUntil
         )
+    }
+}
+
+/// The rows a time change is planned from (`ExamDayStore.timeChangeFacts`).
+public struct TimeChangeFacts: Sendable, Hashable {
+    public var plan: ExamPlan
+    /// Its candidates still running.
+    public var running: [Candidate]
+    /// The listed ids that are candidates of the exam, by id (empty for a change for everyone).
+    public var listed: [String: Candidate]
+
+    public init(plan: ExamPlan, running: [Candidate], listed: [String: Candidate]) {
+        self.plan = plan
+        self.running = running
+        self.listed = listed
+    }
+}
+
+extension ExamDayStore {
+    /// Moves the planned end of a running exam, for everyone or for the listed candidates:
+    /// reads the facts, plans the change by the exam-day rules (`TimeChange.plan`, plain
+    /// arithmetic), and has the store apply the plan; with `preview`, plans and writes nothing.
+    /// 409 for an exam not running, a listed candidate already ended, or an exam that changed
+    /// while the change was planned; 404 for a listed id not of the exam; 400 for a time not
+    /// after `at`, or minutes with no planned end to add them to.
+    public func changeTime(
+        examId: String, _ change: TimeChange, actor: String, reason: String, at: Timestamp, preview: Bool, leaseUntil: Timestamp
+    ) async throws -> TimeChangeResult {
+        let facts = try await timeChangeFacts(examId: examId, candidateIds: change.candidateIds)
+        guard facts.plan.status == .inProgress else {
+            throw StoreError.wrongState(examId, is: facts.plan.status, action: "change its time")
+        }
+        let listed = try change.candidateIds.map { ids in
+            try ids.map { id in
+                guard let candidate = facts.listed[id] else {
+                    throw StoreError.notFound(code: "candidate_not_found", message: "\(id) is not a candidate of exam \(examId).")
+                }
+                guard candidate.status == .inProgress else {
+                    throw StoreError.conflict(code: "candidate_ended", message: "Candidate \(id) has ended; its time cannot change.")
+                }
+                return candidate
+            }
+        }
+        let plan = try change.plan(for: facts.plan, running: facts.running, listed: listed, at: at)
+        let outbox =
+            preview
+            ? nil
+            : try await applyTimeChange(
+                examId: examId, plan, from: facts, actor: actor, reason: reason, at: at, leaseUntil: leaseUntil)
+        return TimeChangeResult(
+            scheduledEndDatetime: plan.scheduledEndDatetime, listed: plan.listed, affected: plan.affected,
+            event: plan.event(examId: examId), outbox: outbox)
     }
 }
