@@ -11,8 +11,9 @@ public protocol ExamDayStore: Sendable {
     /// Writes `plan`, made from `facts`, with its outbox, audit and time-change rows, only if
     /// the exam is still as it was planned from: a conditional update takes the exam's row
     /// while it runs, its planned end must be the one planned from, and every candidate whose
-    /// own end it writes must still run. Otherwise it writes nothing and throws 409
-    /// (`exam_not_running`-like `wrongState`, or `time_changed`). Only storage errors else.
+    /// own end it writes must still run. Otherwise it writes nothing and throws 409: the
+    /// exam's state (`StoreError.wrongState`) when it no longer runs, else `time_changed`.
+    /// It applies no exam-day rule itself: those are `changeTime`'s, before it.
     func applyTimeChange(
         examId: String, _ plan: TimeChangePlan, from facts: TimeChangeFacts, actor: String, reason: String, at: Timestamp,
         leaseUntil: Timestamp
