@@ -36,20 +36,3 @@ struct LiveConnectionDatabase: SQLDatabase {
         try await closure(self)
     }
 }
-
-/// Resumes a continuation once, whichever of the work and the watchdog comes first.
-final class AnswerOnce<R: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<R, any Error>?>(nil)
-
-    func set(_ continuation: CheckedContinuation<R, any Error>) {
-        self.continuation.withLock { $0 = continuation }
-    }
-
-    func resume(_ result: Result<R, any Error>) {
-        let waiting = continuation.withLock { continuation in
-            defer { continuation = nil }
-            return continuation
-        }
-        waiting?.resume(with: result)
-    }
-}

@@ -1,3 +1,4 @@
+import ExamBellCore
 import PostgresNIO
 import Synchronization
 
@@ -26,65 +27,103 @@ struct CallTimedOut: Error {}
 struct ConnectionLost: Error {}
 
 /// One call's progress, shared by its work and its watchdog; each step is taken once.
+///
+/// The watchdog waits on the gate (`nextChange`) rather than on `Task.sleep`: a caller's
+/// cancellation reaches both tasks of the call, and the watchdog must still close a
+/// connection whose statements overrun, so it wakes at its deadline whether or not its task
+/// was cancelled, or at once when the work moves on.
 final class CallGate: Sendable {
     enum Phase { case waiting, running, committing, finished, timedOut }
+
+    /// What the watchdog last saw: the phase, when the connection was leased, and a version
+    /// to wait past.
+    struct Snapshot {
+        let phase: Phase
+        let leasedAt: ContinuousClock.Instant?
+        let version: Int
+    }
+
     private struct State {
         var phase = Phase.waiting
         var connection: PostgresConnection?
-        var onFinish: [@Sendable () -> Void] = []
-        var onLeased: (@Sendable () -> Void)?
+        var leasedAt: ContinuousClock.Instant?
+        var version = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var timer: Scheduled<Void>?
+
+        mutating func advance(to phase: Phase) -> CheckedContinuation<Void, Never>? {
+            self.phase = phase
+            version += 1
+            timer?.cancel()
+            timer = nil
+            defer { waiter = nil }
+            return waiter
+        }
     }
 
     private let state = Mutex(State())
 
-    /// The work got its connection; false when the call already timed out.
-    func leased(_ connection: PostgresConnection) -> Bool {
-        let (leased, callback) = state.withLock { state -> (Bool, (@Sendable () -> Void)?) in
-            guard state.phase == .waiting else { return (false, nil) }
-            state.phase = .running
-            state.connection = connection
-            defer { state.onLeased = nil }
-            return (true, state.onLeased)
-        }
-        callback?()
-        return leased
+    var snapshot: Snapshot {
+        state.withLock { Snapshot(phase: $0.phase, leasedAt: $0.leasedAt, version: $0.version) }
     }
 
-    /// Calls `callback` once the work has its connection or is done (at once if it is).
-    func onLeasedOrFinished(_ callback: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
-            guard state.phase == .waiting else { return true }
-            state.onLeased = callback
-            return false
+    /// The work got its connection; false when the call already timed out.
+    func leased(_ connection: PostgresConnection) -> Bool {
+        let (leased, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard state.phase == .waiting else { return (false, nil) }
+            state.connection = connection
+            state.leasedAt = .now
+            return (true, state.advance(to: .running))
         }
-        if now { callback() }
+        waiter?.resume()
+        return leased
     }
 
     /// The work is about to send COMMIT; false when the call already timed out.
     func beginCommit() -> Bool {
-        state.withLock { state in
-            guard state.phase == .running else { return false }
-            state.phase = .committing
-            return true
+        let (begun, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            guard state.phase == .running else { return (false, nil) }
+            return (true, state.advance(to: .committing))
         }
+        waiter?.resume()
+        return begun
     }
 
+    /// The work is done (answered or failed): the watchdog stops.
     func finish() {
-        let callbacks = state.withLock { state -> [@Sendable () -> Void] in
-            if state.phase != .timedOut { state.phase = .finished }
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.connection = nil
-            defer {
-                state.onFinish = []
-                state.onLeased = nil
-            }
-            return state.onFinish + (state.onLeased.map { [$0] } ?? [])
+            return state.advance(to: state.phase == .timedOut ? .timedOut : .finished)
         }
-        for callback in callbacks { callback() }
+        waiter?.resume()
     }
 
-    /// Calls `callback` when the work finishes.
-    func onFinish(_ callback: @escaping @Sendable () -> Void) {
-        state.withLock { $0.onFinish.append(callback) }
+    /// Returns when the gate has moved past `version` or at `deadline`, whichever comes first,
+    /// cancelled or not; the timer goes when the gate moves first.
+    func nextChange(after version: Int, until deadline: ContinuousClock.Instant, on eventLoop: any EventLoop) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = state.withLock { state -> Bool in
+                guard state.version == version else { return false }
+                state.waiter = continuation
+                return true
+            }
+            guard waiting else { return continuation.resume() }
+            let delay = ContinuousClock.now.duration(to: deadline)
+            let timer = eventLoop.scheduleTask(in: .nanoseconds(max(0, delay.nanoseconds))) { [self] in
+                let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                    state.timer = nil
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume()
+            }
+            let stale = state.withLock { state -> Bool in
+                guard state.waiter != nil else { return true }
+                state.timer = timer
+                return false
+            }
+            if stale { timer.cancel() }
+        }
     }
 
     /// No connection came in time: the call times out (false if it got one meanwhile).
@@ -99,8 +138,9 @@ final class CallGate: Sendable {
     private func timeOut(from phase: Phase) -> (timedOut: Bool, connection: PostgresConnection?) {
         state.withLock { state in
             guard state.phase == phase else { return (false, nil) }
-            state.phase = .timedOut
-            return (true, state.connection)
+            let connection = state.connection
+            _ = state.advance(to: .timedOut)
+            return (true, connection)
         }
     }
 }

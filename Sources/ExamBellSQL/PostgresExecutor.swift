@@ -162,7 +162,8 @@ public final class PostgresExecutor: SQLExecutor {
     /// (or the DB did not answer) at `limit`.
     func settledStatus(of xid: String, within limit: Duration) async -> TransactionStatus? {
         let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
+        // A cancelled caller's call has been answered already: nothing waits for this answer.
+        while ContinuousClock.now < deadline, !Task.isCancelled {
             let status = try? await bounded(callLimit: .seconds(2)) { connection, _ in
                 try await LiveConnectionDatabase(connection).raw("SELECT pg_xact_status(CAST(\(bind: xid) AS xid8)) AS status")
                     .first()?.decode(column: "status", as: String?.self)
@@ -182,65 +183,88 @@ public final class PostgresExecutor: SQLExecutor {
 
     /// Runs `operation` on a pooled connection within the bounds above; backend failures
     /// come out as `StoreError.unavailable`.
+    ///
+    /// One task group of two: the work (lease, then `operation`) and its watchdog. The group
+    /// answers when either ends with an answer: the work's result or error, or the watchdog's
+    /// timeout, after which the work ends at once (a lease request is cancelled, which the
+    /// pool honours; a statement on a connection the watchdog closed fails at once).
     private func bounded<R: Sendable>(
         callLimit: Duration, _ operation: @escaping @Sendable (PostgresConnection, CallGate) async throws -> R
     ) async throws -> R {
         let gate = CallGate()
-        let answer = AnswerOnce<R>()
         let client = self.client
         let timeouts = self.timeouts
-        return try await withCheckedThrowingContinuation { continuation in
-            answer.set(continuation)
-            let work = Task {
+        let start = ContinuousClock.now
+        let eventLoop = PostgresClient.defaultEventLoopGroup.any()
+        return try await withThrowingTaskGroup(of: CallOutcome<R>.self) { group in
+            group.addTask {
+                defer { gate.finish() }
                 do {
-                    let result = try await client.withConnection { connection in
-                        guard gate.leased(connection) else { throw CallTimedOut() }
-                        // The call's own limit counts from when it got its connection.
-                        let overrun = Task { await Self.watch(gate, answer, callLimit: callLimit, timeouts: timeouts) }
-                        gate.onFinish { overrun.cancel() }
-                        return try await operation(connection, gate)
-                    }
-                    gate.finish()
-                    answer.resume(.success(result))
+                    return .answered(
+                        try await client.withConnection { connection in
+                            guard gate.leased(connection) else { throw CallTimedOut() }
+                            return try await operation(connection, gate)
+                        })
                 } catch {
-                    gate.finish()
-                    answer.resume(.failure(Self.translate(error, timeouts)))
+                    // Failed because the watchdog closed its connection or cancelled its lease:
+                    // the watchdog's answer says why.
+                    if gate.snapshot.phase == .timedOut { return .watched }
+                    throw Self.translate(error, timeouts)
                 }
             }
-            // The caller is answered at the bound even if the pool ignores the cancellation.
-            let leaseWatch = Task {
-                try? await Task.sleep(for: timeouts.connectionWait)
-                if gate.timeOutWaiting() {
-                    answer.resume(
-                        .failure(
-                            StoreError.unavailable(
-                                "The database gave no connection within \(timeouts.connectionWait); it may be down.")))
-                    work.cancel()
-                }
+            group.addTask {
+                try await Self.watch(gate, from: start, callLimit: callLimit, timeouts: timeouts, on: eventLoop)
+                return .watched
             }
-            gate.onLeasedOrFinished { leaseWatch.cancel() }
+            while let outcome = try await group.next() {
+                if case .answered(let result) = outcome { return result }
+            }
+            throw CallTimedOut()  // unreachable: the work answers or throws
         }
     }
 
-    /// After the call got its connection: at `callLimit` a call still running has its
-    /// connection closed (which fails its statements; PostgreSQL rolls back) and is answered
-    /// 503; a COMMIT already sent gets the statement timeout more, then the same.
-    private static func watch<R: Sendable>(
-        _ gate: CallGate, _ answer: AnswerOnce<R>, callLimit: Duration, timeouts: DatabaseTimeouts
-    ) async {
-        do { try await Task.sleep(for: callLimit) } catch { return }
-        if let connection = gate.timeOutRunning() {
-            let _: EventLoopFuture<Void> = connection.close()
-            answer.resume(.failure(StoreError.unavailable("The database did not finish within \(callLimit); nothing was changed.")))
-            return
-        }
-        do { try await Task.sleep(for: timeouts.statement) } catch { return }
-        if let connection = gate.timeOutCommitting() {
-            let _: EventLoopFuture<Void> = connection.close()
-            answer.resume(
-                .failure(
-                    StoreError.outcomeUnknown(
-                        "The database did not confirm the commit in time; read the exam again to see whether it changed.")))
+    /// What a task of a call's group ended with.
+    private enum CallOutcome<R: Sendable>: Sendable {
+        case answered(R)
+        case watched
+    }
+
+    /// The watchdog of one call. No connection within `connectionWait`: 503. Still running
+    /// `callLimit` after it got its connection: the connection is closed (which fails its
+    /// statements; PostgreSQL rolls back) and the call answered 503. A COMMIT already sent gets
+    /// the statement timeout more, then the same with "outcome unknown". Returns when the work
+    /// finishes first.
+    private static func watch(
+        _ gate: CallGate, from start: ContinuousClock.Instant, callLimit: Duration, timeouts: DatabaseTimeouts,
+        on eventLoop: any EventLoop
+    ) async throws {
+        while true {
+            let seen = gate.snapshot
+            let deadline: ContinuousClock.Instant
+            switch seen.phase {
+            case .finished, .timedOut: return
+            case .waiting: deadline = start + timeouts.connectionWait
+            case .running: deadline = (seen.leasedAt ?? start) + callLimit
+            case .committing: deadline = (seen.leasedAt ?? start) + callLimit + timeouts.statement
+            }
+            if ContinuousClock.now < deadline {
+                await gate.nextChange(after: seen.version, until: deadline, on: eventLoop)
+                continue
+            }
+            switch seen.phase {
+            case .waiting where gate.timeOutWaiting():
+                throw StoreError.unavailable("The database gave no connection within \(timeouts.connectionWait); it may be down.")
+            case .running:
+                guard let connection = gate.timeOutRunning() else { continue }
+                let _: EventLoopFuture<Void> = connection.close()
+                throw StoreError.unavailable("The database did not finish within \(callLimit); nothing was changed.")
+            case .committing:
+                guard let connection = gate.timeOutCommitting() else { continue }
+                let _: EventLoopFuture<Void> = connection.close()
+                throw StoreError.outcomeUnknown(
+                    "The database did not confirm the commit in time; read the exam again to see whether it changed.")
+            default: continue
+            }
         }
     }
 

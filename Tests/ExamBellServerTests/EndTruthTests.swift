@@ -143,6 +143,40 @@ struct EndTruthTests {
         try await executor.shutdown()
     }
 
+    @Test(
+        "a cancelled caller's call is still bounded: the statement overrunning the call's limit has its connection closed and is answered 503",
+        .timeLimit(.minutes(1)))
+    func cancelledCallerStillBounded() async throws {
+        var timeouts = Self.shortTimeouts
+        timeouts.statement = .seconds(30)  // PostgreSQL would let the statement run: only the watchdog stops it
+        timeouts.call = .seconds(2)
+        let url = try await PostgresTestDatabase.freshDatabaseURL()
+        let executor = try PostgresExecutor(url: url, timeouts: timeouts, logger: Self.quiet)
+        let call = Task {
+            do {
+                try await executor.withConnection { db in try await db.raw("SELECT pg_sleep(20)").run() }
+                return "finished"
+            } catch let error as StoreError {
+                return error.message
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        try await eventually("the statement runs", within: .seconds(10)) {
+            let running = try? await executor.withConnection { db in
+                try await db.raw("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'")
+                    .first()?.decode(column: "n", as: Int.self)
+            }
+            return (running ?? 0) > 0
+        }
+        let cancelledAt = ContinuousClock.now
+        call.cancel()
+        let answer = try await bounded("the cancelled call's answer", within: .seconds(15)) { await call.value }
+        #expect(answer == "The database did not finish within 2.0 seconds; nothing was changed.", "answered by the watchdog")
+        #expect(ContinuousClock.now - cancelledAt < timeouts.call + .seconds(8), "not held until the statement ended (20 s)")
+        try await executor.shutdown()
+    }
+
     // MARK: The end path
 
     @Test(
