@@ -22,14 +22,23 @@ struct LiveConnectionDatabase: SQLDatabase {
     var dialect: any SQLDialect { base.dialect }
     var queryLogLevel: Logger.Level? { base.queryLogLevel }
 
+    /// The check and the query's write happen in one turn of the connection's event loop:
+    /// postgres-nio writes a query without a promise, so a query written to a channel that
+    /// closed before the write is never answered. On the loop, either the channel has closed
+    /// (the statement fails here) or the write reaches the connection's handler first (which
+    /// fails it when the channel closes).
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) -> EventLoopFuture<Void> {
-        guard !connection.isClosed else { return eventLoop.makeFailedFuture(ConnectionLost()) }
-        return base.execute(sql: query, onRow)
+        let connection = self.connection
+        let base = self.base
+        return connection.eventLoop.flatSubmit {
+            guard !connection.isClosed else { return connection.eventLoop.makeFailedFuture(ConnectionLost()) }
+            return base.execute(sql: query, onRow)
+        }
     }
 
     func execute(sql query: any SQLExpression, _ onRow: @escaping @Sendable (any SQLRow) -> Void) async throws {
-        guard !connection.isClosed else { throw ConnectionLost() }
-        try await base.execute(sql: query, onRow)
+        let written: EventLoopFuture<Void> = execute(sql: query, onRow)
+        try await written.get()
     }
 
     func withSession<R>(_ closure: @escaping @Sendable (any SQLDatabase) async throws -> R) async throws -> R {

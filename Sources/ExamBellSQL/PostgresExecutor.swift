@@ -30,23 +30,23 @@ import Synchronization
 public final class PostgresExecutor: SQLExecutor {
     public let dialect = SQLStoreDialect.postgres
     private let client: PostgresClient
-    /// The pool's run, when the executor runs it itself (nil: its owner's service group does).
-    private let runner: Task<Void, Never>?
+    /// Whether the pool's run (`PostgresClient.run()`) is a service of the owner's group.
+    private let poolIsService: Bool
     private let timeouts: DatabaseTimeouts
     private let logger: Logger
 
     /// Who runs the pool (`PostgresClient.run()`).
     public enum PoolRunner: Sendable {
-        /// The executor, from its creation to `shutdown()` (tools and tests outside a node).
-        case executor
         /// The caller's service group, through `services` (a node: the pool starts first and
         /// stops last, after every part that uses it).
         case serviceGroup
+        /// `withExecutor`'s task group, for the length of its body (tools and tests).
+        case scope
     }
 
     /// A pool for `postgres://user[:pass]@host:port/db`.
     public init(
-        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), runner poolRunner: PoolRunner = .executor, logger: Logger
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), runner poolRunner: PoolRunner, logger: Logger
     ) throws(StoreError) {
         guard let components = URLComponents(string: url), components.scheme == "postgres" || components.scheme == "postgresql",
             let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
@@ -69,17 +69,23 @@ public final class PostgresExecutor: SQLExecutor {
         self.client = client
         self.timeouts = timeouts
         self.logger = logger
-        switch poolRunner {
-        case .executor:
-            // Detached: the pool lives as long as the executor, not as long as whichever task
-            // happened to open it (a task-local graceful shutdown must not close it early).
-            self.runner = Task.detached { await client.run() }
-        case .serviceGroup:
-            self.runner = nil
-        }
+        self.poolIsService = poolRunner == .serviceGroup
     }
 
-    public var services: [any Service] { runner == nil ? [client] : [] }
+    public var services: [any Service] { poolIsService ? [client] : [] }
+
+    /// Runs `body` with an executor whose pool runs in this call's task group: the pool stops
+    /// when `body` returns or throws; nothing outlives the call.
+    public static func withExecutor<R: Sendable>(
+        url: String, timeouts: DatabaseTimeouts = DatabaseTimeouts(), logger: Logger, _ body: (PostgresExecutor) async throws -> R
+    ) async throws -> R {
+        let executor = try PostgresExecutor(url: url, timeouts: timeouts, runner: .scope, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await executor.client.run() }
+            defer { group.cancelAll() }
+            return try await body(executor)
+        }
+    }
 
     public func withConnection<R: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) async throws -> R)
         async throws -> R
@@ -256,16 +262,24 @@ public final class PostgresExecutor: SQLExecutor {
                 throw StoreError.unavailable("The database gave no connection within \(timeouts.connectionWait); it may be down.")
             case .running:
                 guard let connection = gate.timeOutRunning() else { continue }
-                let _: EventLoopFuture<Void> = connection.close()
+                await closed(connection)
                 throw StoreError.unavailable("The database did not finish within \(callLimit); nothing was changed.")
             case .committing:
                 guard let connection = gate.timeOutCommitting() else { continue }
-                let _: EventLoopFuture<Void> = connection.close()
+                await closed(connection)
                 throw StoreError.outcomeUnknown(
                     "The database did not confirm the commit in time; read the exam again to see whether it changed.")
             default: continue
             }
         }
+    }
+
+    /// Closes `connection` and returns once it is closed: the work, woken by the group's
+    /// cancellation, must find it closed (a statement written to a channel still closing is
+    /// never answered). A channel's close completes on its event loop whatever the server does.
+    private static func closed(_ connection: PostgresConnection) async {
+        let closing: EventLoopFuture<Void> = connection.close()
+        try? await closing.get()
     }
 
     /// How many times a transaction runs when PostgreSQL aborts it for a deadlock or a
@@ -313,9 +327,6 @@ public final class PostgresExecutor: SQLExecutor {
         }
     }
 
-    public func shutdown() async throws {
-        guard let runner else { return }
-        runner.cancel()
-        await runner.value
-    }
+    /// The pool stops with whoever runs it (the node's service group, `withExecutor`).
+    public func shutdown() async throws {}
 }

@@ -34,30 +34,38 @@ struct PostgresStoreTests {
     /// 5 s and 10 s, which 20 transactions queued on one row passed in a full run's first
     /// burst, when ~100 tests share two cores with the test cluster (a refusal that changed
     /// nothing, not a wrong answer).
-    static func freshStore() async throws -> SQLExamStore {
+    static var conformanceTimeouts: DatabaseTimeouts {
         var timeouts = DatabaseTimeouts()
         timeouts.lockWait = .seconds(20)
         timeouts.statement = .seconds(25)
         timeouts.call = .seconds(30)
-        return try await PostgresExamStore.open(url: try await PostgresTestDatabase.freshDatabaseURL(), timeouts: timeouts)
+        return timeouts
     }
 
     @Test("conformance", arguments: ExamStoreConformance.cases)
     func conformance(_ check: ExamStoreConformance.Case) async throws {
-        let store = try await Self.freshStore()
-        try await check.run(store)
-        try await store.shutdown()
+        try await PostgresTestDatabase.withFreshStore(timeouts: Self.conformanceTimeouts) { store in try await check.run(store) }
     }
 
     @Test("several nodes migrating at once apply each migration once")
     func concurrentMigrations() async throws {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let stores = try await withThrowingTaskGroup(of: SQLExamStore.self) { group in
-            for _ in 0..<4 { group.addTask { try await PostgresExamStore.open(url: url) } }
-            return try await group.reduce(into: []) { $0.append($1) }
+        // Four nodes open the same empty database at once; each migrates it, then makes its exam.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for node in 0..<4 {
+                group.addTask {
+                    try await PostgresExamStore.withStore(url: url) { store in
+                        _ = try await store.createExam(examId: "e\(node)", title: "A", actor: "admin", at: .now())
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
-        _ = try await stores[0].createExam(examId: "e1", title: "A", actor: "admin", at: .now())
-        #expect(try await stores[3].exam("e1")?.title == "A")
-        for store in stores { try await store.shutdown() }
+        let titles = try await PostgresExamStore.withStore(url: url) { store in
+            var titles: [String?] = []
+            for node in 0..<4 { titles.append(try await store.exam("e\(node)")?.title) }
+            return titles
+        }
+        #expect(titles == Array(repeating: "A", count: 4))
     }
 }

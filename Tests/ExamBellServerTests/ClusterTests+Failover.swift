@@ -53,9 +53,10 @@ extension ClusterTests {
             #expect(await browser.frames(atLeast: 1, within: .seconds(90)) == [frame("f1", end.endDatetime)])
         }
         try await sentinel.waitForEndOnPromotedReplica("f1", candidates: ids, end: end.endDatetime)
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        #expect(try await store.exam("f1")?.endDatetime?.iso8601 == end.endDatetime)
-        try await eventually("the outbox is empty", within: .seconds(60)) { try await store.outboxBacklog() == 0 }
-        try await store.shutdown()
+        let stored = try await PostgresExamStore.withStore(url: cluster.databaseURL) { store in
+            try await eventually("the outbox is empty", within: .seconds(60)) { try await store.outboxBacklog() == 0 }
+            return try await store.exam("f1")?.endDatetime?.iso8601
+        }
+        #expect(stored == end.endDatetime)
     }
 }

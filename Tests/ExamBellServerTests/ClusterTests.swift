@@ -73,9 +73,8 @@ struct ClusterTests {
             #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
         }
         // PostgreSQL, Redis and the socket message agree on the one end time.
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        #expect(try await store.exam("e1")?.endDatetime?.iso8601 == end.endDatetime)
-        try await store.shutdown()
+        let stored = try await PostgresExamStore.withStore(url: cluster.databaseURL) { try await $0.exam("e1")?.endDatetime?.iso8601 }
+        #expect(stored == end.endDatetime)
         #expect(try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
 
         // Node 2 comes back; its browsers reconnect and are told.
@@ -112,9 +111,8 @@ struct ClusterTests {
         await #expect(throws: (any Error).self) {
             try await cluster.api("POST", "/api/exams/e1/end", #"{"reason":"fault"}"#, via: cluster.webPort)
         }
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        let end = try #require(try await store.exam("e1")?.endDatetime, "the end committed before the crash")
-        try await store.shutdown()
+        let stored = try await PostgresExamStore.withStore(url: cluster.databaseURL) { try await $0.exam("e1")?.endDatetime }
+        let end = try #require(stored, "the end committed before the crash")
         #expect(await browser.frames(atLeast: 1, within: .seconds(30)) == [frame("e1", end.iso8601)], "the other node's relay published it")
         browser.close()
     }
@@ -205,9 +203,10 @@ struct ClusterTests {
         let end = try #require(ends.first)
         #expect(try await cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "one queue entry")
         #expect(try await cluster.redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end)"}"#])
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.count == 1, "one audit row")
-        try await store.shutdown()
+        let auditedEnds = try await PostgresExamStore.withStore(url: cluster.databaseURL) { store in
+            try await store.auditLog(examId: "e1").filter { $0.action == "end" }.count
+        }
+        #expect(auditedEnds == 1, "one audit row")
         for browser in browsers {
             #expect(await browser.frames(atLeast: 1) == [frame("e1", end)])
             #expect(await browser.frames(over: .seconds(1)).count == 1, "one frame per browser over the whole window")
@@ -294,14 +293,14 @@ struct ClusterTests {
         try await eventually("told and locked by all four, over both socket nodes", within: .seconds(30)) {
             try await cluster.api("GET", "/api/exams/d1/delivery").1.contains(#""counts":{"candidates":4,"locked":4,"saved":0,"told":4}"#)
         }
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        // The exam's end answered once the candidates' rows held it.
-        let rows = try await store.candidates(examId: "d1")
-        #expect(rows.map { $0.lastActiveTime?.iso8601 } == [ownEnds[0], ownEnds[1], examEnd, examEnd])
-        try await eventually("final sync copied the locks into the DB", within: .seconds(30)) {
-            try await store.candidates(examId: "d1").allSatisfy { $0.lockedAt != nil }
+        try await PostgresExamStore.withStore(url: cluster.databaseURL) { store in
+            // The exam's end answered once the candidates' rows held it.
+            let rows = try await store.candidates(examId: "d1")
+            #expect(rows.map { $0.lastActiveTime?.iso8601 } == [ownEnds[0], ownEnds[1], examEnd, examEnd])
+            try await eventually("final sync copied the locks into the DB", within: .seconds(30)) {
+                try await store.candidates(examId: "d1").allSatisfy { $0.lockedAt != nil }
+            }
         }
-        try await store.shutdown()
         #expect(try await cluster.redis.cli("XLEN", "queue:exam_end") == ["1"], "the exam_end stream holds the exam's one end only")
         browsers.forEach { $0.close() }
     }

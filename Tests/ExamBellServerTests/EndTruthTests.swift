@@ -20,16 +20,6 @@ import Testing
 /// (row locks, terminated connections, a crash inside the end transaction) and real Redis.
 @Suite("The end is true everywhere or nowhere", .timeLimit(.minutes(4)))
 struct EndTruthTests {
-    /// Short bounds, so that the tests see them act.
-    static var shortTimeouts: DatabaseTimeouts {
-        var timeouts = DatabaseTimeouts()
-        timeouts.connectionWait = .seconds(10)
-        timeouts.lockWait = .seconds(1)
-        timeouts.statement = .seconds(4)
-        timeouts.call = .seconds(6)
-        return timeouts
-    }
-
     /// The product's bounds but a 1 s lock wait, for a node whose end meets a locked row:
     /// everything else the node does keeps the full bounds (a loaded machine needs them).
     static var shortLockWait: DatabaseTimeouts {
@@ -48,7 +38,7 @@ struct EndTruthTests {
         #"{"type":"exam_end","examId":"\#(examId)","message":"시험이 종료되었습니다.","timestamp":"\#(end)"}"#
     }
 
-    // MARK: Every DB call is bounded
+    // MARK: An end that failed
 
     @Test("an end that failed claims the exam's end only after an unconfirmed COMMIT with its own time")
     func ownEndAfterFailure() {
@@ -66,117 +56,6 @@ struct EndTruthTests {
         #expect(EndExamService.ownEnd(after: unconfirmed, truth: running, endDatetime: mine) == nil, "not ended: the failure stands")
     }
 
-    @Test(
-        "a connection terminated mid-transaction (pg_terminate_backend) answers an error within the bound; the next call works",
-        .timeLimit(.minutes(1)))
-    func terminatedMidTransaction() async throws {
-        let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
-        let killer = try PostgresExecutor(url: url, logger: Self.quiet)
-        let started = ContinuousClock.now
-        let outcome = try await bounded("a transaction whose connection was terminated", within: .seconds(30)) {
-            do {
-                try await executor.withTransaction { db in
-                    let row = try await db.raw("SELECT pg_backend_pid() AS pid").first()
-                    let pid = try #require(try row?.decode(column: "pid", as: Int.self))
-                    try await killer.withConnection { other in
-                        try await other.raw("SELECT pg_terminate_backend(CAST(\(bind: pid) AS INTEGER))").run()
-                    }
-                    try await db.raw("SELECT 1").run()
-                }
-                return "committed"
-            } catch let error as StoreError {
-                return "\(ExamBellError(error).status)"
-            } catch {
-                return String(reflecting: error)
-            }
-        }
-        #expect(outcome == "503", "the caller is told the DB is unavailable")
-        #expect(ContinuousClock.now - started < Self.shortTimeouts.callBound, "answered within the stated bound")
-        try await eventually("the pool serves the next call", within: .seconds(20)) {
-            (try? await executor.withConnection { db in try await db.raw("SELECT 1").run() }) != nil
-        }
-        try await executor.shutdown()
-        try await killer.shutdown()
-    }
-
-    @Test(
-        "a call past its bound is answered with an error and never commits later; a long statement is stopped by PostgreSQL",
-        .timeLimit(.minutes(1)))
-    func overrunNeverCommits() async throws {
-        let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let executor = try PostgresExecutor(url: url, timeouts: Self.shortTimeouts, logger: Self.quiet)
-        try await executor.withConnection { db in try await db.raw("CREATE TABLE probe (n INTEGER)").run() }
-        let finished = Mutex(false)
-        let started = ContinuousClock.now
-        let answer = try await bounded("a transaction that overruns its call bound", within: .seconds(30)) {
-            do {
-                try await executor.withTransaction { db in
-                    try await db.raw("INSERT INTO probe (n) VALUES (1)").run()
-                    // Work that does not end in time (a stuck caller): the watchdog answers.
-                    try? await Task.sleep(for: .seconds(10))
-                    finished.withLock { $0 = true }
-                }
-                return "committed"
-            } catch let error as StoreError {
-                return error.code
-            }
-        }
-        #expect(answer == "service_unavailable")
-        #expect(ContinuousClock.now - started < Self.shortTimeouts.callBound)
-        // Long after the body gave up, the row it inserted is still not there.
-        try await eventually("the abandoned body finished", within: .seconds(15)) { finished.withLock { $0 } }
-        let count = try await executor.withConnection { db in
-            try await db.raw("SELECT COUNT(*) AS n FROM probe").first()?.decode(column: "n", as: Int.self)
-        }
-        #expect(count == 0, "the call that answered an error never committed")
-
-        let sleeping = try await bounded("a statement past statement_timeout", within: .seconds(30)) {
-            do {
-                try await executor.withConnection { db in try await db.raw("SELECT pg_sleep(20)").run() }
-                return "finished"
-            } catch let error as StoreError {
-                return error.message
-            }
-        }
-        #expect(sleeping?.contains("did not") == true, "PostgreSQL's statement_timeout stopped it: \(sleeping ?? "")")
-        try await executor.shutdown()
-    }
-
-    @Test(
-        "a cancelled caller's call is still bounded: the statement overrunning the call's limit has its connection closed and is answered 503",
-        .timeLimit(.minutes(1)))
-    func cancelledCallerStillBounded() async throws {
-        var timeouts = Self.shortTimeouts
-        timeouts.statement = .seconds(30)  // PostgreSQL would let the statement run: only the watchdog stops it
-        timeouts.call = .seconds(2)
-        let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let executor = try PostgresExecutor(url: url, timeouts: timeouts, logger: Self.quiet)
-        let call = Task {
-            do {
-                try await executor.withConnection { db in try await db.raw("SELECT pg_sleep(20)").run() }
-                return "finished"
-            } catch let error as StoreError {
-                return error.message
-            } catch {
-                return "\(type(of: error))"
-            }
-        }
-        try await eventually("the statement runs", within: .seconds(10)) {
-            let running = try? await executor.withConnection { db in
-                try await db.raw("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'")
-                    .first()?.decode(column: "n", as: Int.self)
-            }
-            return (running ?? 0) > 0
-        }
-        let cancelledAt = ContinuousClock.now
-        call.cancel()
-        let answer = try await bounded("the cancelled call's answer", within: .seconds(15)) { await call.value }
-        #expect(answer == "The database did not finish within 2.0 seconds; nothing was changed.", "answered by the watchdog")
-        #expect(ContinuousClock.now - cancelledAt < timeouts.call + .seconds(8), "not held until the statement ended (20 s)")
-        try await executor.shutdown()
-    }
-
     // MARK: The end path
 
     @Test(
@@ -186,57 +65,57 @@ struct EndTruthTests {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
         let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let store = try await PostgresExamStore.open(url: url, timeouts: Self.shortLockWait)
-        let test = try await TestNode(store: store, redisURL: redis.url)
-        let monitor = try PostgresExecutor(url: url, logger: Self.quiet)
-        try await bounded("the row-lock scenario and the node's shutdown", within: .seconds(90)) {
-            try await test.node.application.test(.live) { client in
-                let port = try #require(client.port)
-                let ids = try await client.makeExam("e1", candidates: 2, proctors: 1)
-                let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
-                let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
-                let early = TestBrowser(port: port, token: tokens[0])
-                await eventually("first browser connected") { test.node.hub.connectionCount == 1 }
+        try await PostgresExamStore.withStore(url: url, timeouts: Self.shortLockWait) { store in
+            let test = try await TestNode(store: store, redisURL: redis.url)
+            try await PostgresExecutor.withExecutor(url: url, logger: Self.quiet) { monitor in
+                try await bounded("the row-lock scenario and the node's shutdown", within: .seconds(90)) {
+                    try await test.node.application.test(.live) { client in
+                        let port = try #require(client.port)
+                        let ids = try await client.makeExam("e1", candidates: 2, proctors: 1)
+                        let tokens = try await client.tokens("e1", role: "candidate", ids: ids)
+                        let proctorToken = try await client.tokens("e1", role: "proctor", ids: ["e1-p1"])[0]
+                        let early = TestBrowser(port: port, token: tokens[0])
+                        await eventually("first browser connected") { test.node.hub.connectionCount == 1 }
 
-                let lock = try await PlanRowLock.hold(url: url, examId: "e1")
-                let started = ContinuousClock.now
-                let refused = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"locked"}"#) }
-                try await eventually("the end waits for the row lock") { try await PlanRowLock.waiters(monitor) > 0 }
-                // Browsers that join while the end is in flight.
-                let joiner = TestBrowser(port: port, token: tokens[1])
-                let proctor = TestBrowser(port: port, token: proctorToken)
-                await eventually("joiners connected") { test.node.hub.connectionCount == 3 }
+                        let lock = try await PlanRowLock.hold(url: url, examId: "e1")
+                        let started = ContinuousClock.now
+                        let refused = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"locked"}"#) }
+                        try await eventually("the end waits for the row lock") { try await PlanRowLock.waiters(monitor) > 0 }
+                        // Browsers that join while the end is in flight.
+                        let joiner = TestBrowser(port: port, token: tokens[1])
+                        let proctor = TestBrowser(port: port, token: proctorToken)
+                        await eventually("joiners connected") { test.node.hub.connectionCount == 3 }
 
-                let response = try await refused.value
-                #expect(response.status == .serviceUnavailable)
-                #expect(try decode(ErrorBody.self, response).error.message.contains("locked"))
-                #expect(ContinuousClock.now - started < Self.shortLockWait.callBound, "answered within the stated bound")
-                #expect(try await store.exam("e1")?.status == .inProgress, "the DB did not end it")
-                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
-                for id in ids {
-                    #expect(try await redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == false)
-                }
-                #expect(try await redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
-                for browser in [early, joiner, proctor] {
-                    #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB refused")
-                }
-                #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.isEmpty)
+                        let response = try await refused.value
+                        #expect(response.status == .serviceUnavailable)
+                        #expect(try decode(ErrorBody.self, response).error.message.contains("locked"))
+                        #expect(ContinuousClock.now - started < Self.shortLockWait.callBound, "answered within the stated bound")
+                        #expect(try await store.exam("e1")?.status == .inProgress, "the DB did not end it")
+                        #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"in_progress","end_datetime":null}"#])
+                        for id in ids {
+                            #expect(try await redis.cli("GET", "exam_candidate:\(id):status").first?.contains(#""status":"completed""#) == false)
+                        }
+                        #expect(try await redis.cli("XLEN", "queue:exam_end") == ["0"], "nothing was published")
+                        for browser in [early, joiner, proctor] {
+                            #expect(await browser.frames(over: .seconds(1)).isEmpty, "no browser is told of an end the DB refused")
+                        }
+                        #expect(try await store.auditLog(examId: "e1").filter { $0.action == "end" }.isEmpty)
 
-                await lock.release()
-                let end = try await client.end("e1", reason: "lock released")
-                #expect(end.result == "completed")
-                for browser in [early, joiner, proctor] {
-                    #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+                        await lock.release()
+                        let end = try await client.end("e1", reason: "lock released")
+                        #expect(end.result == "completed")
+                        for browser in [early, joiner, proctor] {
+                            #expect(await browser.frames(atLeast: 1) == [frame("e1", end.endDatetime)])
+                        }
+                        for browser in [early, joiner, proctor] {
+                            #expect(await browser.frames(over: .milliseconds(500)).count == 1, "told exactly once")
+                        }
+                        #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
+                        [early, joiner, proctor].forEach { $0.close() }
+                    }
                 }
-                for browser in [early, joiner, proctor] {
-                    #expect(await browser.frames(over: .milliseconds(500)).count == 1, "told exactly once")
-                }
-                #expect(try await redis.cli("GET", "exam_plan:e1") == [#"{"status":"completed","end_datetime":"\#(end.endDatetime)"}"#])
-                [early, joiner, proctor].forEach { $0.close() }
             }
         }
-        try await monitor.shutdown()
-        try await store.shutdown()
     }
 
     // MARK: A lost answer to COMMIT
@@ -330,12 +209,12 @@ struct EndTruthTests {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let target = try #require(URLComponents(string: url))
         let relay = try await TCPRelay.start(to: try #require(target.host), port: try #require(target.port))
-        let store = try await PostgresExamStore.open(url: relay.url(through: url))
-        let test = try await TestNode(store: store, redisURL: redis.url, outboxLease: .seconds(60))
-        try await bounded("the relayed node's scenario and its shutdown", within: .seconds(90)) {
-            try await body(test, relay, store, redis)
+        try await PostgresExamStore.withStore(url: relay.url(through: url)) { store in
+            let test = try await TestNode(store: store, redisURL: redis.url, outboxLease: .seconds(60))
+            try await bounded("the relayed node's scenario and its shutdown", within: .seconds(90)) {
+                try await body(test, relay, store, redis)
+            }
         }
-        try await store.shutdown()
         await relay.stop()
     }
 
@@ -345,36 +224,36 @@ struct EndTruthTests {
     func acksKeepEndTime() async throws {
         let redis = try await RedisTestServer.start()
         defer { redis.stop() }
-        let store = try await PostgresTestDatabase.freshStore()
-        let test = try await TestNode(store: store, redisURL: redis.url, syncAfterEnd: .milliseconds(300))
-        try await bounded("acks and the sync after the end", within: .seconds(50)) {
-            try await test.node.application.test(.live) { client in
-                let port = try #require(client.port)
-                let ids = try await client.makeExam("e1", candidates: 3)
-                let browsers = try await client.tokens("e1", role: "candidate", ids: ids).map {
-                    TestBrowser(port: port, token: $0, ackExamEnd: true)
+        try await PostgresTestDatabase.withFreshStore { store in
+            let test = try await TestNode(store: store, redisURL: redis.url, syncAfterEnd: .milliseconds(300))
+            try await bounded("acks and the sync after the end", within: .seconds(50)) {
+                try await test.node.application.test(.live) { client in
+                    let port = try #require(client.port)
+                    let ids = try await client.makeExam("e1", candidates: 3)
+                    let browsers = try await client.tokens("e1", role: "candidate", ids: ids).map {
+                        TestBrowser(port: port, token: $0, ackExamEnd: true)
+                    }
+                    await eventually("connected") { test.node.hub.connectionCount == 3 }
+                    let end = try await client.end("e1")
+                    let endTime = try #require(Timestamp(iso8601: end.endDatetime))
+                    try await eventually("acks recorded") { try await redis.cli("HLEN", "exam_ack:e1") == ["3"] }
+                    try await eventually("ack times reached the DB") {
+                        try await store.candidates(examId: "e1").allSatisfy { $0.acknowledgedAt != nil }
+                    }
+                    for candidate in try await store.candidates(examId: "e1") {
+                        #expect(candidate.lastActiveTime == endTime, "the DB keeps the end time as last activity")
+                        #expect((candidate.acknowledgedAt ?? endTime) >= endTime)
+                    }
+                    for id in ids {
+                        #expect(
+                            try await redis.cli("GET", "exam_candidate:\(id):status") == [
+                                #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
+                            ])
+                    }
+                    browsers.forEach { $0.close() }
                 }
-                await eventually("connected") { test.node.hub.connectionCount == 3 }
-                let end = try await client.end("e1")
-                let endTime = try #require(Timestamp(iso8601: end.endDatetime))
-                try await eventually("acks recorded") { try await redis.cli("HLEN", "exam_ack:e1") == ["3"] }
-                try await eventually("ack times reached the DB") {
-                    try await store.candidates(examId: "e1").allSatisfy { $0.acknowledgedAt != nil }
-                }
-                for candidate in try await store.candidates(examId: "e1") {
-                    #expect(candidate.lastActiveTime == endTime, "the DB keeps the end time as last activity")
-                    #expect((candidate.acknowledgedAt ?? endTime) >= endTime)
-                }
-                for id in ids {
-                    #expect(
-                        try await redis.cli("GET", "exam_candidate:\(id):status") == [
-                            #"{"status":"completed","last_active_time":"\#(end.endDatetime)"}"#
-                        ])
-                }
-                browsers.forEach { $0.close() }
             }
         }
-        try await store.shutdown()
     }
 
     @Test("bulk at DESIGN's limits: 10,000 candidates with 64-character ids and Korean names, and their 10,000 sessions, in one request each")

@@ -18,23 +18,25 @@ import Testing
 
 /// Holds `SELECT … FOR UPDATE` on one `exam_plan` row, in a transaction of its own, until released.
 final class PlanRowLock: Sendable {
-    let executor: PostgresExecutor
     let holding: Task<Void, any Error>
     let releaser: AsyncStream<Void>.Continuation
 
+    /// Takes the row in a transaction of its own, on a pool that lives as long as the
+    /// transaction (until `release`).
     static func hold(url: String, examId: String) async throws -> PlanRowLock {
         var timeouts = DatabaseTimeouts()
         timeouts.call = .seconds(60)
         timeouts.statement = .seconds(60)
-        let executor = try PostgresExecutor(url: url, timeouts: timeouts, logger: EndTruthTests.quiet)
         let (locked, lockedContinuation) = AsyncStream<Bool>.makeStream()
         let (released, releaser) = AsyncStream<Void>.makeStream()
         let holding = Task {
             defer { lockedContinuation.finish() }
-            try await executor.withTransaction { db in
-                try await db.raw("SELECT plan_id FROM exam_plan WHERE plan_id = \(bind: examId) FOR UPDATE").run()
-                lockedContinuation.yield(true)
-                for await _ in released { break }
+            try await PostgresExecutor.withExecutor(url: url, timeouts: timeouts, logger: EndTruthTests.quiet) { executor in
+                try await executor.withTransaction { db in
+                    try await db.raw("SELECT plan_id FROM exam_plan WHERE plan_id = \(bind: examId) FOR UPDATE").run()
+                    lockedContinuation.yield(true)
+                    for await _ in released { break }
+                }
             }
         }
         var held = false
@@ -43,11 +45,10 @@ final class PlanRowLock: Sendable {
             break
         }
         guard held else { throw TestServerError("could not lock exam_plan \(examId): \(String(describing: await holding.result))") }
-        return PlanRowLock(executor: executor, holding: holding, releaser: releaser)
+        return PlanRowLock(holding: holding, releaser: releaser)
     }
 
-    private init(executor: PostgresExecutor, holding: Task<Void, any Error>, releaser: AsyncStream<Void>.Continuation) {
-        self.executor = executor
+    private init(holding: Task<Void, any Error>, releaser: AsyncStream<Void>.Continuation) {
         self.holding = holding
         self.releaser = releaser
     }
@@ -59,10 +60,9 @@ final class PlanRowLock: Sendable {
         } ?? 0
     }
 
-    /// Ends the transaction (or notices it already died) and closes the connection.
+    /// Ends the transaction (or notices it already died) and stops its pool.
     func release() async {
         releaser.finish()
         _ = await holding.result
-        try? await executor.shutdown()
     }
 }

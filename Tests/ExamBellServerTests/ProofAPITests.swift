@@ -199,38 +199,38 @@ struct ProofAPITests {
         .timeLimit(.minutes(2)))
     func concurrentAppends() async throws {
         let url = try await PostgresTestDatabase.freshDatabaseURL()
-        let first = try await PostgresExamStore.open(url: url)
-        let second = try await PostgresExamStore.open(url: url)
-        _ = try await first.createExam(examId: "e1", title: "A", actor: "admin", at: .now())
-        let perNode = 40
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (index, store) in [first, second].enumerated() {
-                for number in 0..<perNode {
-                    group.addTask {
-                        try await store.audit(
-                            AuditEntry(examId: "e1", actor: "node\(index)", action: "note", reason: nil, detail: "\(number)", at: .now()))
+        try await PostgresExamStore.withStore(url: url) { first in
+            try await PostgresExamStore.withStore(url: url) { second in
+                _ = try await first.createExam(examId: "e1", title: "A", actor: "admin", at: .now())
+                let perNode = 40
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (index, store) in [first, second].enumerated() {
+                        for number in 0..<perNode {
+                            group.addTask {
+                                try await store.audit(
+                                    AuditEntry(examId: "e1", actor: "node\(index)", action: "note", reason: nil, detail: "\(number)", at: .now()))
+                            }
+                        }
                     }
-                }
-            }
-            // Both nodes link while both write.
-            for store in [first, second] {
-                group.addTask {
-                    for _ in 0..<20 {
-                        try await store.chainAudit(examId: "e1")
-                        try await Task.sleep(for: .milliseconds(5))
+                    // Both nodes link while both write.
+                    for store in [first, second] {
+                        group.addTask {
+                            for _ in 0..<20 {
+                                try await store.chainAudit(examId: "e1")
+                                try await Task.sleep(for: .milliseconds(5))
+                            }
+                        }
                     }
+                    try await group.waitForAll()
                 }
+                try await second.chainAudit(examId: "e1")
+                let rows = try await first.auditLog(examId: "e1")
+                #expect(rows.count == 2 * perNode + 1, "the exam's creation and every note")
+                #expect(rows.map(\.seq) == Array(1...(2 * perNode + 1)).map(Optional.some))
+                let verdict = AuditChain.verify(jsonl: rows.map(AuditChain.exportLine).joined(separator: "\n"))
+                #expect(verdict.holds, "\(verdict.problem ?? "")")
+                #expect(Set(rows.filter { $0.actor == "node1" }.compactMap(\.detail)).count == perNode, "both nodes' rows are in")
             }
-            try await group.waitForAll()
         }
-        try await second.chainAudit(examId: "e1")
-        let rows = try await first.auditLog(examId: "e1")
-        #expect(rows.count == 2 * perNode + 1, "the exam's creation and every note")
-        #expect(rows.map(\.seq) == Array(1...(2 * perNode + 1)).map(Optional.some))
-        let verdict = AuditChain.verify(jsonl: rows.map(AuditChain.exportLine).joined(separator: "\n"))
-        #expect(verdict.holds, "\(verdict.problem ?? "")")
-        #expect(Set(rows.filter { $0.actor == "node1" }.compactMap(\.detail)).count == perNode, "both nodes' rows are in")
-        try await first.shutdown()
-        try await second.shutdown()
     }
 }

@@ -224,9 +224,8 @@ struct ShutdownTests {
         #expect(body.contains(#""result":"completed""#))
         #expect(await cluster.web.exitStatus(within: .seconds(15)) == 0, "the web node exited by itself, cleanly")
         #expect(await browser.frames(atLeast: 1).first?.contains(#""type":"exam_end""#) == true, "published before exiting")
-        let store = try await PostgresExamStore.open(url: cluster.databaseURL)
-        #expect(try await store.outboxBacklog() == 0, "nothing left in the outbox")
-        try await store.shutdown()
+        let backlog = try await PostgresExamStore.withStore(url: cluster.databaseURL) { try await $0.outboxBacklog() }
+        #expect(backlog == 0, "nothing left in the outbox")
         browser.close()
     }
 
@@ -292,69 +291,69 @@ struct InProcessShutdownTests {
         defer { redis.stop() }
         let url = try await PostgresTestDatabase.freshDatabaseURL()
         let database = try #require(URLComponents(string: url)?.path.dropFirst()).description
-        let monitor = try PostgresExecutor(url: try PostgresTestDatabase.serverURL(), logger: EndTruthTests.quiet)
-        let failures = BackendFailures()
-        let store = try PostgresExamStore.openForNode(url: url, failures: failures)
-        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), logger: EndTruthTests.quiet)
-        let backends = ExamBellBackends(
-            store: store, state: RedisStateStore(client: client, failures: failures),
-            queue: RedisStreamsQueue(client: client, failures: failures),
-            events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures,
-            services: store.services + [client], prepare: { try await store.migrate() }
-        )
-        var configuration = ExamBellConfiguration(
-            adminToken: TestNode.adminToken, sessionSecret: TestNode.secret, publicWebURL: "http://127.0.0.1:0",
-            publicSocketURL: "ws://127.0.0.1:0/ws"
-        )
-        configuration.port = 0
-        configuration.syncInterval = .milliseconds(200)
-        configuration.outboxInterval = .milliseconds(200)
-        let (listening, announce) = AsyncStream.makeStream(of: Int.self)
-        let node = try await buildApplication(
-            configuration: configuration, backends: backends, logger: EndTruthTests.quiet, onServerRunning: { announce.yield($0) }
-        )
-        let group = node.serviceGroup(gracefulShutdownSignals: [])
-        let running = Task { try await group.run() }
-        try await bounded("the node's run and shutdown", within: .seconds(120)) {
-            var port = 0
-            for await value in listening {
-                port = value
-                break
-            }
-            #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams", json: #"{"examId":"e1","title":"T"}"#).status == 201)
-            #expect(
-                try await callOnOwnConnection(
-                    port: port, "POST", "/api/exams/e1/candidates",
-                    json: #"{"candidates":[{"candidateId":"c1","name":"N"},{"candidateId":"c2","name":"M"}]}"#
-                ).status == 200)
-            #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/start").status == 200)
-            let sessions = try await callOnOwnConnection(
-                port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1","c2"]}"#)
-            let tokens = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions.map(\.token)
-            let browser = ReconnectingBrowser(ports: [port], token: tokens[0])
-            defer { browser.close() }
-            // A browser that reads nothing and never answers the close.
-            let silent = try await RawWebSocket(port: port, token: tokens[1])
-            defer { silent.close() }
-            try await eventually("both browsers connected") { node.hub.connectionCount == 2 }
-            #expect(try await Self.connections(monitor, database: database) > 0, "the node holds PostgreSQL connections while it runs")
-            #expect(try await redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
+        try await PostgresExecutor.withExecutor(url: try PostgresTestDatabase.serverURL(), logger: EndTruthTests.quiet) { monitor in
+            let failures = BackendFailures()
+            let store = try PostgresExamStore.openForNode(url: url, failures: failures)
+            let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), logger: EndTruthTests.quiet)
+            let backends = ExamBellBackends(
+                store: store, state: RedisStateStore(client: client, failures: failures),
+                queue: RedisStreamsQueue(client: client, failures: failures),
+                events: RedisStreamsQueue(client: client, stream: QueueStream.events, failures: failures), failures: failures,
+                services: store.services + [client], prepare: { try await store.migrate() }
+            )
+            var configuration = ExamBellConfiguration(
+                adminToken: TestNode.adminToken, sessionSecret: TestNode.secret, publicWebURL: "http://127.0.0.1:0",
+                publicSocketURL: "ws://127.0.0.1:0/ws"
+            )
+            configuration.port = 0
+            configuration.syncInterval = .milliseconds(200)
+            configuration.outboxInterval = .milliseconds(200)
+            let (listening, announce) = AsyncStream.makeStream(of: Int.self)
+            let node = try await buildApplication(
+                configuration: configuration, backends: backends, logger: EndTruthTests.quiet, onServerRunning: { announce.yield($0) }
+            )
+            let group = node.serviceGroup(gracefulShutdownSignals: [])
+            let running = Task { try await group.run() }
+            try await bounded("the node's run and shutdown", within: .seconds(120)) {
+                var port = 0
+                for await value in listening {
+                    port = value
+                    break
+                }
+                #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams", json: #"{"examId":"e1","title":"T"}"#).status == 201)
+                #expect(
+                    try await callOnOwnConnection(
+                        port: port, "POST", "/api/exams/e1/candidates",
+                        json: #"{"candidates":[{"candidateId":"c1","name":"N"},{"candidateId":"c2","name":"M"}]}"#
+                    ).status == 200)
+                #expect(try await callOnOwnConnection(port: port, "POST", "/api/exams/e1/start").status == 200)
+                let sessions = try await callOnOwnConnection(
+                    port: port, "POST", "/api/exams/e1/sessions", json: #"{"role":"candidate","ids":["c1","c2"]}"#)
+                let tokens = try JSONDecoder().decode(SessionsBody.self, from: Data(sessions.body.utf8)).sessions.map(\.token)
+                let browser = ReconnectingBrowser(ports: [port], token: tokens[0])
+                defer { browser.close() }
+                // A browser that reads nothing and never answers the close.
+                let silent = try await RawWebSocket(port: port, token: tokens[1])
+                defer { silent.close() }
+                try await eventually("both browsers connected") { node.hub.connectionCount == 2 }
+                #expect(try await Self.connections(monitor, database: database) > 0, "the node holds PostgreSQL connections while it runs")
+                #expect(try await redis.cli("CLIENT", "LIST").count > 1, "the node holds Redis connections while it runs")
 
-            await group.triggerGracefulShutdown()
-            try await running.value
-            await eventually("the browser was told to reconnect elsewhere (1012)") {
-                browser.closeCodes.first == SocketCloseCodes.restart
-            }
-            #expect(await silent.closeCode(within: .seconds(10)) == .some(1012), "the silent browser got 1012")
-            #expect(await silent.ended(within: .seconds(10)), "and its connection was closed without its answer")
-            try await eventually("PostgreSQL holds no connection of the node") {
-                try await Self.connections(monitor, database: database) == 0
-            }
-            try await eventually("Redis holds no connection of the node (only this check's own)") {
-                try await redis.cli("CLIENT", "LIST").count == 1
+                await group.triggerGracefulShutdown()
+                try await running.value
+                await eventually("the browser was told to reconnect elsewhere (1012)") {
+                    browser.closeCodes.first == SocketCloseCodes.restart
+                }
+                #expect(await silent.closeCode(within: .seconds(10)) == .some(1012), "the silent browser got 1012")
+                #expect(await silent.ended(within: .seconds(10)), "and its connection was closed without its answer")
+                try await eventually("PostgreSQL holds no connection of the node") {
+                    try await Self.connections(monitor, database: database) == 0
+                }
+                try await eventually("Redis holds no connection of the node (only this check's own)") {
+                    try await redis.cli("CLIENT", "LIST").count == 1
+                }
             }
         }
-        try await monitor.shutdown()
     }
 
     /// Connections to `database`, from `pg_stat_activity`.

@@ -102,15 +102,14 @@ struct TestNode {
     ) async throws {
         let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
         defer { redis?.stop() }
-        let test =
-            if let redis {
-                try await TestNode(
-                    store: try await PostgresTestDatabase.freshStore(), redisURL: redis.url, answerGraceSeconds: answerGraceSeconds,
-                    configure: configure)
-            } else {
-                try await TestNode(answerGraceSeconds: answerGraceSeconds, configure: configure)
+        if let redis {
+            try await PostgresTestDatabase.withFreshStore { store in
+                try await body(
+                    try await TestNode(store: store, redisURL: redis.url, answerGraceSeconds: answerGraceSeconds, configure: configure))
             }
-        try await body(test)
+        } else {
+            try await body(try await TestNode(answerGraceSeconds: answerGraceSeconds, configure: configure))
+        }
     }
 
     /// Every queue entry published since the node was made.

@@ -146,32 +146,31 @@ extension WebhookTests {
         "endpoints are budgeted atomically: 20 registrations at once against a budget of 5 make exactly 5; resends are rate-limited per operator",
         arguments: TestNode.engines)
     func endpointBudget(_ engines: String) async throws {
-        let redis = engines.contains("Redis") ? try await RedisTestServer.start() : nil
-        defer { redis?.stop() }
-        let store: (any ExamStore)? = redis == nil ? nil : try await PostgresTestDatabase.freshStore()
-        let test = try await TestNode(store: store, redisURL: redis?.url) {
+        let budgets: (inout ExamBellConfiguration) -> Void = {
             $0.budgets.webhookEndpoints = 5
             $0.budgets.webhookCalls = Rate(burst: 25, perMinute: 25)
         }
-        try await test.node.application.test(.live) { client in
-            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
-                for n in 0..<20 {
-                    group.addTask {
-                        try await client.call(.post, "/api/webhooks", json: #"{"url":"http://127.0.0.1:9/\#(n)","events":["exam.ended"]}"#).status
+        try await TestNode.on(engines, configure: budgets) { test in
+            try await test.node.application.test(.live) { client in
+                let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                    for n in 0..<20 {
+                        group.addTask {
+                            try await client.call(.post, "/api/webhooks", json: #"{"url":"http://127.0.0.1:9/\#(n)","events":["exam.ended"]}"#).status
+                        }
                     }
+                    return try await group.reduce(into: []) { $0.append($1) }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                #expect(statuses.filter { $0 == .created }.count == 5, "\(statuses)")
+                #expect(statuses.filter { $0 == .tooManyRequests }.count == 15)
+                let listed = try decode([String: [WebhookView]].self, try await client.call(.get, "/api/webhooks"))["webhooks"] ?? []
+                #expect(listed.count == 5)
+                // 20 registrations spent 20 of the operator's 25: five more calls, then 429.
+                var answers: [HTTPResponse.Status] = []
+                for _ in 0..<6 {
+                    answers.append(try await client.call(.post, "/api/webhooks/\(listed[0].webhookId)/deliveries/evt_x/resend").status)
+                }
+                #expect(answers == Array(repeating: .notFound, count: 5) + [.tooManyRequests], "\(answers)")
             }
-            #expect(statuses.filter { $0 == .created }.count == 5, "\(statuses)")
-            #expect(statuses.filter { $0 == .tooManyRequests }.count == 15)
-            let listed = try decode([String: [WebhookView]].self, try await client.call(.get, "/api/webhooks"))["webhooks"] ?? []
-            #expect(listed.count == 5)
-            // 20 registrations spent 20 of the operator's 25: five more calls, then 429.
-            var answers: [HTTPResponse.Status] = []
-            for _ in 0..<6 {
-                answers.append(try await client.call(.post, "/api/webhooks/\(listed[0].webhookId)/deliveries/evt_x/resend").status)
-            }
-            #expect(answers == Array(repeating: .notFound, count: 5) + [.tooManyRequests], "\(answers)")
         }
     }
 }

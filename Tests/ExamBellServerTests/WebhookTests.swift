@@ -220,19 +220,20 @@ struct WebhookTests {
     @Test("two web nodes on one database never make one attempt at once: each event reaches a slow receiver once")
     func twoNodesOneAttempt() async throws {
         let receiver = try await Receiver(delay: .milliseconds(300))
-        let store = try await PostgresTestDatabase.freshStore()
-        let first = try await TestNode(store: store)
-        let second = try await TestNode(store: store, nodeId: "socket-2")
-        try await first.node.application.test(.live) { client in
-            try await second.node.application.test(.live) { _ in
-                _ = try await Self.register(client, url: receiver.url, events: ["candidate.ended"])
-                let ids = try await client.makeExam("t1", candidates: 20)
-                for id in ids {
-                    #expect(try await client.call(.post, "/api/exams/t1/candidates/\(id)/end", json: #"{"reason":"x"}"#).status == .ok)
+        try await PostgresTestDatabase.withFreshStore { store in
+            let first = try await TestNode(store: store)
+            let second = try await TestNode(store: store, nodeId: "socket-2")
+            try await first.node.application.test(.live) { client in
+                try await second.node.application.test(.live) { _ in
+                    _ = try await Self.register(client, url: receiver.url, events: ["candidate.ended"])
+                    let ids = try await client.makeExam("t1", candidates: 20)
+                    for id in ids {
+                        #expect(try await client.call(.post, "/api/exams/t1/candidates/\(id)/end", json: #"{"reason":"x"}"#).status == .ok)
+                    }
+                    try await eventually("20 events", within: .seconds(60)) { Set(receiver.requests.compactMap(\.eventId)).count >= 20 }
+                    try await Task.sleep(for: .seconds(1))
+                    #expect(receiver.requests.count == 20, "an event was sent twice: \(receiver.requests.count) requests")
                 }
-                try await eventually("20 events", within: .seconds(60)) { Set(receiver.requests.compactMap(\.eventId)).count >= 20 }
-                try await Task.sleep(for: .seconds(1))
-                #expect(receiver.requests.count == 20, "an event was sent twice: \(receiver.requests.count) requests")
             }
         }
         await receiver.stop()

@@ -4,11 +4,11 @@ import Foundation
 /// A fresh, empty PostgreSQL database for one test, in the cluster `scripts/test` started
 /// (`EXAMBELL_TEST_POSTGRES_URL`). When the variable is missing the test fails, never skips.
 ///
-/// Every test of a run creates its database through one maintenance connection, one after
-/// another: when ~100 tests start at once on two cores, a pool and a `CREATE DATABASE` per test
-/// made the cluster hand out connections late enough for the product's 10 s connection wait
-/// to run out in the tests' first burst. The maintenance pool itself waits longer (it serves
-/// the test harness, not the product).
+/// Every test of a run creates its database one after another: when ~100 tests start at once
+/// on two cores, a `CREATE DATABASE` per test at once made the cluster hand out connections
+/// late enough for the product's 10 s connection wait to run out in the tests' first burst.
+/// The maintenance connection itself waits longer (it serves the test harness, not the
+/// product).
 public enum PostgresTestDatabase {
     /// The URL of the test cluster's maintenance database.
     public static func serverURL() throws -> String {
@@ -23,9 +23,12 @@ public enum PostgresTestDatabase {
         "exambell_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
     }
 
-    /// A migrated store on a database of its own in the test cluster.
-    public static func freshStore() async throws -> SQLExamStore {
-        try await PostgresExamStore.open(url: try await freshDatabaseURL())
+    /// Runs `body` with a migrated store on a database of its own in the test cluster; its
+    /// pool stops when `body` returns.
+    public static func withFreshStore<R: Sendable>(
+        timeouts: DatabaseTimeouts = DatabaseTimeouts(), _ body: (SQLExamStore) async throws -> R
+    ) async throws -> R {
+        try await PostgresExamStore.withStore(url: try await freshDatabaseURL(), timeouts: timeouts, body)
     }
 
     /// The URL of a new, empty database in the test cluster (for several nodes to share).
@@ -43,37 +46,27 @@ public enum PostgresTestDatabase {
         return components.string ?? url
     }
 
-    /// The one maintenance connection of the test process; creates databases one at a time,
-    /// in the order they were asked for.
+    /// Creates the test process's databases one at a time, in the order they were asked for,
+    /// each through a connection of its own that closes with it.
     actor Maintenance {
         static let shared = Maintenance()
-        private var store: Task<SQLExamStore, any Error>?
         private var tail: Task<Void, Never>?
 
         func createDatabase(_ name: String, server: String) async throws {
-            let store = self.store ?? Task { try await Self.open(server) }
-            self.store = store
             let previous = tail
             let work = Task {
                 await previous?.value
-                try await store.value.execute("CREATE DATABASE \(name)")
+                // The harness's bounds, not the product's: it waits longer.
+                var timeouts = DatabaseTimeouts()
+                timeouts.connectionWait = .seconds(60)
+                timeouts.statement = .seconds(60)
+                timeouts.call = .seconds(60)
+                try await PostgresExamStore.withStore(url: server, timeouts: timeouts, migrated: false) { store in
+                    try await store.execute("CREATE DATABASE \(name)")
+                }
             }
             tail = Task { _ = try? await work.value }
-            do {
-                try await work.value
-            } catch {
-                // A maintenance pool that could not open is opened again by the next test.
-                if case .failure = await store.result { self.store = nil }
-                throw error
-            }
-        }
-
-        private static func open(_ server: String) async throws -> SQLExamStore {
-            var timeouts = DatabaseTimeouts()
-            timeouts.connectionWait = .seconds(60)
-            timeouts.statement = .seconds(60)
-            timeouts.call = .seconds(60)
-            return try await PostgresExamStore.openUnmigrated(url: server, timeouts: timeouts)
+            try await work.value
         }
     }
 }
