@@ -72,6 +72,10 @@ public final class MemoryStateStore: StateStore {
         storage.withLock { $0.hashes[key] ?? [:] }
     }
 
+    public func fieldCounts(_ keys: [String]) async throws -> [Int] {
+        storage.withLock { storage in keys.map { storage.hashes[$0]?.count ?? 0 } }
+    }
+
     public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
         storage.withLock { storage in
             let now = ContinuousClock.now

@@ -14,6 +14,11 @@ struct CountedRedis: Sendable {
         try await counting { try await client.execute(command) }
     }
 
+    /// Sends `commands` in one round trip; an error reply is thrown as `execute` throws it.
+    func pipeline(_ commands: [RESPCommand]) async throws -> [RESPValue] {
+        try await counting { try await client.pipeline(commands).map { try $0.throwingError() } }
+    }
+
     /// A connection of its own, for commands that block (`XREADGROUP … BLOCK`).
     func dedicatedConnection() -> DedicatedRedisConnection { client.dedicatedConnection() }
 

@@ -50,6 +50,14 @@ public struct RedisStateStore: StateStore {
         try await client.execute(HGETALL(key))
     }
 
+    public func fieldCounts(_ keys: [String]) async throws -> [Int] {
+        guard !keys.isEmpty else { return [] }
+        return try await client.pipeline(keys.map { ["HLEN", $0] }).map { reply in
+            guard let count = reply.integer else { throw RedisClientError.unexpectedShape("HLEN") }
+            return Int(count)
+        }
+    }
+
     public func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool {
         if try await client.execute(SETNXPX(key, owner, expiry: ttl)) { return true }
         // Already ours (a re-entrant take): extend it.

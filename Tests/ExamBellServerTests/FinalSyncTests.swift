@@ -96,6 +96,37 @@ struct FinalSyncTests {
         }
     }
 
+    @Test(
+        "an ended exam the periodic pass found settled is reconciled again only when its state moves: an ack, a lost plan key",
+        arguments: Engine.allCases
+    )
+    func settledEndsAreSkipped(_ engine: Engine) async throws {
+        try await withNode(engine) { test in
+            try await test.node.application.test(.router) { client in
+                _ = try await client.makeExam("ended", candidates: 2)
+                _ = try await client.makeExam("running", candidates: 2)
+                _ = try await client.end("ended")
+                let sync = test.node.finalSync
+                let state = test.backends.state
+                #expect(Set(await sync.reconcileAll()) == ["running", "ended"], "the first pass after the end reads it whole")
+                #expect(await sync.reconcileAll() == ["running"], "found settled: only its fingerprint is read")
+                #expect(await sync.reconcileAll() == ["running"])
+
+                try await state.recordAck(examId: "ended", candidateId: "ended-c1", at: .now())
+                #expect(Set(await sync.reconcileAll()) == ["running", "ended"], "an ack moved it")
+                #expect(try await test.backends.store.candidates(ids: ["ended-c1"]).first?.acknowledgedAt != nil, "the ack reached the DB")
+                #expect(Set(await sync.reconcileAll()) == ["running", "ended"], "a pass that copied something is checked once more")
+                #expect(await sync.reconcileAll() == ["running"])
+
+                try await state.delete([PlanStateValue.key("ended")])
+                #expect(Set(await sync.reconcileAll()) == ["running", "ended"], "a lost plan key moved it")
+                #expect(try await state.plan("ended")?.status == .completed, "and the pass wrote it back")
+                _ = await sync.reconcileAll()
+                #expect(await sync.reconcileAll() == ["running"])
+            }
+        }
+    }
+
     @Test("deleted and corrupted keys are rewritten from the DB; later activity flows into the DB", arguments: Engine.allCases)
     func repair(_ engine: Engine) async throws {
         try await withNode(engine) { test in
@@ -155,8 +186,10 @@ struct FinalSyncTests {
                 _ = try await client.end("e1")
                 try await test.backends.state.delete([PlanStateValue.key("e1")])
                 #expect(try await test.backends.state.lock("exam_sync_lock:e1", owner: "another-node", ttl: .seconds(30)))
-                #expect(await test.node.finalSync.reconcile(examId: "e1") == FinalSync.Report())
+                let report = await test.node.finalSync.reconcile(examId: "e1")
+                #expect(report.lockedElsewhere && report.keysRewritten == 0 && report.candidatesUpdatedInDB == 0, "it looked at nothing")
                 #expect(try await test.backends.state.plan("e1") == nil, "the other node's sync is not interfered with")
+                #expect(test.node.finalSync.dirtyExams == ["e1"], "looked at again on the next pass, never taken as settled")
                 try await test.backends.state.unlock("exam_sync_lock:e1", owner: "another-node")
                 #expect(await test.node.finalSync.reconcile(examId: "e1").keysRewritten == 1)
             }

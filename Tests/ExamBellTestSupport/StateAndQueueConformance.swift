@@ -33,6 +33,8 @@ public enum StateStoreConformance {
             try await state.setFields("m", [("b", "3")])
             try await state.setFields("m", [])
             #expect(try await state.fields("m") == ["a": "1", "b": "3"])
+            #expect(try await state.fieldCounts(["m", "missing"]) == [2, 0])
+            #expect(try await state.fieldCounts([]) == [])
             let open = ConnectionSpan(candidateId: "c1", instance: "s1~1700", start: 1_000, end: nil)
             var closed = open
             closed.end = 4_000

@@ -145,6 +145,16 @@ extension StateStore {
         return merged
     }
 
+    /// What final sync copies from the state store of an ended exam, in brief: its plan key
+    /// and how many acks, locks and clock offsets its hashes hold. Two equal fingerprints
+    /// mean nothing of it for final sync changed between them (an ended exam's candidate keys
+    /// are written by the end itself, which asks for its own sync).
+    public func syncFingerprint(examId: String) async throws -> SyncFingerprint {
+        let plan = try await get([PlanStateValue.key(examId)])[0]
+        let counts = try await fieldCounts([Self.ackKey(examId), "exam_locked:\(examId)", "exam_clock:\(examId)"])
+        return SyncFingerprint(plan: plan, counts: counts)
+    }
+
     static func ackKey(_ examId: String) -> String { "exam_ack:\(examId)" }
     static func presenceKey(_ examId: String) -> String { "exam_presence:\(examId)" }
 }
@@ -228,4 +238,18 @@ extension StateStore {
         }
         return seen
     }
+}
+
+/// See `StateStore.syncFingerprint(examId:)`.
+public struct SyncFingerprint: Sendable, Hashable {
+    public let plan: String?
+    public let counts: [Int]
+
+    public init(plan: String?, counts: [Int]) {
+        self.plan = plan
+        self.counts = counts
+    }
+
+    /// Whether the plan key says the exam ended.
+    public var saysEnded: Bool { plan.flatMap(PlanStateValue.init(json:))?.status == .completed }
 }

@@ -30,6 +30,10 @@ public protocol StateStore: Sendable {
     /// Every field of the hash at `key` (`HGETALL`).
     func fields(_ key: String) async throws -> [String: String]
 
+    /// How many fields each hash of `keys` holds, 0 for a missing one, in one round trip
+    /// (`HLEN` each, pipelined).
+    func fieldCounts(_ keys: [String]) async throws -> [Int]
+
     /// Takes the lock `key` for `owner` unless another owner holds it; it lapses after `ttl`
     /// (`SET key owner NX PX ttl`). Returns whether `owner` now holds it.
     func lock(_ key: String, owner: String, ttl: Duration) async throws -> Bool
