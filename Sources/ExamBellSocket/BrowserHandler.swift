@@ -32,7 +32,8 @@ final package class BrowserHandler: ChannelInboundHandler, RemovableChannelHandl
     private var lastMessage = NIODeadline.now()
     /// A message arriving in fragments: its first opcode and the bytes so far.
     private var fragments: (opcode: WebSocketOpcode, data: ByteBuffer)?
-    private var pinger: RepeatedTask?
+    /// The event loop whose ping round holds this browser, while it does.
+    private var pingLoop: (any EventLoop)?
     private var awaitingPong = false
     /// Whether a close frame was sent (by us, or in answer to the browser's).
     private var closing = false
@@ -52,8 +53,8 @@ final package class BrowserHandler: ChannelInboundHandler, RemovableChannelHandl
             let (server, session) = (self.server, self.session)
             Task { await server.tellIfEnded(session) }
         }
-        let interval = server.pingInterval
-        pinger = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in bound.value.pingTick() }
+        server.pings.join(self, on: context.eventLoop)
+        pingLoop = context.eventLoop
     }
 
     package func handlerRemoved(context: ChannelHandlerContext) {
@@ -68,8 +69,10 @@ final package class BrowserHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     private func leave() {
-        pinger?.cancel()
-        pinger = nil
+        if let pingLoop {
+            server.pings.leave(self, on: pingLoop)
+            self.pingLoop = nil
+        }
         guard let id else { return seat.release() }
         self.id = nil
         server.hub.leave(id, seat: seat)
@@ -94,7 +97,6 @@ final package class BrowserHandler: ChannelInboundHandler, RemovableChannelHandl
     package func close(code: WebSocketErrorCode, reason: String = "") {
         guard let context, !closing else { return }
         closing = true
-        pinger?.cancel()
         if context.channel.isWritable {
             var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
             data.write(webSocketErrorCode: code)
@@ -213,8 +215,9 @@ final package class BrowserHandler: ChannelInboundHandler, RemovableChannelHandl
 
     // MARK: Keep-alive
 
-    /// Every ping interval: a browser that did not answer the last ping is dropped; else pinged.
-    private func pingTick() {
+    /// Every ping interval (its loop's `PingRounds` tick): a browser that did not answer the
+    /// last ping is dropped; else pinged.
+    func pingTick() {
         guard let context, !closing else { return }
         guard !awaitingPong else {
             server.logger.debug("browser missed its pong; dropping it", metadata: ["examId": "\(session.examId)"])

@@ -32,6 +32,8 @@ package struct SocketServer: Sendable {
     package let metrics: NodeMetrics
     /// How often browsers are pinged; one that has not answered the last ping is dropped.
     package let pingInterval: TimeAmount
+    /// One ping timer per event loop for the browsers on it.
+    package let pings: PingRounds
 
     package init(
         hub: SocketHub, sessions: SessionTokens, state: any StateStore, logger: Logger, maxConnections: Int,
@@ -49,6 +51,7 @@ package struct SocketServer: Sendable {
         self.trustedProxies = trustedProxies
         self.metrics = metrics
         self.pingInterval = pingInterval
+        self.pings = PingRounds(interval: pingInterval)
     }
     /// The close code of a node that shuts down (1012, "service restart"): pages reconnect
     /// at once, spread over a second, and the load balancer sends them to another node.
