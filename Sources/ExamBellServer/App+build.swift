@@ -39,6 +39,8 @@ public struct ExamBellNode: Sendable {
     /// public port is going through; nil without an admin port.
     public let adminLane: Application<RouterResponder<ExamBellRequestContext>>?
     public let hub: SocketHub
+    /// The browsers' keep-alive, when the node serves sockets.
+    package let pings: PingRounds?
     public let outboxRelay: OutboxRelay
     public let finalSync: FinalSync
     public let sessions: SessionTokens
@@ -181,6 +183,7 @@ public struct ExamBellNode: Sendable {
         }
         self.application = application
         self.hub = hub
+        self.pings = socketServer?.pings
         self.outboxRelay = relay
         self.finalSync = sync
         self.sessions = sessions

@@ -36,6 +36,19 @@ final package class PingRounds: Sendable {
         }
     }
 
+    /// The browsers the rounds hold and the timers they run, over every loop (each read on its
+    /// loop).
+    package func census() async throws -> (browsers: Int, timers: Int) {
+        var browsers = 0
+        var timers = 0
+        for round in rounds.withLock({ Array($0.values) }) {
+            let (held, timer) = try await round.eventLoop.submit { (round.value.browsers.count, round.value.timer == nil ? 0 : 1) }.get()
+            browsers += held
+            timers += timer
+        }
+        return (browsers, timers)
+    }
+
     private func round(on loop: any EventLoop) -> NIOLoopBound<Round> {
         rounds.withLock { rounds in
             if let round = rounds[ObjectIdentifier(loop)] { return round }

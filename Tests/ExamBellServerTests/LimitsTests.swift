@@ -9,6 +9,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import NIOCore
 import Testing
 
 /// Hostile and broken browsers on the WebSocket: none of them hurts anyone else (issue 6).
@@ -134,6 +135,24 @@ struct LimitsTests {
             await eventually("connected") { test.node.hub.connectionCount == 1 }
             await eventually("dropped after missing its pong", within: .seconds(20)) { test.node.hub.connectionCount == 0 }
             silent.close()
+        }
+    }
+
+    @Test("browsers are kept alive by one ping timer per event loop, not one each; none runs once they left")
+    func pingRounds() async throws {
+        let test = try await TestNode(pingInterval: .seconds(1))
+        try await test.node.application.test(.live) { client in
+            let pings = try #require(test.node.pings)
+            let port = try #require(client.port)
+            let ids = try await client.makeExam("e1", candidates: 40)
+            let browsers = try await client.tokens("e1", role: "candidate", ids: ids).map { TestBrowser(port: port, token: $0) }
+            await eventually("connected") { test.node.hub.connectionCount == 40 }
+            let held = try await pings.census()
+            #expect(held.browsers == 40, "every browser is in its loop's round")
+            #expect(held.timers >= 1 && held.timers <= System.coreCount, "a timer per loop: \(held.timers) for 40 browsers")
+            browsers.forEach { $0.close() }
+            await eventually("left") { test.node.hub.connectionCount == 0 }
+            try await eventually("every round emptied and its timer stopped") { try await pings.census() == (0, 0) }
         }
     }
 
