@@ -61,9 +61,9 @@ public final class MemoryStateStore: StateStore {
         }
     }
 
-    public func deleteField(_ key: String, field: String) async throws {
+    public func deleteFields(_ key: String, _ fields: [String]) async throws {
         storage.withLock { storage in
-            storage.hashes[key]?[field] = nil
+            for field in fields { storage.hashes[key]?[field] = nil }
             if storage.hashes[key]?.isEmpty == true { storage.hashes[key] = nil }
         }
     }

@@ -42,8 +42,9 @@ public struct RedisStateStore: StateStore {
         try await client.execute(HSET(key, fields: fields))
     }
 
-    public func deleteField(_ key: String, field: String) async throws {
-        try await client.execute(HDEL(key, field: field))
+    public func deleteFields(_ key: String, _ fields: [String]) async throws {
+        guard !fields.isEmpty else { return }
+        try await client.execute(HDEL(key, fields: fields))
     }
 
     public func fields(_ key: String) async throws -> [String: String] {

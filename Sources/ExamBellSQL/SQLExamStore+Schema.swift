@@ -258,6 +258,21 @@ extension SQLExamStore {
                 """,
                 "CREATE INDEX exam_time_change_plan_id ON exam_time_change(plan_id)",
             ],
+            // 13: an ended exam's state retired once its sessions closed (`StateRetirement`):
+            // the state store's hashes the DB has no columns for, kept here, and when it was.
+            [
+                """
+                CREATE TABLE exam_state_archive (
+                    plan_id TEXT NOT NULL,
+                    state_key TEXT NOT NULL,
+                    field TEXT NOT NULL,
+                    value TEXT NOT NULL,
+                    PRIMARY KEY (state_key, field)
+                )
+                """,
+                "CREATE INDEX exam_state_archive_plan_id ON exam_state_archive(plan_id)",
+                "ALTER TABLE exam_plan ADD COLUMN state_retired_at TEXT",
+            ],
         ]
     }
 

@@ -66,15 +66,18 @@ public struct ExamBellNode: Sendable {
             forgetEndedAfter: configuration.sessionCloseAfter, faults: configuration.faults,
             instance: "\(configuration.nodeId)~\(Timestamp.milliseconds())")
         let metrics = NodeMetrics(failures: backends.failures)
+        // A node running both roles fans its own ends out: their bookkeeping waits for that.
+        let handOff = configuration.roles.isSuperset(of: [.web, .socket]) ? FanOutHandOff() : nil
         let delivery = Delivery(
-            store: backends.store, state: backends.state, queue: backends.queue, events: backends.events, logger: logger)
+            store: backends.store, state: backends.state, queue: backends.queue, events: backends.events, logger: logger,
+            handOff: handOff)
         let relay = OutboxRelay(
             outbox: backends.store, delivery: delivery, interval: configuration.outboxInterval, lease: configuration.outboxLease,
             logger: logger
         )
         let sync = FinalSync(
             store: backends.store, state: backends.state, interval: configuration.syncInterval, window: configuration.syncWindow,
-            nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
+            closeAfter: configuration.sessionCloseAfter, nodeId: "\(configuration.nodeId)-\(UUID().uuidString.prefix(8))",
             logger: logger, faults: configuration.faults
         )
         let endService = EndExamService(
@@ -93,9 +96,12 @@ public struct ExamBellNode: Sendable {
             ) : nil
         // Operators' passwords are checked on the web role only, on threads the node owns.
         let passwords = configuration.roles.contains(.web) ? Passwords() : nil
+        // The web role reads an exam's archived hashes from the DB once its state was retired.
+        var webBackends = backends
+        webBackends.state = ArchivedStateStore(state: backends.state, archive: backends.store)
         let web = try passwords.map { passwords in
             try WebRoutes(
-                configuration: configuration, backends: backends, sessions: sessions, endService: endService, examDay: examDay, metrics: metrics,
+                configuration: configuration, backends: webBackends, sessions: sessions, endService: endService, examDay: examDay, metrics: metrics,
                 passwords: passwords)
         }
         let router = try buildRouter(
@@ -126,7 +132,7 @@ public struct ExamBellNode: Sendable {
             services.append(
                 QueueConsumer(
                     queue: backends.queue, state: backends.state, hub: hub, group: configuration.nodeId, logger: logger, metrics: metrics,
-                    faults: configuration.faults
+                    faults: configuration.faults, handOff: handOff
                 )
             )
             services.append(

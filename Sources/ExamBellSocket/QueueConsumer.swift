@@ -14,11 +14,14 @@ package struct QueueConsumer: Service {
     package let group: String
     package let logger: Logger
     package let metrics: NodeMetrics
+    /// Told when an end's frame was written to every browser here (a node running both roles).
+    package let handOff: FanOutHandOff?
 
     package init(
         queue: any ExamEndQueue, state: any StateStore, hub: SocketHub, group: String, logger: Logger, metrics: NodeMetrics,
-        faults: FaultPoints = .none
+        faults: FaultPoints = .none, handOff: FanOutHandOff? = nil
     ) {
+        self.handOff = handOff
         self.queue = queue
         self.state = state
         self.hub = hub
@@ -82,7 +85,10 @@ package struct QueueConsumer: Service {
             metrics.entryRead(entry.id)
             await faults.reach(.socketAfterRead)
             if let message = entry.message {
-                let told = hub.broadcast(ExamEndSocketMessage(message))
+                let key = FanOutHandOff.key(examId: message.examId, at: message.timestamp)
+                var written: (@Sendable () -> Void)?
+                if let handOff { written = { handOff.written(key) } }
+                let told = hub.broadcast(ExamEndSocketMessage(message), written: written)
                 metrics.broadcastDone(examId: message.examId, told: told, entryId: entry.id)
                 logger.info(
                     "exam_end broadcast",

@@ -41,6 +41,9 @@ public final class SocketHub: Sendable {
         package var candidateEnds: [String: Timestamp] = [:]
         /// Whether membership changed since presence was last published.
         package var dirty = true
+        /// Presence on this node (`SocketHub+Presence.swift`): the subjects here with their
+        /// browsers, and what changed since the last publish.
+        package var presence = RoomPresence()
         /// Spans recorded per candidate on this node, and where spans past the budget began
         /// (`openSpan`).
         package var spans: [String: (count: Int, overflowStart: Int64?)] = [:]
@@ -176,19 +179,11 @@ public final class SocketHub: Sendable {
             }
             state.rooms[session.examId, default: Room()].members[state.nextId] = member
             state.rooms[session.examId]?.dirty = true
+            state.rooms[session.examId]?.presence.arrived(session.subject, role: session.role)
             return (state.nextId, end)
         }
         if let end { Self.write(end, to: [browser], on: browser.channel.eventLoop) }
         return id
-    }
-
-    static package func endFrame(examId: String, at time: Timestamp) -> ByteBuffer {
-        textFrame(ExamEndSocketMessage(examId: examId, timestamp: time).json)
-    }
-
-    /// A text frame's wire bytes, encoded once for every browser it goes to.
-    static package func textFrame(_ text: String) -> ByteBuffer {
-        encode(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)))
     }
 
     /// Removes a browser and gives its seat back.
@@ -197,6 +192,7 @@ public final class SocketHub: Sendable {
             // In place: copying the room out would copy its members (O(browsers) per leave).
             guard let member = state.rooms[seat.session.examId]?.members.removeValue(forKey: id) else { return }
             state.rooms[seat.session.examId]?.dirty = true
+            state.rooms[seat.session.examId]?.presence.left(member.session.subject)
             if let span = member.span {
                 recordSpan(&state, examId: seat.session.examId, candidateId: member.session.subject, span: span, end: Timestamp.milliseconds())
             }
@@ -210,14 +206,17 @@ public final class SocketHub: Sendable {
     }
 
     /// Tells every browser of the message's exam that has not been told yet; returns how many
-    /// were handed the frame now. The frame is encoded once here.
+    /// were handed the frame now. The frame is encoded once here. `written`, when given, is
+    /// called once every event loop has written the frame to each of its browsers (at once
+    /// when there were none).
     @discardableResult
-    public func broadcast(_ message: ExamEndSocketMessage) -> Int {
+    public func broadcast(_ message: ExamEndSocketMessage, written: (@Sendable () -> Void)? = nil) -> Int {
         let fresh = Self.textFrame(message.json)
         let (frame, byLoop, told) = state.withLock { state in
             Self.collect(&state.rooms[message.examId, default: Room()], fresh: fresh, time: message.timestamp)
         }
-        for (loop, browsers) in byLoop.values { Self.write(frame, to: browsers, on: loop, faults: faults) }
+        let loops = written.map { Countdown(byLoop.count, then: $0) }
+        for (loop, browsers) in byLoop.values { Self.write(frame, to: browsers, on: loop, faults: faults, done: loops) }
         return told
     }
 
@@ -256,35 +255,19 @@ public final class SocketHub: Sendable {
     /// and queues the next, so what else the loop has to do (the end request's own answer, a
     /// handshake) waits for one chunk, not for the whole room.
     static package func write(
-        _ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop, from start: Int = 0, faults: FaultPoints = .none
+        _ bytes: ByteBuffer, to browsers: [BrowserLink], on loop: any EventLoop, from start: Int = 0, faults: FaultPoints = .none,
+        done: Countdown? = nil
     ) {
         loop.execute {
             let end = min(start + writeChunk, browsers.count)
             for index in start..<end { browsers[index].handler.value.write(encoded: bytes) }
             if end < browsers.count {
                 if start == 0 { faults.reachNow(.socketMidBroadcast) }
-                write(bytes, to: browsers, on: loop, from: end, faults: faults)
+                write(bytes, to: browsers, on: loop, from: end, faults: faults, done: done)
+            } else {
+                done?.countDown()
             }
         }
-    }
-
-    /// A server frame's wire bytes (unmasked): header and payload in one buffer.
-    static package func encode(_ frame: WebSocketFrame) -> ByteBuffer {
-        var payload = frame.data
-        let length = payload.readableBytes
-        var buffer = ByteBufferAllocator().buffer(capacity: length + 10)
-        buffer.writeInteger(UInt8(frame.fin ? 0x80 : 0) | UInt8(webSocketOpcode: frame.opcode))
-        if length < 126 {
-            buffer.writeInteger(UInt8(length))
-        } else if length <= Int(UInt16.max) {
-            buffer.writeInteger(UInt8(126))
-            buffer.writeInteger(UInt16(length))
-        } else {
-            buffer.writeInteger(UInt8(127))
-            buffer.writeInteger(UInt64(length))
-        }
-        buffer.writeBuffer(&payload)
-        return buffer
     }
 
     /// Records a candidate's ack of the end; true the first time for a browser that was told.
@@ -293,41 +276,6 @@ public final class SocketHub: Sendable {
             guard let member = state.rooms[examId]?.members[id], member.endSent, !member.acknowledged else { return false }
             state.rooms[examId]?.members[id]?.acknowledged = true
             return true
-        }
-    }
-
-    /// Who is connected to an exam on this node.
-    package func presence(_ examId: String, at time: Timestamp) -> Presence {
-        state.withLock { state in
-            var presence = Presence(candidates: [], proctors: [], updated: time)
-            for member in state.rooms[examId]?.members.values ?? [:].values {
-                switch member.session.role {
-                case .candidate: presence.candidates.insert(member.session.subject)
-                case .proctor: presence.proctors.insert(member.session.subject)
-                }
-            }
-            return presence
-        }
-    }
-
-    /// The exams whose membership changed since the last call (all of them when `all`);
-    /// rooms left empty are forgotten when never ended and holding no candidate's span count
-    /// (a running exam keeps its counts, or a candidate reconnecting alone in a loop would
-    /// reset its span budget each time its room emptied), or ended before their sessions closed.
-    package func takeChangedExams(all: Bool) -> [String] {
-        let closedBefore = forgetEndedAfter.map { Timestamp.now().adding(seconds: -$0.components.seconds) }
-        return state.withLock { state in
-            var changed: [String] = []
-            for (examId, room) in state.rooms where room.dirty || all {
-                changed.append(examId)
-                state.rooms[examId]?.dirty = false
-            }
-            state.rooms = state.rooms.filter { _, room in
-                guard room.members.isEmpty, !room.dirty else { return true }
-                guard let endTime = room.endTime else { return !room.spans.isEmpty }
-                return closedBefore.map { endTime > $0 } ?? true
-            }
-            return changed
         }
     }
 

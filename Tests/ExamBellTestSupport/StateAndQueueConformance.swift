@@ -11,6 +11,15 @@ public enum StateStoreConformance {
 
     static let end = Timestamp(iso8601: "2024-01-16T18:00:00Z")!
 
+    /// A node's presence tick with `present` as its members (counts from them).
+    static func update(_ present: [String: SessionRole], updated: Timestamp, instance: String? = nil, full: Bool) -> PresenceUpdate {
+        PresenceUpdate(
+            header: PresenceHeader(
+                candidates: present.values.count { $0 == .candidate }, proctors: present.values.count { $0 == .proctor }, updated: updated,
+                instance: instance),
+            present: present, full: full)
+    }
+
     public static let cases: [Case] = [
         Case(name: "strings: set many, get many, delete") { state in
             try await state.set([("k1", "v1"), ("k2", "v2")])
@@ -49,8 +58,8 @@ public enum StateStoreConformance {
             #expect(
                 Set(try await state.connections(examId: "e1"))
                     == [closed, ConnectionSpan(candidateId: "c2", instance: "s|2", start: 5, end: nil)])
-            try await state.setPresence(
-                examId: "e1", nodeId: "s1", Presence(candidates: ["c1"], proctors: [], updated: end, instance: "s1~1700"))
+            try await state.publishPresence(
+                examId: "e1", nodeId: "s1", update(["c1": .candidate], updated: end, instance: "s1~1700", full: true))
             #expect(
                 try await state.instancesLastSeen(examId: "e1", freshAfter: end.adding(seconds: 1), now: 99)
                     == ["s1~1700": end.secondsSince1970 * 1000])
@@ -88,16 +97,34 @@ public enum StateStoreConformance {
             #expect(try await state.acknowledged(examId: "e1") == ["c1"])
             #expect(try await state.acknowledgements(examId: "e1") == ["c1": acked])
             #expect(try await state.candidates(["c1"])["c1"] == nil, "an ack leaves the candidate's key (its end time) alone")
-            try await state.setPresence(examId: "e1", nodeId: "n1", Presence(candidates: ["c1"], proctors: ["p1"], updated: end))
-            try await state.setPresence(examId: "e1", nodeId: "n2", Presence(candidates: ["c2"], proctors: [], updated: end))
-            try await state.setPresence(
-                examId: "e1", nodeId: "old", Presence(candidates: ["c9"], proctors: [], updated: end.adding(seconds: -60))
-            )
-            let merged = try await state.presence(examId: "e1", freshAfter: end.adding(seconds: -15))
+            try await state.publishPresence(examId: "e1", nodeId: "n1", update(["c1": .candidate, "p1": .proctor], updated: end, full: true))
+            try await state.publishPresence(examId: "e1", nodeId: "n2", update(["c2": .candidate], updated: end, full: true))
+            try await state.publishPresence(
+                examId: "e1", nodeId: "old", update(["c9": .candidate], updated: end.adding(seconds: -60), full: true))
+            let fresh = end.adding(seconds: -15)
+            let merged = try await state.presence(examId: "e1", freshAfter: fresh)
             #expect(merged.candidates == ["c1", "c2"], "a silent node's browsers are not counted")
             #expect(merged.proctors == ["p1"])
-            try await state.setPresence(examId: "e1", nodeId: "n1", Presence(candidates: [], proctors: [], updated: end))
-            #expect(try await state.presence(examId: "e1", freshAfter: end.adding(seconds: -15)).candidates == ["c2"])
+            // A tick writes what moved: c3 arrived and p1 left n1; c1 stays without being written.
+            var moved = update(["c3": .candidate], updated: end, full: false)
+            moved.absent = ["p1"]
+            moved.header.candidates = 2
+            moved.header.proctors = 0
+            try await state.publishPresence(examId: "e1", nodeId: "n1", moved)
+            #expect(
+                try await state.presence(examId: "e1", freshAfter: fresh) == Presence(candidates: ["c1", "c2", "c3"], proctors: [], updated: fresh))
+            // A full tick replaces the node's members.
+            try await state.publishPresence(examId: "e1", nodeId: "n1", update(["c4": .candidate], updated: end, full: true))
+            #expect(try await state.presence(examId: "e1", freshAfter: fresh).candidates == ["c2", "c4"])
+            #expect(
+                Set(try await state.presenceKeys(examId: "e1")) == [
+                    "exam_presence:e1", "exam_presence:e1:n1", "exam_presence:e1:n2", "exam_presence:e1:old",
+                ])
+            // A node left with none of the exam's browsers removes its keys.
+            try await state.publishPresence(examId: "e1", nodeId: "n1", update([:], updated: end, full: false))
+            #expect(try await state.presence(examId: "e1", freshAfter: fresh).candidates == ["c2"])
+            #expect(try await state.fields("exam_presence:e1:n1").isEmpty)
+            #expect(Set(try await state.presenceKeys(examId: "e1")) == ["exam_presence:e1", "exam_presence:e1:n2", "exam_presence:e1:old"])
         },
         Case(name: "a lock has one owner at a time and lapses") { state in
             #expect(try await state.lock("sync:e1", owner: "node-a", ttl: .seconds(30)))

@@ -8,7 +8,7 @@
 /// A domain rule the store applies (the answer window, item counts) throws its own
 /// `ExamBellError`.
 public protocol ExamStore: ExamPlanStore, PeopleStore, AnswerStore, OutboxStore, AuditStore, ExamDayStore, OperatorStore, WebhookStore,
-    ReceiptStore, ReportStore
+    ReceiptStore, ReportStore, StateArchiveStore
 {
     /// Closes the store's connections; call once, after the last use.
     func shutdown() async throws

@@ -3,7 +3,8 @@
 /// Keys of DESIGN.md (fixed): `exam_plan:{plan_id}`, `exam_candidate:{candidate_id}:status`.
 /// Keys ExamBell adds for live counts: `exam_ack:{plan_id}` (hash: candidate id → when its
 /// browser acknowledged the end), `exam_presence:{plan_id}` (hash: socket node id →
-/// `Presence`), and the exam day's receipts: `exam_locked:{plan_id}` (candidate id → when its
+/// `PresenceHeader`) with `exam_presence:{plan_id}:{node_id}` (hash: the node's members, subject
+/// → role), and the exam day's receipts: `exam_locked:{plan_id}` (candidate id → when its
 /// page reported the lock), `exam_time_ack:{plan_id}` (candidate id → the planned end its
 /// page acknowledged) and `exam_announcement_ack:{plan_id}` (`{announcementId}:{candidate id}`
 /// → when it was seen); and for the exam report, `exam_connections:{plan_id}` (`ExamConnections`).
@@ -125,24 +126,39 @@ extension StateStore {
         return seen
     }
 
-    /// Publishes what one socket node holds of a plan; an empty presence removes the node.
-    public func setPresence(examId: String, nodeId: String, _ presence: Presence) async throws {
-        if presence.candidates.isEmpty && presence.proctors.isEmpty {
+    /// Publishes one socket node's tick of an exam's presence: its members that changed (or
+    /// all of them, `update.full`) into `exam_presence:{plan_id}:{node_id}` (subject → role),
+    /// then its counts and heartbeat into `exam_presence:{plan_id}`. A node left with no
+    /// browser of the exam removes both.
+    public func publishPresence(examId: String, nodeId: String, _ update: PresenceUpdate) async throws {
+        let members = Self.presenceMembersKey(examId, nodeId: nodeId)
+        if update.candidates == 0 && update.proctors == 0 {
+            try await delete([members])
             try await deleteField(Self.presenceKey(examId), field: nodeId)
-        } else {
-            try await setField(Self.presenceKey(examId), field: nodeId, value: presence.json)
+            return
         }
+        if update.full { try await delete([members]) }
+        try await setFields(members, update.present.map { ($0.key, $0.value.rawValue) })
+        try await deleteFields(members, update.absent)
+        try await setField(Self.presenceKey(examId), field: nodeId, value: update.header.json)
     }
 
-    /// Who is connected to a plan over all socket nodes, ignoring nodes silent since `freshAfter`.
+    /// Who is connected to a plan over all socket nodes, ignoring nodes silent since `freshAfter`:
+    /// the fresh nodes' members (one read per node).
     public func presence(examId: String, freshAfter: Timestamp) async throws -> Presence {
         var merged = Presence(candidates: [], proctors: [], updated: freshAfter)
-        for value in try await fields(Self.presenceKey(examId)).values {
-            guard let presence = Presence(json: value), presence.updated >= freshAfter else { continue }
-            merged.candidates.formUnion(presence.candidates)
-            merged.proctors.formUnion(presence.proctors)
+        for (nodeId, value) in try await fields(Self.presenceKey(examId)) {
+            guard let header = PresenceHeader(json: value), header.updated >= freshAfter else { continue }
+            for (subject, role) in try await fields(Self.presenceMembersKey(examId, nodeId: nodeId)) {
+                if role == SessionRole.proctor.rawValue { merged.proctors.insert(subject) } else { merged.candidates.insert(subject) }
+            }
         }
         return merged
+    }
+
+    /// Every presence key of a plan: the heartbeats and each node's members.
+    public func presenceKeys(examId: String) async throws -> [String] {
+        [Self.presenceKey(examId)] + (try await fields(Self.presenceKey(examId))).keys.map { Self.presenceMembersKey(examId, nodeId: $0) }
     }
 
     /// What final sync copies from the state store of an ended exam, in brief: its plan key
@@ -157,18 +173,33 @@ extension StateStore {
 
     static func ackKey(_ examId: String) -> String { "exam_ack:\(examId)" }
     static func presenceKey(_ examId: String) -> String { "exam_presence:\(examId)" }
+    static func presenceMembersKey(_ examId: String, nodeId: String) -> String { "exam_presence:\(examId):\(nodeId)" }
 }
 
-/// The browsers one socket node holds for one exam, refreshed by a heartbeat.
+/// Who is connected to an exam over the socket nodes (`StateStore.presence`).
 public struct Presence: Sendable, Hashable {
     public var candidates: Set<String>
     public var proctors: Set<String>
-    /// When the node last wrote it.
+    /// The freshness it was read with.
+    public var updated: Timestamp
+
+    public init(candidates: Set<String>, proctors: Set<String>, updated: Timestamp) {
+        self.candidates = candidates
+        self.proctors = proctors
+        self.updated = updated
+    }
+}
+
+/// One socket node's heartbeat of an exam (`exam_presence:{plan_id}`, field: node id): how many
+/// candidates and proctors it holds, when it last wrote, and its process.
+public struct PresenceHeader: Sendable, Hashable, Codable {
+    public var candidates: Int
+    public var proctors: Int
     public var updated: Timestamp
     /// The node's process (`ConnectionSpan.instance`): whose open spans it keeps alive.
     public var instance: String?
 
-    public init(candidates: Set<String>, proctors: Set<String>, updated: Timestamp, instance: String? = nil) {
+    public init(candidates: Int, proctors: Int, updated: Timestamp, instance: String?) {
         self.candidates = candidates
         self.proctors = proctors
         self.updated = updated
@@ -177,23 +208,35 @@ public struct Presence: Sendable, Hashable {
 
     var json: String {
         JSONText.object([
-            "candidates": JSONText.array(candidates.sorted()),
-            "instance": instance.map(JSONText.string) ?? "null",
-            "proctors": JSONText.array(proctors.sorted()),
+            "candidates": String(candidates), "instance": instance.map(JSONText.string) ?? "null", "proctors": String(proctors),
             "updated": JSONText.string(updated.iso8601),
         ])
     }
 
     init?(json: String) {
-        struct Wire: Decodable {
-            var candidates: [String]
-            var proctors: [String]
-            var updated: Timestamp
-            var instance: String?
-        }
-        guard let wire = try? JSONText.decode(Wire.self, from: json) else { return nil }
-        self.init(candidates: Set(wire.candidates), proctors: Set(wire.proctors), updated: wire.updated, instance: wire.instance)
+        guard let header = try? JSONText.decode(Self.self, from: json) else { return nil }
+        self = header
     }
+}
+
+/// What a socket node publishes of one exam on a presence tick: its heartbeat, and the members
+/// that arrived (`present`) or left (`absent`) since its last tick, not every member each time;
+/// all of them when `full` (its first tick, after a failed one, and now and then).
+public struct PresenceUpdate: Sendable {
+    public var header: PresenceHeader
+    public var present: [String: SessionRole]
+    public var absent: [String]
+    public var full: Bool
+
+    public init(header: PresenceHeader, present: [String: SessionRole] = [:], absent: [String] = [], full: Bool = false) {
+        self.header = header
+        self.present = present
+        self.absent = absent
+        self.full = full
+    }
+
+    public var candidates: Int { header.candidates }
+    public var proctors: Int { header.proctors }
 }
 
 /// The candidates' connection spans (`Connectivity`): `exam_connections:{plan_id}`, a hash of
@@ -233,8 +276,8 @@ extension StateStore {
     public func instancesLastSeen(examId: String, freshAfter: Timestamp, now: Int64) async throws -> [String: Int64] {
         var seen: [String: Int64] = [:]
         for value in try await fields(Self.presenceKey(examId)).values {
-            guard let presence = Presence(json: value), let instance = presence.instance else { continue }
-            seen[instance] = presence.updated >= freshAfter ? now : presence.updated.secondsSince1970 * 1000
+            guard let header = PresenceHeader(json: value), let instance = header.instance else { continue }
+            seen[instance] = header.updated >= freshAfter ? now : header.updated.secondsSince1970 * 1000
         }
         return seen
     }

@@ -24,8 +24,8 @@ public protocol StateStore: Sendable {
     /// Sets fields of the hash at `key` in one round trip (`HSET key f1 v1 f2 v2 …`); none: nothing.
     func setFields(_ key: String, _ fields: [(field: String, value: String)]) async throws
 
-    /// Deletes one field of the hash at `key` (`HDEL`).
-    func deleteField(_ key: String, field: String) async throws
+    /// Deletes fields of the hash at `key` in one round trip (`HDEL key f1 f2 …`); none: nothing.
+    func deleteFields(_ key: String, _ fields: [String]) async throws
 
     /// Every field of the hash at `key` (`HGETALL`).
     func fields(_ key: String) async throws -> [String: String]
@@ -46,5 +46,10 @@ extension StateStore {
     /// Sets one field of the hash at `key` (`HSET`).
     public func setField(_ key: String, field: String, value: String) async throws {
         try await setFields(key, [(field, value)])
+    }
+
+    /// Deletes one field of the hash at `key` (`HDEL`).
+    public func deleteField(_ key: String, field: String) async throws {
+        try await deleteFields(key, [field])
     }
 }

@@ -1,5 +1,7 @@
 import ExamBellCore
+import ExamBellRuntime
 import Logging
+import Synchronization
 
 /// The one owner of delivering a committed outbox row, called the same way by the request that
 /// wrote it and by the background relay (which only claims rows nobody delivered):
@@ -20,42 +22,59 @@ public struct Delivery: Sendable {
     package let queue: any ExamEndQueue
     package let events: any ExamEndQueue
     package let logger: Logger
+    /// On a node that also runs sockets: its hub's hand-off of an end, which the end's
+    /// bookkeeping waits for (at most `handOffBound`), so that it does not share the fan-out's
+    /// cores. Nil on a web node alone: its socket nodes run elsewhere.
+    package let handOff: FanOutHandOff?
+    package let handOffBound: Duration
 
     package init(
-        store: any OutboxStore & PeopleStore & ExamPlanStore, state: any StateStore, queue: any ExamEndQueue, events: any ExamEndQueue, logger: Logger
+        store: any OutboxStore & PeopleStore & ExamPlanStore, state: any StateStore, queue: any ExamEndQueue, events: any ExamEndQueue,
+        logger: Logger,
+        handOff: FanOutHandOff? = nil, handOffBound: Duration = .seconds(1)
     ) {
         self.store = store
         self.state = state
         self.queue = queue
         self.events = events
         self.logger = logger
+        self.handOff = handOff
+        self.handOffBound = handOffBound
     }
 
-    /// How far a delivery went: the browsers' path written (with how many candidates' keys an
-    /// end wrote; 0 for an event) and when, and whether the row was settled.
-    public struct Delivered: Sendable {
+    /// How far the browsers' path went: how many candidates' keys an end wrote (0 for an
+    /// event); when the queue entry was published; for an end this node's hub fanned out,
+    /// when the hub had written it to every browser (or the wait's bound passed); when the
+    /// path was done.
+    public struct Told: Sendable {
         public var candidateKeys: Int
-        public var told: ContinuousClock.Instant
+        public var published: ContinuousClock.Instant
+        public var handedOff: ContinuousClock.Instant?
+        public var done: ContinuousClock.Instant
+    }
+
+    /// How far a delivery went: told (see `Told`), and whether the row was settled.
+    public struct Delivered: Sendable {
+        public var told: Told
         public var settled: Bool
     }
 
     /// Delivers `entry`: tells, then settles. Nil when not even told (the row is left to the relay).
     @discardableResult
     public func deliver(_ entry: OutboxEntry) async -> Delivered? {
-        guard let keys = await tell(entry) else { return nil }
-        let told = ContinuousClock.now
-        return Delivered(candidateKeys: keys, told: told, settled: await settle(entry))
+        guard let told = await tell(entry) else { return nil }
+        return Delivered(told: told, settled: await settle(entry))
     }
 
-    /// The row's path to the browsers; how many candidates' keys an end wrote (0 for an
-    /// event), or nil (logged).
-    package func tell(_ entry: OutboxEntry) async -> Int? {
+    /// The row's path to the browsers, or nil (logged).
+    package func tell(_ entry: OutboxEntry) async -> Told? {
         do {
             switch entry.content {
             case .examEnd(let message): return try await tellEnd(message)
             case .event(let event):
                 try await tellEvent(event)
-                return 0
+                let now = ContinuousClock.now
+                return Told(candidateKeys: 0, published: now, done: now)
             }
         } catch {
             logger.warning("outbox entry not published yet", metadata: ["outboxId": "\(entry.id)", "examId": "\(entry.examId)", "error": "\(error)"])
@@ -82,22 +101,46 @@ public struct Delivery: Sendable {
         }
     }
 
-    /// An end's path: the plan key first, then `exam_end` published while the candidates' ids
-    /// are read and their keys written in one round trip (the browsers are told without
-    /// waiting for 10,000 ids). Both branches are attempted even when one fails; the first
-    /// failure is thrown. Returns how many candidate keys were written.
+    /// An end's path: the plan key first, then `exam_end` published and the candidates' ids
+    /// read and their keys written in one round trip (the browsers are told without waiting
+    /// for 10,000 ids). On a web node alone the two run at once; on a node whose own hub fans
+    /// the end out, the ids and keys wait until the hub wrote every browser's frame (at most
+    /// `handOffBound`). Both are attempted even when one fails; the first failure is thrown.
     @discardableResult
-    package func tellEnd(_ message: ExamEndQueueMessage) async throws -> Int {
+    package func tellEnd(_ message: ExamEndQueueMessage) async throws -> Told {
         try await state.writeEnded(examId: message.examId, at: message.timestamp)
-        let (_, count) = try await Self.attemptBoth(
-            { try await queue.publish(message) },
-            {
-                let ids = try await store.candidateIds(examId: message.examId)
-                try await state.writeEnded(candidateIds: ids, at: message.timestamp)
-                return ids.count
-            }
-        )
-        return count
+        let keys: @Sendable () async throws -> Int = {
+            let ids = try await store.candidateIds(examId: message.examId)
+            try await state.writeEnded(candidateIds: ids, at: message.timestamp)
+            return ids.count
+        }
+        guard let handOff else {
+            let published = PublishedAt()
+            let (_, count) = try await Self.attemptBoth(
+                {
+                    try await queue.publish(message)
+                    published.mark()
+                },
+                keys
+            )
+            return Told(candidateKeys: count, published: published.instant ?? .now, done: .now)
+        }
+        let key = FanOutHandOff.key(examId: message.examId, at: message.timestamp)
+        handOff.expect(key)
+        var failure: (any Error)?
+        do { try await queue.publish(message) } catch {
+            failure = error
+            handOff.forget(key)
+        }
+        let published = ContinuousClock.now
+        var handedOff: ContinuousClock.Instant?
+        if failure == nil {
+            _ = await handOff.wait(key, atMost: handOffBound)
+            handedOff = .now
+        }
+        let count = try await keys()
+        if let failure { throw failure }
+        return Told(candidateKeys: count, published: published, handedOff: handedOff, done: .now)
     }
 
     /// An exam-day event's path: candidates ended alone get their keys (completed at their
@@ -111,6 +154,13 @@ public struct Delivery: Sendable {
             { try await state.writeEnded(candidateIds: ended.candidateIds, at: ended.timestamp) },
             { try await events.publish(event) }
         )
+    }
+
+    /// When the queue entry went out, from the branch that published it.
+    private final class PublishedAt: Sendable {
+        private let at = Mutex<ContinuousClock.Instant?>(nil)
+        func mark() { at.withLock { $0 = .now } }
+        var instant: ContinuousClock.Instant? { at.withLock { $0 } }
     }
 
     /// Runs both at once and waits for both, even when one fails; throws the first failure.

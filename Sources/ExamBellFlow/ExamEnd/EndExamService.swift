@@ -73,14 +73,21 @@ public struct EndExamService: Sendable {
                 await faults.reach(.afterEndCommit)
                 let delivered = await outbox.delivery.deliver(entry)
                 let settled = ContinuousClock.now
+                let told = delivered?.told
+                // The phases, in order: publishMs (commit → queue entry), fanOutMs (→ this node's
+                // hub wrote every browser; "-" when the browsers are on other nodes), keysMs
+                // (→ the candidates' keys), settleMs (→ the outbox row and the candidates' rows).
+                let fanOut = told?.handedOff
                 logger.info(
                     "exam ended",
                     metadata: [
                         "examId": "\(examId)", "endId": "\(examId)@\(endDatetime.iso8601)", "actor": "\(actor)",
-                        "candidates": "\(delivered.map { String($0.candidateKeys) } ?? "not told yet")",
+                        "candidates": "\(told.map { String($0.candidateKeys) } ?? "not told yet")",
                         "validateMs": "\(Self.ms(validated - started))", "commitMs": "\(Self.ms(committed - validated))",
-                        "publishMs": "\(Self.ms((delivered?.told ?? settled) - committed))",
-                        "settleMs": "\(Self.ms(settled - (delivered?.told ?? settled)))",
+                        "publishMs": "\(Self.ms((told?.published ?? settled) - committed))",
+                        "fanOutMs": "\(fanOut.map { Self.ms($0 - told!.published) } ?? "-")",
+                        "keysMs": "\(Self.ms((told?.done ?? settled) - (fanOut ?? told?.published ?? settled)))",
+                        "settleMs": "\(Self.ms(settled - (told?.done ?? settled)))",
                     ]
                 )
                 if let delay = syncAfterEnd { finalSync.scheduleSync(examId: examId, after: delay) }

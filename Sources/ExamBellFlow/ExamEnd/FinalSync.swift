@@ -33,11 +33,15 @@ public struct FinalSync: Service {
     }
 
     /// The DB's plans and candidates (the truth) and where the receipts are copied.
-    package let store: any ExamPlanStore & PeopleStore & ExamDayStore
+    package let store: any ExamPlanStore & PeopleStore & ExamDayStore & StateArchiveStore
     package let state: any StateStore
     package let interval: Duration
     /// How long after its end an exam stays in the periodic pass.
     package let window: Duration
+    /// How long after its end an exam's sessions stay open (`SessionClosing`): after that its
+    /// candidates' keys are neither read nor rewritten, and its state is retired
+    /// (`retireClosed`). Nil: never.
+    package let closeAfter: Duration?
     /// Exams to look at on the next pass whatever their age, and ended exams found settled.
     private let dirty = DirtyExams()
     /// This node's name, as the owner of the sync locks it takes.
@@ -49,13 +53,14 @@ public struct FinalSync: Service {
     private let requested: AsyncStream<(examId: String, due: ContinuousClock.Instant)>.Continuation
 
     package init(
-        store: any ExamPlanStore & PeopleStore & ExamDayStore, state: any StateStore, interval: Duration,
-        window: Duration = .seconds(600), nodeId: String, logger: Logger, faults: FaultPoints = .none
+        store: any ExamPlanStore & PeopleStore & ExamDayStore & StateArchiveStore, state: any StateStore, interval: Duration,
+        window: Duration = .seconds(600), closeAfter: Duration? = nil, nodeId: String, logger: Logger, faults: FaultPoints = .none
     ) {
         self.store = store
         self.state = state
         self.interval = interval
         self.window = window
+        self.closeAfter = closeAfter
         self.nodeId = nodeId
         self.logger = logger
         self.faults = faults
@@ -109,7 +114,7 @@ public struct FinalSync: Service {
         }
     }
 
-    private func reconcileLocked(examId: String) async throws -> Report {
+    func reconcileLocked(examId: String) async throws -> Report {
         var report = Report()
         guard let plan = try await store.exam(examId), plan.status != .scheduled else { return report }
         var candidates = try await store.candidates(examId: examId)
@@ -181,7 +186,9 @@ public struct FinalSync: Service {
         if planCached != planTruth {
             rewrite.append((PlanStateValue.key(examId), planTruth.json))
         }
-        for candidate in candidates {
+        // Once the exam's sessions closed nobody reads its candidates' keys: they are not
+        // rewritten (its state is retired, `retireClosed`).
+        for candidate in candidates where !sessionsClosed(fresh) {
             let truth = CandidateStateValue(candidate)
             let cached = raw[candidate.candidateId].flatMap(CandidateStateValue.init(json:))
             let wrong: Bool
@@ -256,6 +263,7 @@ public struct FinalSync: Service {
     private func periodicPasses() async {
         while !Task.isCancelled {
             await reconcileAll()
+            await retireClosed()
             try? await Task.sleep(for: interval)
         }
     }

@@ -47,13 +47,17 @@ public struct HSET: RedisCommand {
     }
 }
 
-/// `HDEL key field`.
+/// `HDEL key field [field …]`.
 public struct HDEL: RedisCommand {
     public typealias Response = Void
     public let command: RESPCommand
 
     public init(_ key: String, field: String) {
         command = ["HDEL", key, field]
+    }
+
+    public init(_ key: String, fields: [String]) {
+        command = RESPCommand(["HDEL", key] + fields)
     }
 }
 
