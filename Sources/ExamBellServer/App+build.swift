@@ -70,7 +70,7 @@ public struct ExamBellNode: Sendable {
         let handOff = configuration.roles.isSuperset(of: [.web, .socket]) ? FanOutHandOff() : nil
         let delivery = Delivery(
             store: backends.store, state: backends.state, queue: backends.queue, events: backends.events, logger: logger,
-            handOff: handOff)
+            handOff: handOff, handOffBound: configuration.endHandOffBound)
         let relay = OutboxRelay(
             outbox: backends.store, delivery: delivery, interval: configuration.outboxInterval, lease: configuration.outboxLease,
             logger: logger

@@ -122,6 +122,9 @@ public struct ExamBellConfiguration: Sendable {
     /// How long after an end's broadcast its exam is reconciled (time for the browsers' acks
     /// to arrive); nil for no sync of its own beyond the periodic one.
     public var syncAfterEnd: Duration? = .seconds(5)
+    /// On a node running both roles, how long an end's bookkeeping waits at most for this
+    /// node's hub to have written the end to its browsers (`FanOutHandOff`).
+    public var endHandOffBound: Duration = .seconds(1)
     /// How often a socket node pings browsers; one that misses a pong is dropped.
     public var pingInterval: Duration = .seconds(30)
     /// How often a socket node refreshes its presence in the state store.

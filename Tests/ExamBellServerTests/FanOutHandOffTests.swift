@@ -2,6 +2,7 @@ import ExamBellCore
 import ExamBellRuntime
 import ExamBellServer
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
@@ -48,21 +49,32 @@ struct FanOutHandOffTests {
         #expect(handOff.remembered == 0)
     }
 
-    @Test("the candidates' keys are written only once the node's hub broadcast the end; the plan key before it")
-    func keysAfterFanOut() async throws {
+    /// A node (memory engine) whose socket consumer is held once it read the end's entry; the
+    /// end request is under way in `ending`. No sync after the end and no periodic pass: only
+    /// the end itself writes the candidates' keys here.
+    func withEndHeldAtConsumer(
+        waitingAtMost bound: Duration, _ body: @escaping @Sendable (TestNode, Task<HTTPResponse.Status, any Error>, HeldPoint) async throws -> Void
+    ) async throws {
         let held = HeldPoint(.socketAfterRead)
-        // No sync after the end and no periodic pass: only the end itself writes the keys here.
-        let test = try await TestNode(syncAfterEnd: nil, syncInterval: .zero, faults: FaultPoints(held.hook))
+        let test = try await TestNode(syncAfterEnd: nil, syncInterval: .zero, faults: FaultPoints(held.hook)) {
+            $0.endHandOffBound = bound
+        }
         try await test.node.application.test(.router) { client in
             _ = try await client.makeExam("e1", candidates: 3)
             held.arm()
             defer { held.release() }
             let ending = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"test"}"#).status }
             try await bounded("the socket node read the end's entry", within: .seconds(10)) { await held.reached() }
+            try await body(test, ending, held)
+        }
+    }
+
+    @Test("the candidates' keys are written only once the node's hub broadcast the end; the plan key before it")
+    func keysAfterFanOut() async throws {
+        try await withEndHeldAtConsumer(waitingAtMost: .seconds(600)) { test, ending, held in
             let state = test.backends.state
             #expect(try await state.plan("e1")?.status == .completed, "a browser joining now learns of the end")
-            // The wait is 1 s at most; within it, nothing of the bookkeeping ran.
-            try await Task.sleep(for: .milliseconds(300))
+            try await Task.sleep(for: .milliseconds(300))  // time the bookkeeping would have had
             #expect(try await state.candidates(["e1-c1"])["e1-c1"]?.status == .inProgress, "the keys wait for the fan-out")
             held.release()
             #expect(try await bounded("the end's answer", within: .seconds(10)) { try await ending.value } == .ok)
@@ -73,14 +85,7 @@ struct FanOutHandOffTests {
 
     @Test("a consumer held past the wait's bound does not hold the end's answer; the keys are written all the same")
     func boundedWait() async throws {
-        let held = HeldPoint(.socketAfterRead)
-        let test = try await TestNode(syncAfterEnd: nil, syncInterval: .zero, faults: FaultPoints(held.hook))
-        try await test.node.application.test(.router) { client in
-            _ = try await client.makeExam("e1", candidates: 3)
-            held.arm()
-            defer { held.release() }
-            let ending = Task { try await client.call(.post, "/api/exams/e1/end", json: #"{"reason":"test"}"#).status }
-            try await bounded("the socket node read the end's entry", within: .seconds(10)) { await held.reached() }
+        try await withEndHeldAtConsumer(waitingAtMost: .milliseconds(500)) { test, ending, _ in
             #expect(try await bounded("the end's answer, the consumer still held", within: .seconds(10)) { try await ending.value } == .ok)
             let keys = try await test.backends.state.candidates(["e1-c1", "e1-c2", "e1-c3"])
             #expect(keys.values.allSatisfy { $0.status == .completed } && keys.count == 3)

@@ -97,17 +97,24 @@ public struct FinalSync: Service {
     public var dirtyExams: Set<String> { dirty.exams.withLock { $0 } }
 
     package func reconcileOrThrow(examId: String) async throws -> Report {
-        // Only one node syncs a given exam at a time; a node that finds it taken leaves it.
-        let lockKey = "exam_sync_lock:\(examId)"
-        guard try await state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else {
+        let report = try await withSyncLock(examId: examId) { try await reconcileLocked(examId: examId) }
+        guard let report else {
             var report = Report()
             report.lockedElsewhere = true
             return report
         }
+        return report
+    }
+
+    /// Runs `body` holding exam `examId`'s sync lock; nil when another node holds it (only one
+    /// node syncs or retires a given exam at a time; a node that finds it taken leaves it).
+    func withSyncLock<R: Sendable>(examId: String, _ body: () async throws -> R) async throws -> R? {
+        let lockKey = "exam_sync_lock:\(examId)"
+        guard try await state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return nil }
         do {
-            let report = try await reconcileLocked(examId: examId)
+            let result = try await body()
             try? await state.unlock(lockKey, owner: nodeId)
-            return report
+            return result
         } catch {
             try? await state.unlock(lockKey, owner: nodeId)
             throw error

@@ -38,16 +38,7 @@ extension FinalSync {
     /// False when it is left for a later pass (another node holds the lock, or the
     /// reconcile copied something). A retire cut short is done again whole by the next pass.
     package func retire(examId: String) async throws -> Bool {
-        let lockKey = "exam_sync_lock:\(examId)"
-        guard try await state.lock(lockKey, owner: nodeId, ttl: .seconds(30)) else { return false }
-        do {
-            let retired = try await retireLocked(examId: examId)
-            try? await state.unlock(lockKey, owner: nodeId)
-            return retired
-        } catch {
-            try? await state.unlock(lockKey, owner: nodeId)
-            throw error
-        }
+        try await withSyncLock(examId: examId) { try await retireLocked(examId: examId) } ?? false
     }
 
     private func retireLocked(examId: String) async throws -> Bool {
